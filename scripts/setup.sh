@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create .venv (once) and install circuitscope with every extra into it.
+# Sourced by book.sh and test.sh, so each quick-start command works on a fresh machine.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${CIRCUITSCOPE_VENV:-$root/.venv}"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+# PIP_FIND_LINKS is emptied so pip takes torch from the package index: a local CPU-only torch
+# wheel would not match the index's torchvision.
+stamp="$venv/.circuitscope-installed"
+if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
+  PIP_FIND_LINKS= "$venv/bin/python" -m pip install --disable-pip-version-check -q -e "$root[dev]" \
+    2> >(grep -v "^WARNING: Location" >&2)
+  "$venv/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
+  touch "$stamp"
+fi
+export PATH="$venv/bin:$PATH"

@@ -1,0 +1,80 @@
+"""Activations of InceptionV1 by the names the papers use.
+
+``activations(model, images, ["mixed4a", "mixed4a_3x3_pre_relu"])`` runs the model only as far
+as the deepest name asked for and returns the values by name; gradients flow through them.
+``capture`` does the same for any forward pass with temporary forward hooks.
+"""
+
+from __future__ import annotations
+
+import difflib
+from contextlib import contextmanager
+from typing import Iterable, Iterator
+
+import torch
+
+from .models.inceptionv1 import LAYER_NAMES, MAIN_LAYERS
+
+
+def check_layer_names(model: torch.nn.Module, names: Iterable[str]) -> list[str]:
+    """Return ``names`` as a list; raise ``KeyError`` listing the valid names for an unknown one."""
+    names = [names] if isinstance(names, str) else list(names)
+    valid = getattr(model, "layer_names", LAYER_NAMES)
+    for name in names:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise KeyError(
+                f"unknown layer name {name!r}.{hint}\nMain layers: {', '.join(MAIN_LAYERS)}.\n"
+                "Also: '<layer>_pre_relu' for any conv or block, and branches "
+                "'<block>_1x1', '_3x3_bottleneck', '_3x3', '_5x5_bottleneck', '_5x5', '_pool', "
+                "'_pool_reduce' (e.g. 'mixed4a_3x3_pre_relu'). All names: model.layer_names."
+            )
+    return names
+
+
+def activations(model, images: torch.Tensor, layers: str | Iterable[str]) -> dict[str, torch.Tensor]:
+    """Named activations of ``images: (N, 3, H, W)`` float in [0, 1].
+
+    Returns ``{name: (N, C, H', W')}`` (``(N, 1008)`` for logits/softmax) for each name in
+    ``layers``, in the order asked. Computes nothing past the deepest name. Runs under the
+    caller's grad mode, so wrap it in ``torch.no_grad()`` when no gradient is needed.
+    """
+    wanted = check_layer_names(model, layers)
+    remaining = set(wanted)
+    found: dict[str, torch.Tensor] = {}
+    images = images.to(model.device)
+    for name, value in model.named_forward(images):
+        if name in remaining:
+            found[name] = value
+            remaining.discard(name)
+            if not remaining:
+                break
+    return {name: found[name] for name in wanted}
+
+
+@contextmanager
+def capture(model, layers: str | Iterable[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Record named values during any forward pass inside the ``with`` block.
+
+    >>> with capture(model, ["mixed3b"]) as acts:
+    ...     logits = model(images)
+    >>> acts["mixed3b"].shape  # (N, 480, 28, 28)
+
+    The hooks are removed when the block ends, even on an error.
+    """
+    names = check_layer_names(model, layers)
+    store: dict[str, torch.Tensor] = {}
+
+    def hook_for(name: str):
+        def hook(_module, _inputs, output):
+            store[name] = output
+
+        return hook
+
+    handles = [model.hook_points[n].register_forward_hook(hook_for(n)) for n in names]
+    try:
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()

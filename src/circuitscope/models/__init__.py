@@ -1,0 +1,74 @@
+"""InceptionV1 and its weights: the model every chapter studies."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+from ..device import get_device
+from .inceptionv1 import BLOCKS, LAYER_CHANNELS, LAYER_NAMES, MAIN_LAYERS, InceptionV1
+from .synthetic import init_synthetic
+from .weights import (
+    WeightsError,
+    WeightsUnavailableError,
+    file_state_dict,
+    lucid_state_dict,
+)
+
+__all__ = ["InceptionV1", "load_inceptionv1", "BLOCKS", "LAYER_NAMES", "LAYER_CHANNELS", "MAIN_LAYERS"]
+
+SYNTHETIC_WARNING = (
+    "Using SYNTHETIC weights: the real InceptionV1 weights could not be had, so a deterministic "
+    "stand-in is used. It shows how the methods work, not what InceptionV1 learned; every "
+    "figure made with it says so."
+)
+
+
+def load_inceptionv1(
+    weights: str | os.PathLike = "auto",
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> InceptionV1:
+    """InceptionV1 in eval mode, frozen, on ``device`` (default: :func:`get_device`).
+
+    ``weights``:
+      * ``"lucid"``: the real weights (``$CIRCUITSCOPE_WEIGHTS``, else the cache, else a
+        verified download); raises :class:`WeightsUnavailableError` with manual steps if none.
+      * ``"synthetic"``: the seeded stand-in (``model.is_synthetic`` is True).
+      * ``"auto"``: ``"lucid"`` if it can be had, else ``"synthetic"`` with a warning.
+      * a path: that weight file, checked by names and shapes (a warning if its hash differs).
+    """
+    model = InceptionV1()
+    if weights == "synthetic":
+        init_synthetic(model)
+    elif weights in ("lucid", "auto"):
+        try:
+            state, source = lucid_state_dict(progress=progress)
+        except WeightsUnavailableError as err:
+            if weights == "lucid":
+                raise
+            warnings.warn(f"{SYNTHETIC_WARNING}\n{err}", UserWarning, stacklevel=2)
+            init_synthetic(model)
+        else:
+            _load(model, state, source)
+    elif isinstance(weights, (str, os.PathLike)) and (
+        isinstance(weights, os.PathLike) or os.sep in weights or weights.endswith((".pth", ".pt", ".zip"))
+    ):
+        _load(model, *file_state_dict(weights))
+    else:
+        raise ValueError(
+            f"weights={weights!r} is not understood: use 'auto', 'lucid', 'synthetic' or a path "
+            "to an inception5h.pth file"
+        )
+    return model.to(get_device(device)).eval()
+
+
+def _load(model: InceptionV1, state: dict, source: str) -> None:
+    model.load_state_dict(state, strict=True)
+    model.is_synthetic = False
+    model.weights_source = source
+
+
+__all__ += ["WeightsError", "WeightsUnavailableError"]
