@@ -374,7 +374,8 @@ def test_zip_with_right_sha256_converts(tmp_path, full_graph):
     state = state_dict_from_inception5h_zip(path, expected_sha256=digest.upper(), spec=SPEC)
     assert list(state) == list(SPEC)
     expected = to_torch_layout(arrays["mixed4a_3x3_bottleneck_w"])
-    assert torch.equal(state["mixed4a_3x3_bottleneck_pre_relu_conv.weight"], torch.from_numpy(expected.copy()))
+    got = state["mixed4a_3x3_bottleneck_pre_relu_conv.weight"]
+    assert torch.equal(got, torch.from_numpy(expected.copy()))
     assert torch.equal(state["softmax2_pre_activation_matmul.weight"],
                        torch.from_numpy(arrays["softmax2_w"].T.copy()))
 

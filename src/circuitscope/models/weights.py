@@ -167,7 +167,11 @@ def fetch(name: str, progress: bool = True) -> Path:
         download(remote.url, path, progress=progress)
     except OSError as err:  # URLError, HTTPError, timeouts and disk errors are all OSErrors
         raise WeightsUnavailableError(_manual_steps(remote, f"download failed: {err}")) from err
-    remote.verify(path)
+    try:
+        remote.verify(path)
+    except WeightsHashError:
+        path.unlink()  # never leave an unverified file where the next call would trust it
+        raise
     return path
 
 
@@ -289,7 +293,10 @@ def _read_verified(name: str, path: Path) -> dict[str, torch.Tensor]:
     if name == "inception5h.zip":
         from .graphdef import state_dict_from_inception5h_zip
 
-        state = state_dict_from_inception5h_zip(path, expected_shapes())
+        try:
+            state = state_dict_from_inception5h_zip(path, spec=expected_shapes())
+        except ValueError as err:  # the converter's own checks: say which file failed
+            raise WeightsCorruptError(f"{path} could not be converted: {err}") from err
     else:
         state = read_state_dict(path)
     check_state_dict(state, str(path))
@@ -301,6 +308,8 @@ def file_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], s
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"no weight file at {path}")
+    if path.suffix == ".zip":  # the original TensorFlow release, verified by SHA-256
+        return _read_verified("inception5h.zip", path), f"{path} (converted from the original graph)"
     digest = git_blob_sha1(path)
     if digest != DATA_HUB["inception5h.pth"].git_blob_sha1:
         warnings.warn(

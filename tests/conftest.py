@@ -1,0 +1,38 @@
+"""Shared fixtures. Tests never touch the network or the user's weight cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+# Set before circuitscope is imported anywhere: offline, a private cache, the CPU profile.
+os.environ["CIRCUITSCOPE_OFFLINE"] = "1"
+os.environ.setdefault("CIRCUITSCOPE_PROFILE", "cpu")
+os.environ.setdefault("CIRCUITSCOPE_DEVICE", "cpu")
+_REAL_WEIGHTS = os.environ.pop("CIRCUITSCOPE_WEIGHTS", None)  # only the parity test may use them
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("CIRCUITSCOPE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_model():
+    """The synthetic InceptionV1 on the CPU (built once per session; do not modify it)."""
+    import circuitscope as cs
+
+    return cs.load_inceptionv1("synthetic", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def real_weights_path():
+    """Path to the real inception5h.pth, or skip: it cannot be downloaded on CI machines."""
+    if not _REAL_WEIGHTS or not Path(_REAL_WEIGHTS).is_file():
+        pytest.skip("real InceptionV1 weights not available (set CIRCUITSCOPE_WEIGHTS to inception5h.pth)")
+    return Path(_REAL_WEIGHTS)
