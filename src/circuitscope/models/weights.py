@@ -276,7 +276,7 @@ def lucid_state_dict(progress: bool = True) -> tuple[dict[str, torch.Tensor], st
             raise WeightsUnavailableError(f"${ENV_WEIGHTS} points to {path}, which is not a file.")
         name = "inception5h.zip" if path.suffix == ".zip" else "inception5h.pth"
         DATA_HUB[name].verify(path)
-        return _read_verified(name, path), f"{path} (from ${ENV_WEIGHTS}, hash verified)"
+        return read_verified(name, path), f"{path} (from ${ENV_WEIGHTS}, hash verified)"
     cached = [n for n in ("inception5h.pth", "inception5h.zip") if (cache_dir() / n).exists()]
     errors = []
     for name in cached + [n for n in ("inception5h.pth", "inception5h.zip") if n not in cached]:
@@ -285,11 +285,11 @@ def lucid_state_dict(progress: bool = True) -> tuple[dict[str, torch.Tensor], st
         except WeightsUnavailableError as err:
             errors.append(err)
             continue
-        return _read_verified(name, path), f"{path} (hash verified)"
+        return read_verified(name, path), f"{path} (hash verified)"
     raise errors[0]
 
 
-def _read_verified(name: str, path: Path) -> dict[str, torch.Tensor]:
+def read_verified(name: str, path: Path) -> dict[str, torch.Tensor]:
     if name == "inception5h.zip":
         from .graphdef import state_dict_from_inception5h_zip
 
@@ -309,7 +309,7 @@ def file_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], s
     if not path.is_file():
         raise FileNotFoundError(f"no weight file at {path}")
     if path.suffix == ".zip":  # the original TensorFlow release, verified by SHA-256
-        return _read_verified("inception5h.zip", path), f"{path} (converted from the original graph)"
+        return read_verified("inception5h.zip", path), f"{path} (converted from the original graph)"
     digest = git_blob_sha1(path)
     if digest != DATA_HUB["inception5h.pth"].git_blob_sha1:
         warnings.warn(

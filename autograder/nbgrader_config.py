@@ -1,0 +1,71 @@
+"""nbgrader configuration for the circuitscope course.
+
+Run the standard commands from this folder (``cd autograder``): ``nbgrader generate_assignment
+ch1_introduction``, ``nbgrader autograde ch1_introduction``, ``nbgrader generate_feedback
+ch1_introduction``, ``nbgrader export``. ``circuitscope-course`` (see README.md) wraps them.
+
+Every path is computed from this file's own location, so the course works wherever the
+repository is cloned and whichever folder a command starts from:
+
+    <repository>/solutions/<assignment>/<notebook>.ipynb    source (the only place an exercise is written)
+    <repository>/exercises/<assignment>/<notebook>.ipynb    release (generated, committed)
+    <repository>/autograder/submitted|autograded|feedback/<student>/<assignment>/
+    <repository>/autograder/gradebook.db                     the gradebook (sqlite)
+
+Environment variables:
+    CIRCUITSCOPE_GRADE_TIMEOUT   seconds one cell may run while autograding (default 300)
+"""
+
+import os
+from pathlib import Path
+
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties, CheckCellMetadata, Execute, GetGrades, IgnorePattern, LimitOutput,
+    SaveAutoGrades,
+)
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+
+from circuitscope.course.nbgrader_ext import HideHiddenTests, ZeroDeletedTests
+
+c = get_config()  # noqa: F821 (injected by traitlets)
+
+_here = Path(__file__).resolve().parent
+_root = _here.parent
+_step = _here.name  # "autograder"
+
+c.CourseDirectory.course_id = "circuitscope"
+c.CourseDirectory.root = str(_root)
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "exercises"
+c.CourseDirectory.submitted_directory = f"{_step}/submitted"
+c.CourseDirectory.autograded_directory = f"{_step}/autograded"
+c.CourseDirectory.feedback_directory = f"{_step}/feedback"
+c.CourseDirectory.solution_directory = f"{_step}/source_solutions"
+c.CourseDirectory.db_url = f"sqlite:///{_here / 'gradebook.db'}"
+
+# A cell that runs longer than this is interrupted and its test fails (CellTimeoutError).
+c.Execute.timeout = int(os.environ.get("CIRCUITSCOPE_GRADE_TIMEOUT", "300"))
+c.Execute.interrupt_on_timeout = True
+
+# Students are added to the gradebook the first time one of their submissions is graded.
+c.Autograde.create_student = True
+
+# nbgrader's autograde pipeline, plus ZeroDeletedTests: a test cell deleted from a submission
+# scores 0 and is logged. Plain nbgrader leaves it "needs manual grade" (or, on a regrade, keeps
+# the score the cell earned last time).
+c.Autograde.autograde_preprocessors = [
+    Execute,
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    SaveAutoGrades,
+    ZeroDeletedTests,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
+
+# Feedback never shows hidden tests: plain nbgrader 0.9 renders the autograded notebook, hidden
+# tests and their tracebacks included. HideHiddenTests removes the hidden regions and replaces
+# the outputs of cells that ran them with a one-line verdict.
+c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
