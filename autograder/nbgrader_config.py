@@ -41,7 +41,6 @@ c.CourseDirectory.release_directory = "exercises"
 c.CourseDirectory.submitted_directory = f"{_step}/submitted"
 c.CourseDirectory.autograded_directory = f"{_step}/autograded"
 c.CourseDirectory.feedback_directory = f"{_step}/feedback"
-c.CourseDirectory.solution_directory = f"{_step}/source_solutions"
 c.CourseDirectory.db_url = f"sqlite:///{_here / 'gradebook.db'}"
 
 # A cell that runs longer than this is interrupted and its test fails (CellTimeoutError).

@@ -390,3 +390,20 @@ def test_zip_without_graph_raises(tmp_path):
 def test_missing_zip_raises(tmp_path):
     with pytest.raises(FileNotFoundError, match="inception5h.zip"):
         state_dict_from_inception5h_zip(tmp_path / "nope.zip", spec=SPEC)
+
+
+def test_load_inceptionv1_takes_the_original_zip(tmp_path, full_graph, monkeypatch):
+    """End to end: $CIRCUITSCOPE_WEIGHTS -> verified zip -> converted -> strict load."""
+    import circuitscope as cs
+    from circuitscope.models import weights as W
+
+    pb, arrays = full_graph
+    path = tmp_path / "inception5h.zip"
+    digest = _write_zip(path, pb)
+    monkeypatch.setenv("CIRCUITSCOPE_WEIGHTS", str(path))
+    with pytest.raises(W.WeightsHashError, match="SHA-256"):
+        cs.load_inceptionv1("lucid")
+    monkeypatch.setitem(W.DATA_HUB, "inception5h.zip", W.Remote("inception5h.zip", "http://127.0.0.1:9/x", sha256=digest))
+    model = cs.load_inceptionv1("lucid", device="cpu")
+    assert not model.is_synthetic
+    assert torch.equal(model.conv2d0_pre_relu_conv.weight, torch.from_numpy(to_torch_layout(arrays["conv2d0_w"]).copy()))

@@ -294,7 +294,9 @@ def read_verified(name: str, path: Path) -> dict[str, torch.Tensor]:
         from .graphdef import state_dict_from_inception5h_zip
 
         try:
-            state = state_dict_from_inception5h_zip(path, spec=expected_shapes())
+            state = state_dict_from_inception5h_zip(
+                path, expected_sha256=DATA_HUB[name].sha256, spec=expected_shapes()
+            )
         except ValueError as err:  # the converter's own checks: say which file failed
             raise WeightsCorruptError(f"{path} could not be converted: {err}") from err
     else:

@@ -1,0 +1,154 @@
+"""Two nbgrader preprocessors that close gaps in plain nbgrader 0.9 (see ``autograder/nbgrader_config.py``).
+
+:class:`ZeroDeletedTests` (autograde step)
+    A test cell deleted from a submission scores 0 and is logged. Plain nbgrader leaves its grade
+    empty ("needs manual grade"), silently, and on a regrade keeps whatever the cell earned the
+    last time it was present.
+
+:class:`HideHiddenTests` (feedback step)
+    Feedback never shows hidden tests. Plain nbgrader renders the autograded notebook, in which
+    the hidden tests have been restored from the gradebook, so the feedback shows their code, and
+    their tracebacks show it again. This removes the hidden regions, replaces the outputs of the
+    cells that ran them with a one-line verdict, and removes any other output that quotes a line
+    of hidden test code (a learner cell that prints ``In`` during grading, for example).
+"""
+
+from __future__ import annotations
+
+import re
+
+from nbformat.notebooknode import NotebookNode, from_dict
+from nbgrader import utils
+from nbgrader.api import Gradebook
+from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
+from traitlets import Integer
+
+#: Key under the notebook metadata where ZeroDeletedTests records what it found.
+METADATA_KEY = "circuitscope"
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# IPython >= 8.5: "Cell In[12], line 4"; IPython 8.0-8.4: "Input In [12], in <cell line: 4>()".
+_CELL_LINE = re.compile(r"Cell In\s*\[\s*\d*\s*\],\s*line (\d+)|<cell line: (\d+)>")
+
+
+def deleted_grade_cells(nb: NotebookNode, gradebook: Gradebook, notebook_id: str, assignment_id: str) -> list[str]:
+    """Names of the notebook's grade cells (tests) in the gradebook but not in ``nb``, in order."""
+    present = {cell.metadata.nbgrader["grade_id"] for cell in nb.cells if utils.is_grade(cell)}
+    notebook = gradebook.find_notebook(notebook_id, assignment_id)
+    order = {cell.name: i for i, cell in enumerate(notebook.source_cells)}
+    missing = [cell.name for cell in notebook.grade_cells if cell.name not in present]
+    return sorted(missing, key=lambda name: order.get(name, len(order)))
+
+
+class ZeroDeletedTests(NbGraderPreprocessor):
+    """Score 0 (not "needs manual grade") for every grade cell missing from a submission, and say so.
+
+    Runs in the autograde step after ``SaveAutoGrades``. A grader's manual score, if there is one,
+    is kept and the cell is flagged for review, as ``SaveAutoGrades`` does.
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        info = resources["nbgrader"]
+        notebook_id, assignment_id, student_id = info["notebook"], info["assignment"], info["student"]
+        with Gradebook(info["db_url"]) as gb:
+            missing = deleted_grade_cells(nb, gb, notebook_id, assignment_id)
+            for name in missing:
+                grade = gb.find_grade(name, notebook_id, assignment_id, student_id)
+                grade.auto_score = 0.0
+                grade.needs_manual_grade = grade.manual_score is not None
+            gb.db.commit()
+        if missing:
+            self.log.warning(
+                "DELETED TEST CELLS: %s/%s/%s has no cell %s; scored 0 for %s.",
+                student_id, assignment_id, notebook_id, ", ".join(repr(m) for m in missing),
+                "it" if len(missing) == 1 else "them",
+            )
+        nb.metadata.setdefault(METADATA_KEY, {})["deleted_test_cells"] = missing
+        return nb, resources
+
+
+class HideHiddenTests(NbGraderPreprocessor):
+    """Remove hidden tests, their outputs and any output quoting them (feedback step).
+
+    The hidden regions are found with ``ClearHiddenTests``' delimiters, so a course that changes
+    them (``c.ClearHiddenTests.begin_test_delimeter``) needs no other setting.
+    """
+
+    min_quoted_length = Integer(
+        8, help="A line of hidden test code at least this long (stripped) found in an output hides it."
+    ).tag(config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        self._clearer = ClearHiddenTests(config=self.config, parent=self)
+        self._hidden_lines = set()
+        for cell in nb.cells:
+            for line in self._hidden_region(cell.source)[1]:
+                text = line.strip()
+                if len(text) >= self.min_quoted_length:
+                    self._hidden_lines.add(text)
+        return super().preprocess(nb, resources)
+
+    def _hidden_region(self, source: str) -> tuple[set[int], list[str]]:
+        """1-based numbers and texts of the lines in hidden regions (delimiters included)."""
+        begin, end = self._clearer.begin_test_delimeter, self._clearer.end_test_delimeter
+        numbers, texts, inside = set(), [], False
+        for number, line in enumerate(source.split("\n"), start=1):
+            if begin in line:
+                inside = True
+            if inside:
+                numbers.add(number)
+                if begin not in line and end not in line:
+                    texts.append(line)
+            if end in line:
+                inside = False
+        return numbers, texts
+
+    def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
+        hidden_numbers, _ = self._hidden_region(cell.source)
+        if hidden_numbers:
+            self._clearer._remove_hidden_test_region(cell)
+            if cell.cell_type == "code":
+                cell.outputs = [self._verdict(cell.outputs, hidden_numbers)]
+        elif cell.cell_type == "code":
+            cell.outputs = [self._redact(output) for output in cell.outputs]
+        return cell, resources
+
+    def _verdict(self, outputs: list, hidden_numbers: set[int]) -> NotebookNode:
+        errors = [o for o in outputs if o.get("output_type") == "error"]
+        if not errors:
+            return _stream("\u2714 Every test in this cell passed, the hidden ones included.\n")
+        error = errors[0]
+        ename, evalue = error.get("ename", "Error"), _ANSI.sub("", error.get("evalue", ""))
+        line = _cell_line(error.get("traceback", []))
+        if ename == "CellTimeoutError":
+            evalue = "this cell ran past the time limit"
+        elif line is None or line in hidden_numbers:
+            evalue = "a hidden test failed (hidden tests are not shown)"
+        elif self._quotes_hidden(evalue):
+            evalue = "a test failed"
+        return from_dict({"output_type": "error", "ename": ename, "evalue": evalue,
+                          "traceback": [f"{ename}: {evalue}"]})  # fmt: skip
+
+    def _quotes_hidden(self, text: str) -> bool:
+        return any(line in text for line in self._hidden_lines)
+
+    def _redact(self, output: NotebookNode) -> NotebookNode:
+        texts = [output.get("text", ""), output.get("evalue", "")]
+        texts += output.get("traceback", [])
+        texts += [v if isinstance(v, str) else "".join(v) for v in output.get("data", {}).values()
+                  if isinstance(v, (str, list))]  # fmt: skip
+        if self._hidden_lines and self._quotes_hidden(_ANSI.sub("", "\n".join(map(str, texts)))):
+            return _stream("[output removed from the feedback: it quoted hidden test code]\n")
+        return output
+
+
+def _stream(text: str) -> NotebookNode:
+    return from_dict({"output_type": "stream", "name": "stdout", "text": text})
+
+
+def _cell_line(traceback: list[str]) -> int | None:
+    """The line of the cell that raised, from an IPython traceback (its first cell frame)."""
+    match = _CELL_LINE.search(_ANSI.sub("", "\n".join(traceback)))
+    if match is None:
+        return None
+    return int(match.group(1) or match.group(2))
