@@ -16,7 +16,9 @@ Environment variables:
     CIRCUITSCOPE_GRADE_TIMEOUT   seconds one cell may run while autograding (default 300)
 """
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
@@ -26,7 +28,30 @@ from nbgrader.preprocessors import (
 )
 from nbconvert.preprocessors import ClearMetadataPreprocessor
 
-from circuitscope.course.nbgrader_ext import HideHiddenTests, ZeroDeletedTests
+
+def _load_nbgrader_ext():
+    """circuitscope/course/nbgrader_ext.py, loaded without running ``circuitscope/__init__``.
+
+    The package's ``__init__`` imports torch (seconds); every nbgrader command reads this file.
+    ``find_spec`` locates the installed package without importing it.
+    """
+    if "circuitscope.course.nbgrader_ext" in sys.modules:
+        return sys.modules["circuitscope.course.nbgrader_ext"]
+    name = "circuitscope_nbgrader_ext"
+    if name not in sys.modules:
+        package = importlib.util.find_spec("circuitscope")
+        if package is None or not package.submodule_search_locations:
+            raise ImportError("circuitscope is not installed: pip install -e '.[grade]' from the repository")
+        path = Path(list(package.submodule_search_locations)[0]) / "course" / "nbgrader_ext.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+_ext = _load_nbgrader_ext()
+HideHiddenTests, ZeroDeletedTests = _ext.HideHiddenTests, _ext.ZeroDeletedTests
 
 c = get_config()  # noqa: F821 (injected by traitlets)
 
@@ -46,6 +71,9 @@ c.CourseDirectory.db_url = f"sqlite:///{_here / 'gradebook.db'}"
 # A cell that runs longer than this is interrupted and its test fails (CellTimeoutError).
 c.Execute.timeout = int(os.environ.get("CIRCUITSCOPE_GRADE_TIMEOUT", "300"))
 c.Execute.interrupt_on_timeout = True
+# After that interrupt, a kernel slow to send the cell's last output must not fail the whole
+# notebook: the cell keeps the timeout error (so it scores 0) and grading goes on.
+c.Execute.raise_on_iopub_timeout = False
 
 # Students are added to the gradebook the first time one of their submissions is graded.
 c.Autograde.create_student = True

@@ -21,14 +21,16 @@ from nbformat.notebooknode import NotebookNode, from_dict
 from nbgrader import utils
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
-from traitlets import Integer
+from traitlets import Integer, List
 
 #: Key under the notebook metadata where ZeroDeletedTests records what it found.
 METADATA_KEY = "circuitscope"
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # IPython >= 8.5: "Cell In[12], line 4"; IPython 8.0-8.4: "Input In [12], in <cell line: 4>()".
-_CELL_LINE = re.compile(r"Cell In\s*\[\s*\d*\s*\],\s*line (\d+)|<cell line: (\d+)>")
+_CELL_LINE = re.compile(r"(?:Cell|Input) In\s*\[\s*(\d*)\s*\],\s*(?:line (\d+)|in <cell line: (\d+)>)")
+# Chained exceptions are printed oldest first; the one that reached the cell comes last.
+_CHAINED = re.compile(r"During handling of the above exception|The above exception was the direct cause")
 
 
 def deleted_grade_cells(nb: NotebookNode, gradebook: Gradebook, notebook_id: str, assignment_id: str) -> list[str]:
@@ -67,30 +69,32 @@ class ZeroDeletedTests(NbGraderPreprocessor):
         return nb, resources
 
 
-class HideHiddenTests(NbGraderPreprocessor):
+class HideHiddenTests(ClearHiddenTests):
     """Remove hidden tests, their outputs and any output quoting them (feedback step).
 
-    The hidden regions are found with ``ClearHiddenTests``' delimiters, so a course that changes
+    A subclass of ``ClearHiddenTests``, so it uses the same delimiters: a course that changes
     them (``c.ClearHiddenTests.begin_test_delimeter``) needs no other setting.
     """
+
+    # nbconvert's HTML exporter configures this for every NbConvertBase; declared to accept it.
+    display_data_priority = List(NbGraderPreprocessor.display_data_priority.default_value).tag(config=True)
 
     min_quoted_length = Integer(
         8, help="A line of hidden test code at least this long (stripped) found in an output hides it."
     ).tag(config=True)
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        self._clearer = ClearHiddenTests(config=self.config, parent=self)
         self._hidden_lines = set()
         for cell in nb.cells:
             for line in self._hidden_region(cell.source)[1]:
                 text = line.strip()
                 if len(text) >= self.min_quoted_length:
                     self._hidden_lines.add(text)
-        return super().preprocess(nb, resources)
+        return NbGraderPreprocessor.preprocess(self, nb, resources)
 
     def _hidden_region(self, source: str) -> tuple[set[int], list[str]]:
         """1-based numbers and texts of the lines in hidden regions (delimiters included)."""
-        begin, end = self._clearer.begin_test_delimeter, self._clearer.end_test_delimeter
+        begin, end = self.begin_test_delimeter, self.end_test_delimeter
         numbers, texts, inside = set(), [], False
         for number, line in enumerate(source.split("\n"), start=1):
             if begin in line:
@@ -106,22 +110,23 @@ class HideHiddenTests(NbGraderPreprocessor):
     def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
         hidden_numbers, _ = self._hidden_region(cell.source)
         if hidden_numbers:
-            self._clearer._remove_hidden_test_region(cell)
+            self._remove_hidden_test_region(cell)
             if cell.cell_type == "code":
-                cell.outputs = [self._verdict(cell.outputs, hidden_numbers)]
+                cell.outputs = [self._verdict(cell.outputs, hidden_numbers, cell.get("execution_count"))]
         elif cell.cell_type == "code":
             cell.outputs = [self._redact(output) for output in cell.outputs]
         return cell, resources
 
-    def _verdict(self, outputs: list, hidden_numbers: set[int]) -> NotebookNode:
+    def _verdict(self, outputs: list, hidden_numbers: set[int], execution_count: int | None) -> NotebookNode:
         errors = [o for o in outputs if o.get("output_type") == "error"]
         if not errors:
             return _stream("\u2714 Every test in this cell passed, the hidden ones included.\n")
-        error = errors[0]
+        timeouts = [e for e in errors if e.get("ename") == "CellTimeoutError"]
+        error = (timeouts or errors)[0]
         ename, evalue = error.get("ename", "Error"), _ANSI.sub("", error.get("evalue", ""))
-        line = _cell_line(error.get("traceback", []))
-        if ename == "CellTimeoutError":
-            evalue = "this cell ran past the time limit"
+        line = _cell_line(error.get("traceback", []), execution_count)
+        if timeouts:
+            evalue = "this cell ran past the time limit, so it was interrupted"
         elif line is None or line in hidden_numbers:
             evalue = "a hidden test failed (hidden tests are not shown)"
         elif self._quotes_hidden(evalue):
@@ -146,9 +151,14 @@ def _stream(text: str) -> NotebookNode:
     return from_dict({"output_type": "stream", "name": "stdout", "text": text})
 
 
-def _cell_line(traceback: list[str]) -> int | None:
-    """The line of the cell that raised, from an IPython traceback (its first cell frame)."""
-    match = _CELL_LINE.search(_ANSI.sub("", "\n".join(traceback)))
-    if match is None:
-        return None
-    return int(match.group(1) or match.group(2))
+def _cell_line(traceback: list[str], execution_count: int | None) -> int | None:
+    """The line of the cell (``In[execution_count]``) that raised, from an IPython traceback.
+
+    That is the first frame of this cell in the last of the chained exceptions: the exception
+    that escaped the cell. Frames of other cells (a learner's function) do not count.
+    """
+    text = _CHAINED.split(_ANSI.sub("", "\n".join(traceback)))[-1]
+    for match in _CELL_LINE.finditer(text):
+        if execution_count is None or match.group(1) == str(execution_count):
+            return int(match.group(2) or match.group(3))
+    return None

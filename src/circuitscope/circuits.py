@@ -1,0 +1,941 @@
+"""Circuits: the weights between units, expanded through bottlenecks and across layers.
+
+"Zoom In" (Olah et al., 2020, "Claim 2: Circuits") reads circuits off the weights: the weights
+between two units of a convolutional network form a small spatial kernel (5x5 for mixed3b's 5x5
+branch) whose positive entries excite and negative entries inhibit. "Visualizing Weights"
+(Voss et al., 2021, section "Dealing with Indirect Interactions") defines **expanded weights**
+for units that are not literally adjacent: "the result of multiplying adjacent weight matrices,
+potentially ignoring non-linearities", implemented "by taking gradients through our model,
+ignoring or replacing all non-linear operations with the closest linear one". "Curve Circuits"
+does exactly this with "a linear approximation of InceptionV1 where ReLUs are replaced with the
+identity".
+
+Units are written ``"layer:channel"`` as in the papers: ``"3b:379"`` is channel 379 of mixed3b's
+concatenated output (``"mixed3b:379"`` too). mixed3b's channels are its branches in the order
+``[1x1 | 3x3 | 5x5 | pool_reduce]``, so 3b:379 is channel 59 of the 5x5 branch
+(:func:`branch_of`), whose input is the 32-channel 1x1 ``mixed3b_5x5_bottleneck``; the weight
+from 3a:147 to 3b:379 is therefore an expanded weight through that bottleneck::
+
+    W5 = model.mixed3b_5x5_pre_relu_conv.weight[59]               # (32, 5, 5)
+    Wb = model.mixed3b_5x5_bottleneck_pre_relu_conv.weight[:, 147, 0, 0]   # (32,)
+    weights_between(model, "3a:147", "3b:379") == einsum("bij,b->ij", W5, Wb)  # (5, 5)
+
+The linearisation (documented choices, the same in every function here):
+
+* **ReLUs are the identity** and **biases are ignored**: expanded weights are the gradient of
+  the target unit's *pre-activation* with respect to the source *activation* in the model made
+  linear, so they do not depend on any input.
+* **Max pools become a linear stand-in** chosen by ``pool``:
+  ``"average"`` (default; the closest linear operation to a 3x3 max: each of the 9 inputs gets
+  weight 1/9, as Captum's port of these tools linearises InceptionV1), ``"centre"`` (the max
+  is taken to pick the window's centre: the identity, subsampled by the pool's stride), or
+  ``"exclude"`` (paths through a max pool are dropped: a block's pool branch contributes
+  nothing; crossing a stride-2 pool between blocks, or asking for a pool-branch unit, raises).
+  This applies to each block's 3x3 stride-1 pool branch and to the stride-2 pools between
+  blocks (maxpool1, maxpool4, maxpool10), so e.g. mixed3b -> mixed4a is expanded across
+  maxpool4 with stride 2.
+* **Local response normalisation is not linear and is not linearised**: paths through
+  ``localresponsenorm0/1`` (the stem, before mixed3a) raise ``ValueError``.
+
+Spatial layout: an expanded kernel ``K`` of odd size ``(k, k)`` satisfies
+``target_pre_relu[o, p] = sum_{c, i, j} K[o, c, i, j] * source[c, anchor(p) + stride * 0 + (i, j) - (k - 1) / 2]``
+with row ``i = 0`` at the top, as an image is drawn: the centre entry is "directly below" the
+target unit and ``K[..., 0, :]`` is the row above it. Across a stride-2 pool, positions are in
+the source layer's finer grid and ``anchor`` is the centre of the pooling window (the kernel
+does not depend on where SAME padding puts that window). Kernels grow as layers compose:
+``k_total = stride_earlier * (k_later - 1) + k_earlier``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .models.inceptionv1 import BLOCKS, LAYER_CHANNELS, POOL_BEFORE, InceptionV1
+from .models.layers import pad_same
+
+__all__ = [
+    "parse_unit", "format_unit", "branch_of", "concat_index", "branch_slices",
+    "expanded_weights", "weights_between", "strongest_inputs", "describe_path",
+    "linearized_forward", "expanded_weights_by_gradient",
+    "nmf", "nmf_weights", "WeightFactors", "plot_weights", "plot_circuit",
+]  # fmt: skip
+
+PoolStandIn = Literal["average", "centre", "exclude"]
+_BLOCKS = {b.name: b for b in BLOCKS}
+_BRANCH_ORDER = ("1x1", "3x3", "5x5", "pool_reduce")  # the concatenation order
+_SUBS = ("1x1", "3x3_bottleneck", "3x3", "5x5_bottleneck", "5x5", "pool_reduce", "pool")
+_BOTTLENECK_OF = {"3x3": "3x3_bottleneck", "5x5": "5x5_bottleneck", "pool_reduce": "pool"}
+
+
+# -- the linear structure of InceptionV1 -------------------------------------------------------
+def _graph() -> tuple[dict[str, str], dict[str, str]]:
+    """``kind`` and ``input`` of every main-path value (the spec's table), in forward order."""
+    kind = {"conv2d0": "start", "maxpool0": "pool", "localresponsenorm0": "lrn", "conv2d1": "conv",
+            "conv2d2": "conv", "localresponsenorm1": "lrn", "maxpool1": "pool"}  # fmt: skip
+    for block in BLOCKS:
+        if block.name in POOL_BEFORE:
+            kind[POOL_BEFORE[block.name]] = "pool"
+        kind[block.name] = "block"
+    names = list(kind)
+    return kind, {names[i]: names[i - 1] for i in range(1, len(names))}
+
+
+_KIND, _INPUT = _graph()
+_ORDER = {name: i for i, name in enumerate(_KIND)}
+
+
+def _expand_short(name: str, known: Iterable[str] = LAYER_CHANNELS) -> str:
+    """``"3b"`` -> ``"mixed3b"``, ``"3b_5x5"`` -> ``"mixed3b_5x5"``; other names unchanged."""
+    if re.match(r"^\d[a-e](_|$)", name) and ("mixed" + name) in known:
+        return "mixed" + name
+    return name
+
+
+def _layer_channels(model) -> dict[str, int]:
+    return getattr(model, "layer_channels", None) or LAYER_CHANNELS
+
+
+def parse_unit(unit: str | tuple[str, int], model=None) -> tuple[str, int]:
+    """``"3b:379"`` -> ``("mixed3b", 379)``; ``"mixed3b:379"`` and ``("mixed3b", 379)`` too.
+
+    Layer names may be short (``"4c"``, ``"3b_5x5"``) or full (``"mixed3b_pre_relu"``); the
+    layer must exist in ``model`` (InceptionV1 when ``model`` is None) and the channel must be
+    in range, otherwise ``ValueError`` says what is valid.
+    """
+    if isinstance(unit, tuple):
+        layer, channel = unit
+    else:
+        if not isinstance(unit, str) or unit.count(":") != 1:
+            raise ValueError(f"a unit is written 'layer:channel', e.g. '3b:379' or 'mixed3b:379'; got {unit!r}")
+        layer, _, ch = unit.partition(":")
+        try:
+            channel = int(ch)
+        except ValueError:
+            raise ValueError(f"the channel of {unit!r} is not an integer") from None
+    channels = _layer_channels(model)
+    layer = _expand_short(layer.strip(), channels)
+    if layer not in channels:
+        raise ValueError(f"unknown layer {layer!r} in unit {unit!r}; layers are e.g. {', '.join(list(channels)[:6])}, ...")
+    if not 0 <= channel < channels[layer]:
+        raise ValueError(f"channel {channel} of {layer} is out of range: it has {channels[layer]} channels (0..{channels[layer] - 1})")
+    return layer, int(channel)
+
+
+def format_unit(layer: str, channel: int) -> str:
+    """``("mixed3b", 379)`` -> ``"3b:379"`` (the papers' short form)."""
+    short = layer[5:] if re.match(r"^mixed\d[a-e]", layer) else layer
+    return f"{short}:{channel}"
+
+
+def branch_slices(block: str) -> dict[str, slice]:
+    """Channels of each branch in a block's concatenated output.
+
+    ``branch_slices("mixed3b") == {"mixed3b_1x1": slice(0, 128), "mixed3b_3x3": slice(128, 320),
+    "mixed3b_5x5": slice(320, 416), "mixed3b_pool_reduce": slice(416, 480)}``.
+    """
+    b = _BLOCKS[_expand_short(block)]
+    out, start = {}, 0
+    for sub in _BRANCH_ORDER:
+        n = getattr(b, "c" + sub) if sub != "pool_reduce" else b.pool_reduce
+        out[f"{b.name}_{sub}"] = slice(start, start + n)
+        start += n
+    return out
+
+
+def branch_of(unit: str | tuple[str, int]) -> tuple[str, int]:
+    """The branch holding a block's concatenated channel: ``"3b:379"`` -> ``("mixed3b_5x5", 59)``."""
+    layer, channel = parse_unit(unit)
+    layer = layer.removesuffix("_pre_relu")
+    if layer not in _BLOCKS:
+        raise ValueError(f"{layer} is not an inception block (mixed3a..mixed5b); its channels have no branch")
+    for branch, sl in branch_slices(layer).items():
+        if sl.start <= channel < sl.stop:
+            return branch, channel - sl.start
+    raise AssertionError("unreachable: parse_unit checked the range")
+
+
+def concat_index(branch: str | tuple[str, int], index: int | None = None) -> int:
+    """The concatenated channel of a branch channel: ``("mixed3b_5x5", 59)`` -> ``379``.
+
+    Accepts ``concat_index("mixed3b_5x5", 59)``, ``concat_index(("mixed3b_5x5", 59))`` or
+    ``concat_index("3b_5x5:59")``.
+    """
+    if index is None:
+        branch, index = parse_unit(branch)
+    branch = _expand_short(branch).removesuffix("_pre_relu")
+    block = branch.split("_")[0]
+    slices = branch_slices(block) if block in _BLOCKS else {}
+    if branch not in slices:
+        raise ValueError(f"{branch!r} is not one of the concatenated branches {list(slices) or '(mixedXY_1x1, ...)'}")
+    sl = slices[branch]
+    if not 0 <= index < sl.stop - sl.start:
+        raise ValueError(f"{branch} has {sl.stop - sl.start} channels; {index} is out of range")
+    return sl.start + index
+
+
+# -- kernel algebra ----------------------------------------------------------------------------
+@dataclass
+class _Map:
+    """A linear, convolutional map from one value to the next: ``kernel (O, I, k, k)``, stride.
+
+    ``depthwise``: ``kernel`` is ``(C, 1, k, k)`` and acts on each channel separately.
+    """
+
+    kernel: torch.Tensor
+    stride: int = 1
+    depthwise: bool = False
+
+
+def _compose(later: torch.Tensor, earlier: _Map) -> torch.Tensor:
+    """The kernel of ``later`` after ``earlier``: ``K[o, i, s d + e] = sum_m later[o, m, d] earlier[m, i, e]``.
+
+    That is a transposed convolution of ``later`` (batch O, channels M) by ``earlier`` with the
+    earlier map's stride ``s``; sizes compose as ``s * (k_later - 1) + k_earlier``.
+    """
+    groups = later.shape[1] if earlier.depthwise else 1
+    return F.conv_transpose2d(later, earlier.kernel, stride=earlier.stride, groups=groups)
+
+
+def _pad_to(kernel: torch.Tensor, size: int) -> torch.Tensor:
+    p = (size - kernel.shape[-1]) // 2
+    return F.pad(kernel, (p, p, p, p)) if p else kernel
+
+
+def _add(total: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
+    if total is None:
+        return part
+    size = max(total.shape[-1], part.shape[-1])
+    return _pad_to(total, size) + _pad_to(part, size)
+
+
+def _check_pool(pool: str) -> str:
+    pool = "centre" if pool == "center" else pool
+    if pool not in ("average", "centre", "exclude"):
+        raise ValueError(f"pool={pool!r}: the max-pool stand-in is 'average', 'centre' or 'exclude'")
+    return pool
+
+
+def _pool_map(channels: int, stride: int, pool: str, like: torch.Tensor) -> _Map | None:
+    """The linear stand-in of a 3x3 max pool (``None`` for ``"exclude"``)."""
+    if pool == "exclude":
+        return None
+    k = torch.zeros(channels, 1, 3, 3, dtype=like.dtype, device=like.device)
+    if pool == "average":
+        k += 1.0 / 9.0
+    else:
+        k[:, :, 1, 1] = 1.0
+    return _Map(k, stride, depthwise=True)
+
+
+def _weight(model, name: str) -> torch.Tensor:
+    return getattr(model, f"{name}_pre_relu_conv").weight
+
+
+def _conv_map(model, name: str) -> _Map:
+    conv = getattr(model, f"{name}_pre_relu_conv")
+    return _Map(conv.weight, conv.stride[0])
+
+
+def _branch_rows(model, block: str, sub: str, rows, pool: str) -> torch.Tensor:
+    """Kernel from the block's input to ``rows`` of branch ``sub``'s pre-activation."""
+    w = _weight(model, f"{block}_{sub}")[rows]
+    if sub in ("1x1", "3x3_bottleneck", "5x5_bottleneck"):
+        return w
+    if sub in ("3x3", "5x5"):
+        return _compose(w, _Map(_weight(model, f"{block}_{sub}_bottleneck")))
+    if sub == "pool_reduce":
+        stand_in = _pool_map(w.shape[1], 1, pool, w)
+        if stand_in is None:
+            raise ValueError(f"{block}_pool_reduce units see the block's input only through a max pool, which pool='exclude' drops")
+        return _compose(w, stand_in)
+    raise ValueError(f"{block}_{sub} is a max pool and has no weights; ask for {block}_pool_reduce")
+
+
+def _through_block(model, block: str, later: torch.Tensor, pool: str) -> torch.Tensor:
+    """Compose ``later`` (wrt the block's concatenated output) with the block's four branches."""
+    total = None
+    for branch, sl in branch_slices(block).items():
+        sub = branch[len(block) + 1 :]
+        part = _compose(later[:, sl], _Map(_weight(model, branch)))
+        if sub in ("3x3", "5x5"):
+            part = _compose(part, _Map(_weight(model, f"{branch}_bottleneck")))
+        elif sub == "pool_reduce":
+            stand_in = _pool_map(part.shape[1], 1, pool, part)
+            if stand_in is None:
+                continue
+            part = _compose(part, stand_in)
+        total = _add(total, part)
+    return total
+
+
+# -- endpoints ---------------------------------------------------------------------------------
+@dataclass
+class _End:
+    """A source or target: a main-path node or a branch of a block, and channels (None: all)."""
+
+    layer: str  # canonical name, without _pre_relu
+    node: str | None  # main-path value (None for a branch)
+    block: str | None = None
+    sub: str | None = None
+    channels: list[int] | None = None
+    is_unit: bool = False
+
+
+def _classify(model, spec) -> _End:
+    """Parse a layer name, a unit, or a list of units of one layer."""
+    if isinstance(spec, (list, tuple)) and not (len(spec) == 2 and isinstance(spec[1], int) and isinstance(spec[0], str)):
+        parsed = [parse_unit(u, model) for u in spec]
+        layers = {l.removesuffix("_pre_relu") for l, _ in parsed}
+        if len(layers) != 1:
+            raise ValueError(f"units must come from one layer, got {sorted(layers)}")
+        end = _classify(model, layers.pop())
+        end.channels = [c for _, c in parsed]
+        return end
+    if isinstance(spec, tuple) or (isinstance(spec, str) and ":" in spec):
+        layer, channel = parse_unit(spec, model)
+        end = _classify(model, layer)
+        end.channels, end.is_unit = [channel], True
+        return end
+    if not isinstance(spec, str):
+        raise TypeError(f"expected a layer name or a unit like '3b:379', got {spec!r}")
+    name = _expand_short(spec.strip(), _layer_channels(model)).removesuffix("_pre_relu")
+    if not isinstance(model, InceptionV1):
+        if name not in _layer_channels(model):
+            raise ValueError(f"unknown layer {name!r}; this model's layers are {list(_layer_channels(model))}")
+        return _End(name, name)
+    if name in _KIND:
+        return _End(name, name)
+    m = re.match(r"^(mixed\d[a-e])_(.+)$", name)
+    if m and m.group(1) in _BLOCKS and m.group(2) in _SUBS:
+        return _End(name, None, m.group(1), m.group(2))
+    raise ValueError(
+        f"unknown layer {spec!r}: use a main layer ({', '.join(n for n in _KIND if _KIND[n] != 'lrn')}) "
+        "or a branch such as 'mixed3b_5x5' / 'mixed3b_5x5_bottleneck'"
+    )
+
+
+def _source_as_node(src: _End) -> tuple[str, list[int] | None, bool]:
+    """A concatenated branch as a source is a slice of its block's output."""
+    if src.node is not None:
+        return src.node, src.channels, False
+    if src.sub in _BRANCH_ORDER:
+        sl = branch_slices(src.block)[src.layer]
+        chans = list(range(sl.start, sl.stop)) if src.channels is None else [sl.start + c for c in src.channels]
+        return src.block, chans, False
+    return src.layer, src.channels, True  # a bottleneck or the block's pool: inside the block
+
+
+def _target_rows(model, tgt: _End, pool: str) -> tuple[torch.Tensor, str]:
+    """Kernel rows of the target units wrt the input of the target's node, and that input."""
+    if tgt.node is not None:
+        kind = _KIND[tgt.node]
+        channels = tgt.channels if tgt.channels is not None else list(range(LAYER_CHANNELS[tgt.node]))
+        if kind == "conv":
+            return _weight(model, tgt.node)[channels], _INPUT[tgt.node]
+        if kind != "block":
+            raise ValueError(f"{tgt.node} is a {'max pool' if kind == 'pool' else 'normalisation'} and has no weights of its own")
+        groups: dict[str, list[tuple[int, int]]] = {}
+        for pos, ch in enumerate(channels):
+            branch, idx = branch_of((tgt.node, ch))
+            groups.setdefault(branch, []).append((pos, idx))
+        parts = {b: _branch_rows(model, tgt.node, b[len(tgt.node) + 1 :], [i for _, i in g], pool) for b, g in groups.items()}
+        size = max(p.shape[-1] for p in parts.values())
+        first = next(iter(parts.values()))
+        rows = first.new_zeros(len(channels), first.shape[1], size, size)
+        for b, g in groups.items():
+            rows[[pos for pos, _ in g]] = _pad_to(parts[b], size)
+        return rows, _INPUT[tgt.node]
+    channels = tgt.channels if tgt.channels is not None else list(range(LAYER_CHANNELS[tgt.layer]))
+    return _branch_rows(model, tgt.block, tgt.sub, channels, pool), _INPUT[tgt.block]
+
+
+def _generic_weights(model, src: _End, tgt: _End) -> torch.Tensor:
+    inputs = getattr(model, "layer_inputs", {})
+    if inputs.get(tgt.layer) != src.layer:
+        raise ValueError(
+            f"{src.layer} -> {tgt.layer}: this model declares direct connections {inputs} "
+            "(model.layer_inputs); only those are supported outside InceptionV1"
+        )
+    w = _weight(model, tgt.layer)
+    return w if tgt.channels is None else w[tgt.channels]
+
+
+def _shape_result(kernel: torch.Tensor, src_channels, tgt: _End, src_is_unit: bool) -> torch.Tensor:
+    if src_channels is not None:
+        kernel = kernel[:, src_channels]
+    if src_is_unit:
+        kernel = kernel[:, 0]
+    if tgt.is_unit:
+        kernel = kernel[0]
+    return kernel.detach().clone()
+
+
+# -- public API --------------------------------------------------------------------------------
+def expanded_weights(model, source, target, pool: PoolStandIn = "average") -> torch.Tensor:
+    """Weights from ``source`` activations to ``target`` pre-activations, linearised.
+
+    "Visualizing Weights", "Dealing with Indirect Interactions": the product of the weight
+    matrices along every path, ReLUs as the identity, biases ignored, max pools replaced by the
+    ``pool`` stand-in (see the module docstring). For directly connected layers these are the
+    plain weights.
+
+    Args:
+        model: an :class:`InceptionV1` (or a model with ``layer_inputs``, e.g. a planted model;
+            then only direct connections).
+        source: a layer (``"mixed3a"``, ``"3a"``, ``"maxpool4"``, ``"mixed3b_5x5"``, or inside
+            the target's block ``"mixed3b_5x5_bottleneck"`` / ``"mixed3b_pool"``) or a unit
+            ``"3a:147"``.
+        target: a layer with weights (``"mixed3b"``, ``"mixed3b_5x5"``, ``"conv2d2"``, ...),
+            a unit ``"3b:379"``, or a list of units of one layer.
+        pool: the max-pool stand-in, ``"average"``, ``"centre"`` or ``"exclude"``.
+
+    Returns ``(O, C, k, k)`` for a target layer (or list) and a source layer; the ``O``
+    dimension is dropped for a single target unit and the ``C`` dimension for a source unit,
+    so ``expanded_weights(model, "3a:147", "3b:379")`` is ``(5, 5)``. Units of one target of
+    different sizes (branches) are zero-padded, centred, to the largest. Same dtype and
+    device as the model's weights.
+    """
+    pool = _check_pool(pool)
+    src, tgt = _classify(model, source), _classify(model, target)
+    with torch.no_grad():
+        if not isinstance(model, InceptionV1):
+            return _shape_result(_generic_weights(model, src, tgt), src.channels, tgt, src.is_unit)
+        src_node, src_channels, inside = _source_as_node(src)
+        if inside:  # a bottleneck (or the block's pool) feeds exactly one branch of its block
+            wanted = {"3x3_bottleneck": "3x3", "5x5_bottleneck": "5x5", "pool": "pool_reduce"}[src.sub]
+            feeds = f"{src.block}_{wanted}"
+            if tgt.node == src.block and tgt.channels is not None:  # concatenated units
+                branches = [branch_of((src.block, c)) for c in tgt.channels]
+                if any(b != feeds for b, _ in branches):
+                    raise ValueError(f"{src.layer} only feeds {feeds} (channels {branch_slices(src.block)[feeds]} of {src.block})")
+                rows = [i for _, i in branches]
+            elif (tgt.block, tgt.sub) == (src.block, wanted):
+                rows = tgt.channels if tgt.channels is not None else slice(None)
+            else:
+                raise ValueError(f"{src.layer} only feeds {feeds}; got target {tgt.layer}")
+            return _shape_result(_weight(model, feeds)[rows], src_channels, tgt, src.is_unit)
+        if src_node not in _KIND:
+            raise ValueError(f"{source!r} is not a layer on the main path")
+        kernel, node = _target_rows(model, tgt, pool)
+        target_node = tgt.node or tgt.block
+        if _ORDER[src_node] >= _ORDER[target_node]:
+            raise ValueError(f"source {src_node} does not come before target {target_node}")
+        while node != src_node:
+            kind = _KIND[node]
+            if kind == "lrn":
+                raise ValueError(
+                    f"the path from {src_node} to {target_node} crosses {node}, a local response "
+                    "normalisation, which is not linear; start at or after it (e.g. from 'maxpool1')"
+                )
+            if kind == "start":
+                raise ValueError(f"source {src_node} does not come before target {target_node}")
+            if kind == "pool":
+                stand_in = _pool_map(kernel.shape[1], 2, pool, kernel)
+                if stand_in is None:
+                    raise ValueError(f"pool='exclude' drops {node}, the only path from {src_node} to {target_node}")
+                kernel = _compose(kernel, stand_in)
+            elif kind == "conv":
+                kernel = _compose(kernel, _conv_map(model, node))
+            else:
+                kernel = _through_block(model, node, kernel, pool)
+            node = _INPUT[node]
+        return _shape_result(kernel, src_channels, tgt, src.is_unit)
+
+
+def weights_between(model, source_unit: str, target_unit: str, pool: PoolStandIn = "average") -> torch.Tensor:
+    """The ``(k, k)`` spatial kernel from one unit to another ("Zoom In", "Circuit 1").
+
+    ``weights_between(model, "3a:147", "3b:379")`` is the 5x5 kernel of "Curve Circuits":
+    positive entries where 3a:147 firing excites 3b:379's pre-activation, negative where it
+    inhibits; row 0 is the top. Directly connected units give their conv weights; others give
+    expanded weights (:func:`expanded_weights`, same ``pool`` stand-in).
+    """
+    for u in (source_unit, target_unit):
+        if not (isinstance(u, tuple) or (isinstance(u, str) and ":" in u)):
+            raise ValueError(f"weights_between takes two units like '3a:147' and '3b:379'; got {u!r} (for layers use expanded_weights)")
+    return expanded_weights(model, source_unit, target_unit, pool=pool)
+
+
+def strongest_inputs(model, source: str, target_unit: str, n: int = 10, pool: PoolStandIn = "average") -> list[tuple[str, torch.Tensor]]:
+    """The ``n`` source units with the largest weights (L2 norm of the kernel) into ``target_unit``.
+
+    "Visualizing Weights", "Contextualizing Weights": fix the output unit and "pick the input
+    channels with high magnitude weights". Returns ``[(unit, kernel (k, k)), ...]``, strongest first.
+    """
+    kernels = expanded_weights(model, source, target_unit, pool=pool)  # (C, k, k)
+    layer = _classify(model, source).layer
+    order = torch.argsort(kernels.flatten(1).norm(dim=1), descending=True)[:n]
+    return [(format_unit(layer, int(c)), kernels[c]) for c in order]
+
+
+def describe_path(model, source: str, target: str, pool: PoolStandIn = "average") -> str:
+    """In words, the linear path :func:`expanded_weights` multiplies out from source to target."""
+    pool = _check_pool(pool)
+    src, tgt = _classify(model, source), _classify(model, target)
+    if not isinstance(model, InceptionV1):
+        return f"{src.layer} -> {tgt.layer}: direct weights ({tgt.layer}_pre_relu_conv)"
+    stand = {"average": "as a 3x3 average", "centre": "as its centre (identity)", "exclude": "dropped"}[pool]
+
+    def branch_words(block: str, sub: str) -> str:
+        if sub in ("3x3", "5x5"):
+            return f"{block}_{sub}_bottleneck (1x1 conv, ReLU as identity) -> {block}_{sub} ({sub} conv)"
+        if sub == "pool_reduce":
+            return f"{block}_pool (3x3 max pool {stand}) -> {block}_pool_reduce (1x1 conv)"
+        return f"{block}_{sub} (1x1 conv)"
+
+    steps = []
+    if tgt.node is not None and _KIND.get(tgt.node) == "block" and tgt.channels is not None:
+        branches = {branch_of((tgt.node, c))[0] for c in tgt.channels}
+        last = "; ".join(branch_words(tgt.node, b[len(tgt.node) + 1 :]) for b in sorted(branches))
+        node = _INPUT[tgt.node]
+    elif tgt.node is not None:
+        last = f"{tgt.node} ({'all four branches' if _KIND[tgt.node] == 'block' else 'conv'})"
+        node = _INPUT[tgt.node]
+    else:
+        last, node = branch_words(tgt.block, tgt.sub), _INPUT[tgt.block]
+    src_node = _source_as_node(src)[0]
+    while node != src_node and node in _INPUT:
+        kind = _KIND[node]
+        steps.append(f"{node} ({'3x3 stride-2 max pool ' + stand if kind == 'pool' else 'all four branches, ReLUs as identity' if kind == 'block' else kind})")
+        node = _INPUT[node]
+    return " -> ".join([src.layer, *reversed(steps), last])
+
+
+# -- the brute-force definition ----------------------------------------------------------------
+def _conv_same(x: torch.Tensor, weight: torch.Tensor, stride: int = 1) -> torch.Tensor:
+    return F.conv2d(pad_same(x, weight.shape[-1], stride), weight, stride=stride)
+
+
+def _pool_same(x: torch.Tensor, stride: int, pool: str) -> torch.Tensor:
+    stand_in = _pool_map(x.shape[1], stride, pool, x)
+    if stand_in is None:
+        return torch.zeros_like(x if stride == 1 else F.avg_pool2d(pad_same(x, 3, stride), 3, stride))
+    return F.conv2d(pad_same(x, 3, stride), stand_in.kernel, stride=stride, groups=x.shape[1])
+
+
+def _branch_forward(model, block: str, sub: str, x: torch.Tensor, pool: str) -> torch.Tensor:
+    if sub in ("3x3", "5x5"):
+        x = _conv_same(x, _weight(model, f"{block}_{sub}_bottleneck"))
+    elif sub == "pool_reduce":
+        if pool == "exclude":
+            w = _weight(model, f"{block}_pool_reduce")
+            return x.new_zeros(x.shape[0], w.shape[0], *x.shape[-2:])
+        x = _pool_same(x, 1, pool)
+    elif sub == "pool":
+        raise ValueError(f"{block}_pool is a max pool and has no pre-activation of its own")
+    return _conv_same(x, _weight(model, f"{block}_{sub}"))
+
+
+def linearized_forward(model, x: torch.Tensor, source: str, target: str, pool: PoolStandIn = "average") -> torch.Tensor:
+    """Run InceptionV1 made linear from ``source`` activations to ``target`` pre-activations.
+
+    The network of the module docstring, written out as a forward pass (ReLUs removed, biases
+    dropped, max pools replaced by the ``pool`` stand-in with TensorFlow "SAME" padding), so
+    its gradients are the expanded weights by definition. ``x: (N, C_source, H, W)``; returns
+    ``(N, C_target, H', W')``. Slow and obviously correct: the reference that
+    :func:`expanded_weights` is tested against.
+    """
+    pool = _check_pool(pool)
+    src, tgt = _classify(model, source), _classify(model, target)
+    if not isinstance(model, InceptionV1):
+        w = _generic_weights(model, src, tgt)
+        return F.conv2d(x, w, padding=w.shape[-1] // 2)
+    if src.channels is not None or tgt.channels is not None:
+        raise ValueError("linearized_forward takes layers, not units")
+    if src.node is None and src.sub not in _BRANCH_ORDER:  # a bottleneck or pool inside the block
+        wanted = {"3x3_bottleneck": "3x3", "5x5_bottleneck": "5x5", "pool": "pool_reduce"}[src.sub]
+        if (tgt.block, tgt.sub) != (src.block, wanted):
+            raise ValueError(f"{src.layer} only feeds {src.block}_{wanted}")
+        return _conv_same(x, _weight(model, tgt.layer))
+    if src.node is None:
+        raise ValueError("as a source give the whole block (e.g. 'mixed3b'), not one of its branches")
+    target_node = tgt.node or tgt.block
+    path = []
+    node = target_node
+    while node != src.node:
+        if node not in _INPUT:
+            raise ValueError(f"source {src.node} does not come before target {target_node}")
+        path.append(node)
+        node = _INPUT[node]
+    for node in reversed(path):
+        kind = _KIND[node]
+        last = node == target_node
+        if kind == "lrn":
+            raise ValueError(f"{node} is a local response normalisation, which is not linear")
+        if kind == "pool":
+            if pool == "exclude":
+                raise ValueError(f"pool='exclude' drops {node}, the only path to {target_node}")
+            x = _pool_same(x, 2, pool)
+        elif kind == "conv":
+            conv = getattr(model, f"{node}_pre_relu_conv")
+            x = _conv_same(x, conv.weight, conv.stride[0])
+        elif last and tgt.node is None:
+            x = _branch_forward(model, node, tgt.sub, x, pool)
+        else:
+            x = torch.cat([_branch_forward(model, node, sub, x, pool) for sub in _BRANCH_ORDER], dim=1)
+    return x
+
+
+def _footprint(model, src: _End, tgt: _End) -> tuple[int, list[str]]:
+    """Kernel size of the expanded weights and the stride-2 pools on the path (late to early)."""
+    sizes = {"1x1": 1, "3x3_bottleneck": 1, "5x5_bottleneck": 1, "3x3": 3, "5x5": 5, "pool_reduce": 3}
+    if tgt.node is not None and _KIND[tgt.node] == "conv":
+        k, node = getattr(model, f"{tgt.node}_pre_relu_conv").kernel_size[0], _INPUT[tgt.node]
+    elif tgt.node is not None:
+        k, node = max(sizes[branch_of((tgt.node, c))[0].split("_", 1)[1]] for c in tgt.channels), _INPUT[tgt.node]
+    else:
+        k, node = sizes[tgt.sub], _INPUT[tgt.block]
+    pools = []
+    src_node = _source_as_node(src)[0]
+    while node != src_node:
+        kind = _KIND[node]
+        if kind == "pool":
+            k, pools = 2 * (k - 1) + 3, pools + [node]
+        elif kind == "conv":
+            k += getattr(model, f"{node}_pre_relu_conv").kernel_size[0] - 1
+        elif kind == "block":
+            k += 4
+        node = _INPUT[node]
+    return k, pools
+
+
+def expanded_weights_by_gradient(
+    model, source: str, target_unit: str, pool: PoolStandIn = "average", size: int | None = None
+) -> torch.Tensor:
+    """Expanded weights by their definition: the gradient of the linearised network.
+
+    Builds a source activation map ``(1, C, size, size)``, runs :func:`linearized_forward` to
+    the target's layer, and takes the gradient of the target unit's pre-activation at the
+    centre position ``((H' - 1) // 2, (W' - 1) // 2)`` with respect to the whole map; the kernel
+    is the window around that position's anchor (across a stride-2 pool: the centre of its
+    window). ``source`` is a main-path layer (``"mixed3a"``) or one of its units, or a
+    bottleneck of the target's block. Returns ``(C, k, k)`` (``(k, k)`` for a source unit),
+    equal to :func:`expanded_weights` up to rounding. Raises if any gradient falls outside the
+    window (the kernel would be wrong).
+    """
+    pool = _check_pool(pool)
+    src, tgt = _classify(model, source), _classify(model, target_unit)
+    if not tgt.is_unit:
+        raise ValueError("expanded_weights_by_gradient takes one target unit, e.g. '3b:379'")
+    channel = tgt.channels[0]
+    pools: list[str] = []
+    if not isinstance(model, InceptionV1):
+        src_name, tgt_name = src.layer, tgt.layer
+        k = _weight(model, tgt.layer).shape[-1]
+    elif src.node is None and src.sub not in _BRANCH_ORDER:  # a bottleneck or the block's pool
+        if tgt.node is not None:  # a concatenated unit: its branch
+            branch, channel = branch_of((tgt.node, channel))
+            tgt = _classify(model, f"{branch}:{channel}")
+        src_name, tgt_name = src.layer, tgt.layer
+        k = _weight(model, tgt.layer).shape[-1]
+    else:
+        src_name, tgt_name = _source_as_node(src)[0], tgt.layer
+        k, pools = _footprint(model, src, tgt)
+    stride = 2 ** len(pools)
+    n = size or (k + 4 * stride + 8)
+    w = next(model.parameters())
+    x = torch.zeros(1, _layer_channels(model)[src_name], n, n, dtype=w.dtype, device=w.device, requires_grad=True)
+    with torch.enable_grad():
+        y = linearized_forward(model, x, src_name, tgt_name, pool=pool)
+        row, col = (y.shape[-2] - 1) // 2, (y.shape[-1] - 1) // 2
+        (grad,) = torch.autograd.grad(y[0, channel, row, col], x)
+    # Map the output position back to the source grid through each stride-2 "SAME" pool: output
+    # q of a pool over m inputs is the window [2q - before, 2q - before + 2], centred at 2q - before + 1.
+    sizes = [n]
+    for _ in pools:
+        sizes.append(-(-sizes[-1] // 2))
+    for m in reversed(sizes[:-1]):
+        before = max((-(-m // 2) - 1) * 2 + 3 - m, 0) // 2
+        row, col = 2 * row - before + 1, 2 * col - before + 1
+    h = (k - 1) // 2
+    if row - h < 0 or col - h < 0 or row + h >= n or col + h >= n:
+        raise ValueError(f"size={n} is too small for a {k}x{k} kernel; pass a larger size")
+    window = grad[0, :, row - h : row + h + 1, col - h : col + h + 1]
+    rest = grad.clone()
+    rest[0, :, row - h : row + h + 1, col - h : col + h + 1] = 0
+    if bool(rest.any()):
+        raise AssertionError("the gradient reaches outside the expected window: the anchor or kernel size is wrong")
+    src_channels = src.channels
+    if isinstance(model, InceptionV1) and src.node is None and src.sub in _BRANCH_ORDER:
+        src_channels = _source_as_node(src)[1]
+    if src_channels is not None:
+        window = window[src_channels]
+    return (window[0] if src.is_unit else window).detach()
+
+
+# -- NMF ---------------------------------------------------------------------------------------
+def _nndsvd(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """NNDSVD start (Boutsidis & Gallopoulos, 2008) with zeros filled by the mean ("nndsvda")."""
+    u, s, vh = torch.linalg.svd(x, full_matrices=False)
+    w = x.new_zeros(x.shape[0], k)
+    h = x.new_zeros(k, x.shape[1])
+    for j in range(min(k, len(s))):
+        a, b = u[:, j], vh[j]
+        if j == 0:
+            a, b, m = a.abs(), b.abs(), 1.0
+        else:
+            ap, an, bp, bn = a.clamp(min=0), (-a).clamp(min=0), b.clamp(min=0), (-b).clamp(min=0)
+            mp, mn = ap.norm() * bp.norm(), an.norm() * bn.norm()
+            a, b, m = (ap / ap.norm(), bp / bp.norm(), mp) if mp > mn else (an / an.norm().clamp(min=1e-30), bn / bn.norm().clamp(min=1e-30), mn)
+        w[:, j] = (s[j] * m).sqrt() * a
+        h[j] = (s[j] * m).sqrt() * b
+    fill = x.mean()
+    return w.masked_fill(w == 0, fill), h.masked_fill(h == 0, fill)
+
+
+def nmf(
+    x: torch.Tensor,
+    k: int,
+    n_iter: int = 1000,
+    init: Literal["nndsvda", "random"] = "nndsvda",
+    seed: int = 0,
+    eps: float = 1e-12,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Non-negative matrix factorisation ``x ~ w @ h`` by multiplicative updates (Lee & Seung).
+
+    ``x: (n, m)`` non-negative; returns ``w: (n, k)`` and ``h: (k, m)``, both non-negative,
+    each row of ``h`` scaled to unit L2 norm (the scale moved into ``w``). Minimises the
+    Frobenius error ``|x - w h|``. ``init="nndsvda"`` (default) starts from the SVD
+    (deterministic; far less prone to poor local minima than a random start),
+    ``init="random"`` from uniform noise seeded by ``seed``. Runs in float64 on ``x``'s device
+    (float32 on mps) and returns ``x``'s dtype.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"nmf factors a matrix (n, m); got shape {tuple(x.shape)}")
+    if bool((x < 0).any()):
+        raise ValueError("nmf needs non-negative data; for signed weights use nmf_weights (one-sided NMF)")
+    if not 1 <= k <= min(x.shape):
+        raise ValueError(f"k must be between 1 and min(n, m) = {min(x.shape)}, got {k}")
+    work = torch.float32 if x.device.type == "mps" else torch.float64
+    data = x.detach().to(work)
+    if init == "nndsvda":
+        w, h = _nndsvd(data.cpu(), k)
+        w, h = w.to(data.device), h.to(data.device)
+    elif init == "random":
+        gen = torch.Generator().manual_seed(seed)
+        scale = (data.mean() / k).sqrt().clamp(min=eps).cpu()
+        w = (torch.rand(data.shape[0], k, generator=gen, dtype=work) * scale).to(data.device)
+        h = (torch.rand(k, data.shape[1], generator=gen, dtype=work) * scale).to(data.device)
+    else:
+        raise ValueError(f"init={init!r}: use 'nndsvda' or 'random'")
+    for _ in range(n_iter):
+        h *= (w.T @ data) / (w.T @ w @ h + eps)
+        w *= (data @ h.T) / (w @ (h @ h.T) + eps)
+    norms = h.norm(dim=1, keepdim=True).clamp(min=eps)
+    return (w * norms.T).to(x.dtype), (h / norms).to(x.dtype)
+
+
+@dataclass
+class WeightFactors:
+    """One-sided NMF of weights ("Visualizing Weights", "Aside: One Simple Trick").
+
+    ``weights ~ einsum("...khw,kc->...chw", spatial, channels)``.
+
+    Attributes:
+        spatial: ``(O, k, kh, kw)`` (or ``(k, kh, kw)``) signed: how much each factor excites
+            (> 0) or inhibits (< 0) the output unit at each position.
+        channels: ``(k, C)`` non-negative, unit L2 norm rows: the mix of input channels in each
+            factor (the input activations are non-negative, so only this side is constrained).
+        error: relative Frobenius error of the reconstruction, ``|W - W_hat| / |W|``.
+    """
+
+    spatial: torch.Tensor
+    channels: torch.Tensor
+    error: float
+
+    def reconstruct(self) -> torch.Tensor:
+        return torch.einsum("...khw,kc->...chw", self.spatial, self.channels)
+
+
+def nmf_weights(weights: torch.Tensor, k: int = 3, n_iter: int = 1000, init: str = "nndsvda", seed: int = 0) -> WeightFactors:
+    """Collapse the input channels of conv weights to ``k`` factors by one-sided NMF.
+
+    "Visualizing Weights" ("Aside: One Simple Trick", "Dimensionality and Scale") reduces a
+    unit's ``[width, height, input_channels]`` weights to a few factors "with one-sided NMF":
+    only the channel factors are non-negative. Done here with ordinary NMF on the positive and
+    negative parts stacked, ``[relu(W); relu(-W)]``, whose position factors subtract back to
+    signed ones. ``weights: (C, kh, kw)`` for one unit or ``(O, C, kh, kw)``; with ``k = 3`` the
+    factors can be shown as the red, green and blue of an image.
+    """
+    single = weights.dim() == 3
+    w4 = weights.unsqueeze(0) if single else weights
+    if w4.dim() != 4:
+        raise ValueError(f"expected weights (C, kh, kw) or (O, C, kh, kw), got {tuple(weights.shape)}")
+    o, c, kh, kw = w4.shape
+    rows = w4.detach().permute(0, 2, 3, 1).reshape(-1, c)  # (O*kh*kw, C)
+    stacked = torch.cat([rows.clamp(min=0), (-rows).clamp(min=0)])
+    w, h = nmf(stacked, k, n_iter=n_iter, init=init, seed=seed)
+    signed = w[: len(rows)] - w[len(rows) :]
+    error = float((rows - signed @ h).norm() / rows.norm().clamp(min=1e-30))
+    spatial = signed.reshape(o, kh, kw, k).permute(0, 3, 1, 2).contiguous()
+    return WeightFactors(spatial[0] if single else spatial, h, error)
+
+
+# -- plots -------------------------------------------------------------------------------------
+WEIGHT_CMAP = "RdBu_r"  # positive red (excites), negative blue (inhibits), as in the papers
+
+
+def _caption(fig, model, caption: str | None) -> None:
+    if caption is not None:
+        fig.text(0.5, 0.002, caption, ha="center", va="bottom", fontsize=8, color="#555555")
+    elif model is not None:
+        from .provenance import stamp
+
+        stamp(fig, model)
+
+
+def plot_weights(
+    weights,
+    titles: Sequence[str] | None = None,
+    model=None,
+    caption: str | None = None,
+    vmax: float | None = None,
+    ncols: int | None = None,
+    cell: float = 1.6,
+    colorbar: bool = True,
+    cmap: str = WEIGHT_CMAP,
+):
+    """Weight kernels as small multiples on a diverging colour map centred at 0.
+
+    ``weights``: ``(k, k)``, ``(N, k, k)`` or ``(R, C, k, k)`` (a grid: rows x columns), a
+    tensor or array. Positive weights are red, negative blue, zero white; one symmetric scale
+    ``[-vmax, vmax]`` (default the largest magnitude) for every panel so they compare. Row 0
+    of a kernel is drawn at the top. With ``model``, the figure is stamped with the weights
+    caption (:func:`circuitscope.provenance.stamp`); ``caption`` overrides it. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    w = weights.detach().cpu().float().numpy() if isinstance(weights, torch.Tensor) else np.asarray(weights, dtype=float)
+    if w.ndim == 2:
+        w = w[None]
+    if w.ndim == 3:
+        n = w.shape[0]
+        ncols = ncols or min(n, 8)
+        nrows = -(-n // ncols)
+        panels = list(w)
+    elif w.ndim == 4:
+        nrows, ncols = w.shape[:2]
+        panels = list(w.reshape(-1, *w.shape[-2:]))
+    else:
+        raise ValueError(f"expected (k, k), (N, k, k) or (R, C, k, k) weights, got shape {w.shape}")
+    vmax = float(vmax if vmax is not None else max(np.abs(w).max(), 1e-12))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols + (0.8 if colorbar else 0), cell * nrows + 0.3), squeeze=False)
+    image = None
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([]), ax.set_yticks([])
+        if i >= len(panels):
+            ax.axis("off")
+            continue
+        image = ax.imshow(panels[i], cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest")
+        if titles is not None and i < len(titles):
+            ax.set_title(titles[i], fontsize=8)
+    if colorbar and image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
+    _caption(fig, model, caption)
+    return fig
+
+
+def _as_hwc(image):
+    import numpy as np
+
+    a = image.detach().cpu().float().numpy() if isinstance(image, torch.Tensor) else np.asarray(image, dtype=float)
+    if a.ndim == 4:
+        a = a[0]
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = a.transpose(1, 2, 0)
+    return a.clip(0, 1)
+
+
+def plot_circuit(
+    units: Sequence[str],
+    edges: Sequence[tuple[str, str, float | torch.Tensor]],
+    thumbnails: dict | None = None,
+    model=None,
+    caption: str | None = None,
+    title: str | None = None,
+    cmap: str = WEIGHT_CMAP,
+    thumb_size: float = 0.9,
+):
+    """A circuit diagram: units as feature-visualization thumbnails, edges coloured by sign.
+
+    ("Zoom In", "Claim 2: Circuits"; "Visualizing Weights", "Contextualizing Weights with
+    Feature Visualization".) Units are placed in columns by layer, earlier layers on the left
+    (model order for InceptionV1 names, else order of appearance).
+
+    Args:
+        units: unit ids, e.g. ``["4b:237", "4b:373", "4c:447"]``.
+        edges: ``(source, target, weight)``; ``weight`` a number or a 2-D kernel. A number
+            colours the arrow (red excites, blue inhibits, on ``cmap`` centred at 0) and sets
+            its width by magnitude; a kernel is drawn as a small weight heatmap on the arrow,
+            which is coloured by the sign of the kernel's sum.
+        thumbnails: ``{unit: image}`` with images ``(3, H, W)``/``(H, W, 3)`` in ``[0, 1]``
+            (feature visualizations); units without one are drawn as labelled boxes.
+        model: stamps the figure with the weights caption; ``caption`` overrides it.
+
+    Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib import colors as mcolors
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+    from matplotlib.patches import FancyArrowPatch
+
+    thumbnails = thumbnails or {}
+    layers: list[str] = []
+    for u in units:
+        layer = u.split(":")[0]
+        if layer not in layers:
+            layers.append(layer)
+    order = {name: i for i, name in enumerate(LAYER_CHANNELS)}
+    if all(_expand_short(l) in order for l in layers):
+        layers.sort(key=lambda l: order[_expand_short(l)])
+    columns = {l: [u for u in units if u.split(":")[0] == l] for l in layers}
+    tallest = max(len(c) for c in columns.values())
+    pos = {}
+    for x, layer in enumerate(layers):
+        col = columns[layer]
+        for i, u in enumerate(col):
+            pos[u] = (x * 2.2, (tallest - 1) / 2 + (len(col) - 1) / 2 - i)  # columns centred
+    fig, ax = plt.subplots(figsize=(2.2 * len(layers) + 0.6, 1.4 * tallest + 0.8))
+    ax.set_xlim(-1, 2.2 * (len(layers) - 1) + 1)
+    ax.set_ylim(-0.9, tallest - 0.1)
+    ax.axis("off")
+
+    def value(w) -> float:
+        return float(w.sum()) if isinstance(w, torch.Tensor) or hasattr(w, "sum") else float(w)
+
+    scale = max([abs(value(w)) for *_, w in edges] + [1e-12])
+    colour_map = plt.get_cmap(cmap)
+    for src, dst, w in edges:
+        if src not in pos or dst not in pos:
+            raise ValueError(f"edge {src} -> {dst}: both ends must be in units")
+        v = value(w)
+        colour = colour_map(0.5 + 0.5 * v / scale)
+        arrow = FancyArrowPatch(pos[src], pos[dst], arrowstyle="-|>", mutation_scale=12, shrinkA=28, shrinkB=28,
+                                linewidth=1 + 3 * abs(v) / scale, color=colour, zorder=1)  # fmt: skip
+        ax.add_patch(arrow)
+        kernel = w.detach().cpu().float().numpy() if isinstance(w, torch.Tensor) else w
+        if getattr(kernel, "ndim", 0) == 2:
+            mx, my = (pos[src][0] + pos[dst][0]) / 2, (pos[src][1] + pos[dst][1]) / 2
+            inset = ax.inset_axes([mx - 0.25, my - 0.25, 0.5, 0.5], transform=ax.transData, zorder=3)
+            m = max(abs(kernel).max(), 1e-12)
+            inset.imshow(kernel, cmap=cmap, norm=mcolors.Normalize(-m, m), interpolation="nearest")
+            inset.set_xticks([]), inset.set_yticks([])
+    for u, (x, y) in pos.items():
+        if u in thumbnails:
+            img = _as_hwc(thumbnails[u])
+            box = AnnotationBbox(OffsetImage(img, zoom=thumb_size * 60 / max(img.shape[:2])), (x, y), frameon=True, pad=0.1, zorder=2)
+            ax.add_artist(box)
+            ax.text(x, y - 0.5, u, ha="center", va="top", fontsize=8)
+        else:
+            ax.text(x, y, u, ha="center", va="center", fontsize=9, zorder=2,
+                    bbox=dict(boxstyle="round,pad=0.4", facecolor="white", edgecolor="#333333"))  # fmt: skip
+    if title:
+        ax.set_title(title)
+    _caption(fig, model, caption)
+    return fig

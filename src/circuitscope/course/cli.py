@@ -1,0 +1,144 @@
+"""``circuitscope-course``: the nbgrader course's round trips in one command each.
+
+    circuitscope-course generate [ASSIGNMENT ...]     exercises/ from solutions/ (deterministic)
+    circuitscope-course check-sync [ASSIGNMENT ...]   exit 1 if exercises/ differs from a fresh generation
+    circuitscope-course grade SUBMISSIONS [-a ID]     autograde <student>/<assignment>/<notebook>.ipynb
+    circuitscope-course feedback [ASSIGNMENT ...]     HTML feedback (hidden tests never shown)
+    circuitscope-course export grades.csv [-a ID]     one row per student and assignment
+    circuitscope-course demo DIR                      a practice course with honest and hostile submissions
+
+Each runs the real nbgrader commands from ``autograder/`` (see ``autograder/README.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .course import Course, CourseError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="circuitscope-course",
+        description="Generate, check, grade and export the circuitscope nbgrader course.",
+    )
+    parser.add_argument("--root", type=Path, default=None,
+                        help="the course repository (default: found from the working directory)")  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("generate", help="regenerate exercises/ from solutions/")
+    p.add_argument("assignments", nargs="*", metavar="ASSIGNMENT", help="default: every assignment")
+
+    p = sub.add_parser("check-sync", help="exit 1 if exercises/ differs from a fresh generation")
+    p.add_argument("assignments", nargs="*", metavar="ASSIGNMENT", help="default: every assignment")
+
+    p = sub.add_parser("grade", help="autograde a folder of submissions into the gradebook")
+    p.add_argument("submissions", type=Path, metavar="SUBMISSIONS_DIR",
+                   help="holds <student>/<assignment>/<notebook>.ipynb")  # fmt: skip
+    p.add_argument("-a", "--assignment", action="append", dest="assignments", metavar="ID",
+                   help="grade only this assignment (repeatable; default: every assignment found)")  # fmt: skip
+    p.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
+                   help="seconds one cell may run (default: $CIRCUITSCOPE_GRADE_TIMEOUT or 300)")  # fmt: skip
+    p.add_argument("--notebook-timeout", type=int, default=None, metavar="SECONDS",
+                   help="seconds one notebook may take in all before it is stopped "
+                        "(default: the cell timeout x (code cells + 3))")  # fmt: skip
+    p.add_argument("-j", "--jobs", type=int, default=1, help="notebooks graded at once (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("feedback", help="HTML feedback for graded submissions")
+    p.add_argument("assignments", nargs="*", metavar="ASSIGNMENT", help="default: every graded assignment")
+
+    p = sub.add_parser("export", help="write grades as CSV, one row per student and assignment")
+    p.add_argument("csv", type=Path, metavar="CSV")
+    p.add_argument("-a", "--assignment", action="append", dest="assignments", metavar="ID",
+                   help="export only this assignment (repeatable)")  # fmt: skip
+    p = sub.add_parser("demo", help="write a practice course (tiny assignment, sample class) into DIR")
+    p.add_argument("dest", type=Path, metavar="DIR")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        course = Course(args.root.resolve()) if args.root else Course.find()
+        if not course.config_file.is_file():
+            raise CourseError(f"{course.config_file} is missing")
+        return _run(course, args)
+    except CourseError as err:
+        print(f"circuitscope-course: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("circuitscope-course: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(course: Course, args) -> int:
+    if args.command == "generate":
+        from .generate import generate
+
+        generate(course, args.assignments)
+        return 0
+
+    if args.command == "check-sync":
+        from .generate import check_sync
+
+        report = check_sync(course, args.assignments)
+        print(report.summary(course.release.name))
+        return 0 if report.in_sync else 1
+
+    if args.command == "grade":
+        from .grading import GRADED, REPORT_NAME, grade
+
+        outcomes = grade(
+            course, args.submissions, args.assignments, timeout=args.timeout,
+            notebook_timeout=args.notebook_timeout, jobs=args.jobs, progress=not args.no_progress,
+        )
+        graded = sum(o.status == GRADED for o in outcomes)
+        zeroed = len(outcomes) - graded
+        students = len({o.student_id for o in outcomes})
+        print(f"{len(outcomes)} notebook(s) from {students} student(s): {graded} graded, "
+              f"{zeroed} scored 0 with a reason (see above); every score is in "
+              f"{course.db_path.relative_to(course.root)}, every row in "
+              f"{(course.autograder / REPORT_NAME).relative_to(course.root)}")  # fmt: skip
+        return 0
+
+    if args.command == "feedback":
+        from .results import feedback
+
+        feedback(course, args.assignments)
+        return 0
+
+    if args.command == "export":
+        from .results import export_csv
+
+        path = export_csv(course, args.csv, args.assignments)
+        print(f"wrote {path}")
+        return 0
+
+    if args.command == "demo":
+        from . import demo
+        from .generate import generate
+
+        dest = args.dest.resolve()
+        if dest.exists() and any(dest.iterdir()):
+            raise CourseError(f"{dest} is not empty")
+        demo.create(dest, course.config_file)
+        practice = Course(dest)
+        generate(practice)
+        names = demo.write_submissions(dest / "submissions", practice.release / demo.ASSIGNMENT / f"{demo.NOTEBOOK}.ipynb")
+        print(f"wrote a practice course in {dest}: solutions/{demo.ASSIGNMENT}/, exercises/{demo.ASSIGNMENT}/, "
+              f"and submissions/ from {len(names)} students:")  # fmt: skip
+        for name in names:
+            what, score = demo.EXPECTED[name]
+            print(f"  {name:14s} {what} (should score {score:g}/3)")
+        print(f"next: cd {dest} && circuitscope-course grade submissions --timeout 20 && "
+              "circuitscope-course feedback && circuitscope-course export grades.csv")  # fmt: skip
+        return 0
+
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,384 @@
+"""Grade a folder of submissions with nbgrader, one notebook per subprocess.
+
+Plain ``nbgrader autograde`` grades a whole class in one process: a notebook that kills its
+kernel, or is not valid JSON, is dropped without a grade ("needs manual grade") and the whole run
+exits non-zero. Here each notebook is autograded by its own ``nbgrader autograde --student S
+--notebook N`` subprocess, under a wall-clock limit, so one hostile notebook cannot stop the
+others, and every notebook ends in one of two states, both recorded in the real gradebook:
+
+* **graded** by nbgrader (``ZeroDeletedTests`` has scored deleted test cells 0 and said so);
+* **zero**, with the reason: not submitted, not a valid notebook, the kernel died, the kernel
+  stopped responding, grading ran past the wall-clock limit, nbgrader failed on it.
+
+Every run rewrites its rows of ``autograder/grading_report.csv`` (one row per student, assignment
+and notebook; never duplicated) and leaves nbgrader's output in ``autograder/logs/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import nbformat
+
+from .course import Course, CourseError
+from .generate import _generate_one
+
+#: Seconds one cell may run while autograding, unless CIRCUITSCOPE_GRADE_TIMEOUT or --timeout says.
+DEFAULT_CELL_TIMEOUT = 300
+TIMEOUT_ENV = "CIRCUITSCOPE_GRADE_TIMEOUT"
+REPORT_NAME = "grading_report.csv"
+LOGS_NAME = "logs"
+
+GRADED, ZERO = "graded", "zero"
+
+_EXCEPTION_LINE = re.compile(r"^\s*[\w.]*(Error|Exception|Exit)\b[\w.]*(:.*)?$")
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One student's submission of one assignment: a folder of notebooks."""
+
+    student: str
+    assignment: str
+    folder: Path
+
+
+@dataclass
+class Outcome:
+    """What grading did with one notebook of one submission (a row of the grading report)."""
+
+    student_id: str
+    assignment: str
+    notebook: str
+    status: str  # GRADED or ZERO
+    score: float = 0.0
+    max_score: float = 0.0
+    seconds: float = 0.0
+    problem: str = ""  # why it scored zero, or what grading noticed (deleted test cells, ...)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.student_id, self.assignment, self.notebook)
+
+
+def find_submissions(folder: Path, assignments: list[str], known: list[str], log=print) -> list[Submission]:
+    """Submissions in ``folder``: ``<student>/<assignment>/<notebook>.ipynb``.
+
+    With exactly one assignment asked for, ``<student>/<notebook>.ipynb`` is accepted too.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CourseError(f"no such folder: {folder}")
+    found = []
+    for student_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        matched = False
+        for sub in sorted(p for p in student_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if sub.name in assignments:
+                found.append(Submission(student_dir.name, sub.name, sub))
+                matched = True
+            elif sub.name not in known:
+                log(f"skipping {sub}: there is no assignment called {sub.name!r}")
+        if not matched and len(assignments) == 1 and any(student_dir.glob("*.ipynb")):
+            found.append(Submission(student_dir.name, assignments[0], student_dir))
+    return found
+
+
+def grade(
+    course: Course,
+    submissions_dir: str | os.PathLike,
+    assignments: list[str] | None = None,
+    *,
+    timeout: int | None = None,
+    notebook_timeout: int | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+    log=print,
+) -> list[Outcome]:
+    """Autograde every submission in ``submissions_dir`` into the course's gradebook.
+
+    ``timeout``: seconds one cell may run (default: $CIRCUITSCOPE_GRADE_TIMEOUT, else 300).
+    ``notebook_timeout``: seconds the grading of one notebook may take before it is stopped, kernel
+    and all (default: ``timeout`` times the notebook's number of code cells + 3). ``jobs``:
+    notebooks graded at once. Returns one :class:`Outcome` per notebook; also written to the grading report.
+    """
+    from nbgrader.api import Gradebook
+
+    wanted = course.require_assignments(assignments)
+    if not wanted:
+        raise CourseError(f"{course.source} has no assignments to grade")
+    submissions = find_submissions(Path(submissions_dir), wanted, course.assignments(), log=log)
+    if not submissions:
+        raise CourseError(
+            f"no submissions in {submissions_dir}: expected <student>/<assignment>/<notebook>.ipynb "
+            f"for assignment(s) {', '.join(wanted)}"
+        )
+    cell_timeout = int(timeout or os.environ.get(TIMEOUT_ENV) or DEFAULT_CELL_TIMEOUT)
+
+    # The gradebook must describe the assignments as solutions/ does now (cells, points, the
+    # hidden tests to restore). Generating into a scratch folder records them without touching
+    # exercises/.
+    with tempfile.TemporaryDirectory(prefix="circuitscope-release-") as tmp:
+        for name in sorted({s.assignment for s in submissions}):
+            _generate_one(course, name, Path(tmp))
+
+    outcomes: list[Outcome] = []
+    tasks: list[tuple[Submission, list[str]]] = []
+    with Gradebook(course.db_url, "circuitscope") as gb, warnings.catch_warnings():
+        # nbgrader's own add_submission trips SQLAlchemy's autoflush warning; it is harmless.
+        warnings.filterwarnings("ignore", message=".*not in session.*")
+        for sub in submissions:
+            dest = _copy_in(course, sub)
+            gb.update_or_create_student(sub.student)
+            timestamp = _timestamp(dest)
+            gb.update_or_create_submission(sub.assignment, sub.student, **({"timestamp": timestamp} if timestamp else {}))
+            runnable = []
+            for notebook in course.notebooks(sub.assignment):
+                problem = _unreadable(dest / f"{notebook}.ipynb")
+                if problem:
+                    outcomes.append(Outcome(sub.student, sub.assignment, notebook, ZERO, problem=problem))
+                else:
+                    runnable.append(notebook)
+            if runnable:
+                tasks.append((sub, runnable))
+        for outcome in outcomes:
+            _zero(gb, course, outcome)
+            log(f"ZERO {'/'.join(outcome.key)}: {outcome.problem}")
+
+    total = sum(len(nbs) for _, nbs in tasks)
+    bar = _progress(total, progress)
+    env = {TIMEOUT_ENV: str(cell_timeout)}
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = [pool.submit(_grade_submission, course, sub, nbs, cell_timeout, notebook_timeout, env)
+                       for sub, nbs in tasks]  # fmt: skip
+            for future in as_completed(futures):
+                for outcome in future.result():
+                    if outcome.status == ZERO:
+                        with Gradebook(course.db_url, "circuitscope") as gb:
+                            _zero(gb, course, outcome)
+                    _log_outcome(outcome, log if bar is None else bar.write)
+                    outcomes.append(outcome)
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    with Gradebook(course.db_url, "circuitscope") as gb:
+        for outcome in outcomes:
+            nb = gb.find_submission_notebook(outcome.notebook, outcome.assignment, outcome.student_id)
+            outcome.score, outcome.max_score = float(nb.score), float(nb.max_score)
+            if outcome.status == GRADED and nb.needs_manual_grade:
+                outcome.problem = _join(outcome.problem, "needs manual grading (formgrader)")
+    outcomes.sort(key=lambda o: o.key)
+    write_report(course, outcomes)
+    return outcomes
+
+
+def _grade_submission(course: Course, sub: Submission, notebooks: list[str], cell_timeout: int,
+                      notebook_timeout: int | None, env: dict) -> list[Outcome]:  # fmt: skip
+    return [_grade_notebook(course, sub, nb, cell_timeout, notebook_timeout, env) for nb in notebooks]
+
+
+def _grade_notebook(course: Course, sub: Submission, notebook: str, cell_timeout: int,
+                    notebook_timeout: int | None, env: dict) -> Outcome:  # fmt: skip
+    limit = notebook_timeout or cell_timeout * (_code_cells(course, sub.assignment, notebook) + 3)
+    args = ["autograde", sub.assignment, "--student", sub.student, "--notebook", notebook, "--force"]
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nbgrader", *args], cwd=course.autograder, env=course.environment(env),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    timed_out = False
+    try:
+        output, _ = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_tree(proc.pid)
+        output, _ = proc.communicate()
+    seconds = round(time.monotonic() - start, 1)
+    log_path = course.autograder / LOGS_NAME / sub.student / sub.assignment / f"{notebook}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(output or "", encoding="utf-8")
+
+    graded = course.autograded / sub.student / sub.assignment / f"{notebook}.ipynb"
+    outcome = Outcome(sub.student, sub.assignment, notebook, GRADED, seconds=seconds)
+    if not timed_out and proc.returncode == 0 and graded.is_file():
+        deleted = _deleted_tests(graded)
+        if deleted:
+            outcome.problem = f"test cell(s) deleted, scored 0: {', '.join(deleted)}"
+        return outcome
+    outcome.status = ZERO
+    why = _failure_reason(output or "", timed_out, limit, proc.returncode)
+    outcome.problem = f"{why} (log: {log_path.relative_to(course.root)})"
+    graded.unlink(missing_ok=True)  # a half-written notebook from a killed run
+    return outcome
+
+
+def _failure_reason(output: str, timed_out: bool, limit: int, returncode: int | None) -> str:
+    if timed_out:
+        return f"grading ran past {limit} s and was stopped (an infinite loop the kernel would not leave?)"
+    if "Kernel died" in output or "DeadKernelError" in output:
+        return "the kernel died while running it (os._exit, a crash, or out of memory)"
+    if "UnresponsiveKernelError" in output or "kernel became unresponsive" in output:
+        return "the kernel stopped responding after a cell timed out"
+    if "Notebook failed to validate" in output:
+        return "its nbgrader cell metadata is corrupted"
+    if "CellTimeoutError" in output:
+        return "a cell ran past the time limit and the kernel did not recover"
+    errors = [line.strip() for line in output.splitlines() if _EXCEPTION_LINE.match(line)]
+    detail = errors[-1] if errors else f"exit status {returncode}, no autograded notebook"
+    return f"nbgrader could not grade it: {detail[:200]}"
+
+
+def _kill_tree(pid: int) -> None:
+    """Stop a process and all its descendants (the kernel runs in a session of its own)."""
+    try:
+        import psutil
+
+        parent = psutil.Process(pid)
+        procs = [*parent.children(recursive=True), parent]
+        for p in procs:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=10)
+    except ImportError:  # the kernel then exits by itself when it sees its parent gone
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    except Exception:  # already gone
+        pass
+
+
+def _copy_in(course: Course, sub: Submission) -> Path:
+    """Put a submission in ``autograder/submitted/<student>/<assignment>/`` (replacing an older one)."""
+    dest = course.submitted / sub.student / sub.assignment
+    if sub.folder.resolve() == dest.resolve():
+        return dest
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(sub.folder, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    return dest
+
+
+def _timestamp(folder: Path) -> str | None:
+    path = folder / "timestamp.txt"
+    if path.is_file():
+        text = path.read_text(encoding="utf-8").strip()
+        return text or None
+    return None
+
+
+def _unreadable(path: Path) -> str:
+    """Why ``path`` cannot be graded ('' if it can). Unreadable files are renamed ``*.invalid``.
+
+    nbgrader only looks at ``*.ipynb``: renamed, the file stays for the record and a plain
+    ``nbgrader autograde`` scores it as not submitted instead of failing on it.
+    """
+    if not path.exists():
+        return "not submitted"
+    try:
+        nbformat.read(path, as_version=4)
+    except Exception as err:  # JSON errors, nbformat's NotJSONError, a binary file, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        path.replace(path.with_name(path.name + ".invalid"))
+        return f"not a valid notebook ({type(err).__name__}: {first[:160]})"
+    return ""
+
+
+def _zero(gb, course: Course, outcome: Outcome) -> None:
+    """Record 0 for every grade of a notebook (a grader's manual score, if any, stays)."""
+    nb = gb.find_submission_notebook(outcome.notebook, outcome.assignment, outcome.student_id)
+    for grade in nb.grades:
+        grade.auto_score = 0.0
+        grade.needs_manual_grade = grade.manual_score is not None
+    gb.db.commit()
+    stale = course.autograded / outcome.student_id / outcome.assignment / f"{outcome.notebook}.ipynb"
+    stale.unlink(missing_ok=True)  # graded earlier: its feedback would contradict the zero
+
+
+def _deleted_tests(path: Path) -> list[str]:
+    from .nbgrader_ext import METADATA_KEY
+
+    nb = nbformat.read(path, as_version=4)
+    return list(nb.metadata.get(METADATA_KEY, {}).get("deleted_test_cells", []))
+
+
+def _code_cells(course: Course, assignment: str, notebook: str) -> int:
+    try:
+        nb = nbformat.read(course.source / assignment / f"{notebook}.ipynb", as_version=4)
+    except Exception:
+        return 50
+    return sum(cell.cell_type == "code" for cell in nb.cells)
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def _log_outcome(outcome: Outcome, write) -> None:
+    where = "/".join(outcome.key)
+    if outcome.status == ZERO:
+        write(f"ZERO {where}: {outcome.problem}")
+    elif outcome.problem:
+        write(f"graded {where} ({outcome.seconds:.0f} s): {outcome.problem}")
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="autograding", unit="notebook", file=sys.stderr, dynamic_ncols=True)
+
+
+# The grading report ------------------------------------------------------------------------
+
+REPORT_FIELDS = [f.name for f in fields(Outcome)]
+
+
+def read_report(course: Course) -> list[Outcome]:
+    path = course.autograder / REPORT_NAME
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for row in rows:
+        try:
+            out.append(Outcome(
+                row["student_id"], row["assignment"], row["notebook"], row["status"],
+                float(row["score"] or 0), float(row["max_score"] or 0), float(row["seconds"] or 0),
+                row.get("problem", ""),
+            ))  # fmt: skip
+        except (KeyError, ValueError):
+            continue
+    return out
+
+
+def write_report(course: Course, outcomes: list[Outcome]) -> Path:
+    """Merge ``outcomes`` into the grading report: one row per student, assignment and notebook."""
+    rows = {o.key: o for o in read_report(course)}
+    rows.update({o.key: o for o in outcomes})
+    path = course.autograder / REPORT_NAME
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=REPORT_FIELDS)
+        writer.writeheader()
+        for key in sorted(rows):
+            writer.writerow(asdict(rows[key]))
+    return path

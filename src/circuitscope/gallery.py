@@ -1,0 +1,278 @@
+"""A local "Microscope": every channel of a layer, rendered in batches, browsable in a page.
+
+``render_gallery(model, "mixed4a", out_dir="gallery/mixed4a")`` writes ``channel_0000.png``,
+``channel_0001.png``, ... (one feature visualization per channel, "Feature Visualization",
+Olah et al. 2017; many channels per batch, one forward pass per step) and an ``index.html``
+that shows them as a grid with their channel numbers. It is resumable: channels whose PNG
+exists are skipped, so an interrupted run continues where it stopped. Made with synthetic
+weights, every PNG carries a red "synthetic weights" band and the page says so.
+
+From the shell::
+
+    circuitscope gallery mixed4a --channels 0-63 --out gallery/mixed4a
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from tqdm.auto import tqdm
+
+from .activations import check_layer_names
+from .device import profile
+from .optvis import channel, render
+from .provenance import SYNTHETIC_LABEL, is_synthetic, weights_caption
+
+MIN_DISPLAY_SIZE = 128  # small CPU renders are enlarged (nearest neighbour) so they can be seen
+META_FILE = "gallery.json"
+PNG_PATTERN = re.compile(r"channel_(\d+)\.png$")
+
+
+def png_name(ch: int) -> str:
+    """``channel_0042.png`` for channel 42."""
+    return f"channel_{ch:04d}.png"
+
+
+def parse_channels(spec: str | Iterable[int] | None, n_channels: int) -> list[int]:
+    """``"0-63,100,200-203"`` (inclusive ranges) or a list -> sorted unique channels.
+
+    ``None`` means every channel ``0 .. n_channels - 1``; each must lie in that range.
+    """
+    if spec is None:
+        return list(range(n_channels))
+    if isinstance(spec, str):
+        chosen: set[int] = set()
+        for part in spec.replace(" ", "").split(","):
+            if not part:
+                continue
+            m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+            if not m:
+                raise ValueError(f"cannot read channels {spec!r}: use e.g. '0-63' or '3,7,100-110'")
+            lo, hi = int(m[1]), int(m[2] if m[2] is not None else m[1])
+            if hi < lo:
+                raise ValueError(f"empty channel range {part!r}")
+            chosen.update(range(lo, hi + 1))
+    else:
+        chosen = {int(c) for c in spec}
+    bad = [c for c in chosen if not 0 <= c < n_channels]
+    if bad:
+        raise ValueError(f"channels {sorted(bad)[:5]} are outside 0..{n_channels - 1}")
+    return sorted(chosen)
+
+
+def to_pil(image: torch.Tensor, synthetic: bool, min_size: int = MIN_DISPLAY_SIZE) -> Image.Image:
+    """``image: (3, H, W)`` in [0, 1] -> a PIL image, enlarged to at least ``min_size`` px by an
+    integer factor (nearest neighbour), with a red "synthetic weights" band below if asked."""
+    array = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round()
+    pil = Image.fromarray(array.astype(np.uint8), "RGB")
+    factor = max(1, -(-min_size // max(pil.size)))
+    if factor > 1:
+        pil = pil.resize((pil.width * factor, pil.height * factor), Image.NEAREST)
+    if not synthetic:
+        return pil
+    band = max(14, pil.width // 9)
+    out = Image.new("RGB", (pil.width, pil.height + band), (176, 0, 32))
+    out.paste(pil, (0, 0))
+    draw = ImageDraw.Draw(out)
+    font = _font(SYNTHETIC_LABEL, pil.width - 4, band - 3)
+    left, top, right, bottom = draw.textbbox((0, 0), SYNTHETIC_LABEL, font=font)
+    xy = ((pil.width - (right - left)) / 2 - left, pil.height + (band - (bottom - top)) / 2 - top)
+    draw.text(xy, SYNTHETIC_LABEL, fill=(255, 255, 255), font=font)
+    return out
+
+
+def _font(text: str, max_width: int, max_height: int):
+    """The largest default font size whose rendering of ``text`` fits the box."""
+    for size in range(max_height, 5, -1):
+        try:
+            font = ImageFont.load_default(size=size)
+        except TypeError:  # Pillow < 10.1: one bitmap size
+            return ImageFont.load_default()
+        left, _, right, _ = font.getbbox(text)
+        if right - left <= max_width:
+            return font
+    return ImageFont.load_default(size=6)
+
+
+def save_png(image: torch.Tensor, path: Path, synthetic: bool) -> None:
+    """Write one channel's image atomically (a partial file never looks finished)."""
+    tmp = path.with_suffix(".tmp.png")
+    to_pil(image, synthetic).save(tmp)
+    os.replace(tmp, path)
+
+
+def _check_meta(out_dir: Path, meta: dict) -> None:
+    path = out_dir / META_FILE
+    if path.exists():
+        old = json.loads(path.read_text())
+        keys = ("layer", "size", "steps", "weights")
+        diff = {k: (old.get(k), meta[k]) for k in keys if old.get(k) != meta[k]}
+        if diff:
+            detail = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
+            raise ValueError(
+                f"{out_dir} holds a different gallery ({detail}). Use another output folder, "
+                "or delete it to start again."
+            )
+        meta = {**old, **meta}
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def render_gallery(
+    model,
+    layer: str,
+    channels: str | Sequence[int] | None = None,
+    out_dir: str | os.PathLike = "gallery",
+    size: int | None = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    **render_kwargs,
+) -> Path:
+    """Render ``channels`` of ``layer`` (default: all) into ``out_dir``; return ``index.html``.
+
+    Args:
+        model: an :class:`~circuitscope.InceptionV1`.
+        layer: any layer name, e.g. ``"mixed4a"`` or ``"mixed4a_pre_relu"``.
+        channels: ``"0-63,100"``, a list, or None for every channel.
+        size, steps: per image (default: the profile's ``render_size`` and ``render_steps``).
+        batch_size: channels optimised together (default: the profile's ``batch_size``).
+        seed: batch ``k`` (first channel ``c``) uses seed ``seed + c``.
+        render_kwargs: passed on to :func:`circuitscope.optvis.render` (``lr``, ``autocast``, ...).
+
+    Channels whose PNG exists are skipped (resumable); ``index.html`` is rewritten after each
+    batch. Each PNG is ``(S, S)`` (``S >= 128``, small renders enlarged), plus a red band
+    reading "synthetic weights" when ``model.is_synthetic``.
+    """
+    (layer,) = check_layer_names(model, [layer])
+    prof = profile(device=model.device)
+    size = prof.render_size if size is None else int(size)
+    steps = prof.render_steps if steps is None else int(steps)
+    batch_size = prof.batch_size if batch_size is None else int(batch_size)
+    chosen = parse_channels(channels, model.layer_channels[layer])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    synthetic = is_synthetic(model)
+    meta = {"layer": layer, "size": size, "steps": steps,
+            "weights": getattr(model, "weights_source", "unknown"), "synthetic": synthetic}  # fmt: skip
+    _check_meta(out, meta)
+    todo = [c for c in chosen if not (out / png_name(c)).exists()]
+    bar = tqdm(total=len(chosen), initial=len(chosen) - len(todo), desc=f"gallery {layer}", disable=not progress, unit="ch")
+    try:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            images = render(model, [channel(layer, c) for c in batch], size=size, steps=steps,
+                            seed=seed + batch[0], progress=progress, **render_kwargs)  # fmt: skip
+            for c, image in zip(batch, images):
+                save_png(image, out / png_name(c), synthetic)
+            bar.update(len(batch))
+            write_index(out, model, meta)
+    finally:
+        bar.close()
+    return write_index(out, model, meta)
+
+
+def write_index(out_dir: Path, model, meta: dict) -> Path:
+    """Write ``index.html``: every ``channel_*.png`` in ``out_dir`` as a grid (self-contained)."""
+    out_dir = Path(out_dir)
+    found = sorted(int(m[1]) for p in out_dir.iterdir() if (m := PNG_PATTERN.fullmatch(p.name)))
+    layer = html.escape(meta["layer"])
+    caption = html.escape(weights_caption(model))
+    synthetic = meta["synthetic"]
+    cells = "\n".join(
+        f'<figure id="c{c}" data-ch="{c}"><a href="{png_name(c)}"><img src="{png_name(c)}" '
+        f'loading="lazy" alt="{layer} channel {c}"></a><figcaption>{layer}:{c}</figcaption></figure>'
+        for c in found
+    )
+    banner = (
+        f'<p class="synthetic"><b>Made with synthetic weights.</b> {caption}. These images show '
+        "how the method works, not what InceptionV1 learned.</p>"
+        if synthetic
+        else f'<p class="real">{caption}: {html.escape(str(meta["weights"]))}</p>'
+    )
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{layer}: feature visualizations</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }}
+.synthetic {{ border-left: 4px solid #b00020; background: #fff4f4; padding: .5em 1em; }}
+.real {{ color: #555; }}
+#grid {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px; }}
+figure {{ margin: 0; text-align: center; font-size: 13px; }}
+img {{ width: 100%; image-rendering: pixelated; }}
+input {{ font-size: 1em; width: 8em; }}
+</style></head><body>
+<h1>{layer}</h1>
+{banner}
+<p>{len(found)} channels; each image maximises one channel's mean activation
+({meta["size"]} px, {meta["steps"]} steps, Fourier parameterization, Lucid's transforms;
+"Feature Visualization", Olah et al. 2017). Made by <code>circuitscope gallery</code>.</p>
+<p><label>Channel: <input id="q" type="search" placeholder="e.g. 42"></label></p>
+<div id="grid">
+{cells}
+</div>
+<script>
+document.getElementById("q").addEventListener("input", function (e) {{
+  var q = e.target.value.trim();
+  document.querySelectorAll("#grid figure").forEach(function (f) {{
+    f.style.display = (!q || f.dataset.ch === q) ? "" : "none";
+  }});
+}});
+</script>
+</body></html>
+"""
+    path = out_dir / "index.html"
+    path.write_text(page)
+    return path
+
+
+# -- command line ---------------------------------------------------------------------------
+def add_gallery_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of ``circuitscope gallery`` (shared by the CLI and :func:`gallery_main`)."""
+    parser.add_argument("layer", help="layer name, e.g. mixed4a or mixed4a_pre_relu")
+    parser.add_argument("--channels", default=None, help="e.g. 0-63 or 3,7,100-110 (default: all)")
+    parser.add_argument("--out", required=True, help="output folder (resumable)")
+    parser.add_argument("--size", type=int, default=None, help="pixels (default: profile's)")
+    parser.add_argument("--steps", type=int, default=None, help="steps (default: profile's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="channels per batch")
+    parser.add_argument("--weights", default="auto", help="auto, lucid, synthetic or a .pth path")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: best available)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPUs)")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def run_gallery(args: argparse.Namespace) -> int:
+    """Run ``circuitscope gallery`` for parsed ``args``."""
+    from .models import load_inceptionv1
+
+    model = load_inceptionv1(args.weights, device=args.device, progress=not args.no_progress)
+    if is_synthetic(model):
+        print(f"note: {weights_caption(model)}; every image is marked 'synthetic weights'")
+    extra = {"autocast": torch.bfloat16} if args.bf16 else {}
+    index = render_gallery(model, args.layer, args.channels, args.out, args.size, args.steps, args.batch_size,
+                           seed=args.seed, progress=not args.no_progress, lr=args.lr, **extra)  # fmt: skip
+    print(f"gallery: {index}")
+    return 0
+
+
+def gallery_main(argv: list[str] | None = None) -> int:
+    """``python -m circuitscope.gallery mixed3a --channels 0-15 --out gallery/mixed3a``."""
+    parser = argparse.ArgumentParser(prog="circuitscope gallery", description=__doc__.split("\n")[0])
+    return run_gallery(add_gallery_arguments(parser).parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(gallery_main())

@@ -1,0 +1,392 @@
+"""Synthetic stimuli and tuning curves: curves, lines and high-low frequency boundaries.
+
+"Curve Detectors" (Cammarata et al., 2020, sections "Synthetic Curves" and "Radial Tuning
+Curve") probes neurons with drawings whose properties are known exactly: a curve's orientation
+and radius, a line's orientation, the side of a high-low frequency boundary ("Zoom In",
+"Example 2: High-Low Frequency Detectors"). This module draws them, batched over parameters and
+on any device, and measures a unit's response as the orientation turns.
+
+Conventions (every function here):
+
+* Images are ``(N, 3, H, W)`` float in ``[0, 1]``, on ``device``; ``N`` is the broadcast length
+  of the array-valued parameters (scalars, sequences or 1-D tensors).
+* Angles are in **degrees, counter-clockwise, 0 = pointing right, 90 = pointing up** (towards
+  row 0), measured about ``centre``. ``centre`` is a pixel position ``(x, y)`` = (column, row);
+  by default the image centre ``((W - 1) / 2, (H - 1) / 2)``, so that rotating by 90 degrees maps
+  the pixel grid of a square image onto itself exactly.
+* Lengths are in pixels. Edges are anti-aliased: a pixel's intensity is the fraction of a
+  one-pixel box covered by the stroke, ``clamp(0.5 + (thickness / 2 - distance) / aa, 0, 1)``,
+  where ``distance`` is the exact distance from the pixel centre to the centre line.
+
+Orientation of a curve = the direction from the circle's centre to the arc's midpoint (where
+the curve bulges): ``curve(90)`` is an arc shaped like the top of a circle, its midpoint at
+``centre``. Orientation of a line = its direction (period 180). Orientation of a high-low
+boundary = the direction pointing into the high-frequency side.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Sequence
+
+import torch
+
+__all__ = [
+    "curve", "line", "high_low_frequency", "arc_geometry", "tuning_curve", "TuningCurve",
+    "circular_mean",
+]  # fmt: skip
+
+Number = float | int
+Param = Number | Sequence[Number] | torch.Tensor
+Colour = Number | Sequence[Number]
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _work_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64  # mps has no float64
+
+
+def _device(device) -> torch.device:
+    if device is None:
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def _broadcast(*params: Param, device: torch.device) -> list[torch.Tensor]:
+    """Each parameter as a ``(N,)`` tensor of the common broadcast length N."""
+    dtype = _work_dtype(device)
+    flat = [torch.as_tensor(p, dtype=dtype, device=device).reshape(-1) for p in params]
+    try:
+        return list(torch.broadcast_tensors(*flat))
+    except RuntimeError as err:
+        sizes = [len(f) for f in flat]
+        raise ValueError(f"stimulus parameters must be scalars or of one common length, got lengths {sizes}") from err
+
+
+def _size(size: int | tuple[int, int]) -> tuple[int, int]:
+    h, w = (size, size) if isinstance(size, int) else size
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    return int(h), int(w)
+
+
+def _coords(size, centre, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel-centre coordinates ``(u, v)`` of shape ``(1, H, W)`` relative to ``centre``, v up."""
+    h, w = _size(size)
+    dtype = _work_dtype(device)
+    cx, cy = ((w - 1) / 2, (h - 1) / 2) if centre is None else (float(centre[0]), float(centre[1]))
+    x = torch.arange(w, dtype=dtype, device=device) - cx
+    y = torch.arange(h, dtype=dtype, device=device) - cy
+    v, u = torch.meshgrid(-y, x, indexing="ij")
+    return u.unsqueeze(0), v.unsqueeze(0)
+
+
+def _coverage(distance: torch.Tensor, thickness: torch.Tensor, aa: float) -> torch.Tensor:
+    return (0.5 + (thickness.view(-1, 1, 1) / 2 - distance) / aa).clamp(0.0, 1.0)
+
+
+def _colour(value: Colour, device, dtype) -> torch.Tensor:
+    c = torch.as_tensor(value, dtype=dtype, device=device).reshape(-1)
+    if c.numel() == 1:
+        c = c.expand(3)
+    if c.numel() != 3:
+        raise ValueError(f"a colour is a number or an RGB triple in [0, 1], got {value!r}")
+    return c.view(1, 3, 1, 1)
+
+
+def _compose(alpha: torch.Tensor, foreground: Colour, background: Colour, dtype) -> torch.Tensor:
+    """``(N, H, W)`` coverage -> ``(N, 3, H, W)`` image ``background + alpha * (fg - bg)``."""
+    fg = _colour(foreground, alpha.device, alpha.dtype)
+    bg = _colour(background, alpha.device, alpha.dtype)
+    return (bg + alpha.unsqueeze(1) * (fg - bg)).clamp(0.0, 1.0).to(dtype)
+
+
+def _wrap(angle: torch.Tensor) -> torch.Tensor:
+    """Radians wrapped into ``[-pi, pi)``."""
+    return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
+
+
+# -- stimuli -----------------------------------------------------------------------------------
+def arc_geometry(
+    orientation: Param,
+    radius: Param,
+    width: Param = 120.0,
+    size: int | tuple[int, int] = 64,
+    centre: tuple[float, float] | None = None,
+    n: int = 65,
+    device=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exact centre line of the arcs :func:`curve` draws, for checking and plotting.
+
+    Returns ``points: (N, n, 2)`` pixel positions ``(x, y)`` evenly spaced along each arc (the
+    middle one at ``centre``) and ``centres: (N, 2)``, each circle's centre in pixels; every
+    point lies at distance ``radius`` from its circle's centre.
+    """
+    device = _device(device)
+    ori, rad, wid = _broadcast(orientation, radius, width, device=device)
+    h, w = _size(size)
+    cx, cy = ((w - 1) / 2, (h - 1) / 2) if centre is None else (float(centre[0]), float(centre[1]))
+    phi = torch.deg2rad(ori)
+    cu, cv = -rad * torch.cos(phi), -rad * torch.sin(phi)  # circle centre, v up, about `centre`
+    t = torch.linspace(-0.5, 0.5, n, dtype=phi.dtype, device=device)
+    alpha = phi[:, None] + torch.deg2rad(wid)[:, None] * t[None, :]
+    pu = cu[:, None] + rad[:, None] * torch.cos(alpha)
+    pv = cv[:, None] + rad[:, None] * torch.sin(alpha)
+    points = torch.stack([cx + pu, cy - pv], dim=-1)
+    centres = torch.stack([cx + cu, cy - cv], dim=-1)
+    return points, centres
+
+
+def curve(
+    orientation: Param,
+    radius: Param = 20.0,
+    width: Param = 120.0,
+    size: int | tuple[int, int] = 64,
+    thickness: Param = 2.0,
+    centre: tuple[float, float] | None = None,
+    foreground: Colour = 1.0,
+    background: Colour = 0.0,
+    aa: float = 1.0,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Anti-aliased arcs of circles: ``(N, 3, H, W)`` in ``[0, 1]`` on ``device``.
+
+    Args:
+        orientation: degrees; the direction from the circle's centre to the arc's midpoint
+            ("Curve Detectors", section "Synthetic Curves": orientation and curvature are the
+            two parameters of the curve renderer). ``90`` draws the top of a circle.
+        radius: pixels (curvature = 1 / radius). Use :func:`line` for a straight line.
+        width: the arc's angular extent in degrees, centred on ``orientation`` (360: a circle).
+        size: ``H = W = size`` or ``(H, W)``.
+        thickness: stroke width in pixels; the arc's midpoint is at ``centre``.
+        foreground, background: grey levels or RGB triples in ``[0, 1]``.
+        aa: width in pixels of the anti-aliased edge.
+
+    ``orientation``, ``radius``, ``width`` and ``thickness`` broadcast to ``N`` images.
+    """
+    device = _device(device)
+    ori, rad, wid, thick = _broadcast(orientation, radius, width, thickness, device=device)
+    if bool((rad <= 0).any()) or not bool(torch.isfinite(rad).all()):
+        raise ValueError("radius must be positive and finite; for a straight line use stimuli.line")
+    u, v = _coords(size, centre, device)
+    phi = torch.deg2rad(ori).view(-1, 1, 1)
+    r = rad.view(-1, 1, 1)
+    half = (torch.deg2rad(wid) / 2).clamp(max=math.pi).view(-1, 1, 1)
+    cu, cv = -r * torch.cos(phi), -r * torch.sin(phi)
+    du, dv = u - cu, v - cv
+    rho = torch.sqrt(du**2 + dv**2)
+    inside = _wrap(torch.atan2(dv, du) - phi).abs() <= half
+    ends = []
+    for sign in (-1.0, 1.0):
+        eu, ev = cu + r * torch.cos(phi + sign * half), cv + r * torch.sin(phi + sign * half)
+        ends.append(torch.sqrt((u - eu) ** 2 + (v - ev) ** 2))
+    distance = torch.where(inside, (rho - r).abs(), torch.minimum(*ends))
+    return _compose(_coverage(distance, thick, aa), foreground, background, dtype)
+
+
+def line(
+    orientation: Param,
+    length: Param = float("inf"),
+    size: int | tuple[int, int] = 64,
+    thickness: Param = 2.0,
+    centre: tuple[float, float] | None = None,
+    offset: Param = 0.0,
+    foreground: Colour = 1.0,
+    background: Colour = 0.0,
+    aa: float = 1.0,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Anti-aliased straight lines (segments with round caps): ``(N, 3, H, W)`` in ``[0, 1]``.
+
+    ``orientation`` in degrees is the line's direction (period 180: 0 is horizontal, 90
+    vertical). The segment's midpoint is ``centre`` shifted by ``offset`` pixels along the
+    normal (the direction ``orientation + 90``); ``length=inf`` crosses the whole image.
+    ``orientation``, ``length``, ``thickness`` and ``offset`` broadcast to ``N`` images.
+    """
+    device = _device(device)
+    ori, length_, thick, off = _broadcast(orientation, length, thickness, offset, device=device)
+    u, v = _coords(size, centre, device)
+    theta = torch.deg2rad(ori).view(-1, 1, 1)
+    along = u * torch.cos(theta) + v * torch.sin(theta)
+    across = -u * torch.sin(theta) + v * torch.cos(theta) - off.view(-1, 1, 1)
+    beyond = (along.abs() - length_.view(-1, 1, 1) / 2).clamp(min=0.0)
+    beyond = torch.where(torch.isfinite(beyond), beyond, torch.zeros_like(beyond))
+    distance = torch.sqrt(beyond**2 + across**2)
+    return _compose(_coverage(distance, thick, aa), foreground, background, dtype)
+
+
+def high_low_frequency(
+    orientation: Param,
+    size: int | tuple[int, int] = 64,
+    period_high: Param = 4.0,
+    period_low: Param = float("inf"),
+    contrast_high: float = 1.0,
+    contrast_low: float = 1.0,
+    centre: tuple[float, float] | None = None,
+    mean: float = 0.5,
+    aa: float = 1.0,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """A straight boundary between a high-frequency texture and a low-frequency (or flat) one.
+
+    "Zoom In" (Example 2) and "Visualizing Weights" describe high-low frequency detectors:
+    high frequency on one side of the receptive field, low frequency on the other. Here the
+    boundary passes through ``centre``; ``orientation`` (degrees) is the normal pointing into
+    the high-frequency side. Each side is the checker-like texture
+    ``mean + contrast / 2 * cos(2 pi a / period) * cos(2 pi b / period)`` in coordinates
+    ``(a, b)`` rotated with the boundary (so the picture rotates as a whole);
+    ``period_low=inf`` gives a flat grey side. The boundary is anti-aliased over ``aa`` pixels.
+    Returns ``(N, 3, H, W)`` in ``[0, 1]``; ``orientation`` and the periods broadcast.
+    """
+    device = _device(device)
+    ori, p_hi, p_lo = _broadcast(orientation, period_high, period_low, device=device)
+    u, v = _coords(size, centre, device)
+    phi = torch.deg2rad(ori).view(-1, 1, 1)
+    a = u * torch.cos(phi) + v * torch.sin(phi)  # signed distance into the high side
+    b = -u * torch.sin(phi) + v * torch.cos(phi)
+
+    def texture(period: torch.Tensor, contrast: float) -> torch.Tensor:
+        k = (2 * math.pi / period).view(-1, 1, 1)  # inf period -> 0 frequency -> flat
+        return mean + contrast / 2 * torch.cos(k * a) * torch.cos(k * b)
+
+    weight = (0.5 + a / aa).clamp(0.0, 1.0)
+    img = weight * texture(p_hi, contrast_high) + (1 - weight) * texture(p_lo, contrast_low)
+    return img.clamp(0.0, 1.0).unsqueeze(1).expand(-1, 3, -1, -1).to(dtype).contiguous()
+
+
+# -- tuning curves -----------------------------------------------------------------------------
+STIMULI: dict[str, tuple[Callable[..., torch.Tensor], float]] = {
+    "curve": (curve, 360.0),
+    "line": (line, 180.0),
+    "high_low": (high_low_frequency, 360.0),
+}
+
+
+def circular_mean(angles: torch.Tensor, weights: torch.Tensor, period: float = 360.0) -> float:
+    """The weighted vector mean of ``angles`` (degrees, period ``period``), in ``[0, period)``.
+
+    Each angle is a unit vector at ``2 pi * angle / period`` weighted by its (clipped at zero)
+    weight; the result is the direction of their sum, the usual "preferred orientation" of a
+    tuning curve. ``nan`` when every weight is zero.
+    """
+    w = weights.detach().double().clamp(min=0).cpu()
+    t = angles.detach().double().cpu() * (2 * math.pi / period)
+    x, y = float((w * torch.cos(t)).sum()), float((w * torch.sin(t)).sum())
+    if x == 0 and y == 0:
+        return float("nan")
+    value = math.degrees(math.atan2(y, x)) * period / 360.0 % period
+    return 0.0 if value >= period - 1e-9 else value  # -0.0 % period rounds up to period
+
+
+@dataclass
+class TuningCurve:
+    """A unit's responses as a stimulus turns ("Curve Detectors", "Radial Tuning Curve").
+
+    Attributes:
+        unit: the unit id, e.g. ``"3b:379"``.
+        angles: ``(A,)`` orientations in degrees.
+        responses: ``(A,)`` the unit's activation at the centre position for each orientation.
+        preferred: the circular (vector) mean of the positive responses, in ``[0, period)``.
+        peak: the orientation with the largest response.
+        period: 360 for curves and high-low boundaries, 180 for lines.
+    """
+
+    unit: str
+    angles: torch.Tensor
+    responses: torch.Tensor
+    preferred: float
+    peak: float
+    period: float
+
+    def angular_distance(self, angle: float, to: str = "preferred") -> float:
+        """Smallest distance in degrees (modulo ``period``) from ``angle`` to ``preferred``/``peak``."""
+        d = (getattr(self, to) - angle) % self.period
+        return min(d, self.period - d)
+
+
+def _centre_index(n: int) -> int:
+    return (n - 1) // 2
+
+
+def tuning_curve(
+    model,
+    unit: str | Sequence[str],
+    stimulus: str | Callable[[torch.Tensor], torch.Tensor] = "curve",
+    angles: int | Sequence[float] | torch.Tensor = 36,
+    size: int = 128,
+    pre_relu: bool = False,
+    position: tuple[int, int] | None = None,
+    period: float | None = None,
+    batch_size: int = 32,
+    **stimulus_kwargs,
+) -> TuningCurve | list[TuningCurve]:
+    """Responses of ``unit`` (or several units of one layer) to a stimulus at each orientation.
+
+    Args:
+        model: InceptionV1 or any model with ``named_forward`` (e.g. a planted model).
+        unit: ``"3b:379"`` / ``"mixed3b:379"`` or a list of units of the same layer.
+        stimulus: ``"curve"``, ``"line"``, ``"high_low"`` (drawn at ``size`` pixels with
+            ``stimulus_kwargs`` such as ``radius=``, ``width=``, ``thickness=``) or a callable
+            mapping ``angles: (A,)`` degrees to images ``(A, 3, H, W)`` in ``[0, 1]``.
+        angles: a count (evenly spaced over the period, from 0) or the angles in degrees.
+        pre_relu: measure the pre-ReLU value (``<layer>_pre_relu``) instead of the activation.
+        position: ``(row, col)`` in the layer; default its centre ``((H' - 1) // 2, (W' - 1) // 2)``.
+        period: 360 (curves, high-low) or 180 (lines); needed for a callable stimulus
+            (default 360).
+
+    Returns a :class:`TuningCurve` (a list of them for a list of units). The stimuli are drawn
+    on the model's device and run in batches of ``batch_size``; no gradients are kept.
+    """
+    from .circuits import parse_unit
+
+    units = [unit] if isinstance(unit, str) else list(unit)
+    parsed = [parse_unit(u, model) for u in units]
+    layers = {layer for layer, _ in parsed}
+    if len(layers) != 1:
+        raise ValueError(f"tuning_curve takes units of one layer at a time, got layers {sorted(layers)}")
+    layer = layers.pop() + ("_pre_relu" if pre_relu else "")
+    device = getattr(model, "device", torch.device("cpu"))
+
+    if isinstance(stimulus, str):
+        if stimulus not in STIMULI:
+            raise KeyError(f"unknown stimulus {stimulus!r}; choose from {sorted(STIMULI)} or pass a function")
+        fn, default_period = STIMULI[stimulus]
+        draw = partial(fn, size=size, device=device, **stimulus_kwargs)
+        period = default_period if period is None else period
+    else:
+        draw, period = stimulus, 360.0 if period is None else period
+
+    if isinstance(angles, int):
+        angles = torch.arange(angles, dtype=torch.float64) * (period / angles)
+    angles = torch.as_tensor(angles, dtype=torch.float64).reshape(-1)
+
+    from .activations import activations
+
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(angles), batch_size):
+            images = draw(angles[start : start + batch_size]).to(device)
+            act = activations(model, images, [layer])[layer]
+            row, col = position if position is not None else map(_centre_index, act.shape[-2:])
+            chunks.append(act[:, [c for _, c in parsed], row, col].double().cpu())
+    responses = torch.cat(chunks)  # (A, U)
+
+    curves = []
+    for i, name in enumerate(units):
+        r = responses[:, i]
+        curves.append(
+            TuningCurve(
+                unit=name,
+                angles=angles.clone(),
+                responses=r,
+                preferred=circular_mean(angles, r, period),
+                peak=float(angles[int(torch.argmax(r))]),
+                period=float(period),
+            )
+        )
+    return curves[0] if isinstance(unit, str) else curves

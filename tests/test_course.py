@@ -1,0 +1,202 @@
+"""The nbgrader course of this repository: exercises in sync, a round trip per assignment, units.
+
+The round trip runs each real assignment through the real ``nbgrader`` in a temporary copy of
+the course: the solution notebook must score full marks, the untouched learner notebook 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from circuitscope.course import Course, check_sync, cli
+from circuitscope.course.grading import GRADED, Outcome, find_submissions, grade, read_report, write_report
+from circuitscope.course.nbgrader_ext import HideHiddenTests, _cell_line
+from circuitscope.course.results import export_csv, feedback, hidden_test_lines, html_text, quoted_lines
+
+ROOT = Path(__file__).resolve().parents[1]
+COURSE = Course(ROOT)
+ASSIGNMENTS = COURSE.assignments()
+needs_assignments = pytest.mark.skipif(not ASSIGNMENTS, reason="solutions/ has no assignments yet")
+
+
+# --- exercises/ is what nbgrader makes from solutions/ ------------------------------------------
+
+
+@needs_assignments
+def test_exercises_are_in_sync_with_solutions():
+    report = check_sync(COURSE)
+    assert report.in_sync, report.summary()
+
+
+@needs_assignments
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_exercises_hold_no_hidden_tests_or_solutions(assignment):
+    hidden = hidden_test_lines(COURSE, assignment)
+    released = sorted((COURSE.release / assignment).glob("*.ipynb"))
+    assert [p.stem for p in released] == COURSE.notebooks(assignment)
+    for path in released:
+        text = path.read_text(encoding="utf-8")
+        for marker in ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "BEGIN SOLUTION", "END SOLUTION"):
+            assert marker not in text, f"{path}: {marker}"
+        sources = "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells)
+        assert not quoted_lines(sources, hidden), f"{path} quotes hidden tests"
+
+
+# --- the round trip ---------------------------------------------------------------------------------
+
+
+def _course_copy(dest: Path) -> Course:
+    for name in ("solutions", "exercises"):
+        shutil.copytree(ROOT / name, dest / name)
+    (dest / "autograder").mkdir(parents=True)
+    shutil.copy(COURSE.config_file, dest / "autograder" / "nbgrader_config.py")
+    return Course(dest)
+
+
+@pytest.mark.slow
+@needs_assignments
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_round_trip_solution_full_marks_untouched_zero(assignment, tmp_path, monkeypatch):
+    monkeypatch.setenv("CIRCUITSCOPE_OFFLINE", "1")  # the grading kernels inherit these
+    monkeypatch.setenv("CIRCUITSCOPE_PROFILE", "cpu")
+    course = _course_copy(tmp_path / "course")
+    submissions = tmp_path / "submissions"
+    for student, folder in (("solution", course.source), ("untouched", course.release)):
+        shutil.copytree(folder / assignment, submissions / student / assignment)
+
+    outcomes = grade(course, submissions, [assignment], jobs=2, progress=False)
+    by_student = {}
+    for o in outcomes:
+        assert o.status == GRADED and not o.problem, o
+        by_student.setdefault(o.student_id, []).append(o)
+    solution, untouched = by_student["solution"], by_student["untouched"]
+    assert len(solution) == len(COURSE.notebooks(assignment))
+    for o in solution:
+        assert o.max_score > 0 and o.score == o.max_score, f"the solution must score full marks: {o}"
+    for o in untouched:
+        assert o.score == 0.0, f"the untouched exercise must score 0: {o}"
+
+    made = feedback(course, [assignment])  # raises if any feedback quotes a hidden test
+    assert {p.parent.parent.name for p in made} == {"solution", "untouched"}
+    with export_csv(course, tmp_path / "grades.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted((r["student_id"], float(r["score"])) for r in rows) == [
+        ("solution", sum(o.max_score for o in solution)), ("untouched", 0.0)]  # fmt: skip
+
+
+# --- units ------------------------------------------------------------------------------------------
+
+
+def _traceback(cell_count: int, line: int, learner_cell: int | None = None) -> list[str]:
+    """An IPython 8 traceback, ANSI colours included; chained through a learner's function."""
+    tb = []
+    if learner_cell is not None:
+        tb += ["\x1b[31mNotImplementedError\x1b[39m   Traceback (most recent call last)",
+               f"\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[{learner_cell}]\x1b[39m\x1b[32m, line 4\x1b[39m, in add",
+               "\nDuring handling of the above exception, another exception occurred:\n"]  # fmt: skip
+    tb += ["\x1b[31mCheckFailed\x1b[39m   Traceback (most recent call last)",
+           f"\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[{cell_count}]\x1b[39m\x1b[32m, line {line}\x1b[39m\n",
+           "File /x/_core.py:63, in call", "\x1b[31mCheckFailed\x1b[39m: add(...) is wrong"]  # fmt: skip
+    return tb
+
+
+def test_cell_line_is_read_from_the_cell_that_raised():
+    assert _cell_line(_traceback(5, 1), 5) == 1
+    assert _cell_line(_traceback(5, 3, learner_cell=4), 5) == 3  # not line 4 of the learner's cell
+    assert _cell_line(["Input In [7], in <cell line: 2>()"], 7) == 2  # IPython 8.0-8.4
+    assert _cell_line(["no frames here"], 5) is None
+
+
+def _error(ename, evalue, traceback):
+    return nbformat.from_dict({"output_type": "error", "ename": ename, "evalue": evalue, "traceback": traceback})
+
+
+def _stream(text):
+    return nbformat.from_dict({"output_type": "stream", "name": "stdout", "text": text})
+
+
+TEST_SOURCE = "check(f, 1)\n### BEGIN HIDDEN TESTS\ncheck(f, 12345, secret=True)\n### END HIDDEN TESTS"
+
+
+def _test_cell(count, outputs):
+    cell = new_code_cell(TEST_SOURCE, execution_count=count, outputs=outputs)
+    cell.metadata = {"nbgrader": {"grade": True, "grade_id": f"t{count}", "points": 1, "locked": True,
+                                  "solution": False, "schema_version": 3}}  # fmt: skip
+    return cell
+
+
+def test_hide_hidden_tests_keeps_visible_failures_and_hides_the_rest():
+    nb = new_notebook(cells=[
+        _test_cell(1, [_stream("✔ check(f, 12345) passed\n")]),
+        _test_cell(2, [_error("CheckFailed", "f(1) is wrong\n  expected: 2", _traceback(2, 1))]),
+        _test_cell(3, [_stream("✔ visible ok\n"), _error("CheckFailed", "f(12345) is wrong", _traceback(3, 3))]),
+        _test_cell(4, [_error("KeyboardInterrupt", "", []), _error("CellTimeoutError", "", ["timeout"])]),
+        new_code_cell("print(In)", execution_count=5, outputs=[_stream("['check(f, 12345, secret=True)']")]),
+        new_code_cell("print(1)", execution_count=6, outputs=[_stream("1\n")]),
+    ])  # fmt: skip
+    nb, _ = HideHiddenTests().preprocess(nb, {})
+    for cell in nb.cells[:4]:
+        assert cell.source == "check(f, 1)"
+        assert len(cell.outputs) == 1
+    assert "passed, the hidden ones included" in nb.cells[0].outputs[0].text
+    assert nb.cells[1].outputs[0].evalue == "f(1) is wrong\n  expected: 2"  # the learner saw it already
+    assert nb.cells[1].outputs[0].traceback == ["CheckFailed: f(1) is wrong\n  expected: 2"]
+    assert nb.cells[2].outputs[0].evalue == "a hidden test failed (hidden tests are not shown)"
+    assert nb.cells[3].outputs[0].ename == "CellTimeoutError"
+    assert "output removed" in nb.cells[4].outputs[0].text
+    assert nb.cells[5].outputs[0].text == "1\n"
+    assert "12345" not in nbformat.writes(nb)
+
+
+def test_find_submissions_accepts_both_layouts(tmp_path):
+    (tmp_path / "ana" / "ch1").mkdir(parents=True)
+    (tmp_path / "ana" / "ch1" / "nb.ipynb").write_text("{}")
+    (tmp_path / "ana" / "typo").mkdir()
+    (tmp_path / "bo").mkdir()
+    (tmp_path / "bo" / "nb.ipynb").write_text("{}")
+    (tmp_path / ".hidden").mkdir()
+    log = []
+    subs = find_submissions(tmp_path, ["ch1"], ["ch1", "ch2"], log=log.append)
+    assert [(s.student, s.assignment, s.folder.name) for s in subs] == [("ana", "ch1", "ch1"), ("bo", "ch1", "bo")]
+    assert any("typo" in line for line in log)
+    # with several assignments a flat folder is ambiguous, so it is not taken
+    assert [s.student for s in find_submissions(tmp_path, ["ch1", "ch2"], ["ch1", "ch2"], log=log.append)] == ["ana"]
+
+
+def test_grading_report_has_one_row_per_notebook(tmp_path):
+    course = Course(tmp_path)
+    (tmp_path / "autograder").mkdir()
+    write_report(course, [Outcome("a", "ch1", "nb", GRADED, 1, 2), Outcome("b", "ch1", "nb", "zero", 0, 2, 0, "x")])
+    write_report(course, [Outcome("a", "ch1", "nb", GRADED, 2, 2)])
+    rows = read_report(course)
+    assert [(o.student_id, o.score) for o in rows] == [("a", 2.0), ("b", 0.0)]
+    assert rows[1].problem == "x"
+
+
+def test_html_text_strips_markup(tmp_path):
+    page = tmp_path / "f.html"
+    page.write_text("<style>.hidden{}</style><pre>check<span>(</span>f, 12345)</pre>&lt;ok&gt;<script>x()</script>")
+    text = html_text(page)
+    assert "check(f, 12345)" in text and "<ok>" in text and "hidden" not in text and "x()" not in text
+    assert quoted_lines(text, {"check(f, 12345)", "not there"}) == ["check(f, 12345)"]
+
+
+def test_cli_reports_course_errors(tmp_path, capsys):
+    assert cli.main(["--root", str(tmp_path), "generate"]) == 2
+    assert "nbgrader_config.py" in capsys.readouterr().err
+    (tmp_path / "autograder").mkdir()
+    shutil.copy(COURSE.config_file, tmp_path / "autograder" / "nbgrader_config.py")
+    assert cli.main(["--root", str(tmp_path), "grade", str(tmp_path / "nowhere")]) == 2
+    assert "no assignments" in capsys.readouterr().err
+
+
+def test_course_is_found_from_any_folder_inside_it(tmp_path, monkeypatch):
+    assert Course.find(ROOT / "src" / "circuitscope").root == ROOT
+    monkeypatch.chdir(ROOT / "autograder")
+    assert Course.find().root == ROOT

@@ -1,0 +1,77 @@
+"""The layer gallery (a local "Microscope"): files, the synthetic-weights stamp, resuming."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import circuitscope.gallery as G
+
+SMALL = dict(size=16, steps=2, batch_size=2, progress=False)
+
+
+def test_parse_channels():
+    assert G.parse_channels("0-3,7, 5-5", 10) == [0, 1, 2, 3, 5, 7]
+    assert G.parse_channels(None, 3) == [0, 1, 2]
+    assert G.parse_channels([4, 2, 2], 5) == [2, 4]
+    with pytest.raises(ValueError, match="outside"):
+        G.parse_channels("0-10", 10)
+    with pytest.raises(ValueError, match="cannot read"):
+        G.parse_channels("a-b", 10)
+
+
+def test_gallery_writes_stamped_pngs_and_an_index(synthetic_model, tmp_path):
+    index = G.render_gallery(synthetic_model, "conv2d0", "0-2", tmp_path, **SMALL)
+    assert index == tmp_path / "index.html"
+    names = sorted(p.name for p in tmp_path.glob("channel_*.png"))
+    assert names == ["channel_0000.png", "channel_0001.png", "channel_0002.png"]
+    png = np.asarray(Image.open(tmp_path / "channel_0001.png").convert("RGB"))
+    assert png.shape[1] == 128 and png.shape[0] > 128  # 16 px enlarged 8x, plus the band
+    band = png[128:]
+    red = (band[..., 0] > 150) & (band[..., 1] < 60) & (band[..., 2] < 80)
+    white = (band > 200).all(-1)
+    assert red.mean() > 0.5 and white.any()  # a red band with (white) text on it
+    page = index.read_text()
+    assert "conv2d0" in page and "synthetic weights" in page.lower()
+    assert all(f'src="{n}"' in page for n in names)
+    assert "http://" not in page and "https://" not in page  # self-contained
+    meta = json.loads((tmp_path / "gallery.json").read_text())
+    assert meta["layer"] == "conv2d0" and meta["synthetic"] is True
+
+
+def test_gallery_resumes_where_it_stopped(synthetic_model, tmp_path, monkeypatch):
+    G.render_gallery(synthetic_model, "conv2d1", "0-3", tmp_path, **SMALL)
+    (tmp_path / "channel_0002.png").unlink()
+    rendered = []
+    real_render = G.render
+
+    def counting_render(model, objectives, **kw):
+        rendered.extend(o.n for o in objectives)
+        return real_render(model, objectives, **kw)
+
+    monkeypatch.setattr(G, "render", counting_render)
+    G.render_gallery(synthetic_model, "conv2d1", "0-5", tmp_path, **SMALL)
+    assert rendered == [2, 4, 5]
+    assert len(list(tmp_path.glob("channel_*.png"))) == 6
+    with pytest.raises(ValueError, match="different gallery"):
+        G.render_gallery(synthetic_model, "conv2d1", "0-5", tmp_path, **{**SMALL, "size": 24})
+
+
+def test_real_weights_get_no_band():
+    image = torch.rand(3, 128, 128)
+    assert G.to_pil(image, synthetic=False).size == (128, 128)
+    assert G.to_pil(image, synthetic=True).size[1] > 128
+
+
+def test_gallery_command_line(synthetic_model, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("circuitscope.models.load_inceptionv1", lambda *a, **k: synthetic_model)
+    argv = ["conv2d0", "--channels", "3,4", "--out", str(tmp_path), "--size", "16", "--steps", "1",
+            "--weights", "synthetic", "--device", "cpu", "--no-progress"]  # fmt: skip
+    assert G.gallery_main(argv) == 0
+    assert (tmp_path / "channel_0004.png").exists()
+    out = capsys.readouterr().out
+    assert "synthetic" in out.lower() and "index.html" in out
