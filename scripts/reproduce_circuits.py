@@ -44,8 +44,9 @@ STATEMENTS = {
     "orientation and inhibited by ones in the opposing orientation (Curve Circuits, '3a Early "
     "Curve Family'; Zoom In, 'Circuit 1').",
     "windows": "Windows (4b:237) excite the car detector 4c:447 at the top of its window and "
-    "inhibit it at the bottom (Zoom In, 'Circuit 3').",
-    "wheels": "Wheels (4b:373) do the reverse: excite at the bottom, inhibit at the top (Zoom In, 'Circuit 3').",
+    "inhibit it at the bottom (Zoom In, 'Circuit 3: Cars in Superposition' and its figure).",
+    "wheels": "Wheels (4b:373) do the reverse: excite at the bottom, inhibit at the top "
+    "(Zoom In, 'Circuit 3').",
     "body": "The car body (4b:491) also feeds the car detector (Zoom In, 'Circuit 3').",
 }
 
@@ -88,45 +89,80 @@ def _row_sums(kernel: torch.Tensor, rows: int = 2) -> tuple[float, float]:
     return float(kernel[:rows].sum()), float(kernel[-rows:].sum())
 
 
-def collect(model, size: int = 224, angles: int = 72, radii=(20.0, 30.0, 45.0), width: float = 120.0, thickness: float = 3.0) -> dict:
-    """Measure everything the report prints. Works on any InceptionV1 (meaningful only on the real one)."""
-    kwargs = dict(width=width, thickness=thickness, foreground=0.0, background=1.0)  # black curves on white
+def _angle_gap(a: float, b: float) -> float:
+    """Distance in degrees between two orientations (period 360)."""
+    d = (a - b) % 360.0
+    return min(d, 360.0 - d)
+
+
+def collect(
+    model,
+    size: int = 224,
+    angles: int = 72,
+    radii=(20.0, 30.0, 45.0),
+    width: float = 120.0,
+    thickness: float = 3.0,
+) -> dict:
+    """Measure everything the report prints (meaningful only with the real weights).
+
+    Curve stimuli: black arcs on white, ``width`` degrees wide, ``thickness`` px, at each radius
+    in ``radii`` (px, in ``size``-px images), ``angles`` orientations; a unit's preferred
+    orientation is the vector mean of its responses summed over the radii.
+    """
+    style = {"width": width, "thickness": thickness, "foreground": 0.0, "background": 1.0}
 
     def preferred(layer: str, units: list[int]) -> dict[int, float]:
-        total = None
+        total = 0.0
         for r in radii:
-            curves = stimuli.tuning_curve(model, [f"{layer}:{u}" for u in units], "curve", angles=angles, size=size, radius=r, **kwargs)
-            resp = torch.stack([c.responses for c in curves])
-            total = resp if total is None else total + resp
-        a = curves[0].angles
-        return {u: stimuli.circular_mean(a, total[i], 360.0) for i, u in enumerate(units)}
+            names = [f"{layer}:{u}" for u in units]
+            curves = stimuli.tuning_curve(model, names, "curve", angles=angles, size=size, radius=r, **style)
+            total = total + torch.stack([c.responses for c in curves])
+        return {u: stimuli.circular_mean(curves[0].angles, total[i], 360.0) for i, u in enumerate(units)}
 
     curves_3b = preferred("3b", CURVES_3B)
-    order = sorted(CURVES_3B, key=lambda u: (curves_3b[u] if curves_3b[u] == curves_3b[u] else 1e9))
+    order = sorted(CURVES_3B, key=lambda u: curves_3b[u] if curves_3b[u] == curves_3b[u] else 1e9)  # nan last
     early_3a = preferred("3a", [a for a, _ in EARLY_CURVE_PAIRS])
 
     pairs = []
     for a, b in EARLY_CURVE_PAIRS:
         same = circuits.weights_between(model, f"3a:{a}", f"3b:{b}")
-        # The opposite orientation: the paired early curve whose 3b partner prefers the curve most nearly 180 degrees away.
-        def gap(b2: int) -> float:
-            d = (curves_3b[b2] - curves_3b[b] - 180.0) % 360.0
-            return min(d, 360.0 - d)
-
-        a_opp, b_opp = min(((a2, b2) for a2, b2 in EARLY_CURVE_PAIRS if b2 != b), key=lambda p: gap(p[1]))
+        # The opposing orientation: the early curve whose 3b partner faces most nearly the other way.
+        others = [(a2, b2) for a2, b2 in EARLY_CURVE_PAIRS if b2 != b]
+        a_opp = min(others, key=lambda p, b=b: _angle_gap(curves_3b[p[1]], curves_3b[b] + 180.0))[0]
         opposite = circuits.weights_between(model, f"3a:{a_opp}", f"3b:{b}")
-        pairs.append(dict(source=f"3a:{a}", target=f"3b:{b}", same_sum=float(same.sum()), same_max=float(same.max()),
-                          opposite_source=f"3a:{a_opp}", opposite_sum=float(opposite.sum()),
-                          orientation_3a=early_3a[a], orientation_3b=curves_3b[b]))  # fmt: skip
+        pairs.append(
+            {
+                "source": f"3a:{a}",
+                "target": f"3b:{b}",
+                "same_sum": float(same.sum()),
+                "opposite_source": f"3a:{a_opp}",
+                "opposite_sum": float(opposite.sum()),
+                "orientation_3a": early_3a[a],
+                "orientation_3b": curves_3b[b],
+            }
+        )
 
     car = {}
     for name, unit in (("windows", WINDOWS), ("wheels", WHEELS), ("body", BODY)):
         kernel = circuits.weights_between(model, unit, CAR)
         top, bottom = _row_sums(kernel)
-        car[name] = dict(unit=unit, kernel=kernel, top=top, bottom=bottom, total=float(kernel.sum()),
-                         path=circuits.describe_path(model, unit, CAR))  # fmt: skip
-    return dict(curves_3b=curves_3b, order=order, cyclic=_cyclic_match(order, CURVES_3B), pairs=pairs, car=car,
-                settings=dict(size=size, angles=angles, radii=tuple(radii), width=width, thickness=thickness))  # fmt: skip
+        car[name] = {
+            "unit": unit,
+            "kernel": kernel,
+            "top": top,
+            "bottom": bottom,
+            "total": float(kernel.sum()),
+        }
+    settings = {"size": size, "angles": angles, "radii": tuple(radii), "width": width, "thickness": thickness}
+    return {
+        "curves_3b": curves_3b,
+        "order": order,
+        "cyclic": _cyclic_match(order, CURVES_3B),
+        "pairs": pairs,
+        "car": car,
+        "car_path": circuits.describe_path(model, WINDOWS, CAR),
+        "settings": settings,
+    }
 
 
 def _sign(x: float) -> str:
@@ -134,39 +170,65 @@ def _sign(x: float) -> str:
 
 
 def format_report(results: dict, caption: str = "") -> str:
-    lines = [f"Weights: {caption}" if caption else "", ""]
+    """The report as text: each paper statement, then what these weights give."""
     s = results["settings"]
+    lines = [f"Weights: {caption}" if caption else "", ""]
     lines += [
-        "1. mixed3b curve family: preferred orientations (degrees, counter-clockwise, 0 = curve facing right)",
+        "1. mixed3b curve family: preferred orientations",
+        "   (degrees, counter-clockwise; 0 = the curve faces right, i.e. bulges to the right)",
         f"   paper: {STATEMENTS['curves']}",
-        f"   stimuli: curves of radius {s['radii']} px, {s['width']} deg wide, {s['thickness']} px, {s['size']} px images, {s['angles']} orientations",
+        f"   stimuli: black curves of radius {s['radii']} px, {s['width']} deg wide,",
+        f"            {s['thickness']} px thick, in {s['size']} px images, {s['angles']} orientations;",
+        "            each unit read at the centre position",
     ]
-    for u in results["order"]:
-        lines.append(f"     3b:{u:<4d} {results['curves_3b'][u]:7.1f}")
+    lines += [f"     3b:{u:<4d} {results['curves_3b'][u]:7.1f}" for u in results["order"]]
+    verdict = {
+        "same": "the same circular order",
+        "reversed": "the same circular order, reversed",
+        "different": "a DIFFERENT order",
+    }
     listed = ", ".join(str(u) for u in CURVES_3B)
-    verdict = {"same": "the same circular order", "reversed": "the same circular order, reversed", "different": "a DIFFERENT order"}
-    lines += [f"   measured circular order is {verdict[results['cyclic']]} as the course lists ({listed})", ""]
+    lines += [
+        f"   measured circular order is {verdict[results['cyclic']]} as the course lists ({listed})",
+        "",
+    ]
 
-    lines += ["2. 3a early curves -> 3b curves (expanded through mixed3b_5x5_bottleneck)", f"   paper: {STATEMENTS['early']}"]
+    lines += [
+        "2. 3a early curves -> 3b curves (expanded through mixed3b_5x5_bottleneck, ReLU as identity)",
+        f"   paper: {STATEMENTS['early']}",
+    ]
     for p in results["pairs"]:
-        ok_same, ok_opp = p["same_sum"] > 0, p["opposite_sum"] < 0
-        lines.append(
-            f"     {p['source']:>7} -> {p['target']:<7} (3a at {p['orientation_3a']:5.1f}, 3b at {p['orientation_3b']:5.1f} deg): "
-            f"sum {p['same_sum']:+.4f} ({'excites' if ok_same else 'does NOT excite'}); "
-            f"opposite {p['opposite_source']} -> {p['target']}: sum {p['opposite_sum']:+.4f} ({'inhibits' if ok_opp else 'does NOT inhibit'})"
-        )
+        same = "excites" if p["same_sum"] > 0 else "does NOT excite"
+        opposite = "inhibits" if p["opposite_sum"] < 0 else "does NOT inhibit"
+        lines += [
+            (
+                f"     {p['source']} -> {p['target']} (facing {p['orientation_3a']:.1f} and "
+                f"{p['orientation_3b']:.1f} deg): sum {p['same_sum']:+.4f}, {same}"
+            ),
+            (
+                f"       opposing {p['opposite_source']} -> {p['target']}: "
+                f"sum {p['opposite_sum']:+.4f}, {opposite}"
+            ),
+        ]
     lines.append("")
 
-    lines += ["3. car detector 4c:447 (5x5 branch, expanded through mixed4c_5x5_bottleneck): top two rows vs bottom two rows"]
+    lines += [
+        "3. car detector 4c:447: top two rows vs bottom two rows of its 5x5 weights",
+        f"   path: {results['car_path']}",
+    ]
     expect = {"windows": ("+", "-"), "wheels": ("-", "+"), "body": None}
     for name in ("windows", "wheels", "body"):
         c = results["car"][name]
         got = (_sign(c["top"]), _sign(c["bottom"]))
-        agree = "" if expect[name] is None else ("  agrees" if got == expect[name] else "  DISAGREES")
-        lines.append(f"   paper: {STATEMENTS[name]}")
-        lines.append(f"     {c['unit']} -> {CAR}: top {c['top']:+.4f} ({got[0]}), bottom {c['bottom']:+.4f} ({got[1]}), total {c['total']:+.4f}{agree}")
-        rows = "\n".join("       " + " ".join(f"{float(v):+.3f}" for v in row) for row in c["kernel"])
-        lines.append(rows)
+        agree = "" if expect[name] is None else (", agrees" if got == expect[name] else ", DISAGREES")
+        lines += [
+            f"   paper: {STATEMENTS[name]}",
+            (
+                f"     {c['unit']} -> {CAR}: top {c['top']:+.4f} ({got[0]}), "
+                f"bottom {c['bottom']:+.4f} ({got[1]}), total {c['total']:+.4f}{agree}"
+            ),
+        ]
+        lines += ["       " + " ".join(f"{float(v):+.3f}" for v in row) for row in c["kernel"]]
     return "\n".join(lines).strip("\n") + "\n"
 
 
@@ -174,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     parser.add_argument("--size", type=int, default=224, help="stimulus size in pixels (224)")
-    parser.add_argument("--angles", type=int, default=72, help="orientations per tuning curve (72: every 5 degrees)")
+    parser.add_argument(
+        "--angles", type=int, default=72, help="orientations per tuning curve (72: every 5 degrees)"
+    )
     args = parser.parse_args(argv)
     model = load_real_model(args.device)
     results = collect(model, size=args.size, angles=args.angles)

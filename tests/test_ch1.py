@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -86,12 +84,26 @@ def _reach(model, layer: str, width: int, columns: list[int]) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("width", [224, 225, 97, 31])
-@pytest.mark.parametrize("layer", ["conv2d0", "maxpool0", "conv2d2", "maxpool1", "mixed3a_3x3", "mixed3b",
-                                   "mixed4a_pool", "mixed4a_pool_reduce", "mixed4b"])  # fmt: skip
+@pytest.mark.parametrize(
+    "layer",
+    [
+        "conv2d0",
+        "maxpool0",
+        "conv2d2",
+        "maxpool1",
+        "mixed3a_3x3",
+        "mixed3b",
+        "mixed4a_pool",
+        "mixed4a_pool_reduce",
+        "mixed4b",
+    ],
+)
 def test_receptive_field_matches_brute_force(positive_model, layer, width):
     rf = receptive_field(layer, width)
     reach = _reach(positive_model, layer, width, list(range(width)))  # (columns, positions)
-    assert reach.shape[1] == rf.positions, f"{layer} at {width}: {reach.shape[1]} positions, not {rf.positions}"
+    assert reach.shape[1] == rf.positions, (
+        f"{layer} at {width}: {reach.shape[1]} positions, not {rf.positions}"
+    )
     for i in range(rf.positions):
         seen = torch.nonzero(reach[:, i]).flatten()
         first, last = int(seen.min()), int(seen.max())
@@ -104,8 +116,14 @@ def test_deep_receptive_fields_match_brute_force_on_a_wide_input(positive_model,
     # 1000 px wide: the deep fields (427 and 715 px) fit inside, so their true extent shows.
     width = 1000
     rf = receptive_field(layer, width)
-    probe = sorted({c for i in (0, 3, rf.positions // 2, rf.positions - 1)
-                    for c in (*rf.clipped(i), rf.clipped(i)[0] - 1, rf.clipped(i)[1] + 1) if 0 <= c < width})  # fmt: skip
+    probe = sorted(
+        {
+            c
+            for i in (0, 3, rf.positions // 2, rf.positions - 1)
+            for c in (*rf.clipped(i), rf.clipped(i)[0] - 1, rf.clipped(i)[1] + 1)
+            if 0 <= c < width
+        }
+    )
     reach = _reach(positive_model, layer, width, probe)
     for row, column in enumerate(probe):
         for i in (0, 3, rf.positions // 2, rf.positions - 1):
@@ -119,11 +137,25 @@ def test_receptive_field_known_values():
     assert receptive_field("conv2d0", 224).as_tuple() == (7, 2, 1)
     assert receptive_field("conv2d0", 225).as_tuple() == (7, 2, 0)
     assert receptive_field("maxpool0").as_tuple() == (11, 4, 3)
-    sizes = {n: receptive_field(n).size for n in ("mixed3a", "mixed3b", "mixed4a", "mixed4e", "mixed5b", "avgpool0")}
-    assert sizes == {"mixed3a": 59, "mixed3b": 91, "mixed4a": 171, "mixed4e": 427, "mixed5b": 715, "avgpool0": 907}
+    sizes = {
+        n: receptive_field(n).size
+        for n in ("mixed3a", "mixed3b", "mixed4a", "mixed4e", "mixed5b", "avgpool0")
+    }
+    assert sizes == {
+        "mixed3a": 59,
+        "mixed3b": 91,
+        "mixed4a": 171,
+        "mixed4e": 427,
+        "mixed5b": 715,
+        "avgpool0": 907,
+    }
     assert [receptive_field(n).jump for n in ("conv2d0", "maxpool1", "mixed4a", "mixed5b")] == [2, 8, 16, 32]
     # Branches: the 3x3 and pool branches of a block see less than the 5x5 one, the block all.
-    assert receptive_field("mixed3b_3x3").size < receptive_field("mixed3b_5x5").size == receptive_field("mixed3b").size
+    assert (
+        receptive_field("mixed3b_3x3").size
+        < receptive_field("mixed3b_5x5").size
+        == receptive_field("mixed3b").size
+    )
     assert receptive_field("mixed3b_pre_relu").as_tuple() == receptive_field("mixed3b").as_tuple()
 
 
@@ -133,7 +165,10 @@ def test_layer_ops_chain_equals_the_graph(size):
         if size < 224 and layer == "avgpool0":
             continue  # needs mixed5b at least 7x7
         assert chain_receptive_field(layer_ops(layer), size, layer) == receptive_field(layer, size), layer
-    assert set(SPATIAL_LAYERS) == set(GRAPH) and set(LAYER_NAMES) - set(GRAPH) == {"softmax2_pre_activation", "softmax2"}
+    assert set(SPATIAL_LAYERS) == set(GRAPH) and set(LAYER_NAMES) - set(GRAPH) == {
+        "softmax2_pre_activation",
+        "softmax2",
+    }
 
 
 def test_receptive_field_errors():
@@ -227,8 +262,12 @@ def test_every_model_figure_function_is_listed():
     # Every public function of plotting that takes a model is checked for its stamp below.
     import inspect
 
-    takes_model = {name for name in plotting.__all__ if callable(getattr(plotting, name))
-                   and "model" in inspect.signature(getattr(plotting, name)).parameters}  # fmt: skip
+    takes_model = {
+        name
+        for name in plotting.__all__
+        if callable(getattr(plotting, name))
+        and "model" in inspect.signature(getattr(plotting, name)).parameters
+    }
     assert takes_model - {"layer_shapes"} == set(FIGURES)  # layer_shapes draws nothing
 
 
@@ -244,7 +283,9 @@ def test_a_figure_from_real_activations_is_not_marked_synthetic():
 
     example = lucid_examples.dog_cat()
     assert example.image.shape == (3, 224, 224) and example.acts["mixed4d"].shape == (528, 14, 14)
-    fig = plotting.strongest_channels_chart(example, example.image, "mixed4d", k=4, acts=example.acts["mixed4d"])
+    fig = plotting.strongest_channels_chart(
+        example, example.image, "mixed4d", k=4, acts=example.acts["mixed4d"]
+    )
     assert "SYNTHETIC" not in _texts(fig) and "InceptionV1" in _texts(fig)
     # Lucid's statistics of this fixture (shared/data/lucid_parity/README.md): max 887, ~22% > 0.
     a = example.acts["mixed4d"]
@@ -254,13 +295,21 @@ def test_a_figure_from_real_activations_is_not_marked_synthetic():
 def test_architecture_shapes_are_measured(synthetic_model):
     shapes = plotting.layer_shapes(synthetic_model, 224)
     assert shapes["conv2d0"] == (64, 112, 112) and shapes["mixed3b"] == (480, 28, 28)
-    assert shapes["mixed4d"] == (528, 14, 14) and shapes["mixed5b"] == (1024, 7, 7) and shapes["softmax2"] == (1008,)
+    assert (
+        shapes["mixed4d"] == (528, 14, 14)
+        and shapes["mixed5b"] == (1024, 7, 7)
+        and shapes["softmax2"] == (1008,)
+    )
     assert plotting.layer_shapes(synthetic_model, 256, ["mixed4a"])["mixed4a"] == (508, 16, 16)
 
 
 def test_diverging_norm_is_centred():
     norm = plotting.diverging_norm(torch.tensor([-1.0, 3.0]))
-    assert norm(0.0) == pytest.approx(0.5) and norm(3.0) == pytest.approx(1.0) and norm(-3.0) == pytest.approx(0.0)
+    assert (
+        norm(0.0) == pytest.approx(0.5)
+        and norm(3.0) == pytest.approx(1.0)
+        and norm(-3.0) == pytest.approx(0.0)
+    )
     assert plotting.diverging_cmap()(0.5)[:3] == pytest.approx((0.969, 0.969, 0.969), abs=0.01)
 
 
@@ -271,13 +320,24 @@ def _namespace() -> dict:
     """What the solution notebook's setup cell defines (without loading the model)."""
     from circuitscope.receptive_field import receptive_field as library_receptive_field
 
-    return {"math": math, "np": np, "torch": torch, "F": F, "cs": cs, "same_padding": same_padding,
-            "kernel_strides": kernel_strides, "library_receptive_field": library_receptive_field}  # fmt: skip
+    return {
+        "math": math,
+        "np": np,
+        "torch": torch,
+        "F": F,
+        "cs": cs,
+        "same_padding": same_padding,
+        "kernel_strides": kernel_strides,
+        "library_receptive_field": library_receptive_field,
+    }
 
 
 def _solution_cells(nb) -> dict[str, str]:
-    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
-            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}  # fmt: skip
+    return {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in nb.cells
+        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+    }
 
 
 def _functions(sources: dict[str, str]) -> dict[str, object]:
@@ -329,7 +389,11 @@ def test_stub_fails(stub, check):
 # Plausible mistakes: (check, hidden cases needed, words the hint must contain, code).
 MISTAKES = {
     # -- exercise 1 --
-    "preprocess: no scaling of uint8": ("check_preprocess", False, "not [0, 255]", """
+    "preprocess: no scaling of uint8": (
+        "check_preprocess",
+        False,
+        "not [0, 255]",
+        """
         def preprocess(image, size=224):
             x = torch.from_numpy(np.asarray(image)).float().permute(2, 0, 1)
             h, w = x.shape[-2:]
@@ -338,74 +402,142 @@ MISTAKES = {
             x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", antialias=True)[0]
             t, l = (nh - size) // 2, (nw - size) // 2
             return x[:, t:t + size, l:l + size]
-    """),
-    "preprocess: squashed into a square": ("check_preprocess", False, "squashed", """
+    """,
+    ),
+    "preprocess: squashed into a square": (
+        "check_preprocess",
+        False,
+        "squashed",
+        """
         def preprocess(image, size=224):
             x = cs.images.to_tensor(image)
             return F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True)[0]
-    """),
-    "preprocess: corner crop": ("check_preprocess", False, "not centred", """
+    """,
+    ),
+    "preprocess: corner crop": (
+        "check_preprocess",
+        False,
+        "not centred",
+        """
         def preprocess(image, size=224):
             x = cs.images.to_tensor(image)
             h, w = x.shape[-2:]
             s = size / min(h, w)
             nh, nw = max(size, round(h * s)), max(size, round(w * s))
             return F.interpolate(x[None], size=(nh, nw), mode="bilinear", antialias=True)[0][:, :size, :size]
-    """),
-    "preprocess: channels last": ("check_preprocess", False, "channels first", """
+    """,
+    ),
+    "preprocess: channels last": (
+        "check_preprocess",
+        False,
+        "channels first",
+        """
         def preprocess(image, size=224):
             return cs.preprocess(image, size).permute(1, 2, 0)
-    """),
-    "preprocess: ImageNet normalisation": ("check_preprocess", False, "do not subtract", """
+    """,
+    ),
+    "preprocess: ImageNet normalisation": (
+        "check_preprocess",
+        False,
+        "do not subtract",
+        """
         def preprocess(image, size=224):
             mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
             std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
             return (cs.preprocess(image, size) - mean) / std
-    """),
-    "preprocess: BGR": ("check_preprocess", False, "RGB", """
+    """,
+    ),
+    "preprocess: BGR": (
+        "check_preprocess",
+        False,
+        "RGB",
+        """
         def preprocess(image, size=224):
             return cs.preprocess(image, size).flip(0)
-    """),
-    "preprocess: float images divided by 255 again": ("check_preprocess", True, "already in [0, 1]", """
+    """,
+    ),
+    "preprocess: float images divided by 255 again": (
+        "check_preprocess",
+        True,
+        "already in [0, 1]",
+        """
         def preprocess(image, size=224):
             x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255)
             return cs.preprocess(x.numpy(), size)
-    """),
-    "preprocess: grey images not handled": ("check_preprocess", True, "raised", """
+    """,
+    ),
+    "preprocess: grey images not handled": (
+        "check_preprocess",
+        True,
+        "raised",
+        """
         def preprocess(image, size=224):
             x = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)
             return cs.preprocess(x.permute(1, 2, 0).numpy(), size)
-    """),
+    """,
+    ),
     # -- exercise 2 --
-    "top-k: labels shifted by one": ("check_top_k", False, "did you shift", """
+    "top-k: labels shifted by one": (
+        "check_top_k",
+        False,
+        "did you shift",
+        """
         def top_k_classes(model, images, k=5):
             p, i = torch.softmax(model(images), -1).topk(k)
-            return [[(int(a), cs.labels()[int(a) + 1], float(b)) for b, a in zip(pr, ir)] for pr, ir in zip(p, i)]
-    """),
-    "top-k: softmax over the batch": ("check_top_k", False, "not over the batch", """
+            names = cs.labels()
+            return [[(int(a), names[int(a) + 1], float(b)) for b, a in zip(pr, ir)]
+                    for pr, ir in zip(p, i)]
+    """,
+    ),
+    "top-k: softmax over the batch": (
+        "check_top_k",
+        False,
+        "not over the batch",
+        """
         def top_k_classes(model, images, k=5):
             logits = model(images)
             p = torch.softmax(logits, dim=0)
             i = logits.topk(k, dim=-1).indices
             return [[(int(a), cs.label(int(a)), float(p[n, a])) for a in row] for n, row in enumerate(i)]
-    """),
-    "top-k: logits, not probabilities": ("check_top_k", False, "not probabilities", """
+    """,
+    ),
+    "top-k: logits, not probabilities": (
+        "check_top_k",
+        False,
+        "not probabilities",
+        """
         def top_k_classes(model, images, k=5):
             v, i = model(images).topk(k)
             return [[(int(a), cs.label(int(a)), float(b)) for b, a in zip(vr, ir)] for vr, ir in zip(v, i)]
-    """),
-    "top-k: least probable first": ("check_top_k", False, "LEAST", """
+    """,
+    ),
+    "top-k: least probable first": (
+        "check_top_k",
+        False,
+        "LEAST",
+        """
         def top_k_classes(model, images, k=5):
             p, i = torch.softmax(model(images), -1).topk(k, largest=False)
             return [[(int(a), cs.label(int(a)), float(b)) for b, a in zip(pr, ir)] for pr, ir in zip(p, i)]
-    """),
-    "top-k: ascending order": ("check_top_k", False, "wrong order", """
+    """,
+    ),
+    "top-k: ascending order": (
+        "check_top_k",
+        False,
+        "wrong order",
+        """
         def top_k_classes(model, images, k=5):
             p, i = torch.softmax(model(images), -1).topk(k)
-            return [[(int(a), cs.label(int(a)), float(b)) for b, a in zip(pr, ir)][::-1] for pr, ir in zip(p, i)]
-    """),
+            return [[(int(a), cs.label(int(a)), float(b)) for b, a in zip(pr, ir)][::-1]
+                    for pr, ir in zip(p, i)]
+    """,
+    ),
     # -- exercise 3 --
-    "hooks: never removed": ("check_capture", False, "forget to remove", """
+    "hooks: never removed": (
+        "check_capture",
+        False,
+        "forget to remove",
+        """
         def capture_activations(model, images, names):
             store = {}
             def make(name):
@@ -416,8 +548,13 @@ MISTAKES = {
                 model.hook_points[name].register_forward_hook(make(name))
             model(images)
             return store
-    """),
-    "hooks: a lambda in a loop": ("check_capture", False, "same key", """
+    """,
+    ),
+    "hooks: a lambda in a loop": (
+        "check_capture",
+        False,
+        "same key",
+        """
         def capture_activations(model, images, names):
             store, handles = {}, []
             for name in names:
@@ -427,8 +564,13 @@ MISTAKES = {
             for h in handles:
                 h.remove()
             return store
-    """),
-    "hooks: every hook of the module cleared": ("check_capture", False, "only your own", """
+    """,
+    ),
+    "hooks: every hook of the module cleared": (
+        "check_capture",
+        False,
+        "only your own",
+        """
         def capture_activations(model, images, names):
             store = {}
             def make(name):
@@ -441,8 +583,13 @@ MISTAKES = {
             for name in names:
                 model.hook_points[name]._forward_hooks.clear()
             return store
-    """),
-    "hooks: not removed when the forward pass fails": ("check_capture", True, "finally", """
+    """,
+    ),
+    "hooks: not removed when the forward pass fails": (
+        "check_capture",
+        True,
+        "finally",
+        """
         def capture_activations(model, images, names):
             store = {}
             def make(name):
@@ -454,31 +601,61 @@ MISTAKES = {
             for h in handles:
                 h.remove()
             return store
-    """),
+    """,
+    ),
     # -- exercise 4 --
-    "channels: ranked by the maximum": ("check_strongest_channels", False, "MAXIMUM", """
+    "channels: ranked by the maximum": (
+        "check_strongest_channels",
+        False,
+        "MAXIMUM",
+        """
         def strongest_channels(acts, k=10):
             return acts.amax(dim=(2, 3)).topk(k, dim=1)
-    """),
-    "channels: sum, not mean": ("check_strongest_channels", False, "SUM", """
+    """,
+    ),
+    "channels: sum, not mean": (
+        "check_strongest_channels",
+        False,
+        "SUM",
+        """
         def strongest_channels(acts, k=10):
             return acts.sum(dim=(2, 3)).topk(k, dim=1)
-    """),
-    "channels: smallest first": ("check_strongest_channels", False, "largest score down", """
+    """,
+    ),
+    "channels: smallest first": (
+        "check_strongest_channels",
+        False,
+        "largest score down",
+        """
         def strongest_channels(acts, k=10):
             return acts.mean(dim=(2, 3)).topk(k, dim=1, largest=False)
-    """),
-    "channels: averaged over the batch": ("check_strongest_channels", False, "over the batch", """
+    """,
+    ),
+    "channels: averaged over the batch": (
+        "check_strongest_channels",
+        False,
+        "over the batch",
+        """
         def strongest_channels(acts, k=10):
             s, c = acts.mean(dim=(0, 2, 3)).topk(k)
             return s.expand(acts.shape[0], k), c.expand(acts.shape[0], k)
-    """),
-    "channels: averaged over the wrong dims": ("check_strongest_channels", False, "wrong shape", """
+    """,
+    ),
+    "channels: averaged over the wrong dims": (
+        "check_strongest_channels",
+        False,
+        "wrong shape",
+        """
         def strongest_channels(acts, k=10):
             return acts.mean(dim=1).topk(k, dim=1)
-    """),
+    """,
+    ),
     # -- exercise 5 --
-    "receptive field: forgot the stride product": ("check_receptive_field", False, "stride product", """
+    "receptive field: forgot the stride product": (
+        "check_receptive_field",
+        False,
+        "stride product",
+        """
         def receptive_field(ops, input_size):
             size, jump, start, n = 1, 1, 0.0, input_size
             for k, s in ops:
@@ -488,8 +665,13 @@ MISTAKES = {
                 jump *= s
                 n = math.ceil(n / s)
             return size, jump, int(start)
-    """),
-    "receptive field: no padding": ("check_receptive_field", False, "padding shifts", """
+    """,
+    ),
+    "receptive field: no padding": (
+        "check_receptive_field",
+        False,
+        "padding shifts",
+        """
         def receptive_field(ops, input_size):
             size, jump, start = 1, 1, 0.0
             for k, s in ops:
@@ -497,8 +679,13 @@ MISTAKES = {
                 start += (k - 1) / 2 * jump
                 jump *= s
             return size, jump, int(start)
-    """),
-    "receptive field: padding from the image size": ("check_receptive_field", True, "ITS input", """
+    """,
+    ),
+    "receptive field: padding from the image size": (
+        "check_receptive_field",
+        True,
+        "ITS input",
+        """
         def receptive_field(ops, input_size):
             size, jump, start = 1, 1, 0.0
             for k, s in ops:
@@ -507,14 +694,24 @@ MISTAKES = {
                 start += ((k - 1) / 2 - p) * jump
                 jump *= s
             return size, jump, int(start)
-    """),
-    "receptive field: first pixel, not centre": ("check_receptive_field", False, "CENTRE", """
+    """,
+    ),
+    "receptive field: first pixel, not centre": (
+        "check_receptive_field",
+        False,
+        "CENTRE",
+        """
         def receptive_field(ops, input_size):
             from circuitscope.receptive_field import chain_receptive_field
             rf = chain_receptive_field(ops, input_size)
             return rf.size, rf.jump, rf.start - (rf.size - 1) // 2
-    """),
-    "receptive field: jump updated too early": ("check_receptive_field", False, "BEFORE", """
+    """,
+    ),
+    "receptive field: jump updated too early": (
+        "check_receptive_field",
+        False,
+        "BEFORE",
+        """
         def receptive_field(ops, input_size):
             size, jump, start, n = 1, 1, 0.0, input_size
             for k, s in ops:
@@ -524,33 +721,58 @@ MISTAKES = {
                 start += ((k - 1) / 2 - p) * jump
                 n = math.ceil(n / s)
             return size, jump, int(start)
-    """),
+    """,
+    ),
     # -- exercise 6 --
-    "patch: rows and columns swapped": ("check_strongest_patch", False, "swapped", """
+    "patch: rows and columns swapped": (
+        "check_strongest_patch",
+        False,
+        "swapped",
+        """
         def strongest_patch(acts, channel, layer, input_size=224):
             from circuitscope.channels import strongest_patch as library_patch
             t, l, b, r = library_patch(acts, channel, layer, input_size)
             return l, t, r, b
-    """),
-    "patch: not clipped": ("check_strongest_patch", False, "clip", """
+    """,
+    ),
+    "patch: not clipped": (
+        "check_strongest_patch",
+        False,
+        "clip",
+        """
         def strongest_patch(acts, channel, layer, input_size=224):
             row, col = divmod(int(acts[channel].argmax()), acts.shape[2])
             rf = library_receptive_field(layer, input_size)
             (t, b), (l, r) = rf.span(row), rf.span(col)
             return t, l, b, r
-    """),
-    "patch: maximum over every channel": ("check_strongest_patch", False, "acts[channel] only", """
+    """,
+    ),
+    "patch: maximum over every channel": (
+        "check_strongest_patch",
+        False,
+        "acts[channel] only",
+        """
         def strongest_patch(acts, channel, layer, input_size=224):
             row, col = divmod(int(acts.amax(dim=0).argmax()), acts.shape[2])
             return library_receptive_field(layer, input_size).box(row, col)
-    """),
-    "patch: exclusive end": ("check_strongest_patch", False, "INCLUSIVE", """
+    """,
+    ),
+    "patch: exclusive end": (
+        "check_strongest_patch",
+        False,
+        "INCLUSIVE",
+        """
         def strongest_patch(acts, channel, layer, input_size=224):
             from circuitscope.channels import strongest_patch as library_patch
             t, l, b, r = library_patch(acts, channel, layer, input_size)
             return t, l, b + 1, r + 1
-    """),
-    "patch: centre without start": ("check_strongest_patch", False, "place is not", """
+    """,
+    ),
+    "patch: centre without start": (
+        "check_strongest_patch",
+        False,
+        "place is not",
+        """
         def strongest_patch(acts, channel, layer, input_size=224):
             row, col = divmod(int(acts[channel].argmax()), acts.shape[2])
             rf = library_receptive_field(layer, input_size)
@@ -558,7 +780,8 @@ MISTAKES = {
             span = lambda i: (max(i * rf.jump - h, 0), min(i * rf.jump + h, input_size - 1))
             (t, b), (l, r) = span(row), span(col)
             return t, l, b, r
-    """),
+    """,
+    ),
 }
 
 
@@ -585,8 +808,12 @@ def test_every_exercise_has_a_mistake_that_fails():
     assert {check for check, *_ in MISTAKES.values()} == set(EXERCISES)
 
 
-@pytest.mark.parametrize("name, code", [
-    ("PIL resize", """
+@pytest.mark.parametrize(
+    "name, code",
+    [
+        (
+            "PIL resize",
+            """
         def preprocess(image, size=224):
             from PIL import Image
             arr = np.asarray(image)
@@ -599,15 +826,20 @@ def test_every_exercise_has_a_mistake_that_fails():
             w, h = img.size
             l, t = (w - size) // 2, (h - size) // 2
             return torch.from_numpy(np.asarray(img.crop((l, t, l + size, t + size)))).permute(2, 0, 1) / 255.0
-    """),
-    ("torchvision, no antialiasing", """
+    """,
+        ),
+        (
+            "torchvision, no antialiasing",
+            """
         def preprocess(image, size=224):
             import torchvision.transforms.functional as TF
             x = cs.images.to_tensor(image)
             x = TF.resize(x, size, antialias=False)
             return TF.center_crop(x, size).clamp(0, 1)
-    """),
-])
+    """,
+        ),
+    ],
+)
 def test_other_correct_preprocessing_passes(name, code):
     ns = _namespace()
     exec(compile(textwrap.dedent(code), "<alternative>", "exec"), ns)  # noqa: S102
@@ -636,11 +868,22 @@ def test_solution_notebook_structure():
     assert len(set(ids)) == len(ids)
     for sol, test in zip(solutions, tests):
         meta = sol.metadata.nbgrader
-        assert meta == {"grade": False, "grade_id": meta.grade_id, "locked": False, "schema_version": 3,
-                        "solution": True, "task": False}  # fmt: skip
+        assert meta == {
+            "grade": False,
+            "grade_id": meta.grade_id,
+            "locked": False,
+            "schema_version": 3,
+            "solution": True,
+            "task": False,
+        }
         assert "### BEGIN SOLUTION" in sol.source and "### END SOLUTION" in sol.source and '"""' in sol.source
         tmeta = test.metadata.nbgrader
-        assert tmeta["grade"] and tmeta["locked"] and tmeta["points"] > 0 and tmeta["grade_id"] == meta.grade_id + "-test"
+        assert (
+            tmeta["grade"]
+            and tmeta["locked"]
+            and tmeta["points"] > 0
+            and tmeta["grade_id"] == meta.grade_id + "-test"
+        )
         visible, hidden = test.source.split("### BEGIN HIDDEN TESTS")
         assert visible.strip().startswith("checks.ch1.check_") and "hidden=True" not in visible
         assert "from circuitscope.checks import ch1 as _ch1" in hidden and "hidden=True" in hidden
@@ -648,9 +891,13 @@ def test_solution_notebook_structure():
     headers = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Exercise")]
     assert len(headers) == len(EXERCISES)
     for h in headers:
-        assert all(word in h for word in ("Difficulty", "Importance", "Time", "min", "Follows", "https://")), h
+        assert all(
+            word in h for word in ("Difficulty", "Importance", "Time", "min", "Follows", "https://")
+        ), h
     setup = next(c.source for c in nb.cells if "load_inceptionv1" in c.source)
-    assert "from circuitscope import checks" in setup and "cs.notice(model)" in setup and "cs.profile()" in setup
+    assert (
+        "from circuitscope import checks" in setup and "cs.notice(model)" in setup and "cs.profile()" in setup
+    )
     assert any(c.cell_type == "markdown" and c.source.startswith("## Explore") for c in nb.cells)
 
 
@@ -659,8 +906,16 @@ def test_solution_notebook_structure():
 # =============================================================================================
 def _notebook_env(tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "CIRCUITSCOPE_WEIGHTS"}
-    env.update(CIRCUITSCOPE_OFFLINE="1", CIRCUITSCOPE_PROFILE="cpu", CIRCUITSCOPE_CACHE=str(tmp_path / "cache"),
-               CIRCUITSCOPE_DEVICE="cpu", TQDM_DISABLE="1", MPLBACKEND="module://matplotlib_inline.backend_inline")  # fmt: skip
+    env.update(
+        CIRCUITSCOPE_OFFLINE="1",
+        CIRCUITSCOPE_PROFILE="cpu",
+        CIRCUITSCOPE_CACHE=str(tmp_path / "cache"),
+        CIRCUITSCOPE_DEVICE="cpu",
+        TQDM_DISABLE="1",
+        MPLBACKEND="module://matplotlib_inline.backend_inline",
+    )
+    # This environment's executables first (nbgrader runs `alembic`; kernels run `python`).
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 
 
@@ -672,7 +927,9 @@ def _execute(path: Path, tmp_path: Path) -> tuple[nbformat.NotebookNode, float]:
     os.environ.clear()
     os.environ.update(_notebook_env(tmp_path))  # the kernel inherits this process's environment
     try:
-        client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+        client = NotebookClient(
+            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        )
         start = time.perf_counter()
         client.execute()
         return nb, time.perf_counter() - start
@@ -691,7 +948,9 @@ def test_chapter_notebook_runs_on_the_cpu_profile_with_synthetic_weights(tmp_pat
     print(f"\nbook/ch1_introduction/index.ipynb ran in {elapsed:.1f} s")
     outputs = _outputs(nb)
     assert not [o for o in outputs if o.output_type == "error"]
-    assert any("circuitscope-synthetic" in str(o.get("data", {})) for o in outputs), "no synthetic-weights notice"
+    assert any("circuitscope-synthetic" in str(o.get("data", {})) for o in outputs), (
+        "no synthetic-weights notice"
+    )
     figures = 0
     for cell in nb.cells:
         pngs = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
@@ -700,7 +959,9 @@ def test_chapter_notebook_runs_on_the_cpu_profile_with_synthetic_weights(tmp_pat
             # Figures come from circuitscope.plotting, whose every model figure is stamped.
             assert "plotting." in cell.source, f"a figure not made by circuitscope.plotting:\n{cell.source}"
     assert figures >= 7
-    assert elapsed < 1.5 * TIME_BUDGET_S, f"the chapter took {elapsed:.0f} s (budget {TIME_BUDGET_S} s on 2 cores)"
+    assert elapsed < 1.5 * TIME_BUDGET_S, (
+        f"the chapter took {elapsed:.0f} s (budget {TIME_BUDGET_S} s on 2 cores)"
+    )
 
 
 @pytest.mark.slow
@@ -717,9 +978,17 @@ def test_solution_notebook_runs_and_every_check_passes(tmp_path):
 # -- the nbgrader round trip --------------------------------------------------------------------
 def _nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
     env = _notebook_env(root)
-    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root / "autograder", env=env,
-                            capture_output=True, text=True, timeout=1800)  # fmt: skip
-    assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    result = subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args],
+        cwd=root / "autograder",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert result.returncode == 0, (
+        f"nbgrader {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return result
 
 
@@ -732,8 +1001,9 @@ def _with_solutions(nb, sources: dict[str, str]):
 
 
 @pytest.mark.slow
-def test_nbgrader_round_trip(tmp_path):
+def test_nbgrader_round_trip(tmp_path, monkeypatch):
     """Solution: full marks. Untouched release (stub): 0. One plausible mistake per exercise: 0."""
+    monkeypatch.setenv("PATH", os.environ.get("PATH", ""))
     config = ROOT / "autograder" / "nbgrader_config.py"
     if not config.is_file():
         pytest.skip("autograder/nbgrader_config.py is not there yet")
@@ -745,14 +1015,21 @@ def test_nbgrader_round_trip(tmp_path):
     release = root / "exercises" / ASSIGNMENT / SOLUTION.name
     assert release.is_file()
     released = nbformat.read(release, as_version=4)
-    assert "BEGIN HIDDEN TESTS" not in nbformat.writes(released) and "BEGIN SOLUTION" not in nbformat.writes(released)
+    assert "BEGIN HIDDEN TESTS" not in nbformat.writes(released) and "BEGIN SOLUTION" not in nbformat.writes(
+        released
+    )
 
     by_check = {}
-    for name, (check, _hidden, _hint, code) in MISTAKES.items():
+    for check, _hidden, _hint, code in MISTAKES.values():
         by_check.setdefault(check, textwrap.dedent(code).strip())
-    grade_ids = {"check_preprocess": "ch1-preprocess", "check_top_k": "ch1-top-k", "check_capture": "ch1-capture",
-                 "check_strongest_channels": "ch1-strongest", "check_receptive_field": "ch1-receptive-field",
-                 "check_strongest_patch": "ch1-patch"}  # fmt: skip
+    grade_ids = {
+        "check_preprocess": "ch1-preprocess",
+        "check_top_k": "ch1-top-k",
+        "check_capture": "ch1-capture",
+        "check_strongest_channels": "ch1-strongest",
+        "check_receptive_field": "ch1-receptive-field",
+        "check_strongest_patch": "ch1-patch",
+    }
     mistakes = {grade_ids[c]: code for c, code in by_check.items()}
     submissions = {
         "solution": nbformat.read(SOLUTION, as_version=4),
@@ -767,18 +1044,19 @@ def test_nbgrader_round_trip(tmp_path):
     _nbgrader(root, "autograde", ASSIGNMENT, "--force")
     print(f"\nautograded 3 submissions in {time.perf_counter() - start:.0f} s")
 
-    total = sum(c.metadata.nbgrader.get("points", 0) for c in nbformat.read(SOLUTION, 4).cells
-                if c.metadata.get("nbgrader", {}).get("grade"))  # fmt: skip
-    with sqlite3.connect(root / "autograder" / "gradebook.db") as db:
-        rows = db.execute(
-            "SELECT submitted_assignment.student_id, grade_cell.name, grade.auto_score, grade_cell.max_score "
-            "FROM grade JOIN grade_cell ON grade.cell_id = grade_cell.id "
-            "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
-            "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id"
-        ).fetchall()
+    total = sum(
+        c.metadata.nbgrader.get("points", 0)
+        for c in nbformat.read(SOLUTION, 4).cells
+        if c.metadata.get("nbgrader", {}).get("grade")
+    )
+    from nbgrader.api import Gradebook
+
     scores: dict[str, dict[str, float]] = {}
-    for student, cell, score, _max in rows:
-        scores.setdefault(student, {})[cell] = score
+    os.environ["PATH"] = _notebook_env(root)["PATH"]  # the gradebook runs `alembic` (restored by monkeypatch)
+    with Gradebook(f"sqlite:///{root / 'autograder' / 'gradebook.db'}") as gb:
+        for student in submissions:
+            notebook = gb.find_submission_notebook(SOLUTION.stem, ASSIGNMENT, student)
+            scores[student] = {grade.name: grade.score for grade in notebook.grades}
     assert sum(scores["solution"].values()) == total == 14, scores["solution"]
     assert sum(scores["stub"].values()) == 0, scores["stub"]
     assert all(v == 0 for v in scores["mistakes"].values()), scores["mistakes"]

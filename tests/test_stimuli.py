@@ -27,8 +27,10 @@ def rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
 
 def centroid_angle(images: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     """Intensity-weighted mean direction (degrees, v up) of each image's pixels about ``centres``."""
-    n, _, h, w = images.shape
-    y, x = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    _, _, h, w = images.shape
+    y, x = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
+    )
     m = images[:, 0].double()
     du = x - centres[:, 0, None, None]
     dv = centres[:, 1, None, None] - y
@@ -36,7 +38,10 @@ def centroid_angle(images: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
 
 
 # -- shapes, ranges, batching, devices ----------------------------------------------------------
-@pytest.mark.parametrize("make", [lambda **k: curve(30.0, **k), lambda **k: line(30.0, **k), lambda **k: high_low_frequency(30.0, **k)])
+@pytest.mark.parametrize(
+    "make",
+    [lambda **k: curve(30.0, **k), lambda **k: line(30.0, **k), lambda **k: high_low_frequency(30.0, **k)],
+)
 def test_stimuli_are_images_in_unit_range(make):
     img = make(size=(40, 50))
     assert img.shape == (1, 3, 40, 50) and img.dtype == torch.float32 and img.device.type == "cpu"
@@ -68,8 +73,12 @@ def test_colours_and_device():
 def test_arc_centre_line_is_at_the_given_radius_and_drawn():
     ori, radius = torch.tensor([0.0, 37.0, 123.0, 250.0]), 14.0
     points, centres = arc_geometry(ori, radius, width=150.0, size=65)
-    assert torch.allclose((points - centres[:, None]).norm(dim=-1), torch.full((4, 65), radius, dtype=torch.float64), atol=1e-9)
-    assert torch.allclose(points[:, 32], torch.tensor([32.0, 32.0], dtype=torch.float64).expand(4, 2), atol=1e-9)
+    assert torch.allclose(
+        (points - centres[:, None]).norm(dim=-1), torch.full((4, 65), radius, dtype=torch.float64), atol=1e-9
+    )
+    assert torch.allclose(
+        points[:, 32], torch.tensor([32.0, 32.0], dtype=torch.float64).expand(4, 2), atol=1e-9
+    )
     # The rendered stroke covers its centre line: the pixel nearest each point (at most 0.71 px
     # away) is fully covered by a 3-px stroke.
     imgs = curve(ori, radius, width=150.0, size=65, thickness=3.0, dtype=torch.float64)
@@ -82,7 +91,9 @@ def test_drawn_pixels_lie_at_the_given_radius(radius):
     ori = torch.tensor([10.0, 100.0, 200.0])
     imgs = curve(ori, radius, width=180.0, size=71, thickness=2.0, dtype=torch.float64)
     _, centres = arc_geometry(ori, radius, width=180.0, size=71)
-    y, x = torch.meshgrid(torch.arange(71.0, dtype=torch.float64), torch.arange(71.0, dtype=torch.float64), indexing="ij")
+    y, x = torch.meshgrid(
+        torch.arange(71.0, dtype=torch.float64), torch.arange(71.0, dtype=torch.float64), indexing="ij"
+    )
     for img, c in zip(imgs[:, 0], centres):
         dist = torch.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2)
         drawn = img > 0
@@ -96,7 +107,9 @@ def test_orientation_is_the_direction_the_curve_faces():
     imgs = curve(ori, 15.0, width=120.0, size=65)
     _, centres = arc_geometry(ori, 15.0, size=65)
     got = centroid_angle(imgs, centres)
-    assert torch.allclose(torch.remainder(got - ori.double() + 180, 360) - 180, torch.zeros(5, dtype=torch.float64), atol=0.3)
+    assert torch.allclose(
+        torch.remainder(got - ori.double() + 180, 360) - 180, torch.zeros(5, dtype=torch.float64), atol=0.3
+    )
     up = curve(90.0, 15.0, width=120.0, size=65)[0, 0]
     assert float(up[:32].sum()) < float(up[33:].sum())  # a "top of a circle": the arms go down
 
@@ -127,7 +140,9 @@ def test_small_rotations_rotate_the_image_approximately(delta):
     _, before = arc_geometry(ori, 15.0, size=64)
     _, after = arc_geometry(ori + delta, 15.0, size=64)
     shift = centroid_angle(turned, after) - centroid_angle(imgs, before)
-    assert torch.allclose(torch.remainder(shift - delta + 180, 360) - 180, torch.zeros(2, dtype=torch.float64), atol=0.5)
+    assert torch.allclose(
+        torch.remainder(shift - delta + 180, 360) - 180, torch.zeros(2, dtype=torch.float64), atol=0.5
+    )
 
 
 def test_lines_pass_through_the_centre_at_their_orientation():
@@ -135,7 +150,11 @@ def test_lines_pass_through_the_centre_at_their_orientation():
     assert torch.all(img[0, 16] == 1.0) and float(img[0].sum()) == pytest.approx(33.0)  # the middle row
     assert torch.all(img[1, :, 16] == 1.0) and float(img[1].sum()) == pytest.approx(33.0)  # the middle column
     seg = line(0.0, length=10.0, size=33, thickness=1.0)[0, 0]
-    assert float(seg[16, 11:22].min()) == 1.0 and float(seg[16, :9].max()) == 0.0 and float(seg[16, 24:].max()) == 0.0
+    assert (
+        float(seg[16, 11:22].min()) == 1.0
+        and float(seg[16, :9].max()) == 0.0
+        and float(seg[16, 24:].max()) == 0.0
+    )
     shifted = line(0.0, size=33, thickness=1.0, offset=5.0)[0, 0]  # along the normal (90 deg: up)
     assert torch.all(shifted[11] == 1.0)
     assert torch.allclose(line(10.0, size=32), line(190.0, size=32), atol=1e-6)  # period 180
@@ -143,7 +162,9 @@ def test_lines_pass_through_the_centre_at_their_orientation():
 
 def test_high_low_frequency_has_the_texture_on_the_oriented_side():
     img = high_low_frequency([0.0, 90.0], size=64, period_high=4.0)[:, 0]
-    lap = (4 * img[:, 1:-1, 1:-1] - img[:, :-2, 1:-1] - img[:, 2:, 1:-1] - img[:, 1:-1, :-2] - img[:, 1:-1, 2:]).abs()
+    lap = (
+        4 * img[:, 1:-1, 1:-1] - img[:, :-2, 1:-1] - img[:, 2:, 1:-1] - img[:, 1:-1, :-2] - img[:, 1:-1, 2:]
+    ).abs()
     right, left = lap[0, :, 34:].mean(), lap[0, :, :28].mean()
     top, bottom = lap[1, :28].mean(), lap[1, 34:].mean()
     assert float(right) > 0.5 and float(left) < 1e-6  # orientation 0: high frequency to the right
@@ -154,10 +175,16 @@ def test_high_low_frequency_has_the_texture_on_the_oriented_side():
 
 # -- tuning curves ------------------------------------------------------------------------------
 def test_circular_mean_wraps_around():
-    assert circular_mean(torch.tensor([350.0, 10.0]), torch.tensor([1.0, 1.0])) == pytest.approx(0.0, abs=1e-9)
+    assert circular_mean(torch.tensor([350.0, 10.0]), torch.tensor([1.0, 1.0])) == pytest.approx(
+        0.0, abs=1e-9
+    )
     assert circular_mean(torch.tensor([300.0, 320.0]), torch.tensor([1.0, 1.0])) == pytest.approx(310.0)
-    assert circular_mean(torch.tensor([170.0, 20.0]), torch.tensor([1.0, 1.0]), period=180.0) == pytest.approx(5.0)
-    assert circular_mean(torch.tensor([90.0, 180.0]), torch.tensor([3.0, -5.0])) == pytest.approx(90.0)  # negatives ignored
+    assert circular_mean(
+        torch.tensor([170.0, 20.0]), torch.tensor([1.0, 1.0]), period=180.0
+    ) == pytest.approx(5.0)
+    assert circular_mean(torch.tensor([90.0, 180.0]), torch.tensor([3.0, -5.0])) == pytest.approx(
+        90.0
+    )  # negatives ignored
     assert math.isnan(circular_mean(torch.tensor([0.0, 90.0]), torch.zeros(2)))
 
 

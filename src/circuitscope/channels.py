@@ -51,7 +51,9 @@ def strongest_position(channel_map: torch.Tensor) -> tuple[int, int]:
     return divmod(flat, channel_map.shape[1])
 
 
-def strongest_patch(acts: torch.Tensor, channel: int, layer: str, input_size: int = 224) -> tuple[int, int, int, int]:
+def strongest_patch(
+    acts: torch.Tensor, channel: int, layer: str, input_size: int = 224
+) -> tuple[int, int, int, int]:
     """The input patch that drove ``channel`` hardest: ``(top, left, bottom, right)``, inclusive,
     clipped to the image.
 

@@ -27,30 +27,33 @@ The linearisation (documented choices, the same in every function here):
   linear, so they do not depend on any input.
 * **Max pools become a linear stand-in** chosen by ``pool``:
   ``"average"`` (default; the closest linear operation to a 3x3 max: each of the 9 inputs gets
-  weight 1/9, as Captum's port of these tools linearises InceptionV1), ``"centre"`` (the max
+  weight 1/9; Captum's ``optim`` module linearises models the same way), ``"centre"`` (the max
   is taken to pick the window's centre: the identity, subsampled by the pool's stride), or
   ``"exclude"`` (paths through a max pool are dropped: a block's pool branch contributes
-  nothing; crossing a stride-2 pool between blocks, or asking for a pool-branch unit, raises).
+  nothing and its own units get zero weights; crossing a stride-2 pool between blocks, the
+  only path there, raises).
   This applies to each block's 3x3 stride-1 pool branch and to the stride-2 pools between
   blocks (maxpool1, maxpool4, maxpool10), so e.g. mixed3b -> mixed4a is expanded across
   maxpool4 with stride 2.
 * **Local response normalisation is not linear and is not linearised**: paths through
   ``localresponsenorm0/1`` (the stem, before mixed3a) raise ``ValueError``.
 
-Spatial layout: an expanded kernel ``K`` of odd size ``(k, k)`` satisfies
-``target_pre_relu[o, p] = sum_{c, i, j} K[o, c, i, j] * source[c, anchor(p) + stride * 0 + (i, j) - (k - 1) / 2]``
-with row ``i = 0`` at the top, as an image is drawn: the centre entry is "directly below" the
-target unit and ``K[..., 0, :]`` is the row above it. Across a stride-2 pool, positions are in
-the source layer's finer grid and ``anchor`` is the centre of the pooling window (the kernel
-does not depend on where SAME padding puts that window). Kernels grow as layers compose:
+Spatial layout: an expanded kernel ``K`` of odd size ``(k, k)`` satisfies, in the linearised
+model, ``target_pre_relu[o, p] = sum_{c, i, j} K[o, c, i, j] * source[c, anchor(p) + (i, j) - (k - 1) / 2]``
+(plus a constant) with row ``i = 0`` at the top, as an image is drawn: the centre entry sits
+at the target unit's own position and ``K[..., 0, :]`` is the row above it. Within a block
+``anchor(p) = p``; across a stride-2 pool, positions are in the source layer's finer grid and
+``anchor`` is the centre of the pooling window (the kernel does not depend on where SAME
+padding puts that window). Kernels grow as layers compose:
 ``k_total = stride_earlier * (k_later - 1) + k_earlier``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -69,7 +72,7 @@ PoolStandIn = Literal["average", "centre", "exclude"]
 _BLOCKS = {b.name: b for b in BLOCKS}
 _BRANCH_ORDER = ("1x1", "3x3", "5x5", "pool_reduce")  # the concatenation order
 _SUBS = ("1x1", "3x3_bottleneck", "3x3", "5x5_bottleneck", "5x5", "pool_reduce", "pool")
-_BOTTLENECK_OF = {"3x3": "3x3_bottleneck", "5x5": "5x5_bottleneck", "pool_reduce": "pool"}
+_FEEDS = {"3x3_bottleneck": "3x3", "5x5_bottleneck": "5x5", "pool": "pool_reduce"}  # inside a block
 
 
 # -- the linear structure of InceptionV1 -------------------------------------------------------
@@ -111,7 +114,9 @@ def parse_unit(unit: str | tuple[str, int], model=None) -> tuple[str, int]:
         layer, channel = unit
     else:
         if not isinstance(unit, str) or unit.count(":") != 1:
-            raise ValueError(f"a unit is written 'layer:channel', e.g. '3b:379' or 'mixed3b:379'; got {unit!r}")
+            raise ValueError(
+                f"a unit is written 'layer:channel', e.g. '3b:379' or 'mixed3b:379'; got {unit!r}"
+            )
         layer, _, ch = unit.partition(":")
         try:
             channel = int(ch)
@@ -120,9 +125,14 @@ def parse_unit(unit: str | tuple[str, int], model=None) -> tuple[str, int]:
     channels = _layer_channels(model)
     layer = _expand_short(layer.strip(), channels)
     if layer not in channels:
-        raise ValueError(f"unknown layer {layer!r} in unit {unit!r}; layers are e.g. {', '.join(list(channels)[:6])}, ...")
+        raise ValueError(
+            f"unknown layer {layer!r} in unit {unit!r}; layers are e.g. {', '.join(list(channels)[:6])}, ..."
+        )
     if not 0 <= channel < channels[layer]:
-        raise ValueError(f"channel {channel} of {layer} is out of range: it has {channels[layer]} channels (0..{channels[layer] - 1})")
+        raise ValueError(
+            f"channel {channel} of {layer} is out of range: it has {channels[layer]} channels "
+            f"(0..{channels[layer] - 1})"
+        )
     return layer, int(channel)
 
 
@@ -171,7 +181,9 @@ def concat_index(branch: str | tuple[str, int], index: int | None = None) -> int
     block = branch.split("_")[0]
     slices = branch_slices(block) if block in _BLOCKS else {}
     if branch not in slices:
-        raise ValueError(f"{branch!r} is not one of the concatenated branches {list(slices) or '(mixedXY_1x1, ...)'}")
+        raise ValueError(
+            f"{branch!r} is not one of the concatenated branches {list(slices) or '(mixedXY_1x1, ...)'}"
+        )
     sl = slices[branch]
     if not 0 <= index < sl.stop - sl.start:
         raise ValueError(f"{branch} has {sl.stop - sl.start} channels; {index} is out of range")
@@ -192,13 +204,26 @@ class _Map:
 
 
 def _compose(later: torch.Tensor, earlier: _Map) -> torch.Tensor:
-    """The kernel of ``later`` after ``earlier``: ``K[o, i, s d + e] = sum_m later[o, m, d] earlier[m, i, e]``.
+    """The kernel of ``later`` after ``earlier``.
+
+    ``K[o, i, s * d + e] = sum_m later[o, m, d] * earlier[m, i, e]`` (summed over all ``d, e``).
 
     That is a transposed convolution of ``later`` (batch O, channels M) by ``earlier`` with the
     earlier map's stride ``s``; sizes compose as ``s * (k_later - 1) + k_earlier``.
     """
-    groups = later.shape[1] if earlier.depthwise else 1
-    return F.conv_transpose2d(later, earlier.kernel, stride=earlier.stride, groups=groups)
+    if not earlier.depthwise:
+        return F.conv_transpose2d(later, earlier.kernel, stride=earlier.stride)
+    # Depthwise (a pool stand-in): the same sum, one kernel offset at a time. (A grouped
+    # transposed convolution computes it too, but is very slow in float64 on the CPU.)
+    s, (o, c, k2, _), k1 = earlier.stride, later.shape, earlier.kernel.shape[-1]
+    span = s * (k2 - 1) + 1
+    out = later.new_zeros(o, c, span + k1 - 1, span + k1 - 1)
+    for i in range(k1):
+        for j in range(k1):
+            out[:, :, i : i + span : s, j : j + span : s] += later * earlier.kernel[:, 0, i, j].view(
+                1, c, 1, 1
+            )
+    return out
 
 
 def _pad_to(kernel: torch.Tensor, size: int) -> torch.Tensor:
@@ -243,6 +268,8 @@ def _conv_map(model, name: str) -> _Map:
 
 def _branch_rows(model, block: str, sub: str, rows, pool: str) -> torch.Tensor:
     """Kernel from the block's input to ``rows`` of branch ``sub``'s pre-activation."""
+    if sub == "pool":
+        raise ValueError(f"{block}_pool is a max pool and has no weights; ask for {block}_pool_reduce")
     w = _weight(model, f"{block}_{sub}")[rows]
     if sub in ("1x1", "3x3_bottleneck", "5x5_bottleneck"):
         return w
@@ -250,10 +277,10 @@ def _branch_rows(model, block: str, sub: str, rows, pool: str) -> torch.Tensor:
         return _compose(w, _Map(_weight(model, f"{block}_{sub}_bottleneck")))
     if sub == "pool_reduce":
         stand_in = _pool_map(w.shape[1], 1, pool, w)
-        if stand_in is None:
-            raise ValueError(f"{block}_pool_reduce units see the block's input only through a max pool, which pool='exclude' drops")
+        if stand_in is None:  # "exclude": the only path is dropped
+            return w.new_zeros(w.shape[0], w.shape[1], 3, 3)
         return _compose(w, stand_in)
-    raise ValueError(f"{block}_{sub} is a max pool and has no weights; ask for {block}_pool_reduce")
+    raise AssertionError(f"unknown branch {sub}")
 
 
 def _through_block(model, block: str, later: torch.Tensor, pool: str) -> torch.Tensor:
@@ -288,7 +315,9 @@ class _End:
 
 def _classify(model, spec) -> _End:
     """Parse a layer name, a unit, or a list of units of one layer."""
-    if isinstance(spec, (list, tuple)) and not (len(spec) == 2 and isinstance(spec[1], int) and isinstance(spec[0], str)):
+    if isinstance(spec, (list, tuple)) and not (
+        len(spec) == 2 and isinstance(spec[1], int) and isinstance(spec[0], str)
+    ):
         parsed = [parse_unit(u, model) for u in spec]
         layers = {l.removesuffix("_pre_relu") for l, _ in parsed}
         if len(layers) != 1:
@@ -306,7 +335,9 @@ def _classify(model, spec) -> _End:
     name = _expand_short(spec.strip(), _layer_channels(model)).removesuffix("_pre_relu")
     if not isinstance(model, InceptionV1):
         if name not in _layer_channels(model):
-            raise ValueError(f"unknown layer {name!r}; this model's layers are {list(_layer_channels(model))}")
+            raise ValueError(
+                f"unknown layer {name!r}; this model's layers are {list(_layer_channels(model))}"
+            )
         return _End(name, name)
     if name in _KIND:
         return _End(name, name)
@@ -325,7 +356,9 @@ def _source_as_node(src: _End) -> tuple[str, list[int] | None, bool]:
         return src.node, src.channels, False
     if src.sub in _BRANCH_ORDER:
         sl = branch_slices(src.block)[src.layer]
-        chans = list(range(sl.start, sl.stop)) if src.channels is None else [sl.start + c for c in src.channels]
+        chans = (
+            list(range(sl.start, sl.stop)) if src.channels is None else [sl.start + c for c in src.channels]
+        )
         return src.block, chans, False
     return src.layer, src.channels, True  # a bottleneck or the block's pool: inside the block
 
@@ -338,12 +371,18 @@ def _target_rows(model, tgt: _End, pool: str) -> tuple[torch.Tensor, str]:
         if kind == "conv":
             return _weight(model, tgt.node)[channels], _INPUT[tgt.node]
         if kind != "block":
-            raise ValueError(f"{tgt.node} is a {'max pool' if kind == 'pool' else 'normalisation'} and has no weights of its own")
+            raise ValueError(
+                f"{tgt.node} is a {'max pool' if kind == 'pool' else 'normalisation'} "
+                "and has no weights of its own"
+            )
         groups: dict[str, list[tuple[int, int]]] = {}
         for pos, ch in enumerate(channels):
             branch, idx = branch_of((tgt.node, ch))
             groups.setdefault(branch, []).append((pos, idx))
-        parts = {b: _branch_rows(model, tgt.node, b[len(tgt.node) + 1 :], [i for _, i in g], pool) for b, g in groups.items()}
+        parts = {
+            b: _branch_rows(model, tgt.node, b[len(tgt.node) + 1 :], [i for _, i in g], pool)
+            for b, g in groups.items()
+        }
         size = max(p.shape[-1] for p in parts.values())
         first = next(iter(parts.values()))
         rows = first.new_zeros(len(channels), first.shape[1], size, size)
@@ -373,6 +412,24 @@ def _shape_result(kernel: torch.Tensor, src_channels, tgt: _End, src_is_unit: bo
     if tgt.is_unit:
         kernel = kernel[0]
     return kernel.detach().clone()
+
+
+def _path(src_node: str, target_node: str, pool: str) -> list[str]:
+    """The main-path values strictly between source and target, target side first (validated)."""
+    if _ORDER[src_node] >= _ORDER[target_node]:
+        raise ValueError(f"source {src_node} does not come before target {target_node}")
+    path, node = [], _INPUT[target_node]
+    while node != src_node:
+        if _KIND[node] == "lrn":
+            raise ValueError(
+                f"the path from {src_node} to {target_node} crosses {node}, a local response "
+                f"normalisation, which is not linear; start at or after it (e.g. from {node!r})"
+            )
+        if _KIND[node] == "pool" and pool == "exclude":
+            raise ValueError(f"pool='exclude' drops {node}, the only path from {src_node} to {target_node}")
+        path.append(node)
+        node = _INPUT[node]
+    return path
 
 
 # -- public API --------------------------------------------------------------------------------
@@ -407,12 +464,15 @@ def expanded_weights(model, source, target, pool: PoolStandIn = "average") -> to
             return _shape_result(_generic_weights(model, src, tgt), src.channels, tgt, src.is_unit)
         src_node, src_channels, inside = _source_as_node(src)
         if inside:  # a bottleneck (or the block's pool) feeds exactly one branch of its block
-            wanted = {"3x3_bottleneck": "3x3", "5x5_bottleneck": "5x5", "pool": "pool_reduce"}[src.sub]
+            wanted = _FEEDS[src.sub]
             feeds = f"{src.block}_{wanted}"
             if tgt.node == src.block and tgt.channels is not None:  # concatenated units
                 branches = [branch_of((src.block, c)) for c in tgt.channels]
                 if any(b != feeds for b, _ in branches):
-                    raise ValueError(f"{src.layer} only feeds {feeds} (channels {branch_slices(src.block)[feeds]} of {src.block})")
+                    raise ValueError(
+                        f"{src.layer} only feeds {feeds} "
+                        f"(channels {branch_slices(src.block)[feeds]} of {src.block})"
+                    )
                 rows = [i for _, i in branches]
             elif (tgt.block, tgt.sub) == (src.block, wanted):
                 rows = tgt.channels if tgt.channels is not None else slice(None)
@@ -421,29 +481,16 @@ def expanded_weights(model, source, target, pool: PoolStandIn = "average") -> to
             return _shape_result(_weight(model, feeds)[rows], src_channels, tgt, src.is_unit)
         if src_node not in _KIND:
             raise ValueError(f"{source!r} is not a layer on the main path")
-        kernel, node = _target_rows(model, tgt, pool)
-        target_node = tgt.node or tgt.block
-        if _ORDER[src_node] >= _ORDER[target_node]:
-            raise ValueError(f"source {src_node} does not come before target {target_node}")
-        while node != src_node:
+        path = _path(src_node, tgt.node or tgt.block, pool)
+        kernel, _ = _target_rows(model, tgt, pool)
+        for node in path:  # from the target back to the source
             kind = _KIND[node]
-            if kind == "lrn":
-                raise ValueError(
-                    f"the path from {src_node} to {target_node} crosses {node}, a local response "
-                    "normalisation, which is not linear; start at or after it (e.g. from 'maxpool1')"
-                )
-            if kind == "start":
-                raise ValueError(f"source {src_node} does not come before target {target_node}")
             if kind == "pool":
-                stand_in = _pool_map(kernel.shape[1], 2, pool, kernel)
-                if stand_in is None:
-                    raise ValueError(f"pool='exclude' drops {node}, the only path from {src_node} to {target_node}")
-                kernel = _compose(kernel, stand_in)
+                kernel = _compose(kernel, _pool_map(kernel.shape[1], 2, pool, kernel))
             elif kind == "conv":
                 kernel = _compose(kernel, _conv_map(model, node))
             else:
                 kernel = _through_block(model, node, kernel, pool)
-            node = _INPUT[node]
         return _shape_result(kernel, src_channels, tgt, src.is_unit)
 
 
@@ -457,11 +504,16 @@ def weights_between(model, source_unit: str, target_unit: str, pool: PoolStandIn
     """
     for u in (source_unit, target_unit):
         if not (isinstance(u, tuple) or (isinstance(u, str) and ":" in u)):
-            raise ValueError(f"weights_between takes two units like '3a:147' and '3b:379'; got {u!r} (for layers use expanded_weights)")
+            raise ValueError(
+                f"weights_between takes two units like '3a:147' and '3b:379'; got {u!r} "
+                "(for layers use expanded_weights)"
+            )
     return expanded_weights(model, source_unit, target_unit, pool=pool)
 
 
-def strongest_inputs(model, source: str, target_unit: str, n: int = 10, pool: PoolStandIn = "average") -> list[tuple[str, torch.Tensor]]:
+def strongest_inputs(
+    model, source: str, target_unit: str, n: int = 10, pool: PoolStandIn = "average"
+) -> list[tuple[str, torch.Tensor]]:
     """The ``n`` source units with the largest weights (L2 norm of the kernel) into ``target_unit``.
 
     "Visualizing Weights", "Contextualizing Weights": fix the output unit and "pick the input
@@ -480,6 +532,9 @@ def describe_path(model, source: str, target: str, pool: PoolStandIn = "average"
     if not isinstance(model, InceptionV1):
         return f"{src.layer} -> {tgt.layer}: direct weights ({tgt.layer}_pre_relu_conv)"
     stand = {"average": "as a 3x3 average", "centre": "as its centre (identity)", "exclude": "dropped"}[pool]
+    src_node, _, inside = _source_as_node(src)
+    if inside:
+        return f"{src.layer} -> {src.block}_{_FEEDS[src.sub]} (direct weights)"
 
     def branch_words(block: str, sub: str) -> str:
         if sub in ("3x3", "5x5"):
@@ -498,10 +553,11 @@ def describe_path(model, source: str, target: str, pool: PoolStandIn = "average"
         node = _INPUT[tgt.node]
     else:
         last, node = branch_words(tgt.block, tgt.sub), _INPUT[tgt.block]
-    src_node = _source_as_node(src)[0]
-    while node != src_node and node in _INPUT:
+    _path(src_node, tgt.node or tgt.block, pool)  # raises for paths expanded_weights refuses
+    words = {"pool": f"3x3 stride-2 max pool {stand}", "block": "all four branches, ReLUs as identity"}
+    while node != src_node:
         kind = _KIND[node]
-        steps.append(f"{node} ({'3x3 stride-2 max pool ' + stand if kind == 'pool' else 'all four branches, ReLUs as identity' if kind == 'block' else kind})")
+        steps.append(f"{node} ({words.get(kind, kind)})")
         node = _INPUT[node]
     return " -> ".join([src.layer, *reversed(steps), last])
 
@@ -512,10 +568,13 @@ def _conv_same(x: torch.Tensor, weight: torch.Tensor, stride: int = 1) -> torch.
 
 
 def _pool_same(x: torch.Tensor, stride: int, pool: str) -> torch.Tensor:
-    stand_in = _pool_map(x.shape[1], stride, pool, x)
-    if stand_in is None:
-        return torch.zeros_like(x if stride == 1 else F.avg_pool2d(pad_same(x, 3, stride), 3, stride))
-    return F.conv2d(pad_same(x, 3, stride), stand_in.kernel, stride=stride, groups=x.shape[1])
+    """The max-pool stand-in as an operation: 3x3 windows with TensorFlow "SAME" (zero) padding."""
+    padded = pad_same(x, 3, stride)
+    if pool == "average":
+        return F.avg_pool2d(padded, 3, stride)
+    out_h, out_w = -(-x.shape[-2] // stride), -(-x.shape[-1] // stride)
+    centres = padded[..., 1::stride, 1::stride][..., :out_h, :out_w]  # each window's centre
+    return centres if pool == "centre" else torch.zeros_like(centres)
 
 
 def _branch_forward(model, block: str, sub: str, x: torch.Tensor, pool: str) -> torch.Tensor:
@@ -531,7 +590,9 @@ def _branch_forward(model, block: str, sub: str, x: torch.Tensor, pool: str) -> 
     return _conv_same(x, _weight(model, f"{block}_{sub}"))
 
 
-def linearized_forward(model, x: torch.Tensor, source: str, target: str, pool: PoolStandIn = "average") -> torch.Tensor:
+def linearized_forward(
+    model, x: torch.Tensor, source: str, target: str, pool: PoolStandIn = "average"
+) -> torch.Tensor:
     """Run InceptionV1 made linear from ``source`` activations to ``target`` pre-activations.
 
     The network of the module docstring, written out as a forward pass (ReLUs removed, biases
@@ -548,36 +609,26 @@ def linearized_forward(model, x: torch.Tensor, source: str, target: str, pool: P
     if src.channels is not None or tgt.channels is not None:
         raise ValueError("linearized_forward takes layers, not units")
     if src.node is None and src.sub not in _BRANCH_ORDER:  # a bottleneck or pool inside the block
-        wanted = {"3x3_bottleneck": "3x3", "5x5_bottleneck": "5x5", "pool": "pool_reduce"}[src.sub]
+        wanted = _FEEDS[src.sub]
         if (tgt.block, tgt.sub) != (src.block, wanted):
             raise ValueError(f"{src.layer} only feeds {src.block}_{wanted}")
         return _conv_same(x, _weight(model, tgt.layer))
     if src.node is None:
         raise ValueError("as a source give the whole block (e.g. 'mixed3b'), not one of its branches")
     target_node = tgt.node or tgt.block
-    path = []
-    node = target_node
-    while node != src.node:
-        if node not in _INPUT:
-            raise ValueError(f"source {src.node} does not come before target {target_node}")
-        path.append(node)
-        node = _INPUT[node]
-    for node in reversed(path):
+    for node in [*reversed(_path(src.node, target_node, pool)), target_node]:
         kind = _KIND[node]
-        last = node == target_node
-        if kind == "lrn":
-            raise ValueError(f"{node} is a local response normalisation, which is not linear")
         if kind == "pool":
-            if pool == "exclude":
-                raise ValueError(f"pool='exclude' drops {node}, the only path to {target_node}")
             x = _pool_same(x, 2, pool)
         elif kind == "conv":
             conv = getattr(model, f"{node}_pre_relu_conv")
             x = _conv_same(x, conv.weight, conv.stride[0])
-        elif last and tgt.node is None:
+        elif kind == "block" and node == target_node and tgt.node is None:
             x = _branch_forward(model, node, tgt.sub, x, pool)
-        else:
+        elif kind == "block":
             x = torch.cat([_branch_forward(model, node, sub, x, pool) for sub in _BRANCH_ORDER], dim=1)
+        else:
+            raise ValueError(f"{node} has no weights of its own")
     return x
 
 
@@ -587,7 +638,10 @@ def _footprint(model, src: _End, tgt: _End) -> tuple[int, list[str]]:
     if tgt.node is not None and _KIND[tgt.node] == "conv":
         k, node = getattr(model, f"{tgt.node}_pre_relu_conv").kernel_size[0], _INPUT[tgt.node]
     elif tgt.node is not None:
-        k, node = max(sizes[branch_of((tgt.node, c))[0].split("_", 1)[1]] for c in tgt.channels), _INPUT[tgt.node]
+        k, node = (
+            max(sizes[branch_of((tgt.node, c))[0].split("_", 1)[1]] for c in tgt.channels),
+            _INPUT[tgt.node],
+        )
     else:
         k, node = sizes[tgt.sub], _INPUT[tgt.block]
     pools = []
@@ -635,11 +689,14 @@ def expanded_weights_by_gradient(
         k = _weight(model, tgt.layer).shape[-1]
     else:
         src_name, tgt_name = _source_as_node(src)[0], tgt.layer
+        _path(src_name, tgt.node or tgt.block, pool)  # refuse what expanded_weights refuses
         k, pools = _footprint(model, src, tgt)
     stride = 2 ** len(pools)
     n = size or (k + 4 * stride + 8)
     w = next(model.parameters())
-    x = torch.zeros(1, _layer_channels(model)[src_name], n, n, dtype=w.dtype, device=w.device, requires_grad=True)
+    x = torch.zeros(
+        1, _layer_channels(model)[src_name], n, n, dtype=w.dtype, device=w.device, requires_grad=True
+    )
     with torch.enable_grad():
         y = linearized_forward(model, x, src_name, tgt_name, pool=pool)
         row, col = (y.shape[-2] - 1) // 2, (y.shape[-1] - 1) // 2
@@ -659,7 +716,9 @@ def expanded_weights_by_gradient(
     rest = grad.clone()
     rest[0, :, row - h : row + h + 1, col - h : col + h + 1] = 0
     if bool(rest.any()):
-        raise AssertionError("the gradient reaches outside the expected window: the anchor or kernel size is wrong")
+        raise AssertionError(
+            "the gradient reaches outside the expected window: the anchor or kernel size is wrong"
+        )
     src_channels = src.channels
     if isinstance(model, InceptionV1) and src.node is None and src.sub in _BRANCH_ORDER:
         src_channels = _source_as_node(src)[1]
@@ -681,7 +740,11 @@ def _nndsvd(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         else:
             ap, an, bp, bn = a.clamp(min=0), (-a).clamp(min=0), b.clamp(min=0), (-b).clamp(min=0)
             mp, mn = ap.norm() * bp.norm(), an.norm() * bn.norm()
-            a, b, m = (ap / ap.norm(), bp / bp.norm(), mp) if mp > mn else (an / an.norm().clamp(min=1e-30), bn / bn.norm().clamp(min=1e-30), mn)
+            a, b, m = (
+                (ap / ap.norm(), bp / bp.norm(), mp)
+                if mp > mn
+                else (an / an.norm().clamp(min=1e-30), bn / bn.norm().clamp(min=1e-30), mn)
+            )
         w[:, j] = (s[j] * m).sqrt() * a
         h[j] = (s[j] * m).sqrt() * b
     fill = x.mean()
@@ -752,7 +815,9 @@ class WeightFactors:
         return torch.einsum("...khw,kc->...chw", self.spatial, self.channels)
 
 
-def nmf_weights(weights: torch.Tensor, k: int = 3, n_iter: int = 1000, init: str = "nndsvda", seed: int = 0) -> WeightFactors:
+def nmf_weights(
+    weights: torch.Tensor, k: int = 3, n_iter: int = 1000, init: str = "nndsvda", seed: int = 0
+) -> WeightFactors:
     """Collapse the input channels of conv weights to ``k`` factors by one-sided NMF.
 
     "Visualizing Weights" ("Aside: One Simple Trick", "Dimensionality and Scale") reduces a
@@ -811,7 +876,11 @@ def plot_weights(
     import matplotlib.pyplot as plt
     import numpy as np
 
-    w = weights.detach().cpu().float().numpy() if isinstance(weights, torch.Tensor) else np.asarray(weights, dtype=float)
+    w = (
+        weights.detach().cpu().float().numpy()
+        if isinstance(weights, torch.Tensor)
+        else np.asarray(weights, dtype=float)
+    )
     if w.ndim == 2:
         w = w[None]
     if w.ndim == 3:
@@ -825,7 +894,9 @@ def plot_weights(
     else:
         raise ValueError(f"expected (k, k), (N, k, k) or (R, C, k, k) weights, got shape {w.shape}")
     vmax = float(vmax if vmax is not None else max(np.abs(w).max(), 1e-12))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols + (0.8 if colorbar else 0), cell * nrows + 0.3), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(cell * ncols + (0.8 if colorbar else 0), cell * nrows + 0.3), squeeze=False
+    )
     image = None
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([]), ax.set_yticks([])
@@ -844,7 +915,11 @@ def plot_weights(
 def _as_hwc(image):
     import numpy as np
 
-    a = image.detach().cpu().float().numpy() if isinstance(image, torch.Tensor) else np.asarray(image, dtype=float)
+    a = (
+        image.detach().cpu().float().numpy()
+        if isinstance(image, torch.Tensor)
+        else np.asarray(image, dtype=float)
+    )
     if a.ndim == 4:
         a = a[0]
     if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
@@ -916,25 +991,33 @@ def plot_circuit(
             raise ValueError(f"edge {src} -> {dst}: both ends must be in units")
         v = value(w)
         colour = colour_map(0.5 + 0.5 * v / scale)
-        arrow = FancyArrowPatch(pos[src], pos[dst], arrowstyle="-|>", mutation_scale=12, shrinkA=28, shrinkB=28,
-                                linewidth=1 + 3 * abs(v) / scale, color=colour, zorder=1)  # fmt: skip
+        arrow = FancyArrowPatch(
+            pos[src], pos[dst], arrowstyle="-|>", mutation_scale=12, shrinkA=28, shrinkB=28,
+            linewidth=1 + 3 * abs(v) / scale, color=colour, zorder=1,
+        )  # fmt: skip
         ax.add_patch(arrow)
         kernel = w.detach().cpu().float().numpy() if isinstance(w, torch.Tensor) else w
         if getattr(kernel, "ndim", 0) == 2:
-            mx, my = (pos[src][0] + pos[dst][0]) / 2, (pos[src][1] + pos[dst][1]) / 2
-            inset = ax.inset_axes([mx - 0.25, my - 0.25, 0.5, 0.5], transform=ax.transData, zorder=3)
+            mx, my = 0.6 * pos[src][0] + 0.4 * pos[dst][0], 0.6 * pos[src][1] + 0.4 * pos[dst][1]
+            inset = ax.inset_axes([mx - 0.22, my - 0.22, 0.44, 0.44], transform=ax.transData, zorder=3)
             m = max(abs(kernel).max(), 1e-12)
             inset.imshow(kernel, cmap=cmap, norm=mcolors.Normalize(-m, m), interpolation="nearest")
             inset.set_xticks([]), inset.set_yticks([])
     for u, (x, y) in pos.items():
         if u in thumbnails:
             img = _as_hwc(thumbnails[u])
-            box = AnnotationBbox(OffsetImage(img, zoom=thumb_size * 60 / max(img.shape[:2])), (x, y), frameon=True, pad=0.1, zorder=2)
+            box = AnnotationBbox(
+                OffsetImage(img, zoom=thumb_size * 60 / max(img.shape[:2])),
+                (x, y),
+                frameon=True,
+                pad=0.1,
+                zorder=2,
+            )
             ax.add_artist(box)
             ax.text(x, y - 0.5, u, ha="center", va="top", fontsize=8)
         else:
-            ax.text(x, y, u, ha="center", va="center", fontsize=9, zorder=2,
-                    bbox=dict(boxstyle="round,pad=0.4", facecolor="white", edgecolor="#333333"))  # fmt: skip
+            box = {"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": "#333333"}
+            ax.text(x, y, u, ha="center", va="center", fontsize=9, zorder=2, bbox=box)
     if title:
         ax.set_title(title)
     _caption(fig, model, caption)

@@ -79,7 +79,7 @@ def to_pil(image: torch.Tensor, synthetic: bool, min_size: int = MIN_DISPLAY_SIZ
         pil = pil.resize((pil.width * factor, pil.height * factor), Image.NEAREST)
     if not synthetic:
         return pil
-    band = max(14, pil.width // 9)
+    band = max(16, pil.width // 8)
     out = Image.new("RGB", (pil.width, pil.height + band), (176, 0, 32))
     out.paste(pil, (0, 0))
     draw = ImageDraw.Draw(out)
@@ -90,17 +90,28 @@ def to_pil(image: torch.Tensor, synthetic: bool, min_size: int = MIN_DISPLAY_SIZ
     return out
 
 
+def _font_file() -> str | None:
+    """DejaVu Sans as bundled with matplotlib (a dependency), or None."""
+    try:
+        from matplotlib import font_manager
+
+        return font_manager.findfont("DejaVu Sans", fallback_to_default=True)
+    except Exception:  # pragma: no cover - matplotlib missing or broken
+        return None
+
+
 def _font(text: str, max_width: int, max_height: int):
-    """The largest default font size whose rendering of ``text`` fits the box."""
+    """The largest bold sans font size whose rendering of ``text`` fits the box."""
+    path = _font_file()
     for size in range(max_height, 5, -1):
         try:
-            font = ImageFont.load_default(size=size)
-        except TypeError:  # Pillow < 10.1: one bitmap size
+            font = ImageFont.truetype(path, size) if path else ImageFont.load_default(size=size)
+        except (OSError, TypeError):  # no FreeType, or Pillow < 10.1: one bitmap size
             return ImageFont.load_default()
         left, _, right, _ = font.getbbox(text)
         if right - left <= max_width:
             return font
-    return ImageFont.load_default(size=6)
+    return font
 
 
 def save_png(image: torch.Tensor, path: Path, synthetic: bool) -> None:

@@ -33,7 +33,8 @@ work on it (``layer_inputs`` declares that ``lines`` feeds ``curves`` directly).
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -101,9 +102,14 @@ class PlantedCurveModel(nn.Module):
     ``forward(images)`` returns the curve activations ``(N, 8, H / cell, W / cell)``.
     """
 
-    layer_names = ["lines_pre_relu", "lines", "curves_pre_relu", "curves"]
-    layer_channels = {"lines_pre_relu": 16, "lines": 16, "curves_pre_relu": 8, "curves": 8}
-    layer_inputs = {"curves": "lines"}  # direct connections, for circuitscope.circuits
+    layer_names: ClassVar[list[str]] = ["lines_pre_relu", "lines", "curves_pre_relu", "curves"]
+    layer_channels: ClassVar[dict[str, int]] = {
+        "lines_pre_relu": 16,
+        "lines": 16,
+        "curves_pre_relu": 8,
+        "curves": 8,
+    }
+    layer_inputs: ClassVar[dict[str, str]] = {"curves": "lines"}  # direct connections, for circuits
 
     def __init__(
         self,
@@ -181,7 +187,9 @@ class PlantedCurveModel(nn.Module):
         w = torch.zeros(8, 16, _CURVE_KERNEL, _CURVE_KERNEL, dtype=torch.float64)
         for unit in range(8):
             for row, col, tangent, strength in self.arc_cells(unit):
-                pattern = _orientation_weights(tangent) - self.inhibition * _orientation_weights(tangent + 90.0)
+                pattern = _orientation_weights(tangent) - self.inhibition * _orientation_weights(
+                    tangent + 90.0
+                )
                 for f, fw in enumerate(FAMILY_WEIGHTS):
                     w[unit, f * 8 : f * 8 + 8, row, col] = fw * strength * pattern
         return w.float()

@@ -28,10 +28,21 @@ from .provenance import is_synthetic, stamp
 from .receptive_field import GRAPH, receptive_field
 
 __all__ = [
-    "Provenance", "to_numpy_image", "show_images", "layer_shapes", "architecture_diagram", "inception_block_diagram",
-    "top_k_chart", "activation_maps", "strongest_channels_chart", "strongest_patch_figure",
-    "receptive_field_figure", "diverging_cmap", "diverging_norm", "imshow_diverging",
-]  # fmt: skip
+    "Provenance",
+    "to_numpy_image",
+    "show_images",
+    "layer_shapes",
+    "architecture_diagram",
+    "inception_block_diagram",
+    "top_k_chart",
+    "activation_maps",
+    "strongest_channels_chart",
+    "strongest_patch_figure",
+    "receptive_field_figure",
+    "diverging_cmap",
+    "diverging_norm",
+    "imshow_diverging",
+]
 
 # Colours by kind of layer (colour-blind safe: Okabe-Ito).
 KIND_COLOURS = {
@@ -110,7 +121,9 @@ def _no_ticks(ax) -> None:
 
 
 @torch.no_grad()
-def layer_shapes(model, input_size: int = 224, layers: Iterable[str] = MAIN_LAYERS) -> dict[str, tuple[int, ...]]:
+def layer_shapes(
+    model, input_size: int = 224, layers: Iterable[str] = MAIN_LAYERS
+) -> dict[str, tuple[int, ...]]:
     """Shape of each named value for one ``input_size`` image, found by running the model.
 
     Returns ``{name: (C, H, W)}`` (``(1008,)`` for logits and softmax), without the batch axis.
@@ -128,7 +141,9 @@ def architecture_diagram(model, input_size: int = 224, layers: Sequence[str] | N
     A box's height grows with the layer's spatial size, its width with its channel count; colour
     gives the kind of layer. Below each: the receptive field of one position (pixels).
     """
-    layers = list(layers) if layers is not None else [n for n in MAIN_LAYERS if n != "softmax2_pre_activation"]
+    layers = (
+        list(layers) if layers is not None else [n for n in MAIN_LAYERS if n != "softmax2_pre_activation"]
+    )
     shapes = layer_shapes(model, input_size, layers)
     max_hw = max(s[1] for s in shapes.values() if len(s) == 3)
     max_c = max(s[0] for s in shapes.values())
@@ -142,26 +157,62 @@ def architecture_diagram(model, input_size: int = 224, layers: Sequence[str] | N
         h = unit_h * np.sqrt(shape[1] / max_hw) if len(shape) == 3 else 0.12
         w = max(0.1, unit_w * np.sqrt(c / max_c))
         cx = i * step
-        ax.add_patch(Rectangle((cx - w / 2, -h / 2), w, h, facecolor=KIND_COLOURS[_kind(name)], edgecolor="black",
-                               lw=0.6))  # fmt: skip
+        ax.add_patch(
+            Rectangle(
+                (cx - w / 2, -h / 2), w, h, facecolor=KIND_COLOURS[_kind(name)], edgecolor="black", lw=0.6
+            )
+        )
         ax.text(cx, y_top + 0.45, f"{c}", ha="center", va="bottom", fontsize=8)
-        ax.text(cx, y_top, f"{shape[1]}\u00d7{shape[2]}" if len(shape) == 3 else "\u2014", ha="center",
-                va="bottom", fontsize=7.5)  # fmt: skip
+        ax.text(
+            cx,
+            y_top,
+            f"{shape[1]}\u00d7{shape[2]}" if len(shape) == 3 else "\u2014",
+            ha="center",
+            va="bottom",
+            fontsize=7.5,
+        )
         if name in GRAPH:
-            ax.text(cx, y_rf, f"{receptive_field(name, input_size).size}", ha="center", va="top", fontsize=7.5)
-        ax.text(cx + 0.15, y_rf - 0.5, name, ha="right", va="top", rotation=50, fontsize=8.5, rotation_mode="anchor")
+            ax.text(
+                cx, y_rf, f"{receptive_field(name, input_size).size}", ha="center", va="top", fontsize=7.5
+            )
+        ax.text(
+            cx + 0.15,
+            y_rf - 0.5,
+            name,
+            ha="right",
+            va="top",
+            rotation=50,
+            fontsize=8.5,
+            rotation_mode="anchor",
+        )
     for y, text in ((y_top + 0.45, "channels"), (y_top, "H\u00d7W"), (y_rf, "RF (px)")):
         ax.text(-0.7, y, text, ha="right", va="bottom" if y > 0 else "top", fontsize=8, style="italic")
     ax.set_xlim(-2.0, len(layers) * step - 0.4)
     ax.set_ylim(y_rf - 2.6, y_top + 1.0)
     _no_ticks(ax)
-    handles = [Rectangle((0, 0), 1, 1, facecolor=col, edgecolor="black", lw=0.6) for col in KIND_COLOURS.values()]
-    ax.legend(handles, ["convolution + ReLU", "max / average pool", "local response norm", "inception block",
-                        "classifier (softmax over 1008 logits)"],
-              loc="lower right", fontsize=8, ncol=5, frameon=False, bbox_to_anchor=(1.0, -0.03))  # fmt: skip
-    ax.set_title(f"InceptionV1's named layers, shapes measured on a {input_size}\u00d7{input_size} image "
-                 "(box height ~ spatial size, width ~ channels; RF: receptive field of one position)",
-                 fontsize=10)  # fmt: skip
+    handles = [
+        Rectangle((0, 0), 1, 1, facecolor=col, edgecolor="black", lw=0.6) for col in KIND_COLOURS.values()
+    ]
+    ax.legend(
+        handles,
+        [
+            "convolution + ReLU",
+            "max / average pool",
+            "local response norm",
+            "inception block",
+            "classifier (softmax over 1008 logits)",
+        ],
+        loc="lower right",
+        fontsize=8,
+        ncol=5,
+        frameon=False,
+        bbox_to_anchor=(1.0, -0.03),
+    )
+    ax.set_title(
+        f"InceptionV1's named layers, shapes measured on a {input_size}\u00d7{input_size} image "
+        "(box height ~ spatial size, width ~ channels; RF: receptive field of one position)",
+        fontsize=10,
+    )
     fig.subplots_adjust(left=0.01, right=0.99, top=0.93, bottom=0.05)
     return _finish(fig, model)
 
@@ -179,8 +230,17 @@ def inception_block_diagram(model, block: str = "mixed3b", input_size: int = 224
     spec = next(b for b in BLOCKS if b.name == block)
     parents = [p for p, _ in GRAPH[f"{block}_1x1_pre_relu"]]
     source = parents[0]
-    names = [source, f"{block}_1x1", f"{block}_3x3_bottleneck", f"{block}_3x3", f"{block}_5x5_bottleneck",
-             f"{block}_5x5", f"{block}_pool", f"{block}_pool_reduce", block]  # fmt: skip
+    names = [
+        source,
+        f"{block}_1x1",
+        f"{block}_3x3_bottleneck",
+        f"{block}_3x3",
+        f"{block}_5x5_bottleneck",
+        f"{block}_5x5",
+        f"{block}_pool",
+        f"{block}_pool_reduce",
+        block,
+    ]
     shapes = layer_shapes(model, input_size, names)
 
     fig, ax = plt.subplots(figsize=(11, 6.2))
@@ -188,8 +248,17 @@ def inception_block_diagram(model, block: str = "mixed3b", input_size: int = 224
     box_w, box_h = 2.4, 0.8
 
     def box(x, y, text, colour, sub=None):
-        ax.add_patch(Rectangle((x - box_w / 2, y - box_h / 2), box_w, box_h, facecolor=colour,
-                               edgecolor="black", lw=0.7, alpha=0.9))  # fmt: skip
+        ax.add_patch(
+            Rectangle(
+                (x - box_w / 2, y - box_h / 2),
+                box_w,
+                box_h,
+                facecolor=colour,
+                edgecolor="black",
+                lw=0.7,
+                alpha=0.9,
+            )
+        )
         ax.text(x, y + (0.1 if sub else 0), text, ha="center", va="center", fontsize=9.5, weight="bold")
         if sub:
             ax.text(x, y - 0.2, sub, ha="center", va="center", fontsize=8)
@@ -227,27 +296,56 @@ def inception_block_diagram(model, block: str = "mixed3b", input_size: int = 224
     for i, (w, x) in enumerate(zip(widths, col_x)):
         x0 = left + span * start / total
         ww = span * w / total
-        ax.add_patch(Rectangle((x0, out_y - box_h / 2), ww, box_h, facecolor=KIND_COLOURS["block"],
-                               edgecolor="black", lw=0.7, alpha=0.35 + 0.15 * i))  # fmt: skip
-        ax.text(x0 + ww / 2, out_y, f"{block}{suffixes[i]}\n{start}\u2013{start + w - 1}", ha="center",
-                va="center", fontsize=8)  # fmt: skip
+        ax.add_patch(
+            Rectangle(
+                (x0, out_y - box_h / 2),
+                ww,
+                box_h,
+                facecolor=KIND_COLOURS["block"],
+                edgecolor="black",
+                lw=0.7,
+                alpha=0.35 + 0.15 * i,
+            )
+        )
+        ax.text(
+            x0 + ww / 2,
+            out_y,
+            f"{block}{suffixes[i]}\n{start}\u2013{start + w - 1}",
+            ha="center",
+            va="center",
+            fontsize=8,
+        )
         arrow(x, low_y - box_h / 2, x0 + ww / 2, out_y + box_h / 2)
         start += w
-    ax.text(4.5, out_y - box_h / 2 - 0.25,
-            f"{block}: the four branches concatenated, {total} channels ({fmt(block)}); "
-            "numbers are the channel indices of each branch", ha="center", va="top", fontsize=9)  # fmt: skip
+    ax.text(
+        4.5,
+        out_y - box_h / 2 - 0.25,
+        f"{block}: the four branches concatenated, {total} channels ({fmt(block)}); "
+        "numbers are the channel indices of each branch",
+        ha="center",
+        va="top",
+        fontsize=9,
+    )
     ax.set_xlim(-1.6, 10.6)
     ax.set_ylim(-1.0, top_y + 0.7)
     _no_ticks(ax)
-    ax.set_title(f"Inside the inception block {block} (shapes measured on a {input_size}\u00d7{input_size} image)",
-                 fontsize=11)  # fmt: skip
+    ax.set_title(
+        f"Inside the inception block {block} (shapes measured on a {input_size}\u00d7{input_size} image)",
+        fontsize=11,
+    )
     fig.subplots_adjust(left=0.01, right=0.99, top=0.93, bottom=0.05)
     return _finish(fig, model)
 
 
 # -- predictions -------------------------------------------------------------------------------
-def top_k_chart(model, images: torch.Tensor, k: int = 5, titles: Sequence[str] | None = None,
-                results: list | None = None, cols: int = 3):  # fmt: skip
+def top_k_chart(
+    model,
+    images: torch.Tensor,
+    k: int = 5,
+    titles: Sequence[str] | None = None,
+    results: list | None = None,
+    cols: int = 3,
+):
     """Each image beside a bar chart of its ``k`` most probable classes.
 
     ``images: (N, 3, H, W)`` in [0, 1]. ``results`` (optional) is what
@@ -289,20 +387,31 @@ def top_k_chart(model, images: torch.Tensor, k: int = 5, titles: Sequence[str] |
 
 # -- activations ------------------------------------------------------------------------------
 def _map_axes(ax, channel_map: np.ndarray, title: str, vmax: float | None = None):
-    ax.imshow(channel_map, cmap=ACTIVATION_CMAP, vmin=0, vmax=vmax if vmax else max(float(channel_map.max()), 1e-6),
-              interpolation="nearest")  # fmt: skip
+    ax.imshow(
+        channel_map,
+        cmap=ACTIVATION_CMAP,
+        vmin=0,
+        vmax=vmax if vmax else max(float(channel_map.max()), 1e-6),
+        interpolation="nearest",
+    )
     ax.set_title(title, fontsize=8)
     _no_ticks(ax)
 
 
 @torch.no_grad()
-def activation_maps(model, image: torch.Tensor, layers: Sequence[str] = ("conv2d0", "mixed3b", "mixed4d", "mixed5b"),
-                    channels: dict[str, Sequence[int]] | None = None, n: int = 4):  # fmt: skip
+def activation_maps(
+    model,
+    image: torch.Tensor,
+    layers: Sequence[str] = ("conv2d0", "mixed3b", "mixed4d", "mixed5b"),
+    channels: dict[str, Sequence[int]] | None = None,
+    n: int = 4,
+):
     """Activation maps of a few channels at several depths for one image.
 
     One row per layer: the image, then ``n`` channels' ``(H', W')`` maps (by default the ``n``
     channels with the highest peak, i.e. that fire hardest somewhere in the image; ``channels``
-    maps a layer to the channels to show). Each map has its own colour scale from 0 (black) to its maximum (white-yellow);
+    maps a layer to the channels to show). Each map has its own colour scale, from 0 (black) to its
+    maximum (white-yellow);
     a pixel of a map is one position, whose receptive field is printed in the row's label.
     """
     image = image[0] if image.dim() == 4 else image
@@ -325,24 +434,43 @@ def activation_maps(model, image: torch.Tensor, layers: Sequence[str] = ("conv2d
             label += f"\nRF {rf.size} px"
             # Draw the field of the centre position to scale.
             top, left, bottom, right = rf.box(a.shape[1] // 2, a.shape[2] // 2)
-            ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1, fill=False,
-                                   edgecolor="#56B4E9", lw=1.2))  # fmt: skip
+            ax.add_patch(
+                Rectangle(
+                    (left - 0.5, top - 0.5),
+                    right - left + 1,
+                    bottom - top + 1,
+                    fill=False,
+                    edgecolor="#56B4E9",
+                    lw=1.2,
+                )
+            )
         ax.set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center", labelpad=4)
         for j in range(n):
             ax = axes[r, j + 1]
             if j < len(chosen):
-                _map_axes(ax, a[chosen[j]].numpy(), f"{layer}:{chosen[j]}  max {float(a[chosen[j]].max()):.2g}")
+                _map_axes(
+                    ax, a[chosen[j]].numpy(), f"{layer}:{chosen[j]}  max {float(a[chosen[j]].max()):.2g}"
+                )
             else:
                 ax.axis("off")
-    fig.suptitle("Activation maps: each panel is one channel; brighter = stronger response "
-                 "(blue box: the receptive field of the centre position)", fontsize=10)  # fmt: skip
+    fig.suptitle(
+        "Activation maps: each panel is one channel; brighter = stronger response "
+        "(blue box: the receptive field of the centre position)",
+        fontsize=10,
+    )
     fig.subplots_adjust(left=0.14, right=0.99, top=0.9, bottom=0.06, wspace=0.08, hspace=0.35)
     return _finish(fig, model)
 
 
 @torch.no_grad()
-def strongest_channels_chart(model, image: torch.Tensor, layer: str = "mixed4d", k: int = 8,
-                             channels: Sequence[int] | None = None, acts: torch.Tensor | None = None):  # fmt: skip
+def strongest_channels_chart(
+    model,
+    image: torch.Tensor,
+    layer: str = "mixed4d",
+    k: int = 8,
+    channels: Sequence[int] | None = None,
+    acts: torch.Tensor | None = None,
+):
     """The ``k`` channels of ``layer`` with the largest mean activation for ``image``: a bar chart
     of every channel's mean (sorted) with those ``k`` highlighted, and their maps.
 
@@ -359,8 +487,8 @@ def strongest_channels_chart(model, image: torch.Tensor, layer: str = "mixed4d",
     means = a.mean(dim=(-2, -1))
     chosen = list(channels) if channels is not None else strongest_channels(a, k).channels.tolist()
     k = len(chosen)
-    fig = plt.figure(figsize=(max(10, 1.5 * k + 2.5), 5.6))
-    grid = fig.add_gridspec(2, k + 2, height_ratios=[1.15, 1], hspace=0.45, wspace=0.15)
+    fig = plt.figure(figsize=(max(10, 1.5 * k + 2.5), 5.2))
+    grid = fig.add_gridspec(2, k + 2, height_ratios=[1.15, 1], hspace=0.3, wspace=0.15)
     ax_img = fig.add_subplot(grid[0, 0:2])
     ax_img.imshow(to_numpy_image(image))
     _no_ticks(ax_img)
@@ -372,23 +500,32 @@ def strongest_channels_chart(model, image: torch.Tensor, layer: str = "mixed4d",
     for c in chosen:
         ax.bar(ranks[int(c)], float(means[int(c)]), width=1.0, color=KIND_COLOURS["block"])
     ax.set_xlim(-1, len(means))
-    ax.set_xlabel(f"all {len(means)} channels of {layer}, sorted by mean activation (orange: the {k} shown below)",
-                  fontsize=8)  # fmt: skip
+    ax.set_xlabel(
+        f"all {len(means)} channels of {layer}, sorted by mean activation (orange: the {k} shown below)",
+        fontsize=8,
+    )
     ax.set_ylabel("mean over positions", fontsize=8)
     ax.tick_params(labelsize=7)
     ax.spines[["top", "right"]].set_visible(False)
     vmax = float(a[chosen].max()) if k else 1.0
     for j, c in enumerate(chosen):
-        _map_axes(fig.add_subplot(grid[1, j + 1]), a[int(c)].numpy(),
-                  f"{layer}:{int(c)}\nmean {float(means[int(c)]):.2f}", vmax=vmax)  # fmt: skip
-    fig.suptitle(f"The strongest channels of {layer} for this image (maps share one colour scale)", fontsize=10)
+        _map_axes(
+            fig.add_subplot(grid[1, j + 1]),
+            a[int(c)].numpy(),
+            f"{layer}:{int(c)}\nmean {float(means[int(c)]):.2f}",
+            vmax=vmax,
+        )
+    fig.suptitle(
+        f"The strongest channels of {layer} for this image (maps share one colour scale)", fontsize=10
+    )
     fig.subplots_adjust(left=0.03, right=0.99, top=0.9, bottom=0.07)
     return _finish(fig, model)
 
 
 @torch.no_grad()
-def strongest_patch_figure(model, image: torch.Tensor, layer: str, channel: int,
-                           box: tuple[int, int, int, int] | None = None):  # fmt: skip
+def strongest_patch_figure(
+    model, image: torch.Tensor, layer: str, channel: int, box: tuple[int, int, int, int] | None = None
+):
     """Where one channel fires hardest: its activation map, and the image with the receptive
     field of the strongest position outlined and cropped out.
 
@@ -402,10 +539,15 @@ def strongest_patch_figure(model, image: torch.Tensor, layer: str, channel: int,
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.8))
     _map_axes(axes[0], a[channel].numpy(), f"{layer}:{channel} ({a.shape[1]}\u00d7{a.shape[2]} positions)")
     axes[1].imshow(to_numpy_image(image))
-    axes[1].add_patch(Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1, fill=False,
-                                edgecolor="#56B4E9", lw=2))  # fmt: skip
-    axes[1].set_title(f"receptive field of the strongest position\nrows {top}\u2013{bottom}, cols {left}\u2013{right}",
-                      fontsize=8)  # fmt: skip
+    axes[1].add_patch(
+        Rectangle(
+            (left - 0.5, top - 0.5), right - left + 1, bottom - top + 1, fill=False, edgecolor="#56B4E9", lw=2
+        )
+    )
+    axes[1].set_title(
+        f"receptive field of the strongest position\nrows {top}\u2013{bottom}, cols {left}\u2013{right}",
+        fontsize=8,
+    )
     _no_ticks(axes[1])
     axes[2].imshow(to_numpy_image(image[:, top : bottom + 1, left : right + 1]))
     axes[2].set_title("the patch it saw", fontsize=8)
@@ -414,9 +556,11 @@ def strongest_patch_figure(model, image: torch.Tensor, layer: str, channel: int,
     return _finish(fig, model)
 
 
-def receptive_field_figure(model, image: torch.Tensor,
-                           layers: Sequence[str] = ("conv2d0", "conv2d2", "mixed3a", "mixed3b", "mixed4a", "mixed4c"),
-                           ):  # fmt: skip
+def receptive_field_figure(
+    model,
+    image: torch.Tensor,
+    layers: Sequence[str] = ("conv2d0", "conv2d2", "mixed3a", "mixed3b", "mixed4a", "mixed4c"),
+):
     """The receptive field of the centre position of several layers, drawn on the image.
 
     Fields grow with depth (each layer adds ``(kernel - 1) * jump`` pixels); past about
@@ -433,8 +577,17 @@ def receptive_field_figure(model, image: torch.Tensor,
         rf = receptive_field(layer, size)
         centre = rf.positions // 2
         first, last = rf.span(centre)
-        ax.add_patch(Rectangle((first - 0.5, first - 0.5), rf.size, rf.size, fill=False, edgecolor=colour, lw=2,
-                               label=f"{layer}: {rf.size} px (jump {rf.jump})"))  # fmt: skip
+        ax.add_patch(
+            Rectangle(
+                (first - 0.5, first - 0.5),
+                rf.size,
+                rf.size,
+                fill=False,
+                edgecolor=colour,
+                lw=2,
+                label=f"{layer}: {rf.size} px (jump {rf.jump})",
+            )
+        )
     fields = [receptive_field(layer, size) for layer in layers]
     lo = min(min(rf.span(rf.positions // 2)[0] for rf in fields), 0) - 4
     hi = max(max(rf.span(rf.positions // 2)[1] for rf in fields), size) + 4
@@ -442,8 +595,11 @@ def receptive_field_figure(model, image: torch.Tensor,
     ax.set_ylim(hi, lo)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     _no_ticks(ax)
-    ax.set_title(f"Receptive field of a central position, by layer\n({size}\u00d7{size} image; fields may reach past its edge)",
-                 fontsize=10)
+    ax.set_title(
+        f"Receptive field of a central position, by layer\n"
+        f"({size}\u00d7{size} image; fields may reach past its edge)",
+        fontsize=10,
+    )
     fig.subplots_adjust(left=0.02, right=0.68, top=0.92, bottom=0.06)
     return _finish(fig, model)
 
@@ -469,7 +625,9 @@ def diverging_norm(values, vmax: float | None = None) -> Normalize:
 def imshow_diverging(ax, values, vmax: float | None = None, colorbar: bool = False, **kwargs):
     """Show a 2-D signed array on ``ax`` with :func:`diverging_cmap` centred on zero; returns the image."""
     arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
-    im = ax.imshow(arr, cmap=diverging_cmap(), norm=diverging_norm(arr, vmax), interpolation="nearest", **kwargs)
+    im = ax.imshow(
+        arr, cmap=diverging_cmap(), norm=diverging_norm(arr, vmax), interpolation="nearest", **kwargs
+    )
     if colorbar:
         ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     return im
@@ -478,6 +636,8 @@ def imshow_diverging(ax, values, vmax: float | None = None, colorbar: bool = Fal
 def synthetic_note(model) -> str:
     """A sentence for figure captions: what a figure made with ``model`` shows."""
     if is_synthetic(model):
-        return ("Made with SYNTHETIC weights: it shows the method, not InceptionV1's features; with the real "
-                "weights the channels and classes would be different.")  # fmt: skip
+        return (
+            "Made with SYNTHETIC weights: it shows the method, not InceptionV1's features; with the real "
+            "weights the channels and classes would be different."
+        )
     return f"Made with the real InceptionV1 weights ({model.weights_source})."

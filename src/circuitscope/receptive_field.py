@@ -37,9 +37,14 @@ from .models.inceptionv1 import BLOCKS, LAYER_NAMES, MAIN_LAYERS, POOL_BEFORE, S
 from .models.layers import same_padding
 
 __all__ = [
-    "Op", "ReceptiveField", "receptive_field", "receptive_fields", "layer_ops", "kernel_strides",
+    "Op",
+    "ReceptiveField",
+    "receptive_field",
+    "receptive_fields",
+    "layer_ops",
+    "kernel_strides",
     "chain_receptive_field",
-]  # fmt: skip
+]
 
 # Pools of the forward pass (see InceptionV1.named_forward and models.layers.max_pool_same).
 MAXPOOL_KERNEL, MAXPOOL_STRIDE = 3, 2  # maxpool0, maxpool1, maxpool4, maxpool10
@@ -200,7 +205,9 @@ def _result(layer: str, input_size: int, f: _Field) -> ReceptiveField:
     return ReceptiveField(layer, input_size, f.size, f.jump, f.first + (f.size - 1) // 2, f.n)
 
 
-def chain_receptive_field(ops: Iterable[Op | tuple[int, int]], input_size: int, layer: str = "") -> ReceptiveField:
+def chain_receptive_field(
+    ops: Iterable[Op | tuple[int, int]], input_size: int, layer: str = ""
+) -> ReceptiveField:
     """The field after applying ``ops`` in order to a ``input_size``-pixel axis.
 
     Each op is an :class:`Op` or a ``(kernel, stride)`` pair with "SAME" padding.

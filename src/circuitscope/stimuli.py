@@ -27,9 +27,9 @@ boundary = the direction pointing into the high-frequency side.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Sequence
 
 import torch
 
@@ -62,7 +62,9 @@ def _broadcast(*params: Param, device: torch.device) -> list[torch.Tensor]:
         return list(torch.broadcast_tensors(*flat))
     except RuntimeError as err:
         sizes = [len(f) for f in flat]
-        raise ValueError(f"stimulus parameters must be scalars or of one common length, got lengths {sizes}") from err
+        raise ValueError(
+            f"stimulus parameters must be scalars or of one common length, got lengths {sizes}"
+        ) from err
 
 
 def _size(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -349,7 +351,9 @@ def tuning_curve(
     layers = {layer for layer, _ in parsed}
     if len(layers) != 1:
         raise ValueError(f"tuning_curve takes units of one layer at a time, got layers {sorted(layers)}")
-    layer = layers.pop() + ("_pre_relu" if pre_relu else "")
+    layer = layers.pop()
+    if pre_relu and not layer.endswith("_pre_relu"):
+        layer += "_pre_relu"
     device = getattr(model, "device", torch.device("cpu"))
 
     if isinstance(stimulus, str):

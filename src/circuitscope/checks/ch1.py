@@ -13,7 +13,6 @@ imported, so redefining a library name in a notebook changes nothing here.
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
 import numpy as np
@@ -35,9 +34,13 @@ from ..receptive_field import receptive_field as _ref_rf
 from . import _core as C
 
 __all__ = [
-    "check_preprocess", "check_top_k", "check_capture", "check_strongest_channels",
-    "check_receptive_field", "check_strongest_patch",
-]  # fmt: skip
+    "check_preprocess",
+    "check_top_k",
+    "check_capture",
+    "check_strongest_channels",
+    "check_receptive_field",
+    "check_strongest_patch",
+]
 
 _Tensor = torch.Tensor
 _ndarray = np.ndarray
@@ -91,7 +94,12 @@ def _preprocess_cases(hidden: bool):
     ]
     if hidden:
         cases += [
-            ("a portrait 200x120 float32 image in [0, 1], size=64", _smooth_photo(200, 120, 1, "float32"), 64, 0.02),
+            (
+                "a portrait 200x120 float32 image in [0, 1], size=64",
+                _smooth_photo(200, 120, 1, "float32"),
+                64,
+                0.02,
+            ),
             ("a square 90x90 uint8 image, size=48", _smooth_photo(90, 90, 2), 48, 0.02),
             ("a grey (H, W) 100x150 uint8 image, size=64", _smooth_photo(100, 150, 3, "grey"), 64, 0.02),
             ("a small 40x60 uint8 image enlarged, size=96", _smooth_photo(40, 60, 4), 96, 0.02),
@@ -111,14 +119,17 @@ def _variants(image, size: int) -> dict[str, torch.Tensor]:
         t = t / 255
     h, w = t.shape[-2:]
     out = {}
-    out["squash"] = nn.functional.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True,
-                                              align_corners=False)[0]  # fmt: skip
+    out["squash"] = nn.functional.interpolate(
+        t[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )[0]
     if h >= size and w >= size:
         top, left = (h - size) // 2, (w - size) // 2
         out["crop only"] = t[:, top : top + size, left : left + size]
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    big = nn.functional.interpolate(t[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
+    big = nn.functional.interpolate(
+        t[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False
+    )[0]
     out["corner"] = big[:, :size, :size]
     out["bgr"] = _ref_preprocess(image, size).flip(0)
     return out
@@ -145,14 +156,22 @@ def check_preprocess(fn, hidden: bool = False) -> None:
         label = f"preprocess(image, {size}) for {what}"
         got = C.call(fn, image.copy(), size, what=label)
         if isinstance(got, _ndarray):
-            C.fail(f"{label} returned a NumPy array", expected="a torch.Tensor", got=_describe_image(got),
-                   hint="convert with torch.from_numpy(array) (and permute to (3, H, W))")  # fmt: skip
+            C.fail(
+                f"{label} returned a NumPy array",
+                expected="a torch.Tensor",
+                got=_describe_image(got),
+                hint="convert with torch.from_numpy(array) (and permute to (3, H, W))",
+            )
         if not isinstance(got, _Tensor):
             C.fail(f"{label} should return a tensor", expected="torch.Tensor", got=type(got).__name__)
         got = got.detach().cpu()
         if not got.is_floating_point():
-            C.fail(f"{label} returned integers", expected="a float tensor (torch.float32)", got=str(got.dtype),
-                   hint="convert to float and divide uint8 images by 255")  # fmt: skip
+            C.fail(
+                f"{label} returned integers",
+                expected="a float tensor (torch.float32)",
+                got=str(got.dtype),
+                hint="convert to float and divide uint8 images by 255",
+            )
         expected = _ref_preprocess(image, size)
         if tuple(got.shape) != tuple(expected.shape):
             hint = None
@@ -161,21 +180,34 @@ def check_preprocess(fn, hidden: bool = False) -> None:
             elif tuple(got.shape) == (size, size) or (got.dim() == 3 and got.shape[0] == 1):
                 hint = "a grey image needs 3 identical channels (RGB): repeat it"
             elif got.dim() == 3 and got.shape[0] == 3 and tuple(got.shape[1:]) != (size, size):
-                hint = "the output must be size x size: resize the shorter side to `size`, then crop the centre"
+                hint = (
+                    "the output must be size x size: resize the shorter side to `size`, then crop the centre"
+                )
             C.fail(f"{label} has the wrong shape", expected=(3, size, size), got=tuple(got.shape), hint=hint)
         got = got.float()
         hi, lo = float(got.max()), float(got.min())
         if lo < -1e-3:
-            C.fail(f"{label}: values outside [0, 1]", expected="values in [0, 1]", got=f"min {lo:.4g}, max {hi:.4g}",
-                   hint="do not subtract a mean or normalise: the model maps [0, 1] to its own range "
-                   "(x * 255 - 117) itself")  # fmt: skip
+            C.fail(
+                f"{label}: values outside [0, 1]",
+                expected="values in [0, 1]",
+                got=f"min {lo:.4g}, max {hi:.4g}",
+                hint="do not subtract a mean or normalise: the model maps [0, 1] to its own range "
+                "(x * 255 - 117) itself",
+            )
         if hi > 1.0 + 1e-3:
-            C.fail(f"{label}: values outside [0, 1]", expected="values in [0, 1]", got=f"max {hi:.4g}",
-                   hint="values must be in [0, 1], not [0, 255]: divide uint8 images by 255")  # fmt: skip
+            C.fail(
+                f"{label}: values outside [0, 1]",
+                expected="values in [0, 1]",
+                got=f"max {hi:.4g}",
+                hint="values must be in [0, 1], not [0, 255]: divide uint8 images by 255",
+            )
         if hi < 0.05 and float(expected.max()) > 0.5:
-            C.fail(f"{label}: the values are far too small", expected=f"max {float(expected.max()):.3f}",
-                   got=f"max {hi:.4g}",
-                   hint="float images are already in [0, 1]: divide only uint8 images by 255")  # fmt: skip
+            C.fail(
+                f"{label}: the values are far too small",
+                expected=f"max {float(expected.max()):.3f}",
+                got=f"max {hi:.4g}",
+                hint="float images are already in [0, 1]: divide only uint8 images by 255",
+            )
         err = float(_abs(got - expected).mean())
         if not err <= tol:
             hint = "resize the shorter side to `size` (keep the aspect ratio), then crop the centre"
@@ -183,9 +215,13 @@ def check_preprocess(fn, hidden: bool = False) -> None:
                 if tuple(variant.shape) == tuple(got.shape) and float(_abs(got - variant).mean()) < tol:
                     hint = _PREPROCESS_HINTS[name]
                     break
-            C.fail(f"{label} gives different pixels", expected=f"mean absolute difference <= {tol}",
-                   got=f"{err:.4f} (your mean {float(got.mean()):.3f}, expected mean {float(expected.mean()):.3f})",
-                   hint=hint)  # fmt: skip
+            C.fail(
+                f"{label} gives different pixels",
+                expected=f"mean absolute difference <= {tol}",
+                got=f"{err:.4f} (your mean {float(got.mean()):.3f}, "
+                f"expected mean {float(expected.mean()):.3f})",
+                hint=hint,
+            )
     _done("preprocess", len(cases), hidden)
 
 
@@ -233,30 +269,46 @@ def _images_for(n: int) -> torch.Tensor:
 
 def _as_triples(got, n: int, k: int, label: str) -> list[list[tuple[int, str, float]]]:
     if not isinstance(got, (list, tuple)) or len(got) != n:
-        C.fail(f"{label} should return one list per image", expected=f"a list of {n} lists",
-               got=type(got).__name__ + (f" of length {len(got)}" if hasattr(got, "__len__") else ""),
-               hint="loop over the images of the batch and build a list of (index, label, probability) per image")  # fmt: skip
+        C.fail(
+            f"{label} should return one list per image",
+            expected=f"a list of {n} lists",
+            got=type(got).__name__ + (f" of length {len(got)}" if hasattr(got, "__len__") else ""),
+            hint="loop over the images of the batch: one list of (index, label, probability) per image",
+        )
     out = []
     for i, row in enumerate(got):
         if not isinstance(row, (list, tuple)) or len(row) != k:
-            C.fail(f"{label}: the list for image {i} should have k={k} entries",
-                   expected=f"{k} (index, label, probability) tuples",
-                   got=type(row).__name__ + (f" of length {len(row)}" if hasattr(row, "__len__") else ""),
-                   hint="take the k largest probabilities (torch.topk)")  # fmt: skip
+            C.fail(
+                f"{label}: the list for image {i} should have k={k} entries",
+                expected=f"{k} (index, label, probability) tuples",
+                got=type(row).__name__ + (f" of length {len(row)}" if hasattr(row, "__len__") else ""),
+                hint="take the k largest probabilities (torch.topk)",
+            )
         triples = []
         for entry in row:
             if not isinstance(entry, (list, tuple)) or len(entry) != 3:
-                C.fail(f"{label}: each entry should be a tuple (index, label, probability)",
-                       expected="(int, str, float)", got=repr(entry)[:80])  # fmt: skip
+                C.fail(
+                    f"{label}: each entry should be a tuple (index, label, probability)",
+                    expected="(int, str, float)",
+                    got=repr(entry)[:80],
+                )
             idx, name, prob = entry
             try:
                 idx_i, prob_f = int(idx), float(prob)
             except (TypeError, ValueError, RuntimeError):
-                C.fail(f"{label}: index and probability should be numbers", expected="(int, str, float)",
-                       got=repr(entry)[:80], hint="use .item() to turn one-element tensors into numbers")  # fmt: skip
+                C.fail(
+                    f"{label}: index and probability should be numbers",
+                    expected="(int, str, float)",
+                    got=repr(entry)[:80],
+                    hint="use .item() to turn one-element tensors into numbers",
+                )
             if not isinstance(name, str):
-                C.fail(f"{label}: the label should be a string", expected="str", got=type(name).__name__,
-                       hint="cs.labels()[index] is the class name")  # fmt: skip
+                C.fail(
+                    f"{label}: the label should be a string",
+                    expected="str",
+                    got=type(name).__name__,
+                    hint="cs.labels()[index] is the class name",
+                )
             triples.append((idx_i, name, prob_f))
         out.append(triples)
     return out
@@ -273,9 +325,11 @@ def check_top_k(fn, hidden: bool = False) -> None:
         try:
             answer = fn(model, images.clone(), k)
         except IndexError as err:
-            C.fail(f"{label} raised IndexError: {err}",
-                   hint="an index past the end of a list: labels()[i] names logit i (labels()[0] is 'dummy'), "
-                   "so did you shift indices by one? (cs.label(i) also names logits 1001-1007)")  # fmt: skip
+            C.fail(
+                f"{label} raised IndexError: {err}",
+                hint="an index past the end of a list: labels()[i] names logit i (labels()[0] is 'dummy'), "
+                "so did you shift indices by one? (cs.label(i) also names logits 1001-1007)",
+            )
         except Exception:  # noqa: BLE001 -- reported by C.call with the usual message
             answer = C.call(fn, model, images.clone(), k, what=label)
         got = _as_triples(answer, n, k, label)
@@ -297,9 +351,13 @@ def check_top_k(fn, hidden: bool = False) -> None:
             e_names = [t[1] for t in expected[i]]
             if g_names != e_names:
                 hint = "label each class with cs.labels()[index]"
-                shifted = [[_LABELS[x + d] if 0 <= x + d < len(_LABELS) else None for x in e_idx] for d in (1, -1)]
+                shifted = [
+                    [_LABELS[x + d] if 0 <= x + d < len(_LABELS) else None for x in e_idx] for d in (1, -1)
+                ]
                 if g_names in shifted:
-                    hint = "labels()[0] is 'dummy' and labels()[i] names logit i: did you shift indices by one?"
+                    hint = (
+                        "labels()[0] is 'dummy' and labels()[i] names logit i: did you shift indices by one?"
+                    )
                 C.expect_equal(g_names, e_names, f"{label}: labels of image {i}", hint=hint)
             g_p = torch.tensor([t[2] for t in got[i]], dtype=torch.float64)
             e_p = torch.tensor([t[2] for t in expected[i]], dtype=torch.float64)
@@ -313,7 +371,9 @@ def check_top_k(fn, hidden: bool = False) -> None:
                     hint = "softmax over the classes (dim=-1 or dim=1), not over the batch (dim=0)"
                 elif float(g_p.max()) > 1 + 1e-6 or float(g_p.min()) < 0:
                     hint = "probabilities lie in [0, 1]: apply torch.softmax(logits, dim=-1)"
-                C.expect_close(g_p, e_p, f"{label}: probabilities of image {i}", rtol=1e-3, atol=1e-5, hint=hint)
+                C.expect_close(
+                    g_p, e_p, f"{label}: probabilities of image {i}", rtol=1e-3, atol=1e-5, hint=hint
+                )
     _done("top_k_classes", len(cases), hidden)
 
 
@@ -368,8 +428,10 @@ def _hook_state(model: nn.Module) -> dict:
     state = {}
     for name, module in model.named_modules():
         state[name] = (tuple(module._forward_hooks), tuple(module._forward_pre_hooks))
-    state[None] = (tuple(nn.modules.module._global_forward_hooks),
-                   tuple(nn.modules.module._global_forward_pre_hooks))  # fmt: skip
+    state[None] = (
+        tuple(nn.modules.module._global_forward_hooks),
+        tuple(nn.modules.module._global_forward_pre_hooks),
+    )
     return state
 
 
@@ -381,20 +443,29 @@ def _check_hooks_gone(model, before: dict, label: str, after_error: bool = False
     added = [n for n in after if any(h not in before.get(n, empty)[i] for i in (0, 1) for h in after[n][i])]
     lost = [n for n in before if any(h not in after.get(n, empty)[i] for i in (0, 1) for h in before[n][i])]
     if lost:
-        C.fail(f"{label}: a hook that was on the model before your function ran is gone",
-               expected="the model's other hooks untouched", got=f"hooks removed from {lost}",
-               hint="remove only your own hooks, each with handle.remove(), not every hook of a module "
-               "(never _forward_hooks.clear())")  # fmt: skip
+        C.fail(
+            f"{label}: a hook that was on the model before your function ran is gone",
+            expected="the model's other hooks untouched",
+            got=f"hooks removed from {lost}",
+            hint="remove only your own hooks, each with handle.remove(), not every hook of a module "
+            "(never _forward_hooks.clear())",
+        )
     where = ", ".join("the global hooks" if n is None else (n or "the model") for n in added)
     if after_error:
-        C.fail(f"{label}: hooks were left on the model after the forward pass raised an error",
-               expected="no hooks left", got=f"hooks still on {where}",
-               hint="remove the hooks in a `finally:` block (try: ... finally: for h in handles: "
-               "h.remove()), so they go even when the forward pass fails")  # fmt: skip
-    C.fail(f"{label}: hooks were left on the model", expected="no hooks left after your function returns",
-           got=f"hooks still on {where}",
-           hint="did you forget to remove the hooks? register_forward_hook returns a handle: call "
-           "handle.remove() for each one (a forgotten hook keeps recording on every later forward pass)")  # fmt: skip
+        C.fail(
+            f"{label}: hooks were left on the model after the forward pass raised an error",
+            expected="no hooks left",
+            got=f"hooks still on {where}",
+            hint="remove the hooks in a `finally:` block (try: ... finally: for h in handles: "
+            "h.remove()), so they go even when the forward pass fails",
+        )
+    C.fail(
+        f"{label}: hooks were left on the model",
+        expected="no hooks left after your function returns",
+        got=f"hooks still on {where}",
+        hint="did you forget to remove the hooks? register_forward_hook returns a handle: call "
+        "handle.remove() for each one (a forgotten hook keeps recording on every later forward pass)",
+    )
 
 
 _LATE_BINDING = (
@@ -423,15 +494,26 @@ def _capture_case(fn, model, images, names, label):
         hint = "one entry per name asked for, keyed by the name"
         if len(names) > 1 and set(got) == {names[-1]}:
             hint = _LATE_BINDING
-        C.fail(f"{label} returned the wrong keys", expected=sorted(names), got=sorted(map(str, got)), hint=hint)
+        C.fail(
+            f"{label} returned the wrong keys", expected=sorted(names), got=sorted(map(str, got)), hint=hint
+        )
     last = expected[names[-1]]
     for name in names:
         value = C.as_tensor(got[name], f"{label}[{name!r}]")
-        if len(names) > 1 and name != names[-1] and tuple(value.shape) == tuple(last.shape) and C.close(value, last):
+        if (
+            len(names) > 1
+            and name != names[-1]
+            and tuple(value.shape) == tuple(last.shape)
+            and C.close(value, last)
+        ):
             C.fail(f"{label}[{name!r}] holds the value of {names[-1]!r}", hint=_LATE_BINDING)
-        C.expect_close(value, expected[name], f"{label}[{name!r}]",
-                       hint="store the hook's `output` (hook(module, inputs, output)) for this name, from ONE "
-                       "forward pass of these images")  # fmt: skip
+        C.expect_close(
+            value,
+            expected[name],
+            f"{label}[{name!r}]",
+            hint="store the hook's `output` (hook(module, inputs, output)) for this name, from ONE "
+            "forward pass of these images",
+        )
 
 
 def check_capture(fn, hidden: bool = False) -> None:
@@ -444,25 +526,44 @@ def check_capture(fn, hidden: bool = False) -> None:
     tiny = _TinyHooked(seed=1)
     cases = 0
     images = torch.rand(2, 3, 8, 8, generator=gen)
-    _capture_case(fn, tiny, images, ["conv2d0", "maxpool0"], "capture_activations(tiny_model, images, "
-                  "['conv2d0', 'maxpool0'])")  # fmt: skip
+    _capture_case(
+        fn,
+        tiny,
+        images,
+        ["conv2d0", "maxpool0"],
+        "capture_activations(tiny_model, images, ['conv2d0', 'maxpool0'])",
+    )
     cases += 1
-    _capture_case(fn, tiny, images, ["softmax2_pre_activation"], "capture_activations(tiny_model, images, "
-                  "['softmax2_pre_activation'])")  # fmt: skip
+    _capture_case(
+        fn,
+        tiny,
+        images,
+        ["softmax2_pre_activation"],
+        "capture_activations(tiny_model, images, ['softmax2_pre_activation'])",
+    )
     cases += 1
     if hidden:
         other = torch.rand(3, 3, 11, 7, generator=gen)
-        _capture_case(fn, tiny, other, list(_TinyHooked.layer_names),
-                      "capture_activations(tiny_model, 3 images 11x7, all four names)")  # fmt: skip
+        _capture_case(
+            fn,
+            tiny,
+            other,
+            list(_TinyHooked.layer_names),
+            "capture_activations(tiny_model, 3 images 11x7, all four names)",
+        )
         cases += 1
         # The forward pass fails: the hooks must go all the same.
         failing = _TinyHooked(seed=1, fail_after="conv2d0")
-        label = "capture_activations(model whose forward pass raises, images, ['conv2d0_pre_relu', 'maxpool0'])"
+        label = (
+            "capture_activations(model whose forward pass raises, images, ['conv2d0_pre_relu', 'maxpool0'])"
+        )
         before = _hook_state(failing)
         try:
             fn(failing, images.clone(), ["conv2d0_pre_relu", "maxpool0"])
         except NotImplementedError:
-            C.fail(f"{label}: not implemented yet.", hint="replace `raise NotImplementedError()` with your code")
+            C.fail(
+                f"{label}: not implemented yet.", hint="replace `raise NotImplementedError()` with your code"
+            )
         except Exception:  # noqa: BLE001 -- the planted error (or the learner's) may pass through
             pass
         _check_hooks_gone(failing, before, label, after_error=True)
@@ -480,13 +581,21 @@ def check_capture(fn, hidden: bool = False) -> None:
         finally:
             sentinel.remove()
         if not isinstance(got, dict) or set(got) != set(names):
-            C.fail(f"{label} returned the wrong keys", expected=sorted(names),
-                   got=sorted(map(str, got)) if isinstance(got, dict) else type(got).__name__)  # fmt: skip
+            C.fail(
+                f"{label} returned the wrong keys",
+                expected=sorted(names),
+                got=sorted(map(str, got)) if isinstance(got, dict) else type(got).__name__,
+            )
         with torch.no_grad():
             expected = _ref_activations(model, image, names)
         for name in names:
-            C.expect_close(C.as_tensor(got[name], f"{label}[{name!r}]"), expected[name], f"{label}[{name!r}]",
-                           rtol=1e-4, atol=1e-4)  # fmt: skip
+            C.expect_close(
+                C.as_tensor(got[name], f"{label}[{name!r}]"),
+                expected[name],
+                f"{label}[{name!r}]",
+                rtol=1e-4,
+                atol=1e-4,
+            )
         cases += 1
     _done("capture_activations", cases, hidden)
 
@@ -520,26 +629,47 @@ def check_strongest_channels(fn, hidden: bool = False) -> None:
     """
     cases = [((2, 12, 6, 6), 3, False)]
     if hidden:
-        cases += [((3, 40, 5, 9), 5, False), ((1, 7, 1, 1), 7, False), ((2, 20, 4, 4), 4, True), ((1, 480, 28, 28), 10, False)]
+        cases += [
+            ((3, 40, 5, 9), 5, False),
+            ((1, 7, 1, 1), 7, False),
+            ((2, 20, 4, 4), 4, True),
+            ((1, 480, 28, 28), 10, False),
+        ]
     for c, (shape, k, signed) in enumerate(cases):
         acts = _planted_acts(*shape, seed=40 + c, signed=signed)
         label = f"strongest_channels(acts of shape {shape}, k={k})"
         got = C.call(fn, acts.clone(), k, what=label)
         if not isinstance(got, (tuple, list)) or len(got) != 2:
-            C.fail(f"{label} should return two tensors", expected="(scores, channels)",
-                   got=type(got).__name__, hint="torch.topk returns (values, indices): return both")  # fmt: skip
+            C.fail(
+                f"{label} should return two tensors",
+                expected="(scores, channels)",
+                got=type(got).__name__,
+                hint="torch.topk returns (values, indices): return both",
+            )
         scores, channels = C.as_tensor(got[0], f"{label} scores"), C.as_tensor(got[1], f"{label} channels")
         exp_scores, exp_channels = _ref_strongest(acts, k)
         n = shape[0]
         for value, what in ((scores, "scores"), (channels, "channels")):
             if tuple(value.shape) != (n, k):
-                hint = "one row per image, k columns: average over the positions (dims 2 and 3), then topk over channels (dim 1)"
+                hint = (
+                    "one row per image, k columns: average over the positions (dims 2 and 3), "
+                    "then topk over the channels (dim 1)"
+                )
                 if value.dim() == 4 or tuple(value.shape[:2]) == (n, shape[1]):
                     hint = "average each channel over its positions first: acts.mean(dim=(2, 3)) is (N, C)"
-                C.fail(f"{label}: {what} have the wrong shape", expected=(n, k), got=tuple(value.shape), hint=hint)
+                C.fail(
+                    f"{label}: {what} have the wrong shape",
+                    expected=(n, k),
+                    got=tuple(value.shape),
+                    hint=hint,
+                )
         if channels.is_floating_point():
-            C.fail(f"{label}: channels should be integer indices", expected="torch.int64", got=str(channels.dtype),
-                   hint="return the indices from topk, not the values")  # fmt: skip
+            C.fail(
+                f"{label}: channels should be integer indices",
+                expected="torch.int64",
+                got=str(channels.dtype),
+                hint="return the indices from topk, not the values",
+            )
         g_ch, e_ch = channels.tolist(), exp_channels.tolist()
         if g_ch != e_ch:
             means = acts.mean(dim=(2, 3))
@@ -547,7 +677,9 @@ def check_strongest_channels(fn, hidden: bool = False) -> None:
             hint = "rank channels by their mean over all positions, largest first"
             if g_ch == maxes.topk(k, dim=1).indices.tolist():
                 hint = "you ranked channels by their MAXIMUM; the score is the MEAN over positions"
-            elif g_ch == means.topk(k, dim=1, largest=False).indices.tolist() or [sorted(r) for r in g_ch] == [sorted(r) for r in e_ch]:
+            elif g_ch == means.topk(k, dim=1, largest=False).indices.tolist() or [
+                sorted(r) for r in g_ch
+            ] == [sorted(r) for r in e_ch]:
                 hint = "sort from the largest score down (torch.topk, or argsort(descending=True))"
             elif n > 1 and all(r == means.mean(0).topk(k).indices.tolist() for r in g_ch):
                 hint = "each image gets its own ranking: do not average over the batch (dim 0)"
@@ -555,7 +687,10 @@ def check_strongest_channels(fn, hidden: bool = False) -> None:
                 hint = "rank by the mean itself, not by the mean absolute value"
             C.fail(f"{label}: wrong channels", expected=e_ch, got=g_ch, hint=hint)
         hint = "the score is the channel's mean over positions"
-        if C.close(scores.double(), exp_scores.double() * shape[2] * shape[3], rtol=1e-4, atol=1e-4) and shape[2] * shape[3] > 1:
+        if (
+            C.close(scores.double(), exp_scores.double() * shape[2] * shape[3], rtol=1e-4, atol=1e-4)
+            and shape[2] * shape[3] > 1
+        ):
             hint = "that is the SUM over positions; the score is the MEAN (divide by H * W)"
         C.expect_close(scores, exp_scores, f"{label}: scores", rtol=1e-4, atol=1e-5, hint=hint)
     _done("strongest_channels", len(cases), hidden)
@@ -595,12 +730,18 @@ def _rf_cases(hidden: bool):
     ]
     if hidden:
         gen = np.random.default_rng(5)
-        for i in range(8):
+        for _ in range(8):
             length = int(gen.integers(1, 7))
             ops = [(int(gen.choice([1, 3, 5, 7])), int(gen.choice([1, 1, 2, 3]))) for _ in range(length)]
             n = int(gen.choice([224, 225, 97, 33, 7]))
             cases.append((f"random chain {ops}, {n}", ops, n))
-        for layer, n in (("mixed3b", 225), ("mixed4c", 224), ("mixed4c", 227), ("mixed5b", 224), ("maxpool10", 300)):
+        for layer, n in (
+            ("mixed3b", 225),
+            ("mixed4c", 224),
+            ("mixed4c", 227),
+            ("mixed5b", 224),
+            ("maxpool10", 300),
+        ):
             cases.append((f"the path to {layer} at {n}", _kernel_strides(layer), n))
     return cases
 
@@ -630,14 +771,26 @@ def check_receptive_field(fn, hidden: bool = False) -> None:
         if size != expected.size:
             hint = "each layer adds (kernel - 1) * jump to the size, with the jump BEFORE this layer's stride"
             if size == variants["size_no_jump"]:
-                hint = "each layer adds (kernel - 1) TIMES THE JUMP so far, not just (kernel - 1): did you forget the stride product?"
+                hint = (
+                    "each layer adds (kernel - 1) TIMES THE JUMP so far, not just (kernel - 1): "
+                    "did you forget the stride product?"
+                )
             C.fail(f"{label}: wrong size", expected=expected.size, got=got[0], hint=hint)
         if start != expected.start:
-            hint = "start += ((kernel - 1) / 2 - pad_before) * jump, with pad_before from same_padding(n, kernel, stride)"
+            hint = (
+                "start += ((kernel - 1) / 2 - pad_before) * jump, "
+                "with pad_before from same_padding(n, kernel, stride)"
+            )
             if start == variants["start_nopad"]:
-                hint = "padding shifts the fields: subtract pad_before * jump at each layer (pad_before from same_padding)"
+                hint = (
+                    "padding shifts the fields: subtract pad_before * jump at each layer "
+                    "(pad_before from same_padding)"
+                )
             elif start == variants["start_inpad"]:
-                hint = "the padding of each layer depends on the size of ITS input: update n = ceil(n / stride) after each layer"
+                hint = (
+                    "the padding of each layer depends on the size of ITS input: "
+                    "update n = ceil(n / stride) after each layer"
+                )
             elif start == expected.start - (expected.size - 1) / 2:
                 hint = "that is the first pixel of the field; start is its CENTRE: add (size - 1) / 2"
             C.fail(f"{label}: wrong start", expected=expected.start, got=got[2], hint=hint)
@@ -650,8 +803,12 @@ def check_receptive_field(fn, hidden: bool = False) -> None:
 def _patch_cases(hidden: bool):
     cases = [("mixed3a", 224, (5, 20)), ("conv2d0", 224, (0, 111))]
     if hidden:
-        cases += [("mixed4a", 224, (3, 11)), ("mixed3b", 225, (27, 2)), ("conv2d2", 97, (12, 24)),
-                  ("mixed4d", 224, (13, 0))]  # fmt: skip
+        cases += [
+            ("mixed4a", 224, (3, 11)),
+            ("mixed3b", 225, (27, 2)),
+            ("conv2d2", 97, (12, 24)),
+            ("mixed4d", 224, (13, 0)),
+        ]
     return cases
 
 
@@ -675,13 +832,23 @@ def check_strongest_patch(fn, hidden: bool = False) -> None:
         try:
             box = tuple(int(v) for v in got)
         except (TypeError, ValueError):
-            C.fail(f"{label} should return four integers", expected="(top, left, bottom, right)", got=repr(got)[:80])
+            C.fail(
+                f"{label} should return four integers",
+                expected="(top, left, bottom, right)",
+                got=repr(got)[:80],
+            )
         expected = _ref_patch(acts, channel, layer, n)
         if len(box) != 4:
-            C.fail(f"{label} should return four integers", expected="(top, left, bottom, right)", got=repr(got)[:80])
+            C.fail(
+                f"{label} should return four integers",
+                expected="(top, left, bottom, right)",
+                got=repr(got)[:80],
+            )
         if box != expected:
-            hint = ("take the position (row, col) of the channel's maximum, then the receptive field of that "
-                    "row and of that column: centre = start + i * jump, half = (size - 1) // 2")  # fmt: skip
+            hint = (
+                "take the position (row, col) of the channel's maximum, then the receptive field of that "
+                "row and of that column: centre = start + i * jump, half = (size - 1) // 2"
+            )
             swapped = rf.box(col, row)
             unclipped = (rf.span(row)[0], rf.span(col)[0], rf.span(row)[1], rf.span(col)[1])
             a_row, a_col = divmod(int(acts[other].flatten().argmax()), rf.positions)
@@ -691,9 +858,14 @@ def check_strongest_patch(fn, hidden: bool = False) -> None:
                 hint = "clip the box to the image: rows and columns run from 0 to input_size - 1"
             elif box == rf.box(a_row, a_col):
                 hint = "use the maximum of acts[channel] only, not of all channels"
-            elif box == (expected[0], expected[1], expected[2] + 1, expected[3] + 1) or box[2:] == tuple(min(v + 1, n) for v in expected[2:]):
+            elif box == (expected[0], expected[1], expected[2] + 1, expected[3] + 1) or box[2:] == tuple(
+                min(v + 1, n) for v in expected[2:]
+            ):
                 hint = "bottom and right are INCLUSIVE: the last pixel of the field, not one past it"
             elif box[2] - box[0] == rf.size - 1 and box[3] - box[1] == rf.size - 1:
-                hint = "the size is right but the place is not: centre = start + i * jump (start can be negative)"
+                hint = (
+                    "the size is right but the place is not: centre = start + i * jump "
+                    "(start can be negative)"
+                )
             C.fail(f"{label}: wrong box", expected=expected, got=box, hint=hint)
     _done("strongest_patch", len(cases), hidden)

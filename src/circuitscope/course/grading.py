@@ -33,7 +33,7 @@ from pathlib import Path
 import nbformat
 
 from .course import Course, CourseError
-from .generate import _generate_one
+from .generate import SyncReport, _compare, _generate_one
 
 #: Seconds one cell may run while autograding, unless CIRCUITSCOPE_GRADE_TIMEOUT or --timeout says.
 DEFAULT_CELL_TIMEOUT = 300
@@ -132,6 +132,11 @@ def grade(
     with tempfile.TemporaryDirectory(prefix="circuitscope-release-") as tmp:
         for name in sorted({s.assignment for s in submissions}):
             _generate_one(course, name, Path(tmp))
+            drift = SyncReport()
+            _compare(Path(tmp) / name, course.release / name, Path(course.release.name) / name, drift)
+            if not drift.in_sync:
+                log(f"warning: {course.release.name}/{name}/ differs from what {course.source.name}/{name}/ "
+                    "generates now; grading follows solutions/ (run `circuitscope-course check-sync`)")  # fmt: skip
 
     outcomes: list[Outcome] = []
     tasks: list[tuple[Submission, list[str]]] = []

@@ -18,7 +18,7 @@ __all__ = ["ATTRIBUTION", "LucidExample", "dog_cat"]
 
 HERE = Path(__file__).resolve().parent
 ATTRIBUTION = (
-    "Photo and activations: Olah et al., \"The Building Blocks of Interpretability\", Distill 2018 "
+    'Photo and activations: Olah et al., "The Building Blocks of Interpretability", Distill 2018 '
     "(CC-BY 4.0), computed by Lucid with the real InceptionV1 weights."
 )
 
