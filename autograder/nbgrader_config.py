@@ -21,12 +21,16 @@ import os
 import sys
 from pathlib import Path
 
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
-    AssignLatePenalties, CheckCellMetadata, Execute, GetGrades, IgnorePattern, LimitOutput,
+    AssignLatePenalties,
+    CheckCellMetadata,
+    Execute,
+    GetGrades,
+    IgnorePattern,
+    LimitOutput,
     SaveAutoGrades,
 )
-from nbconvert.preprocessors import ClearMetadataPreprocessor
 
 
 def _load_nbgrader_ext():
@@ -42,7 +46,7 @@ def _load_nbgrader_ext():
         package = importlib.util.find_spec("circuitscope")
         if package is None or not package.submodule_search_locations:
             raise ImportError("circuitscope is not installed: pip install -e '.[grade]' from the repository")
-        path = Path(list(package.submodule_search_locations)[0]) / "course" / "nbgrader_ext.py"
+        path = Path(next(iter(package.submodule_search_locations))) / "course" / "nbgrader_ext.py"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module

@@ -83,7 +83,7 @@ def _reach(model, layer: str, width: int, columns: list[int]) -> torch.Tensor:
     return value.abs().amax(dim=(1, 2)) > 0
 
 
-@pytest.mark.parametrize("width", [224, 225, 97, 31])
+@pytest.mark.parametrize("width", [224, 225, 61])
 @pytest.mark.parametrize(
     "layer",
     [
@@ -93,7 +93,6 @@ def _reach(model, layer: str, width: int, columns: list[int]) -> torch.Tensor:
         "maxpool1",
         "mixed3a_3x3",
         "mixed3b",
-        "mixed4a_pool",
         "mixed4a_pool_reduce",
         "mixed4b",
     ],
@@ -825,7 +824,7 @@ def test_every_exercise_has_a_mistake_that_fails():
             img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
             w, h = img.size
             l, t = (w - size) // 2, (h - size) // 2
-            return torch.from_numpy(np.asarray(img.crop((l, t, l + size, t + size)))).permute(2, 0, 1) / 255.0
+            return torch.from_numpy(np.array(img.crop((l, t, l + size, t + size)))).permute(2, 0, 1) / 255.0
     """,
         ),
         (

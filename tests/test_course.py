@@ -95,13 +95,18 @@ def test_round_trip_solution_full_marks_untouched_zero(assignment, tmp_path, mon
 
 def _traceback(cell_count: int, line: int, learner_cell: int | None = None) -> list[str]:
     """An IPython 8 traceback, ANSI colours included; chained through a learner's function."""
+
+    def frame(count, line):
+        return (
+            f"\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[{count}]\x1b[39m\x1b[32m, line {line}\x1b[39m"
+        )
+
     tb = []
     if learner_cell is not None:
         tb += ["\x1b[31mNotImplementedError\x1b[39m   Traceback (most recent call last)",
-               f"\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[{learner_cell}]\x1b[39m\x1b[32m, line 4\x1b[39m, in add",
+               frame(learner_cell, 4) + ", in add",
                "\nDuring handling of the above exception, another exception occurred:\n"]  # fmt: skip
-    tb += ["\x1b[31mCheckFailed\x1b[39m   Traceback (most recent call last)",
-           f"\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[{cell_count}]\x1b[39m\x1b[32m, line {line}\x1b[39m\n",
+    tb += ["\x1b[31mCheckFailed\x1b[39m   Traceback (most recent call last)", frame(cell_count, line) + "\n",
            "File /x/_core.py:63, in call", "\x1b[31mCheckFailed\x1b[39m: add(...) is wrong"]  # fmt: skip
     return tb
 
@@ -114,7 +119,9 @@ def test_cell_line_is_read_from_the_cell_that_raised():
 
 
 def _error(ename, evalue, traceback):
-    return nbformat.from_dict({"output_type": "error", "ename": ename, "evalue": evalue, "traceback": traceback})
+    return nbformat.from_dict(
+        {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": traceback}
+    )
 
 
 def _stream(text):
@@ -135,10 +142,11 @@ def test_hide_hidden_tests_keeps_visible_failures_and_hides_the_rest():
     nb = new_notebook(cells=[
         _test_cell(1, [_stream("✔ check(f, 12345) passed\n")]),
         _test_cell(2, [_error("CheckFailed", "f(1) is wrong\n  expected: 2", _traceback(2, 1))]),
-        _test_cell(3, [_stream("✔ visible ok\n"), _error("CheckFailed", "f(12345) is wrong", _traceback(3, 3))]),
+        _test_cell(3, [_stream("✔ ok\n"), _error("CheckFailed", "f(12345) is wrong", _traceback(3, 3))]),
         _test_cell(4, [_error("KeyboardInterrupt", "", []), _error("CellTimeoutError", "", ["timeout"])]),
         new_code_cell("print(In)", execution_count=5, outputs=[_stream("['check(f, 12345, secret=True)']")]),
         new_code_cell("print(1)", execution_count=6, outputs=[_stream("1\n")]),
+        _test_cell(7, [nbformat.from_dict({"output_type": "stream", "name": "stderr", "text": "Warn"})]),
     ])  # fmt: skip
     nb, _ = HideHiddenTests().preprocess(nb, {})
     for cell in nb.cells[:4]:
@@ -151,6 +159,7 @@ def test_hide_hidden_tests_keeps_visible_failures_and_hides_the_rest():
     assert nb.cells[3].outputs[0].ename == "CellTimeoutError"
     assert "output removed" in nb.cells[4].outputs[0].text
     assert nb.cells[5].outputs[0].text == "1\n"
+    assert "wrote to stderr" in nb.cells[6].outputs[0].text  # nbgrader scored it 0: no "passed" here
     assert "12345" not in nbformat.writes(nb)
 
 
@@ -163,16 +172,23 @@ def test_find_submissions_accepts_both_layouts(tmp_path):
     (tmp_path / ".hidden").mkdir()
     log = []
     subs = find_submissions(tmp_path, ["ch1"], ["ch1", "ch2"], log=log.append)
-    assert [(s.student, s.assignment, s.folder.name) for s in subs] == [("ana", "ch1", "ch1"), ("bo", "ch1", "bo")]
+    assert [(s.student, s.assignment, s.folder.name) for s in subs] == [
+        ("ana", "ch1", "ch1"),
+        ("bo", "ch1", "bo"),
+    ]
     assert any("typo" in line for line in log)
     # with several assignments a flat folder is ambiguous, so it is not taken
-    assert [s.student for s in find_submissions(tmp_path, ["ch1", "ch2"], ["ch1", "ch2"], log=log.append)] == ["ana"]
+    assert [
+        s.student for s in find_submissions(tmp_path, ["ch1", "ch2"], ["ch1", "ch2"], log=log.append)
+    ] == ["ana"]
 
 
 def test_grading_report_has_one_row_per_notebook(tmp_path):
     course = Course(tmp_path)
     (tmp_path / "autograder").mkdir()
-    write_report(course, [Outcome("a", "ch1", "nb", GRADED, 1, 2), Outcome("b", "ch1", "nb", "zero", 0, 2, 0, "x")])
+    write_report(
+        course, [Outcome("a", "ch1", "nb", GRADED, 1, 2), Outcome("b", "ch1", "nb", "zero", 0, 2, 0, "x")]
+    )
     write_report(course, [Outcome("a", "ch1", "nb", GRADED, 2, 2)])
     rows = read_report(course)
     assert [(o.student_id, o.score) for o in rows] == [("a", 2.0), ("b", 0.0)]
@@ -181,7 +197,9 @@ def test_grading_report_has_one_row_per_notebook(tmp_path):
 
 def test_html_text_strips_markup(tmp_path):
     page = tmp_path / "f.html"
-    page.write_text("<style>.hidden{}</style><pre>check<span>(</span>f, 12345)</pre>&lt;ok&gt;<script>x()</script>")
+    page.write_text(
+        "<style>.hidden{}</style><pre>check<span>(</span>f, 12345)</pre>&lt;ok&gt;<script>x()</script>"
+    )
     text = html_text(page)
     assert "check(f, 12345)" in text and "<ok>" in text and "hidden" not in text and "x()" not in text
     assert quoted_lines(text, {"check(f, 12345)", "not there"}) == ["check(f, 12345)"]

@@ -18,8 +18,7 @@ import nbformat
 import pytest
 from nbgrader import utils as nbgrader_utils
 
-from circuitscope.course import Course, check_sync, demo, generate
-from circuitscope.course import cli
+from circuitscope.course import Course, check_sync, cli, demo, generate
 from circuitscope.course.grading import GRADED, ZERO, grade, read_report
 from circuitscope.course.results import export_csv, feedback, hidden_test_lines, html_text, quoted_lines
 
@@ -52,8 +51,8 @@ def graded(tmp_path_factory) -> Graded:
     g.first_grades = _gradebook_state(g.course)
     g.first_csv = _rows(export_csv(g.course, g.root / "grades-1.csv"))
 
-    g.cli_status = cli.main(["--root", str(g.root), "grade", str(g.submissions), "--timeout", str(CELL_TIMEOUT),
-                             "--jobs", "2", "--no-progress"])  # fmt: skip
+    args = ["grade", str(g.submissions), "--timeout", str(CELL_TIMEOUT), "--jobs", "2", "--no-progress"]
+    g.cli_status = cli.main(["--root", str(g.root), *args])
     g.second = {o.student_id: o for o in read_report(g.course)}
     g.second_grades = _gradebook_state(g.course)
     g.second_csv = _rows(export_csv(g.course, g.root / "grades-2.csv"))
@@ -250,7 +249,9 @@ def test_a_kernel_that_ignores_interrupts_is_killed_at_the_notebook_limit(graded
     psutil = pytest.importorskip("psutil")
     folder = tmp_path / "late"
     demo.write_submissions(folder, graded.course.release / "demo" / "demo.ipynb", ["uninterruptible"])
-    (outcome,) = grade(graded.course, folder, timeout=300, notebook_timeout=25, progress=False, log=graded.log.append)
+    (outcome,) = grade(
+        graded.course, folder, timeout=300, notebook_timeout=25, progress=False, log=graded.log.append
+    )
     assert outcome.status == ZERO and "ran past 25 s" in outcome.problem
     leftovers = []
     for proc in psutil.process_iter(["pid"]):

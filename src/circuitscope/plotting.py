@@ -24,7 +24,7 @@ from .activations import activations, check_layer_names
 from .channels import strongest_channels, strongest_patch
 from .classify import top_k_classes
 from .models.inceptionv1 import BLOCKS, MAIN_LAYERS
-from .provenance import is_synthetic, stamp
+from .provenance import stamp
 from .receptive_field import GRAPH, receptive_field
 
 __all__ = [
@@ -344,7 +344,7 @@ def top_k_chart(
     k: int = 5,
     titles: Sequence[str] | None = None,
     results: list | None = None,
-    cols: int = 3,
+    cols: int = 2,
 ):
     """Each image beside a bar chart of its ``k`` most probable classes.
 
@@ -631,13 +631,3 @@ def imshow_diverging(ax, values, vmax: float | None = None, colorbar: bool = Fal
     if colorbar:
         ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     return im
-
-
-def synthetic_note(model) -> str:
-    """A sentence for figure captions: what a figure made with ``model`` shows."""
-    if is_synthetic(model):
-        return (
-            "Made with SYNTHETIC weights: it shows the method, not InceptionV1's features; with the real "
-            "weights the channels and classes would be different."
-        )
-    return f"Made with the real InceptionV1 weights ({model.weights_source})."

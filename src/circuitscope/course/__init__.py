@@ -14,7 +14,7 @@ See ``autograder/README.md`` for the commands and what each protects against.
 from .course import Course, CourseError
 from .generate import check_sync, generate
 
-__all__ = ["Course", "CourseError", "generate", "check_sync", "grade", "feedback", "export_csv"]
+__all__ = ["Course", "CourseError", "check_sync", "export_csv", "feedback", "generate", "grade"]
 
 
 def __getattr__(name: str):

@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("submissions", type=Path, metavar="SUBMISSIONS_DIR",
                    help="holds <student>/<assignment>/<notebook>.ipynb")  # fmt: skip
     p.add_argument("-a", "--assignment", action="append", dest="assignments", metavar="ID",
-                   help="grade only this assignment (repeatable; default: every assignment found)")  # fmt: skip
+                   help="grade only this assignment (repeatable; default: all)")  # fmt: skip
     p.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
                    help="seconds one cell may run (default: $CIRCUITSCOPE_GRADE_TIMEOUT or 300)")  # fmt: skip
     p.add_argument("--notebook-timeout", type=int, default=None, metavar="SECONDS",
@@ -92,8 +92,13 @@ def _run(course: Course, args) -> int:
         from .grading import GRADED, REPORT_NAME, grade
 
         outcomes = grade(
-            course, args.submissions, args.assignments, timeout=args.timeout,
-            notebook_timeout=args.notebook_timeout, jobs=args.jobs, progress=not args.no_progress,
+            course,
+            args.submissions,
+            args.assignments,
+            timeout=args.timeout,
+            notebook_timeout=args.notebook_timeout,
+            jobs=args.jobs,
+            progress=not args.no_progress,
         )
         graded = sum(o.status == GRADED for o in outcomes)
         zeroed = len(outcomes) - graded
@@ -127,8 +132,11 @@ def _run(course: Course, args) -> int:
         demo.create(dest, course.config_file)
         practice = Course(dest)
         generate(practice)
-        names = demo.write_submissions(dest / "submissions", practice.release / demo.ASSIGNMENT / f"{demo.NOTEBOOK}.ipynb")
-        print(f"wrote a practice course in {dest}: solutions/{demo.ASSIGNMENT}/, exercises/{demo.ASSIGNMENT}/, "
+        names = demo.write_submissions(
+            dest / "submissions", practice.release / demo.ASSIGNMENT / f"{demo.NOTEBOOK}.ipynb"
+        )
+        a = demo.ASSIGNMENT
+        print(f"wrote a practice course in {dest}: solutions/{a}/, exercises/{a}/, "
               f"and submissions/ from {len(names)} students:")  # fmt: skip
         for name in names:
             what, score = demo.EXPECTED[name]

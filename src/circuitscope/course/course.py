@@ -123,6 +123,7 @@ class Course:
         """Run ``nbgrader ARGS`` from ``autograder/`` with this Python; output captured as text."""
         return subprocess.run(
             [sys.executable, "-m", "nbgrader", *args],
+            check=False,
             cwd=self.autograder,
             env=self.environment(env),
             capture_output=True,

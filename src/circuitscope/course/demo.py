@@ -63,9 +63,14 @@ def _meta(grade_id: str, *, grade=False, solution=False, locked=False) -> dict:
 def source_notebook() -> nbformat.NotebookNode:
     """The nbgrader source notebook: solutions and hidden tests included."""
     cells = [
-        new_markdown_cell("# Demo assignment\n\nWrite `add` and `scale`. Each check prints one line.",
-                          metadata=_meta("intro", locked=True)),  # fmt: skip
-        new_code_cell("import torch\n\nimport democheck  # before any code of yours", metadata=_meta("setup", locked=True)),
+        new_markdown_cell(
+            "# Demo assignment\n\nWrite `add` and `scale`. Each check prints one line.",
+            metadata=_meta("intro", locked=True),
+        ),
+        new_code_cell(
+            "import torch\n\nimport democheck  # before any code of yours",
+            metadata=_meta("setup", locked=True),
+        ),
         new_code_cell(
             'def add(a, b):\n    """Elementwise sum of two tensors of the same shape."""\n'
             "    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION",
@@ -161,7 +166,9 @@ def submissions(release: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNo
     nb = _answer(fresh(), "add", PATCHES + "\n\ndef add(a, b):\n    return a * 0")
     out["monkeypatch"] = _answer(nb, "scale", "def scale(x, k):\n    return x")
 
-    nb = _answer(_answer(fresh(), "add", "def add(a, b):\n    return a - b"), "scale", "def scale(x, k):\n    return x")
+    nb = _answer(
+        _answer(fresh(), "add", "def add(a, b):\n    return a - b"), "scale", "def scale(x, k):\n    return x"
+    )
     for grade_id, text in (("test_add", "pass"), ("test_scale", "print('all tests pass')")):
         cell = _cell(nb, grade_id)
         cell.source = text

@@ -125,7 +125,9 @@ def _release_folders(course: Course) -> set[str]:
 def _files(folder: Path) -> set[str]:
     if not folder.is_dir():
         return set()
-    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 def _compare(fresh: Path, current: Path, label: Path, report: SyncReport) -> None:
@@ -139,6 +141,13 @@ def _compare(fresh: Path, current: Path, label: Path, report: SyncReport) -> Non
 
 
 def _short_diff(current: Path, fresh: Path, limit: int = 12) -> str:
+    if current.suffix == ".ipynb":
+        try:
+            return _notebook_diff(
+                nbformat.read(current, as_version=4), nbformat.read(fresh, as_version=4), limit
+            )
+        except (OSError, ValueError, nbformat.reader.NotJSONError, nbformat.ValidationError):
+            pass  # not a readable notebook: compare the text
     try:
         old = current.read_text(encoding="utf-8").splitlines()
         new = fresh.read_text(encoding="utf-8").splitlines()
@@ -147,6 +156,29 @@ def _short_diff(current: Path, fresh: Path, limit: int = 12) -> str:
     diff = list(difflib.unified_diff(old, new, "committed", "generated", n=0, lineterm=""))[2:]
     more = len(diff) - limit
     return "\n".join(diff[:limit] + ([f"... {more} more changed lines"] if more > 0 else []))
+
+
+def _notebook_diff(old, new, limit: int) -> str:
+    """Which cells differ, and how: source first (what learners see), then ids and metadata."""
+    lines = []
+    if len(old.cells) != len(new.cells):
+        lines.append(f"{len(old.cells)} cells committed, {len(new.cells)} generated")
+    other = 0
+    for i, (a, b) in enumerate(zip(old.cells, new.cells)):
+        name = b.metadata.get("nbgrader", {}).get("grade_id") or b.cell_type
+        if a.source != b.source or a.cell_type != b.cell_type:
+            first = next(
+                (x for x, y in zip(a.source.splitlines() + [""], b.source.splitlines() + [""]) if x != y), ""
+            )
+            lines.append(f"cell {i} ({name}): source differs, first at {first.strip()[:70]!r}")
+        elif a.get("id") != b.get("id") or a.metadata != b.metadata:
+            other += 1
+    if other:
+        lines.append(f"{other} cell(s) differ only in their id or metadata")
+    if old.metadata != new.metadata:
+        lines.append("notebook metadata differs")
+    more = len(lines) - limit
+    return "\n".join(lines[:limit] + ([f"... {more} more"] if more > 0 else [])) or "formatting differs"
 
 
 def _tail(text: str, lines: int = 25) -> str:

@@ -111,7 +111,8 @@ def grade(
     ``timeout``: seconds one cell may run (default: $CIRCUITSCOPE_GRADE_TIMEOUT, else 300).
     ``notebook_timeout``: seconds the grading of one notebook may take before it is stopped, kernel
     and all (default: ``timeout`` times the notebook's number of code cells + 3). ``jobs``:
-    notebooks graded at once. Returns one :class:`Outcome` per notebook; also written to the grading report.
+    notebooks graded at once. Returns one :class:`Outcome` per notebook, also written to the
+    grading report.
     """
     from nbgrader.api import Gradebook
 
@@ -135,8 +136,10 @@ def grade(
             drift = SyncReport()
             _compare(Path(tmp) / name, course.release / name, Path(course.release.name) / name, drift)
             if not drift.in_sync:
-                log(f"warning: {course.release.name}/{name}/ differs from what {course.source.name}/{name}/ "
-                    "generates now; grading follows solutions/ (run `circuitscope-course check-sync`)")  # fmt: skip
+                log(
+                    f"warning: {course.release.name}/{name}/ differs from what {course.source.name}/{name}/ "
+                    "generates now; grading follows the latter (see: circuitscope-course check-sync)"
+                )
 
     outcomes: list[Outcome] = []
     tasks: list[tuple[Submission, list[str]]] = []
@@ -147,7 +150,8 @@ def grade(
             dest = _copy_in(course, sub)
             gb.update_or_create_student(sub.student)
             timestamp = _timestamp(dest)
-            gb.update_or_create_submission(sub.assignment, sub.student, **({"timestamp": timestamp} if timestamp else {}))
+            extra = {"timestamp": timestamp} if timestamp else {}
+            gb.update_or_create_submission(sub.assignment, sub.student, **extra)
             runnable = []
             for notebook in course.notebooks(sub.assignment):
                 problem = _unreadable(dest / f"{notebook}.ipynb")
@@ -163,6 +167,7 @@ def grade(
 
     total = sum(len(nbs) for _, nbs in tasks)
     bar = _progress(total, progress)
+    write = bar.write if bar is not None and log is print else log
     env = {TIMEOUT_ENV: str(cell_timeout)}
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -173,7 +178,7 @@ def grade(
                     if outcome.status == ZERO:
                         with Gradebook(course.db_url, "circuitscope") as gb:
                             _zero(gb, course, outcome)
-                    _log_outcome(outcome, log if bar is None else bar.write)
+                    _log_outcome(outcome, write)
                     outcomes.append(outcome)
                     if bar is not None:
                         bar.update(1)
@@ -266,7 +271,7 @@ def _kill_tree(pid: int) -> None:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    except Exception:  # already gone
+    except Exception:  # noqa: BLE001, S110 -- psutil errors while the tree exits: nothing left to kill
         pass
 
 
@@ -299,7 +304,7 @@ def _unreadable(path: Path) -> str:
         return "not submitted"
     try:
         nbformat.read(path, as_version=4)
-    except Exception as err:  # JSON errors, nbformat's NotJSONError, a binary file, ...
+    except Exception as err:  # noqa: BLE001 -- JSON errors, NotJSONError, binary files: all unreadable
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         path.replace(path.with_name(path.name + ".invalid"))
         return f"not a valid notebook ({type(err).__name__}: {first[:160]})"
@@ -313,8 +318,13 @@ def _zero(gb, course: Course, outcome: Outcome) -> None:
         grade.auto_score = 0.0
         grade.needs_manual_grade = grade.manual_score is not None
     gb.db.commit()
-    stale = course.autograded / outcome.student_id / outcome.assignment / f"{outcome.notebook}.ipynb"
-    stale.unlink(missing_ok=True)  # graded earlier: its feedback would contradict the zero
+    # Graded in an earlier run? Its graded copy and feedback would contradict the zero.
+    (course.autograded / outcome.student_id / outcome.assignment / f"{outcome.notebook}.ipynb").unlink(
+        missing_ok=True
+    )
+    (course.feedback / outcome.student_id / outcome.assignment / f"{outcome.notebook}.html").unlink(
+        missing_ok=True
+    )
 
 
 def _deleted_tests(path: Path) -> list[str]:
@@ -327,7 +337,7 @@ def _deleted_tests(path: Path) -> list[str]:
 def _code_cells(course: Course, assignment: str, notebook: str) -> int:
     try:
         nb = nbformat.read(course.source / assignment / f"{notebook}.ipynb", as_version=4)
-    except Exception:
+    except (OSError, ValueError, nbformat.reader.NotJSONError):
         return 50
     return sum(cell.cell_type == "code" for cell in nb.cells)
 

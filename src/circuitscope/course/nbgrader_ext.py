@@ -33,7 +33,9 @@ _CELL_LINE = re.compile(r"(?:Cell|Input) In\s*\[\s*(\d*)\s*\],\s*(?:line (\d+)|i
 _CHAINED = re.compile(r"During handling of the above exception|The above exception was the direct cause")
 
 
-def deleted_grade_cells(nb: NotebookNode, gradebook: Gradebook, notebook_id: str, assignment_id: str) -> list[str]:
+def deleted_grade_cells(
+    nb: NotebookNode, gradebook: Gradebook, notebook_id: str, assignment_id: str
+) -> list[str]:
     """Names of the notebook's grade cells (tests) in the gradebook but not in ``nb``, in order."""
     present = {cell.metadata.nbgrader["grade_id"] for cell in nb.cells if utils.is_grade(cell)}
     notebook = gradebook.find_notebook(notebook_id, assignment_id)
@@ -62,7 +64,10 @@ class ZeroDeletedTests(NbGraderPreprocessor):
         if missing:
             self.log.warning(
                 "DELETED TEST CELLS: %s/%s/%s has no cell %s; scored 0 for %s.",
-                student_id, assignment_id, notebook_id, ", ".join(repr(m) for m in missing),
+                student_id,
+                assignment_id,
+                notebook_id,
+                ", ".join(repr(m) for m in missing),
                 "it" if len(missing) == 1 else "them",
             )
         nb.metadata.setdefault(METADATA_KEY, {})["deleted_test_cells"] = missing
@@ -120,6 +125,10 @@ class HideHiddenTests(ClearHiddenTests):
     def _verdict(self, outputs: list, hidden_numbers: set[int], execution_count: int | None) -> NotebookNode:
         errors = [o for o in outputs if o.get("output_type") == "error"]
         if not errors:
+            if any(o.get("output_type") == "stream" and o.get("name") == "stderr" for o in outputs):
+                # nbgrader scores a test cell that wrote to stderr 0, as if it had failed
+                return _stream("\u2718 This cell wrote to stderr (a warning?), which the autograder counts "
+                               "as a failure.\n")  # fmt: skip
             return _stream("\u2714 Every test in this cell passed, the hidden ones included.\n")
         timeouts = [e for e in errors if e.get("ename") == "CellTimeoutError"]
         error = (timeouts or errors)[0]

@@ -35,18 +35,23 @@ def feedback(course: Course, assignments: list[str] | None = None, log=print) ->
     for name in names:
         result = course.nbgrader("generate_feedback", name, "--force")
         if result.returncode != 0:
-            failures.append(f"{name}: " + "\n".join((result.stdout + result.stderr).strip().splitlines()[-5:]))
+            failures.append(
+                f"{name}: " + "\n".join((result.stdout + result.stderr).strip().splitlines()[-5:])
+            )
         hidden = hidden_test_lines(course, name)
         count = 0
         for path in sorted(course.feedback.glob(f"*/{name}/*.html")):
             quoted = quoted_lines(html_text(path), hidden)
             if quoted:
                 path.unlink()
-                leaks.append(f"{path.relative_to(course.root)} quoted hidden test code ({quoted[0]!r}); deleted")
+                leaks.append(
+                    f"{path.relative_to(course.root)} quoted hidden test code ({quoted[0]!r}); deleted"
+                )
             else:
                 made.append(path)
                 count += 1
-        log(f"feedback for {name}: {count} file(s) in {course.feedback.relative_to(course.root)}/<student>/{name}/")
+        where = course.feedback.relative_to(course.root)
+        log(f"feedback for {name}: {count} file(s) in {where}/<student>/{name}/")
     if leaks or failures:
         raise CourseError("\n".join(["feedback problems:", *leaks, *failures]))
     return made
@@ -120,7 +125,11 @@ def export_csv(course: Course, dest: str | os.PathLike, assignments: list[str] |
                     row["problems"] = row["problems"] or "no submission"
                 else:
                     penalty = sub.late_submission_penalty or 0.0
-                    row.update(timestamp=sub.timestamp or "", raw_score=sub.score,
-                               late_submission_penalty=penalty, score=max(0.0, sub.score - penalty))  # fmt: skip
+                    row.update(
+                        timestamp=sub.timestamp or "",
+                        raw_score=sub.score,
+                        late_submission_penalty=penalty,
+                        score=max(0.0, sub.score - penalty),
+                    )
                 writer.writerow(row)
     return dest

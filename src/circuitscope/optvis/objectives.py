@@ -283,27 +283,34 @@ class _PerElement(Objective):
             layer: (torch.tensor(idx), torch.tensor([self.objectives[i].n for i in idx]))
             for layer, idx in groups.items()
         }
+        self._on_device: dict[torch.device, dict] = {}
+        self._order: torch.Tensor | None = None
+        # One layer of plain channels, in batch order (a gallery): no reordering needed.
+        self._identity = not self._others and len(groups) == 1
 
     def __call__(self, acts: Acts) -> torch.Tensor:
         n = _batch_size(acts)
         if n != len(self.objectives):
             raise ValueError(f"{len(self.objectives)} objectives for a batch of {n} images")
-        indices, values = [], []
-        for layer, (rows, channels) in self._groups.items():
-            value = acts[layer]
-            rows_d, channels_d = rows.to(value.device), channels.to(value.device)
-            picked = value[rows_d, channels_d]  # (k, H, W) or (k,)
+        device = next(iter(acts.values())).device
+        if device not in self._on_device:  # index tensors, moved once per device
+            self._on_device[device] = {k: (r.to(device), c.to(device)) for k, (r, c) in self._groups.items()}
+        values = []
+        for layer, (rows, channels) in self._on_device[device].items():
+            picked = acts[layer][rows, channels]  # (k, H, W) or (k,)
             values.append(picked.flatten(1).mean(1) if picked.dim() > 1 else picked)
-            indices.append(rows)
         for i in self._others:
             o = self.objectives[i]
             if o.elementwise:
                 values.append(o({k: v[i : i + 1] for k, v in acts.items()}))
             else:
                 values.append(o(acts)[i : i + 1])
-            indices.append(torch.tensor([i]))
-        order = torch.cat(indices).argsort()
-        return torch.cat(values)[order.to(values[0].device)]
+        if self._order is None:  # values come grouped; put them back in batch order
+            grouped = [r for r, _ in self._groups.values()] + [torch.tensor([i]) for i in self._others]
+            self._order = torch.cat(grouped).argsort()
+        if self._identity:
+            return values[0]
+        return torch.cat(values)[self._order.to(device)]
 
     @property
     def description(self) -> str:
