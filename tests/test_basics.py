@@ -75,3 +75,18 @@ def test_cli_info_and_weights_commands(tmp_path, capsys):
     bogus.write_bytes(b"nope")
     assert main(["weights", "install", str(bogus)]) == 1
     assert "git blob SHA-1" in capsys.readouterr().err
+
+
+def test_exports_survive_importing_every_submodule():
+    """A submodule named like an export would replace it on import: none may."""
+    import importlib
+    import pkgutil
+    import types
+
+    import circuitscope
+
+    for info in pkgutil.walk_packages(circuitscope.__path__, "circuitscope."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    for name in circuitscope.__all__:
+        assert not isinstance(getattr(circuitscope, name), types.ModuleType), name

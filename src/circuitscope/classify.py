@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .labels import label
+from .class_labels import label
 
 __all__ = ["class_probabilities", "top_k_classes"]
 

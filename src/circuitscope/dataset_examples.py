@@ -48,8 +48,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .activations import check_layer_names
 from .datasets import ImageStream, as_stream
+from .hooks import check_layer_names
 
 __all__ = [
     "LayerSummary",

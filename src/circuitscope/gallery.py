@@ -27,7 +27,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
-from .activations import check_layer_names
+from .hooks import check_layer_names
 from .device import profile
 from .optvis import channel, render
 from .provenance import SYNTHETIC_LABEL, is_synthetic, weights_caption
@@ -205,8 +205,8 @@ def write_index(out_dir: Path, model, meta: dict) -> Path:
         for c in found
     )
     banner = (
-        f'<p class="synthetic"><b>Made with synthetic weights.</b> {caption}. These images show '
-        "how the method works, not what InceptionV1 learned.</p>"
+        f'<p class="synthetic"><b>{caption}.</b> These images show how the method works, not '
+        "what InceptionV1 learned.</p>"
         if synthetic
         else f'<p class="real">{caption}: {html.escape(str(meta["weights"]))}</p>'
     )

@@ -20,7 +20,7 @@ import torch
 from matplotlib.colors import LinearSegmentedColormap, Normalize, TwoSlopeNorm
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
-from .activations import activations, check_layer_names
+from .hooks import activations, check_layer_names
 from .channels import strongest_channels, strongest_patch
 from .classify import top_k_classes
 from .models.inceptionv1 import BLOCKS, MAIN_LAYERS

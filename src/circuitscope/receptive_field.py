@@ -230,7 +230,7 @@ def _check_layer(layer: str) -> None:
         return
     if layer in LAYER_NAMES:
         raise ValueError(f"{layer!r} is not spatial: the logits see the whole image (averaged over mixed5b)")
-    from .activations import check_layer_names
+    from .hooks import check_layer_names
 
     check_layer_names(None, [layer])  # raises KeyError with suggestions
 

@@ -369,7 +369,7 @@ def tuning_curve(
         angles = torch.arange(angles, dtype=torch.float64) * (period / angles)
     angles = torch.as_tensor(angles, dtype=torch.float64).reshape(-1)
 
-    from .activations import activations
+    from .hooks import activations
 
     chunks = []
     with torch.no_grad():

@@ -191,7 +191,7 @@ class TrainResult(NamedTuple):
 def train_toy_model(
     model: ToyModel,
     steps: int = 3000,
-    batch_size: int = 1024,
+    batch_size: int = 512,
     lr: float = 1e-2,
     seed: int = 0,
     log_every: int = 100,
@@ -199,9 +199,10 @@ def train_toy_model(
 ) -> TrainResult:
     """Train every instance of ``model`` with Adam on fresh synthetic batches; returns the losses.
 
-    The defaults (3000 steps of 1024 samples, learning rate 1e-2 with a cosine decay to 0) train
+    The defaults (3000 steps of 512 samples, learning rate 1e-2 with a cosine decay to 0) train
     a 5-feature, 2-dimension sweep in a few seconds on a CPU; the article used 10,000 steps at
-    1e-3. Data are drawn with a CPU generator seeded by ``seed``, so a run is reproducible.
+    1e-3. Much larger learning rates converge faster in the dense regime but can kill sparse
+    features for good (``W_i`` shrinks to 0 with a negative bias, and the ReLU passes no gradient). Data are drawn with a CPU generator seeded by ``seed``, so a run is reproducible.
     """
     with _few_threads(model.device):
         return _train_toy_model(model, steps, batch_size, lr, seed, log_every, progress)

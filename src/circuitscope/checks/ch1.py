@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..activations import activations as _ref_activations
-from ..activations import capture as _ref_capture
+from ..hooks import activations as _ref_activations
+from ..hooks import capture as _ref_capture
 from ..channels import strongest_channels as _ref_strongest
 from ..channels import strongest_patch as _ref_patch
 from ..classify import top_k_classes as _ref_top_k
 from ..images import preprocess as _ref_preprocess
-from ..labels import labels as _labels
+from ..class_labels import labels as _labels
 from ..models.inceptionv1 import HookPoint as _HookPoint
 from ..models.layers import same_padding as _same_padding
 from ..receptive_field import chain_receptive_field as _ref_chain

@@ -7,7 +7,7 @@ that the methods of the course still visibly work:
   units the real first layer has ("An Overview of Early Vision", Olah et al. 2020), so that
   its feature visualizations show the method working;
 * every later layer is seeded random (He-normal), then calibrated on a few bundled sample
-  photos so that each channel's pre-ReLU value has mean -0.5 and standard deviation 1: no dead
+  photos so that each channel's pre-ReLU value has mean -0.25 and standard deviation 1: no dead
   channels, no overflow, and activations of the same scale at every depth.
 """
 
@@ -20,7 +20,7 @@ import torch
 from .inceptionv1 import InceptionV1
 
 SYNTHETIC_SEED = 0
-PRE_RELU_MEAN = -0.5  # about 30% of a channel's values pass the ReLU
+PRE_RELU_MEAN = -0.25  # about 40% of a channel's values pass the ReLU on the calibration photos
 PRE_RELU_STD = 1.0
 LOGIT_STD = 2.0
 

@@ -342,7 +342,7 @@ def direction(layer: str, vector) -> Direction:
 def logit(n: int | str, layer: str = LOGITS) -> Logit:
     """Class logit ``n`` (an index 0..1007 or a label such as ``"goldfish"``)."""
     if isinstance(n, str):
-        from ..labels import labels
+        from ..class_labels import labels
 
         names = labels()
         if n not in names:

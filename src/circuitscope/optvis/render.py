@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..activations import check_layer_names
+from ..hooks import check_layer_names
 from ..device import profile as _profile
 from . import objectives as O
 from .param import ImageParam, image as make_image
@@ -209,8 +209,10 @@ def render(
     device = model.device
     prof = _profile(device=device)
     steps = prof.render_steps if steps is None else int(steps)
-    marks = sorted({int(t) for t in (thresholds or ())} | {steps})
-    if marks[0] < 1 or marks[-1] > steps:
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    marks = {int(t) for t in (thresholds or ())} | {steps}
+    if min(marks) < 1 or max(marks) > steps:
         raise ValueError(f"thresholds must lie in 1..steps={steps}, got {thresholds}")
 
     if seed is None:

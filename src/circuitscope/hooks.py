@@ -1,4 +1,4 @@
-"""Activations of InceptionV1 by the names the papers use.
+"""Activations of InceptionV1 by the names the papers use, and temporary hooks.
 
 ``activations(model, images, ["mixed4a", "mixed4a_3x3_pre_relu"])`` runs the model only as far
 as the deepest name asked for and returns the values by name; gradients flow through them.
