@@ -53,6 +53,18 @@ _EXPORTS = {
     "measure_polysemanticity": "polysemanticity",
     "outgoing_weights": "polysemanticity",
     "diverse_renders": "polysemanticity",
+    "ToyModel": "superposition",
+    "train_toy_model": "superposition",
+    "features_per_dimension": "superposition",
+    "phase_diagram": "superposition",
+    "SparseAutoencoder": "sae",
+    "train_sae": "sae",
+    "train_layer_sae": "sae",
+    "activation_batches": "sae",
+    "dead_features": "sae",
+    "feature_direction": "sae",
+    "SAEFeatureModel": "sae",
+    "load_sae": "sae",
 }
 _SUBMODULES = {
     "models", "hooks", "class_labels", "device", "images", "provenance", "classify", "channels",

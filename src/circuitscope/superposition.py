@@ -17,7 +17,7 @@ with its own sparsity and importances, so a whole sweep trains in seconds on a C
 
     model = ToyModel(n_features=5, n_hidden=2, sparsity=[0.0, 0.7, 0.9, 0.99])
     train_toy_model(model)
-    features_per_dimension(model.W)        # ~1 dense ... ~2.5 sparse: (n_instances,)
+    features_per_dimension(model.W)        # (n_instances,): about 1 dense, over 2 sparse
     plot_features(model.W)                  # the article's pictures of the 2-D embeddings
 
 Shapes: ``W: (n_instances, m, n)``, ``b: (n_instances, n)``; data ``x: (batch, n_instances, n)``.
@@ -27,8 +27,9 @@ Functions that take ``W`` also accept one instance ``(m, n)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from contextlib import contextmanager
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -37,10 +38,23 @@ from torch import nn
 from .device import get_device
 
 __all__ = [
-    "ToyModel", "train_toy_model", "importance_weighted_loss", "features_per_dimension",
-    "dimensions_per_feature", "feature_dimensionality", "feature_norms", "represented_features",
-    "PhaseDiagram", "phase_diagram", "classify_phase", "PHASES",
-    "plot_features", "plot_wtw", "plot_phase_diagram",
+    "PHASES",
+    "PhaseDiagram",
+    "ToyModel",
+    "TrainResult",
+    "classify_phase",
+    "dimensions_per_feature",
+    "feature_dimensionality",
+    "feature_norms",
+    "features_per_dimension",
+    "importance_decay",
+    "importance_weighted_loss",
+    "phase_diagram",
+    "plot_features",
+    "plot_phase_diagram",
+    "plot_wtw",
+    "represented_features",
+    "train_toy_model",
 ]  # fmt: skip
 
 
@@ -131,23 +145,25 @@ class ToyModel(nn.Module):
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         """``h = W x``: ``x: (batch, n_instances, n)`` -> ``(batch, n_instances, m)``."""
-        return torch.einsum("kmn,bkn->bkm", self.W, x)
+        return torch.bmm(x.transpose(0, 1), self.W.transpose(1, 2)).transpose(0, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x' = ReLU(W^T W x + b)``: ``(batch, n_instances, n)`` -> same shape, >= 0."""
-        out = torch.einsum("kmn,bkm->bkn", self.W, self.hidden(x))
-        return torch.relu(out + self.b)
+        h = torch.bmm(x.transpose(0, 1), self.W.transpose(1, 2))  # (n_instances, batch, m)
+        out = torch.baddbmm(self.b[:, None, :], h, self.W)  # W^T h + b: (n_instances, batch, n)
+        return torch.relu(out).transpose(0, 1)
 
     def generate_batch(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Synthetic data ``(batch_size, n_instances, n)`` in [0, 1] on the model's device.
 
         Feature ``i`` of instance ``k`` is 0 with probability ``sparsity[k, i]``, else uniform in
         [0, 1], independently of all others. ``generator`` (a CPU generator) makes it reproducible.
+        (One uniform draw ``u`` per entry does both: the feature is on when ``u < 1 - S``, and
+        then ``u / (1 - S)`` is uniform in [0, 1].)
         """
-        shape = (batch_size, self.n_instances, self.n_features)
-        values = torch.rand(shape, generator=generator)
-        active = torch.rand(shape, generator=generator) >= self.sparsity.cpu()
-        return (values * active).to(self.device)
+        density = (1 - self.sparsity).cpu()
+        u = torch.rand((batch_size, self.n_instances, self.n_features), generator=generator)
+        return torch.where(u < density, u / density, torch.zeros(())).to(self.device)
 
     def loss(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """The training loss: :func:`importance_weighted_loss` summed over instances (a scalar).
@@ -161,9 +177,6 @@ class ToyModel(nn.Module):
 def importance_decay(n_features: int, base: float = 0.9) -> torch.Tensor:
     """Importances ``base ** i`` for ``i = 0 .. n-1``: ``(n_features,)`` (article's default)."""
     return base ** torch.arange(n_features, dtype=torch.float32)
-
-
-__all__.append("importance_decay")
 
 
 def importance_weighted_loss(x: torch.Tensor, out: torch.Tensor, importance: torch.Tensor) -> torch.Tensor:
@@ -202,7 +215,9 @@ def train_toy_model(
     The defaults (3000 steps of 512 samples, learning rate 1e-2 with a cosine decay to 0) train
     a 5-feature, 2-dimension sweep in a few seconds on a CPU; the article used 10,000 steps at
     1e-3. Much larger learning rates converge faster in the dense regime but can kill sparse
-    features for good (``W_i`` shrinks to 0 with a negative bias, and the ReLU passes no gradient). Data are drawn with a CPU generator seeded by ``seed``, so a run is reproducible.
+    features for good (``W_i`` shrinks to 0 with a negative bias, and the ReLU passes no
+    gradient). Data are drawn with a CPU generator seeded by ``seed``, so a run is
+    reproducible; on a CPU it runs on one thread (faster for tensors this small).
     """
     with _few_threads(model.device):
         return _train_toy_model(model, steps, batch_size, lr, seed, log_every, progress)
@@ -228,7 +243,9 @@ def _train_toy_model(model, steps, batch_size, lr, seed, log_every, progress) ->
 
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1)))
+    )
     logged_steps, logged, running, count = [], [], 0.0, 0
     for step in tqdm(range(steps), desc="toy models", disable=not progress):
         x = model.generate_batch(batch_size, gen)
@@ -269,7 +286,8 @@ def features_per_dimension(W: torch.Tensor) -> torch.Tensor:
 
     ``||W||_F^2 = sum_i ||W_i||^2`` counts the represented features (each has norm about 1), so
     this is about 1 without superposition and above 1 with it (2.5 for a pentagon of 5
-    features in 2 dimensions). It is the reciprocal of the article's "dimensions per feature"
+    unit-length features in 2 dimensions; trained sparse models often grow their vectors a
+    little past length 1, which counts as more). It is the reciprocal of the article's "dimensions per feature"
     ``D* = m / ||W||_F^2`` (:func:`dimensions_per_feature`; section "The Geometry of
     Superposition: Feature Dimensionality").
     """
@@ -345,9 +363,9 @@ def phase_diagram(
     sparsities: Sequence[float] | None = None,
     importances: Sequence[float] | None = None,
     n_hidden: int = 1,
-    restarts: int = 3,
-    steps: int = 2000,
-    batch_size: int = 1024,
+    restarts: int = 4,
+    steps: int = 1500,
+    batch_size: int = 512,
     lr: float = 1e-2,
     seed: int = 0,
     progress: bool = False,
@@ -362,11 +380,13 @@ def phase_diagram(
     is unimportant, takes the dimension when it is more important than feature 0, and shares it
     in superposition (an antipodal pair) when both are sparse enough.
 
-    Defaults: sparsities ``1 - 10 ** linspace(0, -2, 9)`` (density 1 down to 0.01) and
-    importances ``10 ** linspace(-1, 1, 9)``; seconds on a CPU.
+    Defaults: sparsities ``1 - 10 ** linspace(0, -2, 7)`` (density 1 down to 0.01) and
+    importances ``10 ** linspace(-1, 1, 7)``: 196 models, about ten seconds on a CPU. A few
+    points near the boundaries or at the sparsest row can land in the wrong phase (a local
+    minimum every restart fell into); the article's empirical diagram shows the same noise.
     """
-    sp = np.asarray(1 - 10 ** np.linspace(0, -2, 9) if sparsities is None else sparsities, dtype=np.float64)
-    imp = np.asarray(10 ** np.linspace(-1, 1, 9) if importances is None else importances, dtype=np.float64)
+    sp = np.asarray(1 - 10 ** np.linspace(0, -2, 7) if sparsities is None else sparsities, dtype=np.float64)
+    imp = np.asarray(10 ** np.linspace(-1, 1, 7) if importances is None else importances, dtype=np.float64)
     grid_s, grid_i = np.meshgrid(sp, imp, indexing="ij")  # (S, I)
     points = grid_s.size
     s_inst = np.repeat(grid_s.ravel(), restarts)
@@ -432,7 +452,9 @@ def plot_features(W: torch.Tensor, importance=None, titles: Sequence[str] | None
     return fig
 
 
-def plot_wtw(W: torch.Tensor, b: torch.Tensor | None = None, titles: Sequence[str] | None = None, size: float = 2.6):
+def plot_wtw(
+    W: torch.Tensor, b: torch.Tensor | None = None, titles: Sequence[str] | None = None, size: float = 2.6
+):
     """``W^T W`` (which features interfere, and how) beside the bias ``b``, as in the article.
 
     ``W: (m, n)`` or ``(n_instances, m, n)``; ``b: (n,)`` or ``(n_instances, n)``. Blue is
@@ -448,20 +470,22 @@ def plot_wtw(W: torch.Tensor, b: torch.Tensor | None = None, titles: Sequence[st
     wtw = torch.einsum("kmi,kmj->kij", Wb, Wb)
     vmax = max(float(wtw.abs().max()), 1e-6)
     bb = None if b is None else torch.as_tensor(b).detach().float().cpu().reshape(k, n)
-    cols = 2 if bb is not None else 1
-    ratios = [n, 1] if bb is not None else [n]
-    fig, axes = plt.subplots(k, cols, figsize=(size * cols * 0.75, size * k), squeeze=False,
-                             gridspec_kw={"width_ratios": ratios})  # fmt: skip
+    per = 2 if bb is not None else 1
+    ratios = ([n, 1] if bb is not None else [n]) * k
+    fig, axes = plt.subplots(1, per * k, figsize=(size * k * (1.25 if bb is not None else 1) + 0.8, size),
+                             squeeze=False, layout="constrained", gridspec_kw={"width_ratios": ratios})  # fmt: skip
+    axes = axes[0]
     for idx in range(k):
-        ax = axes[idx, 0]
+        ax = axes[per * idx]
         im = imshow_diverging(ax, wtw[idx], vmax=vmax)
         ax.set_xticks(range(n)), ax.set_yticks(range(n))
+        ax.tick_params(labelsize=7)
         ax.set_title(titles[idx] if titles is not None else "$W^TW$", fontsize=9)
         if bb is not None:
-            imshow_diverging(axes[idx, 1], bb[idx][:, None], vmax=vmax)
-            axes[idx, 1].set_xticks([]), axes[idx, 1].set_yticks(range(n))
-            axes[idx, 1].set_title("$b$", fontsize=9)
-    fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.03, pad=0.04)
+            imshow_diverging(axes[per * idx + 1], bb[idx][:, None], vmax=vmax)
+            axes[per * idx + 1].set_xticks([]), axes[per * idx + 1].set_yticks([])
+            axes[per * idx + 1].set_title("$b$", fontsize=9)
+    fig.colorbar(im, ax=list(axes), fraction=0.03, pad=0.02)
     plt.close(fig)
     return fig
 
