@@ -884,7 +884,7 @@ def test_solution_notebook_structure():
             and tmeta["grade_id"] == meta.grade_id + "-test"
         )
         visible, hidden = test.source.split("### BEGIN HIDDEN TESTS")
-        assert visible.strip().startswith("checks.ch1.check_") and "hidden=True" not in visible
+        assert visible.strip().startswith("ch1.check_") and "hidden=True" not in visible
         assert "from circuitscope.checks import ch1 as _ch1" in hidden and "hidden=True" in hidden
         assert hidden.rstrip().endswith("### END HIDDEN TESTS")
     headers = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Exercise")]
@@ -893,10 +893,23 @@ def test_solution_notebook_structure():
         assert all(
             word in h for word in ("Difficulty", "Importance", "Time", "min", "Follows", "https://")
         ), h
-    setup = next(c.source for c in nb.cells if "load_inceptionv1" in c.source)
+    # The setup cell imports the checks eagerly (their snapshot of torch, numpy, ... is taken then,
+    # before any learner code) and is locked: autograding restores it from the gradebook.
+    setup_cell = next(c for c in nb.cells if "load_inceptionv1" in c.source)
+    setup = setup_cell.source
     assert (
-        "from circuitscope import checks" in setup and "cs.notice(model)" in setup and "cs.profile()" in setup
+        "from circuitscope.checks import ch1" in setup and "cs.notice(model)" in setup and "cs.profile()" in setup
     )
+    assert setup_cell.metadata.nbgrader == {
+        "grade": False,
+        "grade_id": "setup",
+        "locked": True,
+        "schema_version": 3,
+        "solution": False,
+        "task": False,
+    }
+    first_code = next(c for c in nb.cells if c.cell_type == "code")
+    assert first_code is setup_cell, "the setup cell must be the first code cell"
     assert any(c.cell_type == "markdown" and c.source.startswith("## Explore") for c in nb.cells)
 
 

@@ -8,7 +8,11 @@ line or raises :class:`~circuitscope.checks.CheckFailed` with expected vs got an
 The checks need no weights: they build planted models (tiny modules whose answers are known)
 or an InceptionV1 with PyTorch's default initialisation, so they pass with the real weights,
 the synthetic ones or none. The reference implementations are bound when this module is
-imported, so redefining a library name in a notebook changes nothing here.
+imported, so redefining a library name in a notebook changes nothing here; and every check runs
+in :func:`~circuitscope.checks._core.pristine` (the ``@C.check`` decorator), so patching what
+those references use (``torch.softmax = ...``, ``torch.Tensor.argmax = ...``) changes nothing
+either, while the learner's function still runs in the learner's world. Import this module in
+the notebook's locked setup cell, before any learner code.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from ..receptive_field import kernel_strides as _kernel_strides
 from ..receptive_field import receptive_field as _ref_rf
 from . import _core as C
 
+# The library modules the references above use, as they are now (before any learner code).
+C.protect_package("circuitscope", exclude=("circuitscope.checks", "circuitscope.course"))
+
 __all__ = [
     "check_preprocess",
     "check_top_k",
@@ -44,6 +51,7 @@ __all__ = [
 
 _Tensor = torch.Tensor
 _ndarray = np.ndarray
+_plain_str = str.__str__  # an exact str, even from a str subclass whose __eq__ would lie
 _abs = torch.abs
 _LABELS = tuple(_labels())
 
@@ -145,6 +153,7 @@ _PREPROCESS_HINTS = {
 }
 
 
+@C.check
 def check_preprocess(fn, hidden: bool = False) -> None:
     """Check ``fn(image, size) -> (3, size, size)`` float tensor in [0, 1] (exercise 1).
 
@@ -154,6 +163,7 @@ def check_preprocess(fn, hidden: bool = False) -> None:
     cases = _preprocess_cases(hidden)
     for what, image, size, tol in cases:
         label = f"preprocess(image, {size}) for {what}"
+        expected = _ref_preprocess(image, size)
         got = C.call(fn, image.copy(), size, what=label)
         if isinstance(got, _ndarray):
             C.fail(
@@ -164,7 +174,8 @@ def check_preprocess(fn, hidden: bool = False) -> None:
             )
         if not isinstance(got, _Tensor):
             C.fail(f"{label} should return a tensor", expected="torch.Tensor", got=type(got).__name__)
-        got = got.detach().cpu()
+        got = C.plain_tensor(got)
+        C.resync()
         if not got.is_floating_point():
             C.fail(
                 f"{label} returned integers",
@@ -172,7 +183,6 @@ def check_preprocess(fn, hidden: bool = False) -> None:
                 got=str(got.dtype),
                 hint="convert to float and divide uint8 images by 255",
             )
-        expected = _ref_preprocess(image, size)
         if tuple(got.shape) != tuple(expected.shape):
             hint = None
             if tuple(got.shape) == (size, size, 3):
@@ -309,21 +319,30 @@ def _as_triples(got, n: int, k: int, label: str) -> list[list[tuple[int, str, fl
                     got=type(name).__name__,
                     hint="cs.labels()[index] is the class name",
                 )
-            triples.append((idx_i, name, prob_f))
+            triples.append((idx_i, _plain_str(name), prob_f))
         out.append(triples)
+    C.resync()  # the learner's objects ran their own methods above
     return out
 
 
+@C.check
 def check_top_k(fn, hidden: bool = False) -> None:
     """Check ``fn(model, images, k) -> [[(index, label, probability), ...] per image]`` (exercise 2)."""
     cases = _top_k_cases(hidden)
     for c, (what, tops, k) in enumerate(cases):
         n = len(tops)
-        model = _PlantedClassifier(_planted_logits(n, seed=100 + c, tops=tops)).eval()
+        table = _planted_logits(n, seed=100 + c, tops=tops)
         images = _images_for(n)
+        # The reference answer first, from a model of its own: the learner's gets another copy.
+        reference_model = _PlantedClassifier(table.clone()).eval()
+        expected = _ref_top_k(reference_model, images, k)
+        with torch.no_grad():
+            logits = reference_model(images)
+        model = _PlantedClassifier(table.clone()).eval()
         label = f"top_k_classes(model, images, k={k}) for {what}"
         try:
-            answer = fn(model, images.clone(), k)
+            with C.learner():
+                answer = fn(model, images.clone(), k)
         except IndexError as err:
             C.fail(
                 f"{label} raised IndexError: {err}",
@@ -333,8 +352,6 @@ def check_top_k(fn, hidden: bool = False) -> None:
         except Exception:  # noqa: BLE001 -- reported by C.call with the usual message
             answer = C.call(fn, model, images.clone(), k, what=label)
         got = _as_triples(answer, n, k, label)
-        expected = _ref_top_k(model, images, k)
-        logits = model(images)
         for i in range(n):
             g_idx = [t[0] for t in got[i]]
             e_idx = [t[0] for t in expected[i]]
@@ -414,24 +431,28 @@ class _TinyHooked(nn.Module):
         return self._point("softmax2_pre_activation", self.linear(x.mean(dim=(-2, -1))))
 
 
-@lru_cache(maxsize=1)
-def _default_init_inception():
-    """InceptionV1 with PyTorch's default initialisation: the real structure, no weights needed."""
+def _fresh_inception():
+    """InceptionV1 with PyTorch's default initialisation: the real structure, no weights needed.
+
+    Seeded (without touching the caller's random state), so every call gives the same weights.
+    """
     from ..models.inceptionv1 import InceptionV1
 
-    torch.manual_seed(0)
-    model = InceptionV1().eval()
-    return model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return InceptionV1().eval()
+
+
+#: The reference's copy, never handed to learner code (which gets a fresh twin), so it stays as made.
+_default_init_inception = lru_cache(maxsize=1)(_fresh_inception)
 
 
 def _hook_state(model: nn.Module) -> dict:
     state = {}
     for name, module in model.named_modules():
         state[name] = (tuple(module._forward_hooks), tuple(module._forward_pre_hooks))
-    state[None] = (
-        tuple(nn.modules.module._global_forward_hooks),
-        tuple(nn.modules.module._global_forward_pre_hooks),
-    )
+    global_hooks = C.learner_global_hooks()  # set aside while a check runs: the learner's own
+    state[None] = (global_hooks["_global_forward_hooks"], global_hooks["_global_forward_pre_hooks"])
     return state
 
 
@@ -475,7 +496,12 @@ _LATE_BINDING = (
 )
 
 
-def _capture_case(fn, model, images, names, label):
+def _capture_case(fn, model, reference, images, names, label):
+    """One case: ``model`` goes to the learner's function, ``reference`` (a twin) gives the answer."""
+    with torch.no_grad():
+        with _ref_capture(reference, names) as store:
+            reference(images)
+        expected = dict(store)
     sentinel_calls = []
     sentinel = model.hook_points[names[0]].register_forward_hook(lambda *a: sentinel_calls.append(1))
     before = _hook_state(model)
@@ -484,18 +510,20 @@ def _capture_case(fn, model, images, names, label):
         _check_hooks_gone(model, before, label)
     finally:
         sentinel.remove()
-    with torch.no_grad():
-        with _ref_capture(model, names) as store:
-            model(images)
-        expected = dict(store)
     if not isinstance(got, dict):
         C.fail(f"{label} should return a dict", expected="{name: tensor}", got=type(got).__name__)
-    if set(got) != set(names):
+    got = dict(got)  # a plain dict: a subclass's methods are learner code
+    C.resync()
+    got_names = set(got)
+    if got_names != set(names):
         hint = "one entry per name asked for, keyed by the name"
-        if len(names) > 1 and set(got) == {names[-1]}:
+        if len(names) > 1 and got_names == {names[-1]}:
             hint = _LATE_BINDING
         C.fail(
-            f"{label} returned the wrong keys", expected=sorted(names), got=sorted(map(str, got)), hint=hint
+            f"{label} returned the wrong keys",
+            expected=sorted(names),
+            got=sorted(map(str, got_names)),
+            hint=hint,
         )
     last = expected[names[-1]]
     for name in names:
@@ -516,6 +544,7 @@ def _capture_case(fn, model, images, names, label):
         )
 
 
+@C.check
 def check_capture(fn, hidden: bool = False) -> None:
     """Check ``fn(model, images, names) -> {name: activation}`` with forward hooks (exercise 3).
 
@@ -523,12 +552,13 @@ def check_capture(fn, hidden: bool = False) -> None:
     afterwards, even when the forward pass raises.
     """
     gen = torch.Generator().manual_seed(3)
-    tiny = _TinyHooked(seed=1)
+    reference = _TinyHooked(seed=1)
     cases = 0
     images = torch.rand(2, 3, 8, 8, generator=gen)
     _capture_case(
         fn,
-        tiny,
+        _TinyHooked(seed=1),
+        reference,
         images,
         ["conv2d0", "maxpool0"],
         "capture_activations(tiny_model, images, ['conv2d0', 'maxpool0'])",
@@ -536,7 +566,8 @@ def check_capture(fn, hidden: bool = False) -> None:
     cases += 1
     _capture_case(
         fn,
-        tiny,
+        _TinyHooked(seed=1),
+        reference,
         images,
         ["softmax2_pre_activation"],
         "capture_activations(tiny_model, images, ['softmax2_pre_activation'])",
@@ -546,7 +577,8 @@ def check_capture(fn, hidden: bool = False) -> None:
         other = torch.rand(3, 3, 11, 7, generator=gen)
         _capture_case(
             fn,
-            tiny,
+            _TinyHooked(seed=1),
+            reference,
             other,
             list(_TinyHooked.layer_names),
             "capture_activations(tiny_model, 3 images 11x7, all four names)",
@@ -559,7 +591,8 @@ def check_capture(fn, hidden: bool = False) -> None:
         )
         before = _hook_state(failing)
         try:
-            fn(failing, images.clone(), ["conv2d0_pre_relu", "maxpool0"])
+            with C.learner():
+                fn(failing, images.clone(), ["conv2d0_pre_relu", "maxpool0"])
         except NotImplementedError:
             C.fail(
                 f"{label}: not implemented yet.", hint="replace `raise NotImplementedError()` with your code"
@@ -568,10 +601,13 @@ def check_capture(fn, hidden: bool = False) -> None:
             pass
         _check_hooks_gone(failing, before, label, after_error=True)
         cases += 1
-        # The real InceptionV1 structure (default initialisation: no weights needed).
-        model = _default_init_inception()
+        # The real InceptionV1 structure (default initialisation: no weights needed). The answer
+        # comes from the cached model; the learner's function gets a twin.
         image = torch.rand(1, 3, 224, 224, generator=gen)
         names = ["conv2d0", "mixed3b", "mixed4a_3x3_pre_relu"]
+        with torch.no_grad():
+            expected = _ref_activations(_default_init_inception(), image, names)
+        model = _fresh_inception()
         label = f"capture_activations(InceptionV1, one 224x224 image, {names})"
         sentinel = model.hook_points["mixed3b"].register_forward_hook(lambda *a: None)
         before = _hook_state(model)
@@ -580,14 +616,15 @@ def check_capture(fn, hidden: bool = False) -> None:
             _check_hooks_gone(model, before, label)
         finally:
             sentinel.remove()
-        if not isinstance(got, dict) or set(got) != set(names):
+        got = dict(got) if isinstance(got, dict) else got
+        C.resync()
+        got_names = set(got) if isinstance(got, dict) else None
+        if got_names != set(names):
             C.fail(
                 f"{label} returned the wrong keys",
                 expected=sorted(names),
-                got=sorted(map(str, got)) if isinstance(got, dict) else type(got).__name__,
+                got=sorted(map(str, got_names)) if got_names is not None else type(got).__name__,
             )
-        with torch.no_grad():
-            expected = _ref_activations(model, image, names)
         for name in names:
             C.expect_close(
                 C.as_tensor(got[name], f"{label}[{name!r}]"),
@@ -621,6 +658,7 @@ def _planted_acts(n: int, c: int, h: int, w: int, seed: int, signed: bool = Fals
     return acts
 
 
+@C.check
 def check_strongest_channels(fn, hidden: bool = False) -> None:
     """Check ``fn(acts, k) -> (scores, channels)`` (exercise 4).
 
@@ -638,6 +676,7 @@ def check_strongest_channels(fn, hidden: bool = False) -> None:
     for c, (shape, k, signed) in enumerate(cases):
         acts = _planted_acts(*shape, seed=40 + c, signed=signed)
         label = f"strongest_channels(acts of shape {shape}, k={k})"
+        exp_scores, exp_channels = _ref_strongest(acts, k)
         got = C.call(fn, acts.clone(), k, what=label)
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             C.fail(
@@ -647,7 +686,7 @@ def check_strongest_channels(fn, hidden: bool = False) -> None:
                 hint="torch.topk returns (values, indices): return both",
             )
         scores, channels = C.as_tensor(got[0], f"{label} scores"), C.as_tensor(got[1], f"{label} channels")
-        exp_scores, exp_channels = _ref_strongest(acts, k)
+        C.resync()  # got's own methods (a list subclass's __getitem__) are learner code
         n = shape[0]
         for value, what in ((scores, "scores"), (channels, "channels")):
             if tuple(value.shape) != (n, k):
@@ -746,6 +785,7 @@ def _rf_cases(hidden: bool):
     return cases
 
 
+@C.check
 def check_receptive_field(fn, hidden: bool = False) -> None:
     """Check ``fn(ops, input_size) -> (size, jump, start)`` (exercise 5).
 
@@ -755,14 +795,15 @@ def check_receptive_field(fn, hidden: bool = False) -> None:
     cases = _rf_cases(hidden)
     for what, ops, n in cases:
         label = f"receptive_field({what})"
+        expected = _ref_chain(ops, n)
+        variants = _variant_fields(ops, n)
         got = C.call(fn, [tuple(op) for op in ops], n, what=label)
         try:
             size, jump, start = got
             size, jump, start = float(size), float(jump), float(start)
         except (TypeError, ValueError):
             C.fail(f"{label} should return three numbers", expected="(size, jump, start)", got=repr(got)[:80])
-        expected = _ref_chain(ops, n)
-        variants = _variant_fields(ops, n)
+        C.resync()
         if jump != expected.jump:
             hint = "the jump is the product of the strides so far"
             if jump == sum(s for _, s in ops):
@@ -812,6 +853,7 @@ def _patch_cases(hidden: bool):
     return cases
 
 
+@C.check
 def check_strongest_patch(fn, hidden: bool = False) -> None:
     """Check ``fn(acts, channel, layer, input_size) -> (top, left, bottom, right)`` (exercise 6).
 
@@ -828,16 +870,17 @@ def check_strongest_patch(fn, hidden: bool = False) -> None:
         other = (channel + 1) % 6  # another channel peaks higher elsewhere
         acts[other, (row + 3) % rf.positions, (col + 5) % rf.positions] = 9.0
         label = f"strongest_patch(acts of {layer} {tuple(acts.shape)}, channel={channel}, {layer!r}, {n})"
+        expected = tuple(int(v) for v in _ref_patch(acts, channel, layer, n))
         got = C.call(fn, acts.clone(), channel, layer, n, what=label)
         try:
             box = tuple(int(v) for v in got)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RuntimeError):
             C.fail(
                 f"{label} should return four integers",
                 expected="(top, left, bottom, right)",
                 got=repr(got)[:80],
             )
-        expected = _ref_patch(acts, channel, layer, n)
+        C.resync()
         if len(box) != 4:
             C.fail(
                 f"{label} should return four integers",
