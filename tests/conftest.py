@@ -36,3 +36,13 @@ def real_weights_path():
     if not _REAL_WEIGHTS or not Path(_REAL_WEIGHTS).is_file():
         pytest.skip("real InceptionV1 weights not available (set CIRCUITSCOPE_WEIGHTS to inception5h.pth)")
     return Path(_REAL_WEIGHTS)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models on a busy machine: one thread is many times faster than several.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    from circuitscope.device import one_cpu_thread
+
+    with one_cpu_thread():
+        yield

@@ -35,7 +35,6 @@ import os
 import random
 import warnings
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -44,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .device import get_device
+from .device import get_device, one_cpu_thread
 
 __all__ = [
     "ActivationBatches",
@@ -397,19 +396,6 @@ def load_sae(path: str | os.PathLike, device: str | torch.device | None = None) 
     return sae
 
 
-@contextmanager
-def _one_thread(enabled: bool = True):
-    """Run the block on one CPU thread. For small tensors extra threads cost more than they
-    save: waking them takes milliseconds on a busy machine, tens of times the work."""
-    if not enabled:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _small_step(x: torch.Tensor, sae: SparseAutoencoder) -> bool:
@@ -526,13 +512,13 @@ def train_sae(
     bar = tqdm(total=steps, initial=step, desc="SAE", disable=not progress, unit="step")
     try:
         while step < steps:
-            with _one_thread(stream.is_tensor):  # a gather; the model (if any) keeps its threads
+            with one_cpu_thread(stream.is_tensor):  # a gather; the model (if any) keeps its threads
                 x = stream.next()
             if x is None:
                 warnings.warn(f"the data ran out after {step} of {steps} steps", stacklevel=2)
                 break
             x = x.to(device, non_blocking=True).float()
-            with _one_thread(_small_step(x, sae)):
+            with one_cpu_thread(_small_step(x, sae)):
                 parts = sae.loss(x, l1_coeff)
                 opt.zero_grad(set_to_none=True)
                 parts.total.backward()

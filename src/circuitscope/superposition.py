@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from .device import get_device
+from .device import get_device, one_cpu_thread
 
 __all__ = [
     "PHASES",
@@ -219,23 +218,10 @@ def train_toy_model(
     gradient). Data are drawn with a CPU generator seeded by ``seed``, so a run is
     reproducible; on a CPU it runs on one thread (faster for tensors this small).
     """
-    with _few_threads(model.device):
+    with one_cpu_thread(model.device.type == "cpu"):
         return _train_toy_model(model, steps, batch_size, lr, seed, log_every, progress)
 
 
-@contextmanager
-def _few_threads(device: torch.device):
-    """Run on one CPU thread: for tensors this small, extra threads cost more than they save
-    (ten times slower on a busy two-core machine)."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _train_toy_model(model, steps, batch_size, lr, seed, log_every, progress) -> TrainResult:
