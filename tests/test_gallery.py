@@ -11,7 +11,7 @@ from PIL import Image
 
 import circuitscope.gallery as G
 
-SMALL = dict(size=16, steps=2, batch_size=2, progress=False)
+SMALL = {"size": 16, "steps": 2, "batch_size": 2, "progress": False}
 
 
 def test_parse_channels():

@@ -244,9 +244,11 @@ def test_render_never_computes_weight_gradients(synthetic_model):
 
 def test_render_computes_only_up_to_the_deepest_layer(synthetic_model):
     seen = []
-    handles = [p.register_forward_hook(lambda m, i, o: seen.append(m.name)) for p in synthetic_model.hook_points.values()]
+    points = synthetic_model.hook_points.values()
+    handles = [p.register_forward_hook(lambda m, i, o: seen.append(m.name)) for p in points]
     try:
-        render(synthetic_model, O.channel("conv2d1", 1) + O.neuron("conv2d0", 2), size=16, steps=1, progress=False)
+        objective = O.channel("conv2d1", 1) + O.neuron("conv2d0", 2)
+        render(synthetic_model, objective, size=16, steps=1, progress=False)
         assert seen[-1] == "conv2d1" and "conv2d2" not in seen
         seen.clear()
         render(synthetic_model, O.channel("conv2d1", 1), size=16, steps=1, progress=False, stop_early=False)
@@ -257,7 +259,7 @@ def test_render_computes_only_up_to_the_deepest_layer(synthetic_model):
 
 
 def test_render_is_seeded_and_keeps_thresholds(synthetic_model):
-    kw = dict(size=16, steps=4, progress=False)
+    kw = {"size": 16, "steps": 4, "progress": False}
     a = render(synthetic_model, O.channel("conv2d1", 5), seed=7, thresholds=[2], **kw)
     b = render(synthetic_model, O.channel("conv2d1", 5), seed=7, **kw)
     c = render(synthetic_model, O.channel("conv2d1", 5), seed=8, **kw)
@@ -278,7 +280,9 @@ def test_render_batches_one_objective_and_checks_names(synthetic_model):
 
 
 def test_render_fast_paths_run_on_the_cpu(synthetic_model):
-    for kw in (dict(autocast=torch.bfloat16), dict(channels_last=True), dict(transforms="none", redirect_steps=0)):
+    fast_paths = [{"autocast": torch.bfloat16}, {"channels_last": True}]
+    fast_paths.append({"transforms": "none", "redirect_steps": 0})
+    for kw in fast_paths:
         images = render(synthetic_model, "conv2d1:0", size=16, steps=2, seed=0, progress=False, **kw)
         assert images.dtype == torch.float32 and torch.isfinite(images).all()
 

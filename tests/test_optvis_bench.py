@@ -16,8 +16,9 @@ def test_render_benchmark_runs_and_prints_a_table(synthetic_model, monkeypatch, 
     spec.loader.exec_module(bench)
     monkeypatch.setattr(bench.cs, "load_inceptionv1", lambda *a, **k: synthetic_model)
     argv = ["--layer", "conv2d1", "--channels", "2", "--size", "16", "--steps", "1", "--warmup-steps", "0",
-            "--configs", "loop,batched,full,bf16,cl"]  # fmt: skip
+            "--configs", "loop,batched,full,bf16,cl", "--repeats", "1", "--no-memory"]  # fmt: skip
     assert bench.main(argv) == 0
     out = capsys.readouterr().out
-    for name in ("loop (one at a time)", "batched, full depth", "bf16 autocast", "channels_last", "goal (CPU)"):
+    names = ("loop (one at a time)", "batched, full depth", "bf16 autocast", "channels_last", "goal (CPU)")
+    for name in names:
         assert name in out

@@ -47,6 +47,7 @@ _EXPORTS = {
     "expanded_weights": "circuits",
     "nmf_weights": "circuits",
     "tuning_curve": "stimuli",
+    "render_gallery": "gallery",
     "top_examples": "dataset_examples",
     "TopExamples": "dataset_examples",
     "ImageFolderStream": "datasets",

@@ -12,13 +12,22 @@ The build is strict and self-contained:
   ``TQDM_DISABLE=1`` unless set (progress bars are noise on a static page);
 * MathJax is served from the site itself (the ``sphinx-mathjax-offline`` extension), so maths
   renders without a network;
+* before the build, the exercise pages (``book/<assignment>/exercises.ipynb``) are generated
+  from ``solutions/`` (:mod:`circuitscope.course.pages`); they are committed, so this only
+  changes them when a solution notebook changed;
+* ``--classroom`` builds a release without solutions: the book is staged in a temporary folder
+  whose exercise pages show the stubs only (the working tree is not touched), and the site is
+  written to ``<output or root>/_build`` as usual;
 * after the build, :func:`check_weights_notices` checks that every executed page that loads the
-  model shows :func:`circuitscope.notice` right after loading it.
+  model shows :func:`circuitscope.notice` right after loading it, and
+  :func:`circuitscope.course.pages.check_published` that no file of the site shows a hidden
+  test (nor, with ``--classroom``, a solution).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -181,25 +190,39 @@ def check_weights_notices(build: Path, cache_path: Path | None = None) -> list[N
 
 
 # -- the build ------------------------------------------------------------------------------
-def build(root: Path, output: Path | None = None, extra_args: list[str] | tuple[str, ...] = ()) -> int:
-    """Build the site of the book at ``root`` into ``<output or root>/_build/html``; the exit status."""
+def build(
+    root: Path,
+    output: Path | None = None,
+    extra_args: list[str] | tuple[str, ...] = (),
+    classroom: bool = False,
+) -> int:
+    """Build the site of the book at ``root`` into ``<output or root>/_build/html``; the exit status.
+
+    ``classroom=True``: the release without solutions (see the module's docstring).
+    """
+    from circuitscope.course import pages
+
     root = Path(root).resolve()
     if not (root / "_config.yml").is_file():
         print(f"error: no _config.yml in {root}: is it the repository root?", file=sys.stderr)
         return 2
-    cmd = [*jupyter_book_command(), "build", str(root), *STRICT_FLAGS]
-    if output is not None:
-        cmd += ["--path-output", str(Path(output).resolve())]
-    cmd += list(extra_args)
-    print("$ " + " ".join(cmd), flush=True)
-    start = time.monotonic()
-    status = subprocess.call(cmd, env=build_env(), cwd=root)
-    elapsed = time.monotonic() - start
+    out_root = Path(output).resolve() if output is not None else root
+    has_exercises = bool(pages.exercises(root))
+    try:
+        if has_exercises and not classroom:
+            pages.write_pages(root)
+        with pages.classroom_stage(root) if classroom else contextlib.nullcontext(root) as source:
+            status, elapsed = _jupyter_book(source, out_root, extra_args)
+            if classroom:
+                pages.forget_staged_notebooks(execution_cache(root, build_dir(root, out_root)), source)
+    except pages.PagesError as err:
+        print(f"\nBook build FAILED: the exercise pages cannot be made: {err}", file=sys.stderr)
+        return 1
     if status != 0:
         print(f"\nBook build FAILED (exit status {status}) after {elapsed:.0f} s: a warning, an "
               "error, or a notebook cell that raised; see the messages above.", file=sys.stderr)  # fmt: skip
         return status
-    build_path = build_dir(root, output and Path(output).resolve())
+    build_path = build_dir(root, out_root)
     problems = check_weights_notices(build_path, execution_cache(root, build_path))
     if problems:
         print("\nBook build FAILED: pages that use the model must say which weights they used.",
@@ -207,8 +230,28 @@ def build(root: Path, output: Path | None = None, extra_args: list[str] | tuple[
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
-    print(f"\nBook built in {elapsed:.0f} s: {build_path / 'html' / 'index.html'}")
+    leaks = pages.check_published(build_path / "html", root, classroom) if has_exercises else []
+    if leaks:
+        what = "hidden tests or solutions" if classroom else "hidden tests"
+        print(f"\nBook build FAILED: the site shows {what}:", file=sys.stderr)
+        for leak in leaks:
+            print(f"  - {leak}", file=sys.stderr)
+        return 1
+    release = " (classroom release: no solutions)" if classroom else ""
+    print(f"\nBook built in {elapsed:.0f} s{release}: {build_path / 'html' / 'index.html'}")
     return 0
+
+
+def _jupyter_book(source: Path, out_root: Path, extra_args) -> tuple[int, float]:
+    """``jupyter-book build SOURCE --path-output OUT_ROOT`` with the strict flags; (status, seconds)."""
+    cmd = [*jupyter_book_command(), "build", str(source), *STRICT_FLAGS]
+    if out_root != source:
+        cmd += ["--path-output", str(out_root)]
+    cmd += list(extra_args)
+    print("$ " + " ".join(cmd), flush=True)
+    start = time.monotonic()
+    status = subprocess.call(cmd, env=build_env(), cwd=source)
+    return status, time.monotonic() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,8 +266,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="the book's root, with _config.yml and _toc.yml (default: this repository)")  # fmt: skip
     b.add_argument("--output", type=Path, default=None,
                    help="write <OUTPUT>/_build instead of <root>/_build (jupyter-book --path-output)")  # fmt: skip
+    b.add_argument("--classroom", action="store_true",
+                   help="a release without solutions: exercise pages show the stubs, not the solutions")  # fmt: skip
     args, extra = parser.parse_known_args(argv)
-    return build(args.root or repo_root(), args.output, extra)
+    return build(args.root or repo_root(), args.output, extra, classroom=args.classroom)
 
 
 if __name__ == "__main__":

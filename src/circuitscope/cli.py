@@ -4,6 +4,7 @@
     circuitscope weights download          # fetch and verify inception5h.pth into the cache
     circuitscope weights install FILE      # verify a manually downloaded file, copy it to the cache
     circuitscope weights verify FILE       # check a file's hash, names and shapes
+    circuitscope gallery LAYER --out DIR   # every channel of a layer as PNGs + index.html (resumable)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 
 from . import __version__
 from .device import get_device, profile
+from .gallery import add_gallery_arguments, run_gallery
 from .models import weights as W
 
 
@@ -64,10 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         p = wsub.add_parser(name, help=text)
         p.add_argument("file")
         p.set_defaults(run=fn)
+    gallery = sub.add_parser(
+        "gallery", help="render every channel of a layer into a browsable folder (a local Microscope)"
+    )
+    add_gallery_arguments(gallery).set_defaults(run=run_gallery)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (W.WeightsError, FileNotFoundError) as err:
+    except (W.WeightsError, FileNotFoundError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

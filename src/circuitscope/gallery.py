@@ -19,16 +19,16 @@ import html
 import json
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
-from .hooks import check_layer_names
 from .device import profile
+from .hooks import check_layer_names
 from .optvis import channel, render
 from .provenance import SYNTHETIC_LABEL, is_synthetic, weights_caption
 
@@ -96,7 +96,7 @@ def _font_file() -> str | None:
         from matplotlib import font_manager
 
         return font_manager.findfont("DejaVu Sans", fallback_to_default=True)
-    except Exception:  # pragma: no cover - matplotlib missing or broken
+    except (ImportError, OSError, RuntimeError, ValueError):  # pragma: no cover - no matplotlib
         return None
 
 
@@ -177,7 +177,8 @@ def render_gallery(
             "weights": getattr(model, "weights_source", "unknown"), "synthetic": synthetic}  # fmt: skip
     _check_meta(out, meta)
     todo = [c for c in chosen if not (out / png_name(c)).exists()]
-    bar = tqdm(total=len(chosen), initial=len(chosen) - len(todo), desc=f"gallery {layer}", disable=not progress, unit="ch")
+    bar = tqdm(total=len(chosen), initial=len(chosen) - len(todo), desc=f"gallery {layer}",
+               disable=not progress, unit="ch")  # fmt: skip
     try:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]

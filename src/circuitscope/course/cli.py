@@ -6,6 +6,8 @@
     circuitscope-course feedback [ASSIGNMENT ...]     HTML feedback (hidden tests never shown)
     circuitscope-course export grades.csv [-a ID]     one row per student and assignment
     circuitscope-course demo DIR                      a practice course with honest and hostile submissions
+    circuitscope-course pages [--check]               the site's exercise pages, book/<assignment>/exercises.ipynb
+    circuitscope-course install-cells [--check]       the Colab install cell of every learner-facing notebook
 
 Each runs the real nbgrader commands from ``autograder/`` (see ``autograder/README.md``).
 """
@@ -56,6 +58,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="export only this assignment (repeatable)")  # fmt: skip
     p = sub.add_parser("demo", help="write a practice course (tiny assignment, sample class) into DIR")
     p.add_argument("dest", type=Path, metavar="DIR")
+
+    p = sub.add_parser("pages", help="write the site's exercise pages from solutions/ (book/<assignment>/)")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if a page is missing or out of date")  # fmt: skip
+
+    p = sub.add_parser("install-cells",
+                       help="write the install cell (pinned to this release) into every learner-facing notebook")  # fmt: skip
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if a notebook lacks the current install cell")  # fmt: skip
     return parser
 
 
@@ -143,6 +154,36 @@ def _run(course: Course, args) -> int:
             print(f"  {name:14s} {what} (should score {score:g}/3)")
         print(f"next: cd {dest} && circuitscope-course grade submissions --timeout 20 && "
               "circuitscope-course feedback && circuitscope-course export grades.csv")  # fmt: skip
+        return 0
+
+    if args.command == "pages":
+        from .pages import write_pages
+
+        changed = write_pages(course.root, check=args.check)
+        if args.check:
+            for path in changed:
+                print(f"out of date: {path.relative_to(course.root)} (fix: circuitscope-course pages)")
+            if not changed:
+                print("the exercise pages are in sync with solutions/")
+            return 1 if changed else 0
+        if not changed:
+            print("the exercise pages were already up to date")
+        return 0
+
+    if args.command == "install-cells":
+        from .pages import write_install_cells
+
+        stale = write_install_cells(course.root, check=args.check)
+        if args.check:
+            for path in stale:
+                print(f"out of date: {path.relative_to(course.root)} (fix: circuitscope-course install-cells)")
+            if not stale:
+                print("every install cell is current")
+            return 1 if stale else 0
+        if stale:
+            print("now run `circuitscope-course generate` (exercises/) and `circuitscope-course pages`")
+        else:
+            print("every install cell was already current")
         return 0
 
     raise AssertionError(args.command)

@@ -65,7 +65,9 @@ def local_response_norm(
     ``out[c] = x[c] / (bias + alpha * sum_{j=c-r..c+r} x[j]**2) ** beta``; the window is clipped
     at the first and last channel (zero padding of the squares gives exactly that).
     """
-    squares = F.pad(x.pow(2).unsqueeze(1), (0, 0, 0, 0, radius, radius))  # (N, 1, C+2r, H, W)
-    window = 2 * radius + 1
-    sums = F.avg_pool3d(squares, (window, 1, 1), stride=1).squeeze(1) * window
+    # The window sums as a 1x1 conv with a band matrix: several times faster than pooling over
+    # channels, and the band's edges clip the window at the first and last channel.
+    idx = torch.arange(x.shape[1], device=x.device)
+    band = ((idx[:, None] - idx[None, :]).abs() <= radius).to(x.dtype)[:, :, None, None]
+    sums = F.conv2d(x.pow(2), band)
     return x / (bias + alpha * sums).pow(beta)

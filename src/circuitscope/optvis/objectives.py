@@ -14,7 +14,7 @@ objectives (``[channel("mixed3a", c) for c in range(8)]``) is one forward pass, 
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,12 +48,12 @@ class Objective:
     def __call__(self, acts: Acts) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def batch(self, i: int) -> "Objective":
+    def batch(self, i: int) -> Objective:
         """This objective for batch element ``i`` only (0 for every other element)."""
         return _Batch(self, i)
 
     # -- arithmetic: objectives combine linearly, like numbers ------------------------------
-    def _terms(self) -> tuple[tuple[float, "Objective"], ...]:
+    def _terms(self) -> tuple[tuple[float, Objective], ...]:
         return ((1.0, self),)
 
     def _constant(self) -> float:
@@ -209,7 +209,9 @@ class Direction(Objective):
     def __call__(self, acts: Acts) -> torch.Tensor:
         value = acts[self.layer]
         if value.shape[1] != self.vector.numel():
-            raise ValueError(f"direction has {self.vector.numel()} entries, {self.layer} has {value.shape[1]} channels")
+            raise ValueError(
+                f"direction has {self.vector.numel()} entries, {self.layer} has {value.shape[1]} channels"
+            )
         vec = self.vector.to(device=value.device, dtype=value.dtype)
         dots = torch.einsum("nc...,c->n...", value, vec)
         return dots.flatten(1).mean(1) if dots.dim() > 1 else dots

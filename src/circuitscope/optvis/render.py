@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from ..hooks import check_layer_names
 from ..device import profile as _profile
+from ..hooks import check_layer_names
 from . import objectives as O
-from .param import ImageParam, image as make_image
+from .param import ImageParam
+from .param import image as make_image
 from .transform import make_transforms
 
 REDIRECT_STEPS = 16  # Lucid overrides the ReLU gradient for the first 16 steps
@@ -107,8 +108,9 @@ def redirected_relu(model) -> Iterator[_Redirect]:
     handles = []
     try:
         for name in relu_names(model):
-            handles.append(model.hook_points[f"{name}_pre_relu"].register_forward_hook(keep(f"{name}_pre_relu")))
-            handles.append(model.hook_points[name].register_forward_hook(replace(f"{name}_pre_relu")))
+            pre = f"{name}_pre_relu"
+            handles.append(model.hook_points[pre].register_forward_hook(keep(pre)))
+            handles.append(model.hook_points[name].register_forward_hook(replace(pre)))
         yield switch
     finally:
         for handle in handles:
@@ -129,7 +131,9 @@ def _frozen(model):
             p.requires_grad_(state)
 
 
-def forward_to(model, images: torch.Tensor, layers: Sequence[str], stop_early: bool = True) -> dict[str, torch.Tensor]:
+def forward_to(
+    model, images: torch.Tensor, layers: Sequence[str], stop_early: bool = True
+) -> dict[str, torch.Tensor]:
     """``{name: value}`` for ``layers``, running the model only as far as the deepest one.
 
     ``stop_early=False`` runs on through ``mixed5b`` (or the logits if asked for), the naive

@@ -18,16 +18,22 @@ spatial size may change (pad grows it, jitter and scale change it), as it does i
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
-from torchvision.transforms import InterpolationMode
 
 # Lucid's standard_transforms: scales 0.90, 0.92, ..., 1.10; angles -10..10 with 0 weighted 6x.
 LUCID_SCALES = tuple(1 + (i - 5) / 50.0 for i in range(11))
 LUCID_ANGLES = tuple(range(-10, 11)) + 5 * (0,)
+
+
+def _torchvision():
+    """torchvision's functional transforms, imported on first use (the import takes seconds)."""
+    import torchvision.transforms.v2.functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    return TF, InterpolationMode
 
 
 # -- deterministic functions ----------------------------------------------------------------
@@ -49,7 +55,7 @@ def jitter_by(x: torch.Tensor, dy: int, dx: int, d: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     if not (0 <= dy <= d and 0 <= dx <= d) or d >= min(h, w):
         raise ValueError(f"jitter offsets must lie in 0..{d} and d < image size; got dy={dy}, dx={dx}")
-    return TF.crop(x, dy, dx, h - d, w - d)
+    return x[..., dy : dy + h - d, dx : dx + w - d]
 
 
 def scale_by(x: torch.Tensor, factor: float) -> torch.Tensor:
@@ -62,7 +68,8 @@ def scale_by(x: torch.Tensor, factor: float) -> torch.Tensor:
     size = [int(factor * h), int(factor * w)]
     if size == [h, w]:
         return x
-    return TF.resize(x, size, interpolation=InterpolationMode.BILINEAR, antialias=False)
+    TF, mode = _torchvision()
+    return TF.resize(x, size, interpolation=mode.BILINEAR, antialias=False)
 
 
 def rotate_by(x: torch.Tensor, degrees: float, fill: float = 0.0) -> torch.Tensor:
@@ -75,8 +82,9 @@ def rotate_by(x: torch.Tensor, degrees: float, fill: float = 0.0) -> torch.Tenso
         return x
     # torchvision fills outside pixels with 0 (its own fill= blends in place, which autograd
     # refuses), so rotate x - fill and add fill back: the same for fill=0, and smooth edges.
+    TF, mode = _torchvision()
     shifted = x - fill if fill else x
-    out = TF.rotate(shifted, float(degrees), interpolation=InterpolationMode.BILINEAR)
+    out = TF.rotate(shifted, float(degrees), interpolation=mode.BILINEAR)
     return out + fill if fill else out
 
 
@@ -158,7 +166,9 @@ def standard_transforms() -> Compose:
 
     A 128 px image reaches the model at about 126..154 px.
     """
-    return Compose([Pad(12, 0.5), Jitter(8), RandomScale(LUCID_SCALES), RandomRotate(LUCID_ANGLES), Jitter(4)])
+    return Compose(
+        [Pad(12, 0.5), Jitter(8), RandomScale(LUCID_SCALES), RandomRotate(LUCID_ANGLES), Jitter(4)]
+    )
 
 
 def make_transforms(spec: str | Sequence[Callable] | Callable | None) -> Compose:

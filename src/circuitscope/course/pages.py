@@ -1,0 +1,646 @@
+"""The exercises on the site, and the Colab install cell: both generated, never written by hand.
+
+**Exercise pages.** Each source notebook ``solutions/<assignment>/<notebook>.ipynb`` becomes a site
+page ``book/<assignment>/exercises.ipynb`` (``exercises_<notebook>.ipynb`` when an assignment has
+several notebooks), listed in ``_toc.yml`` and committed, so a plain ``jupyter-book build .`` works.
+On the page:
+
+* a banner under the title: **Open the exercises in Colab** (the *learner* notebook,
+  ``exercises/<assignment>/<notebook>.ipynb`` on GitHub) and a download link to the same file,
+  both from ``repository`` in ``_config.yml``, the one place to change;
+* the Markdown as it is;
+* for each solution cell, the stub the learner sees (exactly what nbgrader's ``ClearSolutions``
+  makes, with the same markers and stub) as a code block that does not run, then the solution
+  as a code cell that runs, folded into a "Show solution" dropdown (MyST-NB's ``hide-input``);
+  so the page executes top to bottom and shows every check passing;
+* test cells without their hidden tests (what ``ClearHiddenTests`` leaves: the visible check);
+* every other cell as it is (the locked setup cell, figures, the install cell).
+
+**Classroom release.** ``python -m circuitscope.book build --classroom`` builds the site from a
+staged copy of the book (the working tree is not touched) in which each exercise page shows the
+stub and a note that the solution is not published. The solution still runs at build time, from
+a cell removed from the page (``remove-cell``) that executes the cell of ``solutions/`` (its text
+is never in the page, its source file, or its outputs), so the figures and checks after it
+work. After every build, :func:`check_published` searches the site for hidden test code (and,
+in a classroom build, solution code) and fails the build if it finds any.
+
+**Install cell.** Every learner-facing notebook (``solutions/`` and so ``exercises/``, and the
+chapter notebooks ``book/**/*.ipynb`` that run code) starts with one generated cell that installs
+the library, pinned to this course's release tag ``v<version>`` (``pyproject.toml``), from the
+repository of ``_config.yml``, only when it is missing (Colab, a fresh kernel). The cell has the
+id ``install``, the tags ``install`` and ``remove-cell`` (not shown on the site) and, in
+``solutions/``, nbgrader metadata that locks it (read-only).
+
+    circuitscope-course pages [--check]           write (or check) the exercise pages
+    circuitscope-course install-cells [--check]   write (or check) the install cells
+
+The module is also a Sphinx extension (``_config.yml``: ``sphinx.extra_extensions``): on an
+exercise page, the theme's Colab and Binder buttons open the learner notebook, not the page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import os
+import re
+import shutil
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import nbformat
+from nbformat import NotebookNode
+
+from .course import Course
+
+# -- nbgrader's markers and stubs (its defaults, as in autograder/nbgrader_config.py) ------------
+BEGIN_SOLUTION, END_SOLUTION = "BEGIN SOLUTION", "END SOLUTION"
+BEGIN_HIDDEN_TESTS, END_HIDDEN_TESTS = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
+CODE_STUB = "# YOUR CODE HERE\nraise NotImplementedError()"  # ClearSolutions.code_stub["python"]
+TEXT_STUB = "YOUR ANSWER HERE"  # ClearSolutions.text_stub
+
+#: Where the book's chapters live, and the name of an assignment's exercise page.
+BOOK = "book"
+PAGE_STEM = "exercises"
+#: Notebook metadata key of a generated page (what made it, from what, for which learner notebook).
+METADATA_KEY = "circuitscope"
+
+#: The solution dropdown: MyST-NB's cell-level prompts.
+SHOW_SOLUTION, HIDE_SOLUTION = "Show solution", "Hide solution"
+CLASSROOM_NOTE = "*The solution is not published in this release of the course.*"
+
+#: The install cell: its id, its tags, and its nbgrader metadata in solutions/ (locked, read-only).
+INSTALL_ID = "install"
+INSTALL_TAGS = ["install", "remove-cell"]
+INSTALL_NBGRADER = {
+    "grade": False, "grade_id": INSTALL_ID, "locked": True, "schema_version": 3,
+    "solution": False, "task": False,
+}  # fmt: skip
+
+#: Cell metadata that belongs to nbgrader or an editor, never to a site page.
+_DROPPED_CELL_METADATA = ("nbgrader", "deletable", "editable", "execution", "ExecuteTime", "collapsed", "scrolled")
+
+
+class PagesError(RuntimeError):
+    """A source notebook the pages cannot be made from (unbalanced markers, unknown language)."""
+
+
+# -- the one place: _config.yml and pyproject.toml ------------------------------------------------
+@dataclass(frozen=True)
+class Site:
+    """What the generated text depends on: the repository (``_config.yml``) and the release.
+
+    ``repo_url`` is ``https://github.com/<owner>/<repo>``, ``branch`` the branch the site's links
+    point into, ``package`` and ``version`` the ``[project]`` of ``pyproject.toml``.
+    """
+
+    root: Path
+    repo_url: str
+    branch: str
+    package: str
+    version: str
+
+    @classmethod
+    def read(cls, root: str | os.PathLike) -> Site:
+        import yaml
+
+        root = Path(root).resolve()
+        config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8")) or {}
+        repository = config.get("repository") or {}
+        url = str(repository.get("url") or "").rstrip("/")
+        if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url):
+            raise PagesError(
+                f"_config.yml: repository.url must be https://github.com/<owner>/<repo> (Colab opens "
+                f"notebooks from GitHub), not {url!r}"
+            )
+        project = {}
+        if (root / "pyproject.toml").is_file():
+            project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
+        return cls(
+            root=root,
+            repo_url=url.removesuffix(".git"),
+            branch=str(repository.get("branch") or "main"),
+            package=project.get("name", "circuitscope"),
+            version=project.get("version", "0.0.0"),
+        )
+
+    @property
+    def owner_repo(self) -> str:
+        return self.repo_url.split("github.com/", 1)[1]
+
+    @property
+    def tag(self) -> str:
+        """The release tag the install cell pins: ``v<version>``."""
+        return f"v{self.version}"
+
+    def colab_url(self, path: str) -> str:
+        """Colab opening ``path`` (relative to the repository root) from GitHub."""
+        return f"https://colab.research.google.com/github/{self.owner_repo}/blob/{self.branch}/{path}"
+
+    def github_url(self, path: str) -> str:
+        return f"{self.repo_url}/blob/{self.branch}/{path}"
+
+    @property
+    def pip_requirement(self) -> str:
+        """``circuitscope @ git+https://github.com/<owner>/<repo>@v<version>``: pinned to the tag."""
+        return f"{self.package} @ git+{self.repo_url}@{self.tag}"
+
+
+# -- the install cell -----------------------------------------------------------------------------
+def install_source(site: Site) -> str:
+    """The install cell's code. ``%pip`` inside the ``if`` is an IPython line magic as any other."""
+    return (
+        "# Installs the course library when it is missing (Colab, a fresh kernel); does nothing otherwise.\n"
+        "# Generated by `circuitscope-course install-cells` from pyproject.toml and _config.yml: do not edit.\n"
+        "import importlib.util\n"
+        f'if importlib.util.find_spec("{site.package}") is None:\n'
+        f'    %pip install -q "{site.pip_requirement}"'
+    )
+
+
+def install_cell(site: Site, nbgrader: bool) -> NotebookNode:
+    """The install cell; ``nbgrader=True`` for a source notebook of ``solutions/`` (locked)."""
+    metadata: dict = {"tags": list(INSTALL_TAGS)}
+    if nbgrader:
+        metadata["nbgrader"] = dict(INSTALL_NBGRADER)
+    cell = nbformat.v4.new_code_cell(install_source(site), metadata=metadata)
+    cell["id"] = INSTALL_ID
+    return cell
+
+
+def is_install_cell(cell: NotebookNode) -> bool:
+    return cell.cell_type == "code" and (
+        cell.get("id") == INSTALL_ID
+        or INSTALL_ID in cell.metadata.get("tags", [])
+        or cell.metadata.get("nbgrader", {}).get("grade_id") == INSTALL_ID
+    )
+
+
+def install_targets(root: Path) -> list[tuple[Path, bool]]:
+    """``(notebook, nbgrader)`` for every notebook that must carry the install cell.
+
+    The source notebooks of ``solutions/`` (nbgrader metadata: yes), and the notebooks under
+    ``book/`` that run code and are not generated exercise pages (they get it from ``solutions/``).
+    """
+    targets = [(p, True) for p in sorted((root / "solutions").glob("*/*.ipynb"))]
+    for path in sorted((root / BOOK).rglob("*.ipynb")):
+        if "_build" in path.parts or ".ipynb_checkpoints" in path.parts:
+            continue
+        nb = nbformat.read(path, as_version=4)
+        if METADATA_KEY in nb.metadata and "source" in nb.metadata[METADATA_KEY]:
+            continue  # a generated exercise page
+        if any(c.cell_type == "code" and not is_install_cell(c) for c in nb.cells):
+            targets.append((path, False))
+    return targets
+
+
+def with_install_cell(nb: NotebookNode, site: Site, nbgrader: bool) -> NotebookNode:
+    """``nb`` with exactly one, current, install cell: where it was, else right after the title cell."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    cell = install_cell(site, nbgrader)
+    existing = [i for i, c in enumerate(nb.cells) if is_install_cell(c)]
+    if existing:
+        position = existing[0]
+        for i in reversed(existing):
+            del nb.cells[i]
+    else:
+        position = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
+    if (nb.nbformat, nb.nbformat_minor) < (4, 5):
+        del cell["id"]  # cell ids came with nbformat 4.5
+    nb.cells.insert(position, cell)
+    return nb
+
+
+def write_install_cells(root: str | os.PathLike, check: bool = False, log=print) -> list[Path]:
+    """Write (``check=False``) or find (``check=True``) the notebooks whose install cell is not current.
+
+    Returns those notebooks. Writing keeps each notebook's format (``nbformat.writes`` and a final
+    newline, as the rest of the course) and touches nothing else in it.
+    """
+    root = Path(root).resolve()
+    site = Site.read(root)
+    stale = []
+    for path, nbgrader in install_targets(root):
+        text = path.read_text(encoding="utf-8")
+        nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
+        new = _dumps(with_install_cell(nb, site, nbgrader))
+        if new != text:
+            stale.append(path)
+            if not check:
+                path.write_text(new, encoding="utf-8")
+                log(f"wrote the install cell of {path.relative_to(root)}")
+    return stale
+
+
+# -- what learners see (nbgrader's ClearSolutions and ClearHiddenTests) ---------------------------
+def learner_source(source: str, cell_type: str = "code") -> str:
+    """``source`` as nbgrader releases it: solution regions replaced by the stub, hidden tests removed.
+
+    Line for line what ``ClearSolutions`` then ``ClearHiddenTests`` do with nbgrader's default
+    delimiters and stubs (``tests/test_pages.py`` compares it with ``exercises/``).
+    """
+    stub = (CODE_STUB if cell_type == "code" else TEXT_STUB).split("\n")
+    lines, inside = [], False
+    for line in source.split("\n"):
+        if BEGIN_SOLUTION in line:
+            if inside:
+                raise PagesError(f"nested {BEGIN_SOLUTION} in:\n{source}")
+            inside = True
+            indent = re.match(r"\s*", line).group(0)
+            lines += [indent + s for s in stub]
+        elif END_SOLUTION in line:
+            inside = False
+        elif not inside:
+            lines.append(line)
+    if inside:
+        raise PagesError(f"no {END_SOLUTION} in:\n{source}")
+    return without_hidden_tests("\n".join(lines))
+
+
+def without_hidden_tests(source: str) -> str:
+    lines, inside = [], False
+    for line in source.split("\n"):
+        if BEGIN_HIDDEN_TESTS in line:
+            if inside:
+                raise PagesError(f"nested {BEGIN_HIDDEN_TESTS} in:\n{source}")
+            inside = True
+        elif END_HIDDEN_TESTS in line:
+            inside = False
+        elif not inside:
+            lines.append(line)
+    if inside:
+        raise PagesError(f"no {END_HIDDEN_TESTS} in:\n{source}")
+    return "\n".join(lines)
+
+
+def solution_source(source: str) -> str:
+    """The solution as it is shown: the cell without its marker lines (and any hidden tests)."""
+    lines = [ln for ln in source.split("\n") if BEGIN_SOLUTION not in ln and END_SOLUTION not in ln]
+    return without_hidden_tests("\n".join(lines))
+
+
+def _regions(source: str, begin: str, end: str) -> list[str]:
+    """The lines strictly inside ``begin`` ... ``end`` regions."""
+    found, inside = [], False
+    for line in source.split("\n"):
+        if begin in line:
+            inside = True
+        elif end in line:
+            inside = False
+        elif inside:
+            found.append(line)
+    return found
+
+
+def _is_solution(cell: NotebookNode) -> bool:
+    return bool(cell.metadata.get("nbgrader", {}).get("solution"))
+
+
+# -- the exercise pages -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Exercise:
+    """One source notebook and the files made from it (paths relative to the repository root)."""
+
+    assignment: str
+    notebook: str  # without .ipynb
+    page: str  # book/<assignment>/exercises.ipynb
+
+    @property
+    def source(self) -> str:
+        return f"solutions/{self.assignment}/{self.notebook}.ipynb"
+
+    @property
+    def learner(self) -> str:
+        return f"exercises/{self.assignment}/{self.notebook}.ipynb"
+
+
+def exercises(root: str | os.PathLike) -> list[Exercise]:
+    """Every source notebook of ``solutions/`` and its page (``book/<assignment>/exercises.ipynb``)."""
+    course = Course(Path(root).resolve())
+    found = []
+    for assignment in course.assignments():
+        notebooks = course.notebooks(assignment)
+        for notebook in notebooks:
+            stem = PAGE_STEM if len(notebooks) == 1 else f"{PAGE_STEM}_{notebook}"
+            found.append(Exercise(assignment, notebook, f"{BOOK}/{assignment}/{stem}.ipynb"))
+    return found
+
+
+def make_page(site: Site, exercise: Exercise, classroom: bool = False) -> NotebookNode:
+    """The site page of one source notebook (see the module's docstring); outputs are not stored."""
+    source_nb = nbformat.read(site.root / exercise.source, as_version=4)
+    language = source_nb.metadata.get("kernelspec", {}).get("language", "python")
+    if language != "python":
+        raise PagesError(f"{exercise.source}: only Python notebooks are supported, not {language!r}")
+    cells: list[NotebookNode] = []
+    for index, cell in enumerate(source_nb.cells):
+        cell_id = cell.get("id") or f"cell-{index}"
+        if index == 0 and cell.cell_type == "markdown" and cell.source.startswith("# "):
+            title, _, rest = cell.source.partition("\n")
+            cells.append(_markdown(title, f"{cell_id}-title"))
+            cells.append(_markdown(_banner(site, exercise, classroom), "exercises-banner"))
+            if rest.strip():
+                cells.append(_markdown(rest.lstrip("\n"), cell_id))
+        elif is_install_cell(cell):
+            cells.append(_code(cell.source, cell_id, tags=list(INSTALL_TAGS)))
+        elif _is_solution(cell) and cell.cell_type == "code":
+            cells.append(_markdown(_fenced(learner_source(cell.source)), f"{cell_id}-stub"))
+            if classroom:
+                cells.append(_markdown(CLASSROOM_NOTE, f"{cell_id}-note"))
+                grade_id = cell.metadata["nbgrader"]["grade_id"]
+                cells.append(_code(_runner_source(exercise, grade_id), cell_id, tags=["remove-cell"]))
+            else:
+                cells.append(_code(
+                    solution_source(cell.source), cell_id, tags=["hide-input"],
+                    mystnb={"code_prompt_show": SHOW_SOLUTION, "code_prompt_hide": HIDE_SOLUTION},
+                ))  # fmt: skip
+        elif _is_solution(cell):  # a written answer
+            cells.append(_markdown(learner_source(cell.source, "markdown"), f"{cell_id}-stub"))
+            if classroom:
+                cells.append(_markdown(CLASSROOM_NOTE, f"{cell_id}-note"))
+            else:
+                body = solution_source(cell.source)
+                fence = _fence_for(body, ":")
+                cells.append(_markdown(f"{fence}{{dropdown}} {SHOW_SOLUTION}\n{body}\n{fence}", cell_id))
+        elif cell.cell_type == "code":
+            cells.append(_code(without_hidden_tests(cell.source), cell_id, tags=_tags(cell)))
+        else:
+            cells.append(_markdown(without_hidden_tests(cell.source), cell_id, tags=_tags(cell)))
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata = {
+        key: source_nb.metadata[key] for key in ("kernelspec", "language_info") if key in source_nb.metadata
+    }
+    nb.metadata[METADATA_KEY] = {
+        "generated_by": "circuitscope-course pages: do not edit, edit the source",
+        "source": exercise.source,
+        "learner_notebook": exercise.learner,
+        "classroom": classroom,
+    }
+    return nb
+
+
+def _banner(site: Site, exercise: Exercise, classroom: bool) -> str:
+    page_dir = (site.root / exercise.page).parent
+    download = Path(os.path.relpath(site.root / exercise.learner, page_dir)).as_posix()
+    name = Path(exercise.learner).name
+    if classroom:
+        what = (
+            "This page shows the exercises and what their checks print when the answers are right; "
+            "the solutions are not published in this release."
+        )
+    else:
+        what = (
+            "This page shows the exercises **with their solutions**: each stub is followed by its "
+            f"solution, folded (*{SHOW_SOLUTION}*), and by its check, run. Try each exercise yourself first."
+        )
+    return (
+        ":::{admonition} Do the exercises in the learner notebook\n"
+        ":class: tip circuitscope-exercises-banner\n"
+        f"{what} The learner notebook has the stubs and checks, and no solutions:\n\n"
+        f"- **[Open the exercises in Colab]({site.colab_url(exercise.learner)})** (it installs the "
+        "course library, pinned to this release, when it is missing)\n"
+        f"- {{download}}`Download the exercises notebook <{download}>` (`{name}`), or open "
+        f"`{exercise.learner}` in a clone of [the repository]({site.repo_url})\n"
+        ":::"
+    )
+
+
+def _runner_source(exercise: Exercise, grade_id: str) -> str:
+    return (
+        "# Classroom release: the solution runs here (so the cells below work) but is not published.\n"
+        "from circuitscope.course.pages import run_solution\n"
+        f"run_solution(globals(), {exercise.source!r}, {grade_id!r})"
+    )
+
+
+def run_solution(namespace: dict, source: str, grade_id: str) -> None:
+    """Run the solution cell ``grade_id`` of ``source`` (``solutions/...ipynb``) in ``namespace``.
+
+    What a classroom page runs instead of showing the solution. ``source`` is found in the working
+    directory (the page's folder while the book builds) or the nearest folder above it holding it.
+    """
+    here = Path.cwd().resolve()
+    path = next((d / source for d in (here, *here.parents) if (d / source).is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"{source} is not in {here} or any folder above it")
+    nb = nbformat.read(path, as_version=4)
+    cell = next((c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id), None)
+    if cell is None:
+        raise KeyError(f"{source} has no cell {grade_id!r}")
+    exec(compile(solution_source(cell.source), f"<solution {grade_id}>", "exec"), namespace)
+
+
+def _tags(cell: NotebookNode) -> list[str]:
+    return list(cell.metadata.get("tags", []))
+
+
+def _markdown(source: str, cell_id: str, tags: list[str] | None = None) -> NotebookNode:
+    cell = nbformat.v4.new_markdown_cell(source, metadata={"tags": tags} if tags else {})
+    cell["id"] = _cell_id(cell_id)
+    return cell
+
+
+def _code(source: str, cell_id: str, tags: list[str] | None = None, **extra) -> NotebookNode:
+    metadata = {"tags": tags} if tags else {}
+    metadata.update(extra)
+    cell = nbformat.v4.new_code_cell(source, metadata=metadata)
+    cell["id"] = _cell_id(cell_id)
+    return cell
+
+
+def _cell_id(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", text)[:64]
+
+
+def _fence_for(text: str, char: str = "`") -> str:
+    longest = max((len(m) for m in re.findall(re.escape(char) + "+", text)), default=0)
+    return char * max(3, longest + 1)
+
+
+def _fenced(code: str) -> str:
+    fence = _fence_for(code)
+    return f"{fence}python\n{code}\n{fence}"
+
+
+def _dumps(nb: NotebookNode) -> str:
+    text = nbformat.writes(nb)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def write_pages(
+    root: str | os.PathLike,
+    classroom: bool = False,
+    dest: str | os.PathLike | None = None,
+    check: bool = False,
+    log=print,
+) -> list[Path]:
+    """Write every exercise page under ``dest`` (default ``root``); returns the pages that changed.
+
+    ``check=True`` writes nothing and returns the pages that are missing or differ from a fresh
+    generation. Pages whose source is gone are not deleted (remove them from ``_toc.yml`` too).
+    """
+    root = Path(root).resolve()
+    dest = Path(dest).resolve() if dest else root
+    site = Site.read(root)
+    changed = []
+    for exercise in exercises(root):
+        text = _dumps(make_page(site, exercise, classroom))
+        path = dest / exercise.page
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            changed.append(path)
+            if not check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+                log(f"wrote {path.relative_to(dest)} from {exercise.source}")
+    return changed
+
+
+# -- the classroom build: a staged copy of the book -----------------------------------------------
+@contextlib.contextmanager
+def classroom_stage(root: str | os.PathLike) -> Iterator[Path]:
+    """A temporary book root whose exercise pages are the classroom versions; removed afterwards.
+
+    ``book/`` is copied (and its pages replaced); every other top-level entry is a symbolic link
+    to the repository's (``solutions/`` for the hidden solution cells, ``exercises/`` for the
+    download links, ...). The working tree is left as it is.
+    """
+    root = Path(root).resolve()
+    stage = Path(tempfile.mkdtemp(prefix="circuitscope-classroom-"))
+    try:
+        for entry in sorted(root.iterdir()):
+            if entry.name in ("_build", ".git", BOOK):
+                continue
+            if entry.name in ("_config.yml", "_toc.yml"):
+                shutil.copy2(entry, stage / entry.name)
+            else:
+                (stage / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+        shutil.copytree(
+            root / BOOK, stage / BOOK, symlinks=True,
+            ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints", "__pycache__"),
+        )  # fmt: skip
+        write_pages(root, classroom=True, dest=stage, log=lambda *_: None)
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def forget_staged_notebooks(cache_path: Path, stage: Path) -> None:
+    """Drop the execution cache's project records of a staged build (their files are gone)."""
+    if not cache_path.is_dir():
+        return
+    from jupyter_cache import get_cache
+
+    cache = get_cache(cache_path)
+    for record in cache.list_project_records():
+        if str(record.uri).startswith(str(stage)):
+            with contextlib.suppress(Exception):
+                cache.remove_nb_from_project(record.pk)
+
+
+# -- what must never be published --------------------------------------------------------------
+def secret_lines(root: str | os.PathLike, solutions: bool, min_length: int = 8) -> dict[str, str]:
+    """``{line: what}``: lines of hidden tests (and of solutions, if asked) that must not be published.
+
+    Lines are stripped and at least ``min_length`` long. A solution line that the learner
+    notebook also has (say ``return x``) is not a secret.
+    """
+    root = Path(root).resolve()
+    secrets: dict[str, str] = {}
+    for exercise in exercises(root):
+        nb = nbformat.read(root / exercise.source, as_version=4)
+        public = "\n".join(learner_source(c.source, c.cell_type) for c in nb.cells)
+        for cell in nb.cells:
+            for line in _regions(cell.source, BEGIN_HIDDEN_TESTS, END_HIDDEN_TESTS):
+                if len(line.strip()) >= min_length:
+                    secrets.setdefault(line.strip(), f"a hidden test of {exercise.source}")
+            if solutions:
+                for line in _regions(cell.source, BEGIN_SOLUTION, END_SOLUTION):
+                    text = line.strip()
+                    if len(text) >= min_length and text not in public:
+                        secrets.setdefault(text, f"a solution of {exercise.source}")
+    return secrets
+
+
+def published_text(path: Path) -> str:
+    """The text a reader can get from a file of the site: HTML as read, notebooks' sources and outputs."""
+    raw = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix == ".ipynb":
+        try:
+            nb = json.loads(raw)
+        except ValueError:
+            return raw
+        parts = []
+        for cell in nb.get("cells", []):
+            parts.append(_join(cell.get("source", "")))
+            for output in cell.get("outputs", []):
+                parts.append(_join(output.get("text", "")))
+                parts += [_join(v) for v in output.get("data", {}).values() if isinstance(v, (str, list))]
+                parts += output.get("traceback", [])
+        return "\n".join(parts)
+    if path.suffix in (".html", ".htm"):
+        text = re.sub(r"(?is)<(style|script)\b[^>]*>.*?</\1\s*>", " ", raw)
+        return html.unescape(re.sub(r"(?s)<[^>]+>", "", text))
+    return raw
+
+
+def _join(value) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def check_published(html_dir: Path, root: str | os.PathLike, classroom: bool) -> list[str]:
+    """Files of the built site (``html_dir``) that show hidden tests, or (``classroom``) solutions.
+
+    Every ``.html``, ``.ipynb`` and ``.txt`` file is searched, the page sources offered for download
+    included. Returns one line per file and secret found.
+    """
+    secrets = secret_lines(root, solutions=classroom)
+    problems = []
+    if not secrets or not Path(html_dir).is_dir():
+        return problems
+    for path in sorted(Path(html_dir).rglob("*")):
+        if path.suffix not in (".html", ".htm", ".ipynb", ".txt") or not path.is_file():
+            continue
+        text = published_text(path)
+        for line, what in secrets.items():
+            if line in text:
+                problems.append(f"{path.relative_to(html_dir)} shows {what}: {line!r}")
+                break
+    return problems
+
+
+# -- the Sphinx extension: launch buttons of an exercise page open the learner notebook ----------
+def _learner_launch_links(app, pagename: str, templatename: str, context: dict, doctree) -> None:
+    try:
+        path = Path(app.env.doc2path(pagename))
+    except Exception:  # not a document (search, genindex)
+        return
+    if path.suffix != ".ipynb" or not path.is_file():
+        return
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get(METADATA_KEY, {})
+    except ValueError:
+        return
+    learner = meta.get("learner_notebook")
+    if not learner:
+        return
+    book_relpath = app.config["html_theme_options"].get("path_to_docs", "").strip("/")
+    page = f"{book_relpath}/{pagename}.ipynb" if book_relpath else f"{pagename}.ipynb"
+    for group in context.get("header_buttons", []):
+        if group.get("label") != "launch-buttons":
+            continue
+        for button in group.get("buttons", []):
+            if button.get("url"):
+                button["url"] = button["url"].replace(page, learner)
+                if "tooltip" in button:
+                    button["tooltip"] += ": the exercises notebook"
+
+
+def setup(app):
+    """Sphinx entry point (``sphinx.extra_extensions: [circuitscope.course.pages]``)."""
+    # After sphinx-book-theme made its launch buttons (priority 501).
+    app.connect("html-page-context", _learner_launch_links, priority=502)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
