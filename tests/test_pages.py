@@ -47,7 +47,7 @@ def _nbgrader(cell) -> dict:
 
 
 def _fenced_code(markdown: str) -> str:
-    match = re.fullmatch(r"(`{3,})python\n(.*)\n\1", markdown, flags=re.S)
+    match = re.fullmatch(r"(`{3,})python\n(.*)\n\1", markdown, flags=re.DOTALL)
     assert match, f"not a fenced Python block:\n{markdown}"
     return match.group(2)
 
@@ -102,8 +102,8 @@ def test_each_solution_is_folded_right_after_its_stub(exercise):
         assert ids.index(cell.id) == ids.index(f"{cell.id}-stub") + 1
         assert shown.cell_type == "code" and "hide-input" in shown.metadata["tags"]
         assert shown.metadata["mystnb"]["code_prompt_show"] == "Show solution"
-        expected = [ln for ln in cell.source.split("\n") if "BEGIN SOLUTION" not in ln and "END SOLUTION" not in ln]
-        assert shown.source == "\n".join(expected)
+        lines = cell.source.split("\n")
+        assert shown.source == "\n".join(ln for ln in lines if not re.search("(BEGIN|END) SOLUTION", ln))
     # Everything else is there, in order: the page is the notebook, with stubs and a banner added.
     kept = [c.id for c in source.cells]
     assert [i for i in ids if i in kept] == kept
@@ -116,7 +116,8 @@ def test_every_page_is_in_the_toc():
     toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
     for exercise in EXERCISES:
         stem = exercise.page.removesuffix(".ipynb")
-        assert re.search(rf"^\s*- file: {re.escape(stem)}\s*$", toc, flags=re.M), f"{stem} not in _toc.yml"
+        listed = re.search(rf"^\s*- file: {re.escape(stem)}\s*$", toc, flags=re.MULTILINE)
+        assert listed, f"{stem} is not in _toc.yml"
 
 
 @needs_exercises
@@ -177,7 +178,7 @@ def test_run_solution_defines_the_solution_in_the_namespace(monkeypatch):
     grade_id = next(_nbgrader(c)["grade_id"] for c in source.cells if "def strongest_channels" in c.source)
     namespace = {"torch": torch}
     pages.run_solution(namespace, exercise.source, grade_id)
-    scores, channels = namespace["strongest_channels"](torch.arange(24.0).reshape(1, 6, 2, 2), k=2)
+    _, channels = namespace["strongest_channels"](torch.arange(24.0).reshape(1, 6, 2, 2), k=2)
     assert channels.tolist() == [[5, 4]]
     with pytest.raises(KeyError):
         pages.run_solution({}, exercise.source, "no-such-cell")
@@ -250,7 +251,7 @@ def test_every_learner_facing_notebook_has_the_current_install_cell(path):
     cells = [c for c in nb.cells if pages.is_install_cell(c)]
     assert len(cells) == 1, f"{path}: {len(cells)} install cells (fix: circuitscope-course install-cells)"
     cell = cells[0]
-    assert cell.source == pages.install_source(SITE), f"{path}: stale (fix: circuitscope-course install-cells)"
+    assert cell.source == pages.install_source(SITE), f"{path}: stale (circuitscope-course install-cells)"
     assert {"install", "remove-cell"} <= set(cell.metadata["tags"]), "it must be removed from the site"
     first_code = next(c for c in nb.cells if c.cell_type == "code")
     assert first_code is cell, f"{path}: the install cell is not the first code cell"
@@ -296,8 +297,8 @@ def test_install_cell_runs_pip_only_when_the_library_is_missing(monkeypatch):
     exec(code, {"get_ipython": lambda: shell})
     assert calls == [], "pip ran although circuitscope is installed"
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "circuitscope" else real_find_spec(name, *a))  # fmt: skip
+    missing = lambda name, *a: None if name == "circuitscope" else real_find_spec(name, *a)  # noqa: E731
+    monkeypatch.setattr(importlib.util, "find_spec", missing)
     exec(code, {"get_ipython": lambda: shell})
     assert calls == [("pip", f'install -q "{SITE.pip_requirement}"')]
     assert SITE.pip_requirement.endswith(f"@v{SITE.version}")
@@ -309,11 +310,13 @@ def test_install_cell_is_a_no_op_in_a_real_kernel(tmp_path, monkeypatch):
     from circuitscope.course.course import _kernel_dir
 
     # The "python3" kernel is this Python, which has circuitscope installed.
-    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join(filter(None, [str(_kernel_dir()), os.environ.get("JUPYTER_PATH")])))
+    paths = [str(_kernel_dir()), os.environ.get("JUPYTER_PATH")]
+    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join(filter(None, paths)))
     nb = nbformat.v4.new_notebook(cells=[pages.install_cell(SITE, nbgrader=False),
                                          nbformat.v4.new_code_cell("print('after')")])  # fmt: skip
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    resources = {"metadata": {"path": str(tmp_path)}}
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources=resources).execute()
     assert nb.cells[0].outputs == [], nb.cells[0].outputs
     assert nb.cells[1].outputs[0].text == "after\n"
 
@@ -340,11 +343,12 @@ def _build(root: Path, output: Path, *args: str) -> subprocess.CompletedProcess:
     env["CIRCUITSCOPE_CACHE"] = str(output / "weights-cache")
     cmd = [sys.executable, "-m", "circuitscope.book", "build", str(root), "--output", str(output), *args]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
+    output_tail = f"{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output_tail}"
     return result
 
 
-_DETAILS = re.compile(r'<details class="[^"]*\bhide above-input\b[^"]*">(.*?)</details>', re.S)
+_DETAILS = re.compile(r'<details class="[^"]*\bhide above-input\b[^"]*">(.*?)</details>', re.DOTALL)
 
 
 @pytest.mark.slow

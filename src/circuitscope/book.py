@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--output", type=Path, default=None,
                    help="write <OUTPUT>/_build instead of <root>/_build (jupyter-book --path-output)")  # fmt: skip
     b.add_argument("--classroom", action="store_true",
-                   help="a release without solutions: exercise pages show the stubs, not the solutions")  # fmt: skip
+                   help="a release without solutions: exercise pages show the stubs only")  # fmt: skip
     args, extra = parser.parse_known_args(argv)
     return build(args.root or repo_root(), args.output, extra, classroom=args.classroom)
 

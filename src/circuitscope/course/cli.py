@@ -6,7 +6,7 @@
     circuitscope-course feedback [ASSIGNMENT ...]     HTML feedback (hidden tests never shown)
     circuitscope-course export grades.csv [-a ID]     one row per student and assignment
     circuitscope-course demo DIR                      a practice course with honest and hostile submissions
-    circuitscope-course pages [--check]               the site's exercise pages, book/<assignment>/exercises.ipynb
+    circuitscope-course pages [--check]               the site's exercise pages (book/<assignment>/)
     circuitscope-course install-cells [--check]       the Colab install cell of every learner-facing notebook
 
 Each runs the real nbgrader commands from ``autograder/`` (see ``autograder/README.md``).
@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="write nothing; exit 1 if a page is missing or out of date")  # fmt: skip
 
     p = sub.add_parser("install-cells",
-                       help="write the install cell (pinned to this release) into every learner-facing notebook")  # fmt: skip
+                       help="write the install cell (pinned to this release) into every "
+                            "learner-facing notebook")  # fmt: skip
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if a notebook lacks the current install cell")  # fmt: skip
     return parser
@@ -176,7 +177,8 @@ def _run(course: Course, args) -> int:
         stale = write_install_cells(course.root, check=args.check)
         if args.check:
             for path in stale:
-                print(f"out of date: {path.relative_to(course.root)} (fix: circuitscope-course install-cells)")
+                rel = path.relative_to(course.root)
+                print(f"out of date: {rel} (fix: circuitscope-course install-cells)")
             if not stale:
                 print("every install cell is current")
             return 1 if stale else 0
