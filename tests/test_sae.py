@@ -220,6 +220,7 @@ def test_top_examples_are_the_strongest_images(synthetic_model):
     sae = S.SparseAutoencoder(256, 64, device="cpu", seed=0)
     with torch.no_grad():
         sae.input_scale.fill_(3.0)
+        sae.b_enc.fill_(0.5)  # the feature fires in every image: a well-defined ranking
     feature = 5
     top = S.top_examples(sae, synthetic_model, images, "mixed3a", feature, k=3, batch_size=3)
     with torch.no_grad():
@@ -227,33 +228,23 @@ def test_top_examples_are_the_strongest_images(synthetic_model):
         f = sae.encode(acts.permute(0, 2, 3, 1))[..., feature]  # (5, 8, 8)
     per_image = f.flatten(1).max(1).values
     assert top.indices.tolist() == per_image.topk(3).indices.tolist()
-    assert torch.allclose(top.values, per_image.topk(3).values, atol=1e-5)
-    for idx, (row, col), box, patch in zip(top.indices, top.positions, top.boxes, top.patches):
+    assert torch.allclose(top.scores, per_image.topk(3).values, atol=1e-5)
+    for idx, (row, col), patch in zip(top.indices, top.positions, top.patches()):
         assert torch.isclose(f[idx, row, col], per_image[idx], atol=1e-5)
-        t, l, b, r = box
-        assert patch.shape == (3, b - t + 1, r - l + 1) and 0 <= t <= b < 64 and 0 <= l <= r < 64
+        assert patch.shape[0] == 3 and patch.shape[1] > 1 and patch.shape[2] > 1
+    with pytest.raises(IndexError, match="out of range"):
+        S.top_examples(sae, synthetic_model, images, "mixed3a", 64)
 
 
-def test_sae_features_work_with_the_dataset_examples_tool(synthetic_model):
-    """SAEFeatureModel makes SAE features look like channels to chapter 4's top_examples."""
-    from circuitscope import dataset_examples
-
+def test_sae_feature_maps_are_the_encoded_layer(synthetic_model):
     images = _noise_images(6, seed=5)
     sae = S.SparseAutoencoder(256, 32, device="cpu", seed=0)
-    with torch.no_grad():
-        sae.b_enc.fill_(0.5)  # every feature fires somewhere: a well-defined ranking
     features = S.SAEFeatureModel(sae, synthetic_model, "mixed3a")
     maps = features.feature_maps(images)
-    assert maps.shape == (6, 32, 8, 8) and maps.min() >= 0
-    ours = S.top_examples(sae, synthetic_model, images, "mixed3a", 3, k=4)
-    theirs = dataset_examples.top_examples(
-        features, images, "mixed3a_sae:3", k=4, cache=False, progress=False
-    )
-    assert theirs.indices.tolist() == ours.indices.tolist()
-    assert torch.allclose(theirs.scores, ours.values, atol=1e-5)
-    assert theirs.positions.tolist() == ours.positions.tolist()
-    clipped = [(max(t, 0), max(l, 0), min(b, 63), min(r, 63)) for t, l, b, r in theirs.boxes()]
-    assert clipped == ours.boxes
+    with torch.no_grad():
+        acts = cs.activations(synthetic_model, images, ["mixed3a"])["mixed3a"]
+    expected = sae.encode(acts.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    assert maps.shape == (6, 32, 8, 8) and torch.allclose(maps, expected, atol=1e-6)
 
 
 def test_training_streams_from_an_image_folder_and_resumes(synthetic_model, tmp_path):

@@ -24,19 +24,6 @@ def stamp(fig, model) -> None:
              color="#b00020" if synthetic else "#555555", weight="bold" if synthetic else "normal")  # fmt: skip
 
 
-def notice_markdown(model) -> str:
-    """Markdown for a page's weights notice (a MyST admonition when synthetic)."""
-    if is_synthetic(model):
-        return (
-            "```{admonition} Made with synthetic weights\n:class: warning\n"
-            "The real InceptionV1 weights were not available when this page was built, so its "
-            "figures and numbers come from a deterministic stand-in model. They show how the "
-            "methods work, not what InceptionV1 learned. See *About the weights* for how to get "
-            "the real ones.\n```"
-        )
-    return f"Figures on this page use the real InceptionV1 weights ({model.weights_source})."
-
-
 def notice(model):
     """Show a notice about the weights in a notebook (a warning box when synthetic)."""
     from IPython.display import HTML, display

@@ -51,7 +51,6 @@ __all__ = [
     "SAEFeatureModel",
     "SAELoss",
     "SparseAutoencoder",
-    "TopExamples",
     "TrainingHistory",
     "activation_batches",
     "activation_scale",
@@ -394,8 +393,6 @@ def load_sae(path: str | os.PathLike, device: str | torch.device | None = None) 
     sae = SparseAutoencoder(**payload["config"], device=device)
     sae.load_state_dict(payload["sae"])
     return sae
-
-
 
 
 def _small_step(x: torch.Tensor, sae: SparseAutoencoder) -> bool:
@@ -836,82 +833,33 @@ class SAEFeatureModel(nn.Module):
         return receptive_field(self.layer, input_size)
 
 
-class TopExamples(NamedTuple):
-    """The images that excite one SAE feature most (:func:`top_examples`), strongest first.
-
-    Attributes:
-        indices: ``(k,)`` indices into the images.
-        values: ``(k,)`` the feature's largest value in each image.
-        positions: ``(k, 2)`` ``(row, col)`` of that value in the layer's feature map.
-        boxes: ``k`` inclusive ``(top, left, bottom, right)`` pixel boxes: the receptive field of
-            that position (the whole image for layers without positions).
-        patches: ``k`` image crops ``(3, h, w)`` of those boxes.
-    """
-
-    indices: torch.Tensor
-    values: torch.Tensor
-    positions: torch.Tensor
-    boxes: list[tuple[int, int, int, int]]
-    patches: list[torch.Tensor]
-
-
-@torch.no_grad()
 def top_examples(
     sae: SparseAutoencoder,
     model,
-    images: torch.Tensor,
+    images,
     layer: str,
     feature: int,
     k: int = 8,
     batch_size: int | None = None,
-) -> TopExamples:
-    """The ``k`` images of ``images: (N, 3, H, W)`` in [0, 1] where ``feature`` is largest.
+    **kwargs,
+):
+    """The ``k`` images of ``images`` (a tensor ``(N, 3, H, W)`` in [0, 1] or a folder) where
+    SAE ``feature`` is largest, with receptive-field patches: chapter 4's dataset examples
+    (:func:`circuitscope.dataset_examples.top_examples`) run on :class:`SAEFeatureModel`.
 
-    Each image counts once, by its largest value over positions; its patch is the receptive
-    field of that position (as dataset examples are cropped in "Feature Visualization").
-    Activations are divided by ``sae.input_scale`` first, as in training. For a folder of
-    images, with caching and plots, use the chapter 4 tool with :class:`SAEFeatureModel`.
+    Returns its :class:`~circuitscope.dataset_examples.TopExamples` (``indices``, ``scores``,
+    ``positions``, ``patches()``, ``plot()``); ``kwargs`` go to it (``cache``, ``progress``...).
     """
-    from .device import profile
-    from .hooks import activations
+    from .dataset_examples import top_examples as dataset_top_examples
 
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected images (N, 3, H, W) in [0, 1], got {tuple(images.shape)}")
     if not 0 <= feature < sae.d_hidden:
         raise IndexError(f"feature {feature} out of range: the SAE has {sae.d_hidden} features")
-    batch_size = batch_size or profile(device=model.device).batch_size
-    w_enc, b_enc = sae.encoder_weight[feature], sae.b_enc[feature]
-    best_values, best_positions, width = [], [], 1
-    for chunk in images.split(batch_size):
-        acts = activations(model, chunk.float(), [layer])[layer].to(sae.device) / sae.input_scale
-        if acts.dim() == 4:  # (n, C, h, w) -> (n, h, w, C)
-            width = acts.shape[-1]
-            acts = acts.permute(0, 2, 3, 1)
-        f = torch.relu((acts - sae.b_dec) @ w_enc + b_enc).flatten(1)  # this feature only: (n, h*w)
-        values, flat = f.max(1)
-        best_values.append(values.cpu()), best_positions.append(flat.cpu())
-    values, flat = torch.cat(best_values), torch.cat(best_positions)
-    top_values, order = values.topk(min(k, len(images)))
-    rows, cols = flat[order] // width, flat[order] % width
-    boxes, patches = [], []
-    for idx, row, col in zip(order.tolist(), rows.tolist(), cols.tolist()):
-        top, left, bottom, right = box = _receptive_box(layer, tuple(images.shape[-2:]), row, col)
-        boxes.append(box)
-        patches.append(images[idx, :, top : bottom + 1, left : right + 1].detach().cpu())
-    return TopExamples(order, top_values, torch.stack([rows, cols], 1), boxes, patches)
-
-
-def _receptive_box(layer: str, size: tuple[int, int], row: int, col: int) -> tuple[int, int, int, int]:
-    """Inclusive pixel box of position ``(row, col)`` of ``layer`` for an ``(H, W)`` image."""
-    H, W = size
-    try:
-        from .receptive_field import receptive_field
-
-        top, bottom = receptive_field(layer, H).clipped(row)
-        left, right = receptive_field(layer, W).clipped(col)
-    except (ValueError, KeyError):  # not a spatial layer: the whole image
-        return 0, 0, H - 1, W - 1
-    return top, left, bottom, right
+    kwargs.setdefault("cache", False)
+    kwargs.setdefault("progress", False)
+    features = SAEFeatureModel(sae, model, layer)
+    return dataset_top_examples(
+        features, images, (features.name, feature), k=k, batch_size=batch_size, **kwargs
+    )
 
 
 # -- planted ground truth ------------------------------------------------------------------
