@@ -218,6 +218,43 @@ def test_pages_built_with_synthetic_weights_show_the_notice(site):
     assert "circuitscope-synthetic" in (site / "html" / "_static" / "circuitscope.css").read_text()
 
 
+def notebook_pages(root: Path = ROOT) -> list[str]:
+    """The pages of _toc.yml that are notebooks (executed at build time)."""
+    return [p for p in toc_pages(root) if (root / f"{p}.ipynb").is_file()]
+
+
+def chapter_pages(root: Path = ROOT) -> list[str]:
+    """Each chapter's narrative page: ``book/ch<N>_<name>/index``."""
+    return [p for p in notebook_pages(root) if re.fullmatch(r"book/ch\d+_\w+/index", p)]
+
+
+@pytest.mark.slow
+def test_every_notebook_page_runs_within_the_cpu_budget(site):
+    """COURSE.md: each page runs in about two minutes on two CPU cores (the CPU profile)."""
+    times = book.execution_times(ROOT, book.execution_cache(ROOT, site))
+    pages = notebook_pages()
+    assert len(chapter_pages()) >= 1 and set(chapter_pages()) < set(pages)
+    missing = [p for p in pages if p not in times]
+    assert not missing, f"notebook pages the build did not execute: {missing}"
+    # A margin for a busy CI runner; the build prints the times (and flags those over budget).
+    slow = {p: round(times[p]) for p in pages if times[p] > 1.5 * book.PAGE_BUDGET_S}
+    assert not slow, f"pages over {1.5 * book.PAGE_BUDGET_S:.0f} s on this machine: {slow}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", chapter_pages())
+def test_chapter_pages_show_figures_made_with_labelled_weights(site, page):
+    cache_path = book.execution_cache(ROOT, site)
+    from jupyter_cache import get_cache
+
+    nb = book._executed_notebook(site / "jupyter_execute" / f"{page}.ipynb", get_cache(cache_path))
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any(book.NOTICE_SYNTHETIC in str(o.get("data", {})) for o in outputs), "no synthetic-weights notice"
+    figures = sum("image/png" in o.get("data", {}) for o in outputs)
+    assert figures >= 4, f"{page} shows {figures} figures: a chapter teaches with pictures"
+
+
 @pytest.mark.slow
 def test_a_rebuild_from_the_execution_cache_passes(site, tmp_path):
     """The second build takes the notebooks from the cache, and still passes every check."""

@@ -59,16 +59,70 @@ def _course_copy(dest: Path) -> Course:
     return Course(dest)
 
 
+MISTAKES_DIR = Path(__file__).resolve().parent / "mistakes"
+
+
+def plausible_mistakes(assignment: str) -> dict[str, str]:
+    """``{solution grade_id: source of a plausible wrong solution cell}`` from tests/mistakes/<assignment>.py."""
+    import importlib.util
+
+    path = MISTAKES_DIR / f"{assignment}.py"
+    if not path.is_file():
+        return {}
+    spec = importlib.util.spec_from_file_location(f"mistakes_{assignment}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.MISTAKES)
+
+
+def _with_mistakes(release: Path, dest: Path, mistakes: dict[str, str]) -> set[str]:
+    """Copy the learner notebooks with each mistaken solution cell filled in; the test cells they feed."""
+    tested = set()
+    for path in sorted(release.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if gid in mistakes:
+                cell.source = mistakes[gid]
+                tested.add(f"{gid}-test")
+        dest.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, dest / path.name)
+    return tested
+
+
+@needs_assignments
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_exercise_has_a_plausible_mistake(assignment):
+    """tests/mistakes/<assignment>.py gives a wrong answer for every solution cell (graded below)."""
+    solution_ids = {
+        cell.metadata.nbgrader["grade_id"]
+        for name in COURSE.notebooks(assignment)
+        for cell in nbformat.read(COURSE.source / assignment / f"{name}.ipynb", as_version=4).cells
+        if cell.metadata.get("nbgrader", {}).get("solution")
+    }
+    mistakes = plausible_mistakes(assignment)
+    assert solution_ids and set(mistakes) == solution_ids, (
+        f"tests/mistakes/{assignment}.py must give one wrong solution per exercise: "
+        f"missing {sorted(solution_ids - set(mistakes))}, unknown {sorted(set(mistakes) - solution_ids)}"
+    )
+
+
 @pytest.mark.slow
 @needs_assignments
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_round_trip_solution_full_marks_untouched_zero(assignment, tmp_path, monkeypatch):
+def test_round_trip_solution_full_marks_untouched_and_mistakes_zero(assignment, tmp_path, monkeypatch):
+    """The real nbgrader grades three submissions of each assignment in one class: the solution
+    (full marks), the untouched learner notebook (0) and one with a plausible mistake in every
+    exercise (0 on every exercise's test)."""
     monkeypatch.setenv("CIRCUITSCOPE_OFFLINE", "1")  # the grading kernels inherit these
     monkeypatch.setenv("CIRCUITSCOPE_PROFILE", "cpu")
     course = _course_copy(tmp_path / "course")
     submissions = tmp_path / "submissions"
     for student, folder in (("solution", course.source), ("untouched", course.release)):
         shutil.copytree(folder / assignment, submissions / student / assignment)
+    mistaken_tests = _with_mistakes(
+        course.release / assignment, submissions / "mistakes" / assignment, plausible_mistakes(assignment)
+    )
 
     outcomes = grade(course, submissions, [assignment], jobs=2, progress=False)
     by_student = {}
@@ -81,13 +135,31 @@ def test_round_trip_solution_full_marks_untouched_zero(assignment, tmp_path, mon
         assert o.max_score > 0 and o.score == o.max_score, f"the solution must score full marks: {o}"
     for o in untouched:
         assert o.score == 0.0, f"the untouched exercise must score 0: {o}"
+    for o in by_student["mistakes"]:
+        assert o.score == 0.0, f"every plausible mistake must score 0: {o}"
+    _assert_mistakes_score_zero(course, assignment, mistaken_tests)
 
     made = feedback(course, [assignment])  # raises if any feedback quotes a hidden test
-    assert {p.parent.parent.name for p in made} == {"solution", "untouched"}
+    assert {p.parent.parent.name for p in made} == {"solution", "untouched", "mistakes"}
     with export_csv(course, tmp_path / "grades.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert sorted((r["student_id"], float(r["score"])) for r in rows) == [
-        ("solution", sum(o.max_score for o in solution)), ("untouched", 0.0)]  # fmt: skip
+        ("mistakes", 0.0), ("solution", sum(o.max_score for o in solution)), ("untouched", 0.0)]  # fmt: skip
+
+
+def _assert_mistakes_score_zero(course: Course, assignment: str, tests: set[str]) -> None:
+    """Each mistaken exercise's own test cell gave 0 (read from the real gradebook)."""
+    from nbgrader.api import Gradebook
+
+    assert tests, f"tests/mistakes/{assignment}.py holds no mistakes"
+    with Gradebook(course.db_url, "circuitscope") as gb:
+        grades = {
+            g.name: g.score
+            for name in course.notebooks(assignment)
+            for g in gb.find_submission_notebook(name, assignment, "mistakes").grades
+        }
+    assert tests <= set(grades), sorted(tests - set(grades))
+    assert all(grades[t] == 0 for t in tests), {t: grades[t] for t in tests}
 
 
 # --- units ------------------------------------------------------------------------------------------

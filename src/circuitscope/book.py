@@ -189,6 +189,42 @@ def check_weights_notices(build: Path, cache_path: Path | None = None) -> list[N
     return problems
 
 
+# -- run times ------------------------------------------------------------------------------
+#: Each notebook page must run within this on two CPU cores in the CPU profile (COURSE.md).
+PAGE_BUDGET_S = 120.0
+
+
+def execution_times(root: Path, cache_path: Path) -> dict[str, float]:
+    """Seconds each notebook page took when it was last executed: ``{"book/ch1_introduction/index": 63.2}``.
+
+    Read from the execution cache (``cache_path``), which records the run time of every notebook it
+    executed; pages under ``root`` only, keyed like ``_toc.yml`` (relative, no suffix).
+    """
+    if not cache_path.is_dir():
+        return {}
+    from jupyter_cache import get_cache
+
+    latest: dict[str, tuple] = {}
+    for record in get_cache(cache_path).list_cache_records():
+        seconds = (record.data or {}).get("execution_seconds")
+        try:
+            page = Path(record.uri).resolve().relative_to(root.resolve()).with_suffix("").as_posix()
+        except ValueError:  # a notebook of another tree (a classroom stage)
+            continue
+        if seconds is not None and (page not in latest or record.created > latest[page][0]):
+            latest[page] = (record.created, float(seconds))
+    return {page: seconds for page, (_, seconds) in sorted(latest.items())}
+
+
+def _report_times(times: dict[str, float]) -> None:
+    if not times:
+        return
+    print(f"\nNotebook run times (last execution; budget {PAGE_BUDGET_S:.0f} s each on two CPU cores):")
+    for page, seconds in times.items():
+        flag = "  OVER BUDGET" if seconds > PAGE_BUDGET_S else ""
+        print(f"  {seconds:7.1f} s  {page}{flag}")
+
+
 # -- the build ------------------------------------------------------------------------------
 def build(
     root: Path,
@@ -237,6 +273,8 @@ def build(
         for leak in leaks:
             print(f"  - {leak}", file=sys.stderr)
         return 1
+    if not classroom:
+        _report_times(execution_times(root, execution_cache(root, build_path)))
     release = " (classroom release: no solutions)" if classroom else ""
     print(f"\nBook built in {elapsed:.0f} s{release}: {build_path / 'html' / 'index.html'}")
     return 0
