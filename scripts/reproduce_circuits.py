@@ -17,6 +17,26 @@ Prints, beside what the papers state:
 The unit ids only mean something with the real weights, so the script refuses to run on the
 synthetic stand-in (or when the real weights cannot be had) with a non-zero exit status.
 
+What is checked against the articles' sources (distillpub/post--circuits-curve-detectors and
+post--circuits-curve-circuits on GitHub, read for this script) and what is not:
+
+* Verified: the ten 3b units, in the order listed above, are the units (and order) of the
+  radial-tuning-curve figure's data in "Curve Detectors" (``pages/radial/data.json``); the
+  article's curve renderer is parameterised by **orientation and curvature (radius)**, and it
+  reports that curve detectors have "a wide tolerance for the radius of curves" and are invariant
+  to cosmetic properties such as colour, and that 3b curves, unlike 3a ones, have no "echoes"
+  (responses 180 degrees from the preferred orientation). "Curve Circuits" ("3a Early Curve
+  Family"): "At every position curve neurons are excited by early curves in a similar
+  orientation and inhibited by ones in the opposing orientation"; the inhibiting ones are
+  rotated 180 degrees, not 90 (those negative weights are why 3b curves have no echoes).
+* Not verified (the article's stimulus code was not available): the image size, stroke
+  thickness, angular width of the arcs, black-on-white drawing, the radii and the angular
+  step used below. They are reasonable choices; given the reported tolerance for radius and
+  colour, the preferred orientations should not depend much on them. The 3a -> 3b pairs and
+  the car-detector units are the course's (COURSE.md, from "Zoom In" / "Curve Circuits"), and the
+  "top two rows vs bottom two rows" reading of the car kernels is this script's summary of
+  "Zoom In"'s figure, not a number from the paper.
+
     python scripts/reproduce_circuits.py                # needs the real weights
     CIRCUITSCOPE_WEIGHTS=/path/to/inception5h.pth python scripts/reproduce_circuits.py
 """
@@ -39,8 +59,9 @@ CAR, WINDOWS, WHEELS, BODY = "4c:447", "4b:237", "4b:373", "4b:491"
 
 STATEMENTS = {
     "curves": "The ten 3b curve detectors each prefer one orientation and jointly span all "
-    "orientations (Curve Detectors, 'Radial Tuning Curve'; Zoom In, 'Example 1').",
-    "early": "At every position, curve neurons are excited by early curves in a similar "
+    "orientations, with no echoes (Curve Detectors, 'Joint Tuning Curves' and 'Radial Tuning "
+    "Curve', 'The Curve Families of InceptionV1: 3b').",
+    "early": "At every position curve neurons are excited by early curves in a similar "
     "orientation and inhibited by ones in the opposing orientation (Curve Circuits, '3a Early "
     "Curve Family'; Zoom In, 'Circuit 1').",
     "windows": "Windows (4b:237) excite the car detector 4c:447 at the top of its window and "
@@ -107,7 +128,9 @@ def collect(
 
     Curve stimuli: black arcs on white, ``width`` degrees wide, ``thickness`` px, at each radius
     in ``radii`` (px, in ``size``-px images), ``angles`` orientations; a unit's preferred
-    orientation is the vector mean of its responses summed over the radii.
+    orientation is the vector mean of its responses summed over the radii (several radii because
+    the article varies curvature as well as orientation). These drawing parameters are not from
+    the article (see the module docstring).
     """
     style = {"width": width, "thickness": thickness, "foreground": 0.0, "background": 1.0}
 

@@ -169,6 +169,8 @@ def test_high_low_frequency_has_the_texture_on_the_oriented_side():
     top, bottom = lap[1, :28].mean(), lap[1, 34:].mean()
     assert float(right) > 0.5 and float(left) < 1e-6  # orientation 0: high frequency to the right
     assert float(top) > 0.5 and float(bottom) < 1e-6  # orientation 90: high frequency above
+    flat = high_low_frequency(0.0, size=64, mean=0.4)[0, 0]
+    assert torch.allclose(flat[:, :28], torch.full_like(flat[:, :28], 0.4))  # the low side: flat grey at mean
     low = high_low_frequency(0.0, size=64, period_low=32.0)[0, 0]
     assert float(low[:, :28].std()) > 0.05  # a low-frequency grating instead of flat grey
 

@@ -42,7 +42,7 @@ from torch import nn
 
 from .models.inceptionv1 import HookPoint
 
-__all__ = ["PlantedCurveModel", "LINE_ORIENTATIONS", "CURVE_ORIENTATIONS", "FAMILIES", "FAMILY_WEIGHTS"]
+__all__ = ["PlantedCurveModel", "PLANTED_CAPTION", "LINE_ORIENTATIONS", "CURVE_ORIENTATIONS", "FAMILIES", "FAMILY_WEIGHTS"]
 
 LINE_ORIENTATIONS = tuple(22.5 * i for i in range(8))  # degrees, period 180
 CURVE_ORIENTATIONS = tuple(45.0 * i for i in range(8))  # degrees, period 360
@@ -51,6 +51,8 @@ FAMILY_WEIGHTS = (1.0, 0.5)  # how much each line family counts in every curve u
 _LINE_SIGMA = {"thin": 1.0, "thick": 1.6}  # profile width across the line, pixels
 _LINE_LENGTH = 2.5  # Gaussian length along the line, pixels
 _LINE_KERNEL = 13
+#: The caption of figures made with a planted model (use ``caption=PLANTED_CAPTION`` in plots).
+PLANTED_CAPTION = "PLANTED CIRCUIT: hand-set weights known by construction, not InceptionV1"
 _CURVE_KERNEL = 5
 
 

@@ -35,7 +35,7 @@ import torch
 
 __all__ = [
     "curve", "line", "high_low_frequency", "arc_geometry", "tuning_curve", "TuningCurve",
-    "circular_mean",
+    "circular_mean", "plot_tuning_curves",
 ]  # fmt: skip
 
 Number = float | int
@@ -253,8 +253,9 @@ def high_low_frequency(
     b = -u * torch.sin(phi) + v * torch.cos(phi)
 
     def texture(period: torch.Tensor, contrast: float) -> torch.Tensor:
-        k = (2 * math.pi / period).view(-1, 1, 1)  # inf period -> 0 frequency -> flat
-        return mean + contrast / 2 * torch.cos(k * a) * torch.cos(k * b)
+        k = (2 * math.pi / period).view(-1, 1, 1)
+        flat = torch.isinf(period).view(-1, 1, 1)  # an infinite period is flat grey at `mean`
+        return mean + torch.where(flat, 0.0, contrast / 2 * torch.cos(k * a) * torch.cos(k * b))
 
     weight = (0.5 + a / aa).clamp(0.0, 1.0)
     img = weight * texture(p_hi, contrast_high) + (1 - weight) * texture(p_lo, contrast_low)
@@ -394,3 +395,54 @@ def tuning_curve(
             )
         )
     return curves[0] if isinstance(unit, str) else curves
+
+
+def plot_tuning_curves(
+    curves: TuningCurve | Sequence[TuningCurve],
+    model=None,
+    caption: str | None = None,
+    title: str | None = None,
+    polar: bool = True,
+):
+    """Radial tuning curves ("Curve Detectors", "Radial Tuning Curve"): response vs orientation.
+
+    ``curves``: one :class:`TuningCurve` or several (drawn in one panel, each in its colour, its
+    preferred orientation marked by a dashed spoke). ``polar=True`` draws the angle as the
+    direction (0 = right, counter-clockwise, as the stimuli are drawn) and the response as the
+    radius (negative responses clipped at 0); ``polar=False`` draws an ordinary line plot.
+    With ``model`` the figure is stamped with its weights caption; ``caption`` overrides it.
+    Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .circuits import _caption
+
+    curves = [curves] if isinstance(curves, TuningCurve) else list(curves)
+    fig = plt.figure(figsize=(4.2, 4.4) if polar else (5.5, 3.4))
+    ax = fig.add_subplot(projection="polar" if polar else None)
+    colours = plt.get_cmap("hsv")
+    for i, tc in enumerate(curves):
+        a = tc.angles.double().cpu().numpy()
+        r = tc.responses.double().cpu().numpy()
+        colour = colours(i / max(len(curves), 1))
+        if polar:
+            t = np.deg2rad(np.append(a, a[:1]) * 360.0 / tc.period)
+            ax.plot(t, np.clip(np.append(r, r[:1]), 0, None), color=colour, label=tc.unit)
+            if tc.preferred == tc.preferred:  # not nan
+                ax.plot([np.deg2rad(tc.preferred * 360.0 / tc.period)] * 2, [0, max(float(r.max()), 1e-9)],
+                        "--", color=colour, linewidth=1)  # fmt: skip
+        else:
+            ax.plot(a, r, color=colour, label=tc.unit)
+            ax.axvline(tc.preferred, color=colour, linestyle="--", linewidth=1)
+            ax.set_xlabel("orientation (degrees)")
+            ax.set_ylabel("response")
+    if polar:
+        ax.set_yticklabels([])
+    ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.3, 1.12) if polar else None)
+    if title:
+        ax.set_title(title, fontsize=10, pad=14)
+    fig.subplots_adjust(bottom=0.12)
+    _caption(fig, model, caption)
+    plt.close(fig)
+    return fig

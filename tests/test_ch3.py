@@ -1,0 +1,470 @@
+"""Chapter 3: its exercise checks, its solution notebook's structure, and its new figures.
+
+* Checks: each passes on the solution notebook's reference code (visible and hidden cases) and
+  fails, with the right hint, on the untouched stub and on plausible mistakes (``MISTAKES``, also
+  the mistakes submission of the nbgrader round trip: ``tests/mistakes/ch3_circuits.py``).
+* The library itself (expanded weights against autograd, stimuli geometry, the planted circuit,
+  NMF) is tested in ``test_circuits.py``, ``test_stimuli.py`` and ``test_planted.py``; here only
+  what chapter 3 added: the tuning-curve figure and the planted-model caption.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+import circuitscope as cs
+from circuitscope import circuits, stimuli
+from circuitscope.checks import CheckFailed
+from circuitscope.checks import ch3 as checks
+from circuitscope.circuits import branch_of, format_unit, parse_unit
+from circuitscope.planted import CURVE_ORIENTATIONS, PLANTED_CAPTION, PlantedCurveModel
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTION = ROOT / "solutions" / "ch3_circuits" / "ch3_exercises.ipynb"
+
+EXERCISES = {  # check -> the function the notebook defines
+    "check_direct_weights": "direct_weights",
+    "check_expanded_weights": "expanded_weights_bottleneck",
+    "check_curve_stimulus": "draw_curve",
+    "check_tuning_curve": "radial_tuning_curve",
+    "check_read_circuit": "read_circuit",
+    "check_nmf": "nmf",
+}
+GRADE_IDS = {  # check -> the grade_id of its solution cell
+    "check_direct_weights": "ch3-direct",
+    "check_expanded_weights": "ch3-expanded",
+    "check_curve_stimulus": "ch3-curve",
+    "check_tuning_curve": "ch3-tuning",
+    "check_read_circuit": "ch3-circuit",
+    "check_nmf": "ch3-nmf",
+}
+
+
+# =============================================================================================
+# The exercise checks: the reference passes, the stub and plausible mistakes fail
+# =============================================================================================
+def _namespace() -> dict:
+    """What the solution notebook's setup cell defines (without loading InceptionV1)."""
+    return {
+        "math": math,
+        "torch": torch,
+        "cs": cs,
+        "circuits": circuits,
+        "stimuli": stimuli,
+        "branch_of": branch_of,
+        "format_unit": format_unit,
+        "parse_unit": parse_unit,
+        "CURVE_ORIENTATIONS": CURVE_ORIENTATIONS,
+        "PlantedCurveModel": PlantedCurveModel,
+    }
+
+
+def _solution_cells(nb) -> dict[str, str]:
+    return {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in nb.cells
+        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+    }
+
+
+def _functions(sources: dict[str, str]) -> dict[str, object]:
+    ns = _namespace()
+    for source in sources.values():
+        exec(compile(source, "<solution cell>", "exec"), ns)  # noqa: S102
+    return ns
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return _functions(_solution_cells(nbformat.read(SOLUTION, as_version=4)))
+
+
+@pytest.fixture(scope="module")
+def stub():
+    from nbgrader.preprocessors import ClearSolutions
+
+    nb, _ = ClearSolutions().preprocess(nbformat.read(SOLUTION, as_version=4), {})
+    return _functions(_solution_cells(nb))
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+@pytest.mark.parametrize("check", sorted(EXERCISES))
+def test_reference_passes(reference, check, hidden, capsys):
+    start = time.perf_counter()
+    getattr(checks, check)(reference[EXERCISES[check]], hidden=hidden)
+    elapsed = time.perf_counter() - start
+    out = capsys.readouterr().out
+    assert out.startswith("\u2714") and out.count("\n") == 1, "a passing check prints one success line"
+    assert elapsed < 10, f"{check} took {elapsed:.1f} s (should be a few seconds at most)"
+
+
+@pytest.mark.parametrize("check", sorted(EXERCISES))
+def test_stub_fails(stub, check):
+    with pytest.raises(CheckFailed, match="not implemented"):
+        getattr(checks, check)(stub[EXERCISES[check]])
+
+
+# Plausible mistakes: (check, hidden cases needed, words the hint must contain, code).
+# The first of each check is also the nbgrader round trip's mistakes submission.
+MISTAKES = {
+    # -- exercise 1 --
+    "direct: source and target swapped": (
+        "check_direct_weights",
+        False,
+        "swapped",
+        """
+        def direct_weights(model, source_unit, target_unit):
+            target_layer, target_channel = parse_unit(target_unit)
+            if target_layer.startswith("mixed") and "_" not in target_layer:
+                target_layer, target_channel = branch_of(target_unit)
+            _, source_channel = parse_unit(source_unit)
+            weight = getattr(model, f"{target_layer}_pre_relu_conv").weight
+            return weight[source_channel, target_channel].detach()
+    """,
+    ),
+    "direct: the concatenated channel used as the branch's": (
+        "check_direct_weights",
+        False,
+        "branch_of",
+        """
+        def direct_weights(model, source_unit, target_unit):
+            target_layer, target_channel = parse_unit(target_unit)
+            if target_layer.startswith("mixed") and "_" not in target_layer:
+                target_layer = branch_of(target_unit)[0]
+            _, source_channel = parse_unit(source_unit)
+            return getattr(model, f"{target_layer}_pre_relu_conv").weight[target_channel, source_channel].detach()
+    """,
+    ),
+    # -- exercise 2 --
+    "expanded: the bottleneck's ReLU applied to its weights": (
+        "check_expanded_weights",
+        False,
+        "ReLU",
+        """
+        def expanded_weights_bottleneck(model, source_unit, target_unit):
+            branch, channel = branch_of(target_unit)
+            _, source = parse_unit(source_unit)
+            w_branch = getattr(model, f"{branch}_pre_relu_conv").weight[channel]
+            w_neck = getattr(model, f"{branch}_bottleneck_pre_relu_conv").weight[:, source, 0, 0]
+            return torch.einsum("bij,b->ij", w_branch, torch.relu(w_neck)).detach()
+    """,
+    ),
+    "expanded: the bottleneck's weights left out": (
+        "check_expanded_weights",
+        False,
+        "weighted by its weight",
+        """
+        def expanded_weights_bottleneck(model, source_unit, target_unit):
+            branch, channel = branch_of(target_unit)
+            return getattr(model, f"{branch}_pre_relu_conv").weight[channel].sum(0).detach()
+    """,
+    ),
+    # -- exercise 3 --
+    "curve: y axis pointing down": (
+        "check_curve_stimulus",
+        False,
+        "y axis points UP",
+        """
+        def draw_curve(orientation, radius, width=120.0, size=64, thickness=2.0):
+            c = (size - 1) / 2
+            coords = torch.arange(size, dtype=torch.float64) - c
+            y, x = torch.meshgrid(coords, coords, indexing="ij")  # y grows downwards: wrong
+            phi, half = math.radians(orientation), math.radians(min(width, 360.0)) / 2
+            cx, cy = -radius * math.cos(phi), -radius * math.sin(phi)
+            angle = torch.remainder(torch.atan2(y - cy, x - cx) - phi + math.pi, 2 * math.pi) - math.pi
+            d = (torch.sqrt((x - cx) ** 2 + (y - cy) ** 2) - radius).abs()
+            d = torch.where(angle.abs() <= half, d, torch.full_like(d, 99.0))
+            return (0.5 + thickness / 2 - d).clamp(0, 1).float().expand(3, -1, -1).clone()
+    """,
+    ),
+    "curve: the circle's centre in front of the arc": (
+        "check_curve_stimulus",
+        False,
+        "BEHIND",
+        """
+        def draw_curve(orientation, radius, width=120.0, size=64, thickness=2.0):
+            c = (size - 1) / 2
+            coords = torch.arange(size, dtype=torch.float64) - c
+            y, x = torch.meshgrid(-coords, coords, indexing="ij")
+            phi, half = math.radians(orientation), math.radians(min(width, 360.0)) / 2
+            cx, cy = radius * math.cos(phi), radius * math.sin(phi)  # wrong side
+            angle = torch.remainder(torch.atan2(y - cy, x - cx) - phi - math.pi + math.pi, 2 * math.pi) - math.pi
+            d = (torch.sqrt((x - cx) ** 2 + (y - cy) ** 2) - radius).abs()
+            d = torch.where(angle.abs() <= half, d, torch.full_like(d, 99.0))
+            return (0.5 + thickness / 2 - d).clamp(0, 1).float().expand(3, -1, -1).clone()
+    """,
+    ),
+    "curve: width taken as the half-width": (
+        "check_curve_stimulus",
+        False,
+        "whole arc's angular extent",
+        """
+        def draw_curve(orientation, radius, width=120.0, size=64, thickness=2.0):
+            return stimuli.curve(orientation, radius=radius, width=min(2 * width, 360.0), size=size,
+                                 thickness=thickness)[0]
+    """,
+    ),
+    # -- exercise 4 --
+    "tuning: the maximum over the map": (
+        "check_tuning_curve",
+        False,
+        "not its maximum",
+        """
+        def radial_tuning_curve(model, unit, angles, radius, size):
+            layer, channel = parse_unit(unit, model)
+            images = stimuli.curve(angles, radius=radius, size=size)
+            acts = cs.activations(model, images, [layer])[layer]
+            return acts[:, channel].amax(dim=(1, 2))
+    """,
+    ),
+    "tuning: the centre as H // 2": (
+        "check_tuning_curve",
+        True,
+        "(H - 1) // 2",
+        """
+        def radial_tuning_curve(model, unit, angles, radius, size):
+            layer, channel = parse_unit(unit, model)
+            acts = cs.activations(model, stimuli.curve(angles, radius=radius, size=size), [layer])[layer]
+            return acts[:, channel, acts.shape[-2] // 2, acts.shape[-1] // 2]
+    """,
+    ),
+    "tuning: the pre-ReLU value": (
+        "check_tuning_curve",
+        False,
+        "forget the ReLU",
+        """
+        def radial_tuning_curve(model, unit, angles, radius, size):
+            layer, channel = parse_unit(unit, model)
+            name = layer + "_pre_relu"
+            acts = cs.activations(model, stimuli.curve(angles, radius=radius, size=size), [name])[name]
+            h, w = acts.shape[-2:]
+            return acts[:, channel, (h - 1) // 2, (w - 1) // 2]
+    """,
+    ),
+    # -- exercise 5 --
+    "circuit: absolute values": (
+        "check_read_circuit",
+        False,
+        "Keep the sign",
+        """
+        def read_circuit(model, target_unit, source_layer, threshold=0.1):
+            totals = circuits.expanded_weights(model, source_layer, target_unit).abs().sum(dim=(1, 2))
+            limit = threshold * totals.max()
+            order = torch.argsort(totals, descending=True).tolist()
+            return [(format_unit(source_layer, c), float(totals[c])) for c in order if totals[c] > limit], []
+    """,
+    ),
+    "circuit: only the centre entry": (
+        "check_read_circuit",
+        False,
+        "whole k x k kernel",
+        """
+        def read_circuit(model, target_unit, source_layer, threshold=0.1):
+            totals = circuits.expanded_weights(model, source_layer, target_unit)[:, 2, 2]
+            limit = threshold * totals.abs().max()
+            order = torch.argsort(totals, descending=True).tolist()
+            excites = [(format_unit(source_layer, c), float(totals[c])) for c in order if totals[c] > limit]
+            inhibits = [(format_unit(source_layer, c), float(totals[c])) for c in reversed(order) if totals[c] < -limit]
+            return excites, inhibits
+    """,
+    ),
+    "circuit: an absolute threshold": (
+        "check_read_circuit",
+        False,
+        "relative",
+        """
+        def read_circuit(model, target_unit, source_layer, threshold=0.1):
+            totals = circuits.expanded_weights(model, source_layer, target_unit).sum(dim=(1, 2))
+            order = torch.argsort(totals, descending=True).tolist()
+            excites = [(format_unit(source_layer, c), float(totals[c])) for c in order if totals[c] > threshold]
+            inhibits = [(format_unit(source_layer, c), float(totals[c])) for c in reversed(order) if totals[c] < -threshold]
+            return excites, inhibits
+    """,
+    ),
+    "circuit: inhibitors in the wrong order": (
+        "check_read_circuit",
+        False,
+        "most negative",
+        """
+        def read_circuit(model, target_unit, source_layer, threshold=0.1):
+            totals = circuits.expanded_weights(model, source_layer, target_unit).sum(dim=(1, 2))
+            limit = threshold * totals.abs().max()
+            order = torch.argsort(totals, descending=True).tolist()
+            excites = [(format_unit(source_layer, c), float(totals[c])) for c in order if totals[c] > limit]
+            inhibits = [(format_unit(source_layer, c), float(totals[c])) for c in order if totals[c] < -limit]
+            return excites, inhibits
+    """,
+    ),
+    # -- exercise 6 --
+    "nmf: a truncated SVD": (
+        "check_nmf",
+        False,
+        "non-negative",
+        """
+        def nmf(x, k, n_iter=500, seed=0):
+            u, s, vh = torch.linalg.svd(x.double(), full_matrices=False)
+            w, h = u[:, :k] * s[:k], vh[:k]
+            return w, h
+    """,
+    ),
+    "nmf: rows of h not normalised": (
+        "check_nmf",
+        False,
+        "unit L2 norm",
+        """
+        def nmf(x, k, n_iter=500, seed=0):
+            gen = torch.Generator().manual_seed(seed)
+            x = x.double()
+            w = torch.rand(x.shape[0], k, generator=gen, dtype=torch.float64)
+            h = torch.rand(k, x.shape[1], generator=gen, dtype=torch.float64)
+            for _ in range(n_iter):
+                h = h * (w.T @ x) / (w.T @ w @ h + 1e-12)
+                w = w * (x @ h.T) / (w @ h @ h.T + 1e-12)
+            return w, h
+    """,
+    ),
+    "nmf: no epsilon": (
+        "check_nmf",
+        False,
+        "eps",
+        """
+        def nmf(x, k, n_iter=500, seed=0):
+            gen = torch.Generator().manual_seed(seed)
+            x = x.double()
+            w = torch.rand(x.shape[0], k, generator=gen, dtype=torch.float64)
+            h = torch.rand(k, x.shape[1], generator=gen, dtype=torch.float64)
+            for _ in range(n_iter):
+                h = h * (w.T @ x) / (w.T @ w @ h)
+                w = w * (x @ h.T) / (w @ h @ h.T)
+            norms = h.norm(dim=1, keepdim=True)
+            return w * norms.T, h / norms
+    """,
+    ),
+}
+
+
+def _mistake(code: str):
+    ns = _namespace()
+    exec(compile(textwrap.dedent(code), "<mistake>", "exec"), ns)  # noqa: S102
+    return next(v for k, v in ns.items() if k in EXERCISES.values() and callable(v))
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_plausible_mistake_fails_with_a_hint(name):
+    check, needs_hidden, hint, code = MISTAKES[name]
+    fn = _mistake(code)
+    if needs_hidden:  # the visible cases pass it; the hidden ones catch it
+        getattr(checks, check)(fn, hidden=False)
+    with pytest.raises(CheckFailed) as failure:
+        getattr(checks, check)(fn, hidden=True)
+    message = str(failure.value)
+    assert hint in message, f"{name}: the message does not say {hint!r}:\n{message}"
+    assert "expected" in message
+
+
+def test_every_exercise_has_a_mistake_that_fails():
+    assert {check for check, *_ in MISTAKES.values()} == set(EXERCISES)
+    first = {}
+    for check, needs_hidden, _, _ in MISTAKES.values():
+        first.setdefault(check, needs_hidden)
+    assert not any(first.values()), "the round trip's mistake of each exercise should fail visibly"
+
+
+def test_checks_resist_a_patched_allclose(monkeypatch):
+    # A learner cell that makes every comparison succeed must not turn a failure into a pass.
+    monkeypatch.setattr(torch, "allclose", lambda *a, **k: True)
+    monkeypatch.setattr(torch, "isclose", lambda a, b, *r, **k: torch.ones_like(a, dtype=torch.bool))
+    with pytest.raises(CheckFailed):
+        checks.check_expanded_weights(
+            _mistake(MISTAKES["expanded: the bottleneck's ReLU applied to its weights"][3])
+        )
+
+
+# =============================================================================================
+# The solution notebook's structure
+# =============================================================================================
+def test_solution_notebook_structure():
+    nb = nbformat.read(SOLUTION, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    solutions = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert len(solutions) == len(tests) == len(EXERCISES) >= 5
+    assert [c.metadata.nbgrader.grade_id for c in solutions] == list(GRADE_IDS.values())
+    ids = [c.metadata.nbgrader.grade_id for c in solutions + tests]
+    assert len(set(ids)) == len(ids)
+    cell_ids = [c.id for c in nb.cells]
+    assert len(set(cell_ids)) == len(cell_ids)
+    for (check, fn), sol, test in zip(EXERCISES.items(), solutions, tests):
+        meta = sol.metadata.nbgrader
+        assert meta == {
+            "grade": False,
+            "grade_id": meta.grade_id,
+            "locked": False,
+            "schema_version": 3,
+            "solution": True,
+            "task": False,
+        }
+        assert f"def {fn}(" in sol.source and '"""' in sol.source
+        assert "### BEGIN SOLUTION" in sol.source and "### END SOLUTION" in sol.source
+        tmeta = test.metadata.nbgrader
+        assert tmeta["grade"] and tmeta["locked"] and tmeta["points"] > 0
+        assert tmeta["grade_id"] == meta.grade_id + "-test"
+        assert test.source == (
+            f"ch3.{check}({fn})\n### BEGIN HIDDEN TESTS\nfrom circuitscope.checks import ch3 as _ch3\n"
+            f"_ch3.{check}({fn}, hidden=True)\n### END HIDDEN TESTS"
+        )
+    headers = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Exercise")]
+    assert len(headers) == len(EXERCISES)
+    for h in headers:
+        assert all(w in h for w in ("Difficulty", "Importance", "Time", "min", "Follows", "https://")), h
+    setup_cell = next(c for c in nb.cells if "load_inceptionv1" in c.source)
+    setup = setup_cell.source
+    assert setup.index("from circuitscope.checks import ch3") < setup.index("load_inceptionv1")
+    assert "cs.notice(model)" in setup and "cs.profile()" in setup
+    assert setup_cell.metadata.nbgrader == {
+        "grade": False,
+        "grade_id": "setup",
+        "locked": True,
+        "schema_version": 3,
+        "solution": False,
+        "task": False,
+    }
+    first_code = next(c for c in nb.cells if c.cell_type == "code" and c.get("id") != "install")
+    assert first_code is setup_cell, "the setup cell must be the first code cell after the install cell"
+    assert any(c.cell_type == "markdown" and c.source.startswith("## Explore") for c in nb.cells)
+    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit without outputs"
+
+
+# =============================================================================================
+# What chapter 3 added to the library
+# =============================================================================================
+def _texts(fig) -> str:
+    return " ".join(t.get_text() for t in fig.texts)
+
+
+def test_tuning_curve_figure_marks_the_preferred_orientation_and_its_weights(synthetic_model):
+    import matplotlib.pyplot as plt
+
+    planted = PlantedCurveModel()
+    curves = stimuli.tuning_curve(planted, ["curves:0", "curves:2"], angles=8, size=44, radius=12.0)
+    assert [tc.peak for tc in curves] == [CURVE_ORIENTATIONS[0], CURVE_ORIENTATIONS[2]]
+    fig = stimuli.plot_tuning_curves(curves, caption=PLANTED_CAPTION)
+    assert "PLANTED CIRCUIT" in _texts(fig) and fig.axes[0].name == "polar"
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 4  # a curve and a preferred-orientation spoke per unit
+    spoke = lines[3].get_xdata()
+    assert spoke[0] == pytest.approx(math.radians(curves[1].preferred))
+    plt.close(fig)
+    fig = stimuli.plot_tuning_curves(curves[0], model=synthetic_model, polar=False)
+    assert "SYNTHETIC WEIGHTS" in _texts(fig) and fig.axes[0].name != "polar"
+    plt.close(fig)
