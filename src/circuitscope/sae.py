@@ -59,7 +59,10 @@ __all__ = [
     "feature_frequencies",
     "load_sae",
     "mean_max_cosine_similarity",
+    "photo_crops",
     "planted_features",
+    "plot_dictionary_match",
+    "plot_sae_features",
     "top_examples",
     "train_layer_sae",
     "train_sae",
@@ -913,3 +916,111 @@ def mean_max_cosine_similarity(learned: torch.Tensor, planted: torch.Tensor) -> 
     a = a / a.norm(dim=0, keepdim=True).clamp_min(1e-12)
     b = b / b.norm(dim=0, keepdim=True).clamp_min(1e-12)
     return float((b.T @ a).max(dim=1).values.mean())
+
+
+# -- a small image set and a figure for the chapter -----------------------------------------
+def photo_crops(n: int = 32, size: int = 128, seed: int = 0, names: list[str] | None = None) -> torch.Tensor:
+    """``n`` seeded random crops of the bundled sample photos: ``(n, 3, size, size)`` in [0, 1].
+
+    Each crop covers 30% to 100% of a photo's shorter side at a random place, half of them
+    mirrored, resized to ``size``. A small, offline image set: enough to train a toy SAE and to
+    rank its features' examples on a laptop, nowhere near the millions of ImageNet activations
+    a real dictionary needs. ``names``: which photos (default all of
+    :data:`circuitscope.images.SAMPLE_PHOTOS`).
+    """
+    from .images import SAMPLE_PHOTOS, sample_image
+
+    photos = [sample_image(name, size=None) for name in (names or list(SAMPLE_PHOTOS))]
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        photo = photos[i % len(photos)]
+        h, w = photo.shape[-2:]
+        side = int(min(h, w) * (0.3 + 0.7 * float(torch.rand((), generator=gen))))
+        top = int(torch.randint(h - side + 1, (), generator=gen))
+        left = int(torch.randint(w - side + 1, (), generator=gen))
+        crop = photo[:, top : top + side, left : left + side]
+        if bool(torch.rand((), generator=gen) < 0.5):
+            crop = crop.flip(-1)
+        crop = nn.functional.interpolate(crop[None], size=(size, size), mode="bilinear",
+                                         antialias=True, align_corners=False)[0]  # fmt: skip
+        out.append(crop.clamp(0, 1))
+    return torch.stack(out)
+
+
+def plot_sae_features(model, sae: SparseAutoencoder, layer: str, features, images: torch.Tensor,
+                      renders: torch.Tensor | None = None, k: int = 4, size: int | None = None,
+                      steps: int | None = None, seed: int = 0, progress: bool = False):  # fmt: skip
+    """One row per SAE feature: its feature visualization, then its top ``k`` dataset examples.
+
+    The visualization maximises ``direction(layer, W_dec[:, feature])`` with
+    :func:`circuitscope.optvis.render` (unless ``renders: (len(features), 3, H, W)`` are given);
+    the examples are the receptive-field patches of ``images: (N, 3, H, W)`` in [0, 1] where
+    the feature is largest (:func:`top_examples`). As in "Feature Visualization"'s figures
+    that pair optimisation with dataset examples. Stamped with the model's weights. Returns
+    the Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from .optvis import render
+    from .optvis.objectives import direction
+    from .provenance import stamp
+
+    features = [int(f) for f in features]
+    if renders is None:
+        objectives = [direction(layer, feature_direction(sae, f)) for f in features]
+        renders = render(model, objectives, size=size, steps=steps, seed=seed, progress=progress)
+    fig, axes = plt.subplots(len(features), k + 1, figsize=(1.7 * (k + 1), 1.85 * len(features) + 0.5),
+                             squeeze=False)  # fmt: skip
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    for row, (feature, picture) in enumerate(zip(features, renders)):
+        axes[row, 0].imshow(picture.permute(1, 2, 0).clamp(0, 1).cpu().numpy())
+        axes[row, 0].set_ylabel(f"feature {feature}", fontsize=8)
+        top = top_examples(sae, model, images, layer, feature, k=k)
+        for col, (patch, score) in enumerate(zip(top.patches(), top.scores.tolist()), start=1):
+            axes[row, col].imshow(patch.permute(1, 2, 0).clamp(0, 1).numpy())
+            axes[row, col].set_title(f"{score:.2g}", fontsize=7)
+        for col in range(len(top) + 1, k + 1):
+            axes[row, col].axis("off")
+    axes[0, 0].set_title("direction\nvisualization", fontsize=8)
+    fig.suptitle(f"SAE features of {layer}: visualization and top dataset patches (score)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    stamp(fig, model)
+    plt.close(fig)
+    return fig
+
+
+def plot_dictionary_match(learned: torch.Tensor, planted: torch.Tensor, title: str | None = None):
+    """How well a learned dictionary matches a planted one, as the cosine similarities between
+    every planted direction (rows) and its best-matching learned directions (columns).
+
+    ``learned: (d, m)`` (e.g. ``sae.W_dec``) and ``planted: (d, n)``, one direction per column.
+    Columns are ordered so that planted direction ``i``'s best match sits at column ``i``
+    (the remaining learned directions follow, by how well they match anything): a recovered
+    dictionary shows a bright diagonal. The mean of that diagonal is
+    :func:`mean_max_cosine_similarity`. Draws no model output, so it carries no weights
+    caption. Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    a = learned.detach().float().cpu()
+    b = planted.detach().float().cpu()
+    a = a / a.norm(dim=0, keepdim=True).clamp_min(1e-12)
+    b = b / b.norm(dim=0, keepdim=True).clamp_min(1e-12)
+    cos = b.T @ a  # (n, m)
+    best = cos.argmax(dim=1).tolist()
+    order = list(dict.fromkeys(best))
+    rest = [j for j in cos.max(dim=0).values.argsort(descending=True).tolist() if j not in order]
+    order += rest
+    fig, ax = plt.subplots(figsize=(min(9.0, 2 + 0.09 * len(order)), 2 + 0.09 * cos.shape[0]))
+    im = ax.imshow(cos[:, order].numpy(), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto",
+                   interpolation="nearest")  # fmt: skip
+    ax.set_xlabel("learned directions (best matches first)")
+    ax.set_ylabel("planted directions")
+    score = float(cos.max(dim=1).values.mean())
+    ax.set_title(title or f"cosine similarity; mean max = {score:.3f}", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

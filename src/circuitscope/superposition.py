@@ -486,6 +486,7 @@ def plot_phase_diagram(diagram: PhaseDiagram, ax=None):
     import matplotlib.pyplot as plt
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
+    from matplotlib.ticker import NullFormatter
 
     fig = None
     if ax is None:
@@ -504,6 +505,8 @@ def plot_phase_diagram(diagram: PhaseDiagram, ax=None):
     ax.pcolormesh(edges(imp), edges(np.clip(density, 1e-12, None)), diagram.phases, cmap=cmap,
                   norm=BoundaryNorm([-0.5, 0.5, 1.5, 2.5], 3), shading="flat")  # fmt: skip
     ax.set_xscale("log"), ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a narrow log axis overlap
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("relative importance of feature 1")
     ax.set_ylabel("feature density $1 - S$")
     ax.legend(handles=[Patch(color=c, label=p) for c, p in zip(PHASE_COLOURS, PHASES)], fontsize=7,

@@ -1,0 +1,465 @@
+"""Chapter 5: its exercise checks, its solution notebook's structure and the library it adds.
+
+* Checks: each passes on the solution notebook's reference code (visible and hidden cases) and
+  fails, with the right hint, on the untouched stub and on plausible mistakes (the MISTAKES
+  table below, and tests/mistakes/ch5_closing_thoughts.py, which the nbgrader round trip of
+  tests/test_course.py grades).
+* The solution notebook's structure (nbgrader metadata, headers, the locked setup cell).
+* Library: the planted colour model the feature-visualization check relies on, the photo
+  crops, and the SAE feature figure's provenance stamp. (The toy models' regimes, planted-feature
+  recovery and checkpoint/resume are tested in test_superposition.py and test_sae.py.)
+
+Timings here run on a shared CPU: the bounds are generous on purpose.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+import circuitscope as cs
+from circuitscope import sae as sae_lib
+from circuitscope import superposition as sp
+from circuitscope.checks import CheckFailed
+from circuitscope.checks import ch5 as checks
+from circuitscope.optvis import render
+from circuitscope.optvis.objectives import direction
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTION = ROOT / "solutions" / "ch5_closing_thoughts" / "ch5_exercises.ipynb"
+MISTAKES_FILE = ROOT / "tests" / "mistakes" / "ch5_closing_thoughts.py"
+
+EXERCISES = {  # check -> the function the notebook defines
+    "check_toy_model": "toy_model",
+    "check_features_per_dimension": "features_per_dimension",
+    "check_train_toy": "train_toy",
+    "check_sae_forward": "sae_forward",
+    "check_train_sae": "train_sae",
+    "check_layer_vectors": "layer_vectors",
+    "check_visualize_feature": "visualize_feature",
+}
+GRADE_IDS = {  # solution cell grade_id -> check
+    "ch5-toy-model": "check_toy_model",
+    "ch5-features-per-dim": "check_features_per_dimension",
+    "ch5-train-toy": "check_train_toy",
+    "ch5-sae-forward": "check_sae_forward",
+    "ch5-train-sae": "check_train_sae",
+    "ch5-layer-vectors": "check_layer_vectors",
+    "ch5-visualize-feature": "check_visualize_feature",
+}
+CHECK_SECONDS = 30  # each check is a few seconds on two idle cores; the CPU here is shared
+
+
+# =============================================================================================
+# The exercise checks: the reference passes, the stub and plausible mistakes fail
+# =============================================================================================
+def _namespace() -> dict:
+    """What the solution notebook's setup cell defines (without loading InceptionV1)."""
+    return {"math": math, "torch": torch, "cs": cs, "sae_lib": sae_lib, "sp": sp,
+            "render": render, "direction": direction}  # fmt: skip
+
+
+def _solution_cells(nb) -> dict[str, str]:
+    return {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in nb.cells
+        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+    }
+
+
+def _functions(sources: dict[str, str]) -> dict[str, object]:
+    ns = _namespace()
+    for source in sources.values():
+        exec(compile(source, "<solution cell>", "exec"), ns)  # noqa: S102
+    return ns
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return _functions(_solution_cells(nbformat.read(SOLUTION, as_version=4)))
+
+
+@pytest.fixture(scope="module")
+def stub():
+    from nbgrader.preprocessors import ClearSolutions
+
+    nb, _ = ClearSolutions().preprocess(nbformat.read(SOLUTION, as_version=4), {})
+    return _functions(_solution_cells(nb))
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+@pytest.mark.parametrize("check", sorted(EXERCISES))
+def test_reference_passes(reference, check, hidden, capsys):
+    start = time.perf_counter()
+    getattr(checks, check)(reference[EXERCISES[check]], hidden=hidden)
+    elapsed = time.perf_counter() - start
+    out = capsys.readouterr().out
+    assert out.startswith("\u2714") and out.count("\n") == 1, f"one success line, got {out!r}"
+    assert elapsed < CHECK_SECONDS, f"{check} took {elapsed:.1f} s"
+
+
+@pytest.mark.parametrize("check", sorted(EXERCISES))
+def test_stub_fails(stub, check):
+    with pytest.raises(CheckFailed, match="not implemented"):
+        getattr(checks, check)(stub[EXERCISES[check]])
+
+
+# Plausible mistakes: (check, hidden cases needed, words the hint must contain, code).
+MISTAKES = {
+    # -- exercise 1 --
+    "toy: no ReLU": ("check_toy_model", False, "forget the ReLU", """
+        def toy_model(W, b, x, importance):
+            out = x @ W.T @ W + b
+            return out, (importance * (x - out) ** 2).sum(-1).mean()
+    """),
+    "toy: no bias": ("check_toy_model", False, "forget the bias", """
+        def toy_model(W, b, x, importance):
+            out = torch.relu(x @ W.T @ W)
+            return out, (importance * (x - out) ** 2).sum(-1).mean()
+    """),
+    "toy: bias after the ReLU": ("check_toy_model", False, "BEFORE the ReLU", """
+        def toy_model(W, b, x, importance):
+            out = torch.relu(x @ W.T @ W) + b
+            return out, (importance * (x - out) ** 2).sum(-1).mean()
+    """),
+    "toy: unweighted loss": ("check_toy_model", False, "importance I_i", """
+        def toy_model(W, b, x, importance):
+            out = torch.relu(x @ W.T @ W + b)
+            return out, ((x - out) ** 2).sum(-1).mean()
+    """),
+    "toy: mean over the features": ("check_toy_model", False, "SUM over the features", """
+        def toy_model(W, b, x, importance):
+            out = torch.relu(x @ W.T @ W + b)
+            return out, (importance * (x - out) ** 2).mean()
+    """),
+    "toy: importance inside the square": ("check_toy_model", False, "not inside the square", """
+        def toy_model(W, b, x, importance):
+            out = torch.relu(x @ W.T @ W + b)
+            return out, ((importance * (x - out)) ** 2).sum(-1).mean()
+    """),
+    "toy: summed over the batch": ("check_toy_model", False, "average over the batch", """
+        def toy_model(W, b, x, importance):
+            out = torch.relu(x @ W.T @ W + b)
+            return out, (importance * (x - out) ** 2).sum()
+    """),
+    # -- exercise 2 --
+    "fpd: inverted": ("check_features_per_dimension", False, "inverted", """
+        def features_per_dimension(W):
+            return float(W.shape[0] / W.pow(2).sum())
+    """),
+    "fpd: divided by the features": ("check_features_per_dimension", False, "DIMENSIONS", """
+        def features_per_dimension(W):
+            return float(W.pow(2).sum() / W.shape[1])
+    """),
+    "fpd: norms not squared": ("check_features_per_dimension", False, "square the norms", """
+        def features_per_dimension(W):
+            return float(W.norm(dim=0).sum() / W.shape[0])
+    """),
+    "fpd: counting represented features": ("check_features_per_dimension", False, "do not count", """
+        def features_per_dimension(W):
+            return float((W.norm(dim=0) > 0.5).sum() / W.shape[0])
+    """),
+    # -- exercise 3 --
+    "train toy: no optimizer step": ("check_train_toy", False, "optimizer.step()", """
+        def train_toy(model, steps=1000, batch_size=512, lr=1e-2, seed=0):
+            gen = torch.Generator().manual_seed(seed)
+            opt = torch.optim.Adam(model.parameters(), lr=lr)
+            losses = []
+            for _ in range(steps):
+                x = model.generate_batch(batch_size, gen)
+                loss = model.loss(x)
+                opt.zero_grad()
+                loss.backward()
+                losses.append(loss.item())
+            return losses
+    """),
+    "train toy: gradient ascent": ("check_train_toy", False, "went UP", """
+        def train_toy(model, steps=1000, batch_size=512, lr=1e-2, seed=0):
+            gen = torch.Generator().manual_seed(seed)
+            opt = torch.optim.Adam(model.parameters(), lr=lr)
+            losses = []
+            for _ in range(steps):
+                x = model.generate_batch(batch_size, gen)
+                loss = model.loss(x)
+                opt.zero_grad()
+                (-loss).backward()
+                opt.step()
+                losses.append(loss.item())
+            return losses
+    """),
+    "train toy: only the last loss": ("check_train_toy", False, "one loss per step", """
+        def train_toy(model, steps=1000, batch_size=512, lr=1e-2, seed=0):
+            gen = torch.Generator().manual_seed(seed)
+            opt = torch.optim.Adam(model.parameters(), lr=lr)
+            for _ in range(steps):
+                x = model.generate_batch(batch_size, gen)
+                loss = model.loss(x)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            return [loss.item()]
+    """),
+    # -- exercise 4 --
+    "sae: no ReLU": ("check_sae_forward", False, "forget the ReLU", """
+        def sae_forward(x, W_enc, b_enc, W_dec, b_dec, l1_coeff):
+            f = (x - b_dec) @ W_enc.T + b_enc
+            x_hat = f @ W_dec.T + b_dec
+            return x_hat, f, ((x - x_hat) ** 2).sum(-1).mean() + l1_coeff * f.abs().sum(-1).mean()
+    """),
+    "sae: b_dec not subtracted": ("check_sae_forward", False, "subtract the decoder bias", """
+        def sae_forward(x, W_enc, b_enc, W_dec, b_dec, l1_coeff):
+            f = torch.relu(x @ W_enc.T + b_enc)
+            x_hat = f @ W_dec.T + b_dec
+            return x_hat, f, ((x - x_hat) ** 2).sum(-1).mean() + l1_coeff * f.abs().sum(-1).mean()
+    """),
+    "sae: tied encoder": ("check_sae_forward", False, "TIED", """
+        def sae_forward(x, W_enc, b_enc, W_dec, b_dec, l1_coeff):
+            f = torch.relu((x - b_dec) @ W_dec + b_enc)
+            x_hat = f @ W_dec.T + b_dec
+            return x_hat, f, ((x - x_hat) ** 2).sum(-1).mean() + l1_coeff * f.abs().sum(-1).mean()
+    """),
+    "sae: no decoder bias": ("check_sae_forward", False, "decoder bias b_dec", """
+        def sae_forward(x, W_enc, b_enc, W_dec, b_dec, l1_coeff):
+            f = torch.relu((x - b_dec) @ W_enc.T + b_enc)
+            x_hat = f @ W_dec.T
+            return x_hat, f, ((x - x_hat) ** 2).sum(-1).mean() + l1_coeff * f.abs().sum(-1).mean()
+    """),
+    "sae: F.mse_loss": ("check_sae_forward", False, "SUMMED over d_in", """
+        def sae_forward(x, W_enc, b_enc, W_dec, b_dec, l1_coeff):
+            f = torch.relu((x - b_dec) @ W_enc.T + b_enc)
+            x_hat = f @ W_dec.T + b_dec
+            return x_hat, f, torch.nn.functional.mse_loss(x_hat, x) + l1_coeff * f.abs().sum(-1).mean()
+    """),
+    "sae: L1 averaged over the features": ("check_sae_forward", False, "SUMMED over the features", """
+        def sae_forward(x, W_enc, b_enc, W_dec, b_dec, l1_coeff):
+            f = torch.relu((x - b_dec) @ W_enc.T + b_enc)
+            x_hat = f @ W_dec.T + b_dec
+            return x_hat, f, ((x - x_hat) ** 2).sum(-1).mean() + l1_coeff * f.abs().mean()
+    """),
+    "sae: no L1 penalty": ("check_sae_forward", False, "L1 penalty", """
+        def sae_forward(x, W_enc, b_enc, W_dec, b_dec, l1_coeff):
+            f = torch.relu((x - b_dec) @ W_enc.T + b_enc)
+            x_hat = f @ W_dec.T + b_dec
+            return x_hat, f, ((x - x_hat) ** 2).sum(-1).mean()
+    """),
+    # -- exercise 5 --
+    "train sae: no renormalisation": ("check_train_sae", False, "unit norm", """
+        def train_sae(sae, data, steps=1000, lr=1e-3, l1_coeff=0.1, batch_size=256, seed=0):
+            gen = torch.Generator().manual_seed(seed)
+            opt = torch.optim.Adam(sae.parameters(), lr=lr)
+            losses = []
+            for _ in range(steps):
+                loss = sae.loss(data[torch.randint(len(data), (batch_size,), generator=gen)], l1_coeff).total
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+            return losses
+    """),
+    "train sae: no optimizer step": ("check_train_sae", False, "did not fall", """
+        def train_sae(sae, data, steps=1000, lr=1e-3, l1_coeff=0.1, batch_size=256, seed=0):
+            gen = torch.Generator().manual_seed(seed)
+            opt = torch.optim.Adam(sae.parameters(), lr=lr)
+            losses = []
+            for _ in range(steps):
+                loss = sae.loss(data[torch.randint(len(data), (batch_size,), generator=gen)], l1_coeff).total
+                opt.zero_grad()
+                loss.backward()
+                with torch.no_grad():
+                    sae.W_dec /= sae.W_dec.norm(dim=0, keepdim=True)
+                losses.append(loss.item())
+            return losses
+    """),
+    "train sae: no L1 penalty": ("check_train_sae", False, "not recovered", """
+        def train_sae(sae, data, steps=1000, lr=1e-3, l1_coeff=0.1, batch_size=256, seed=0):
+            gen = torch.Generator().manual_seed(seed)
+            opt = torch.optim.Adam(sae.parameters(), lr=lr)
+            losses = []
+            for _ in range(steps):
+                loss = sae.loss(data[torch.randint(len(data), (batch_size,), generator=gen)], l1_coeff).mse
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                with torch.no_grad():
+                    sae.W_dec /= sae.W_dec.norm(dim=0, keepdim=True)
+                losses.append(loss.item())
+            return losses
+    """),
+    # -- exercise 6 --
+    "vectors: reshape only": ("check_layer_vectors", False, "reshape alone", """
+        def layer_vectors(acts):
+            return acts.reshape(-1, acts.shape[1])
+    """),
+    "vectors: transposed": ("check_layer_vectors", False, "one ROW", """
+        def layer_vectors(acts):
+            return acts.permute(1, 0, 2, 3).reshape(acts.shape[1], -1)
+    """),
+    "vectors: columns before rows": ("check_layer_vectors", False, "ROW (y)", """
+        def layer_vectors(acts):
+            return acts.permute(0, 3, 2, 1).reshape(-1, acts.shape[1])
+    """),
+    # -- exercise 7 --
+    "visualize: encoder row": ("check_visualize_feature", False, "ENCODER", """
+        def visualize_feature(model, sae, layer, feature, size=64, steps=None, seed=0):
+            vector = sae.W_enc[feature].detach()
+            return vector, render(model, direction(layer, vector), size=size, steps=steps, seed=seed, progress=False)
+    """),
+    "visualize: the negative direction rendered": ("check_visualize_feature", False, "does not excite", """
+        def visualize_feature(model, sae, layer, feature, size=64, steps=None, seed=0):
+            vector = sae.W_dec[:, feature].detach()
+            return vector, render(model, direction(layer, -vector), size=size, steps=steps, seed=seed, progress=False)
+    """),
+    "visualize: the image not returned whole": ("check_visualize_feature", False, "(1, 3, size, size)", """
+        def visualize_feature(model, sae, layer, feature, size=64, steps=None, seed=0):
+            vector = sae.W_dec[:, feature].detach()
+            return vector, render(model, direction(layer, vector), size=size, steps=steps, seed=seed, progress=False)[0]
+    """),
+}
+
+
+def _mistake(code: str):
+    ns = _namespace()
+    exec(compile(textwrap.dedent(code), "<mistake>", "exec"), ns)  # noqa: S102
+    return next(v for k, v in ns.items() if k in EXERCISES.values() and callable(v))
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_plausible_mistake_fails_with_a_hint(name):
+    check, needs_hidden, hint, code = MISTAKES[name]
+    fn = _mistake(code)
+    if needs_hidden:  # the visible cases pass it; the hidden ones catch it
+        getattr(checks, check)(fn, hidden=False)
+    with pytest.raises(CheckFailed) as failure:
+        getattr(checks, check)(fn, hidden=True)
+    message = str(failure.value)
+    assert hint in message, f"{name}: the message does not say {hint!r}:\n{message}"
+    assert "expected" in message and "hint" in message
+
+
+def test_every_exercise_has_a_mistake_that_fails():
+    assert {check for check, *_ in MISTAKES.values()} == set(EXERCISES)
+
+
+def _round_trip_mistakes() -> dict[str, str]:
+    spec = importlib.util.spec_from_file_location("ch5_mistakes", MISTAKES_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.MISTAKES
+
+
+@pytest.mark.parametrize("grade_id", sorted(GRADE_IDS))
+def test_round_trip_mistakes_fail_their_visible_check(grade_id):
+    # tests/test_course.py grades these with nbgrader; here: each one fails already visibly.
+    mistakes = _round_trip_mistakes()
+    assert set(mistakes) == set(GRADE_IDS) == set(_solution_cells(nbformat.read(SOLUTION, as_version=4)))
+    with pytest.raises(CheckFailed):
+        getattr(checks, GRADE_IDS[grade_id])(_mistake(mistakes[grade_id]))
+
+
+def test_checks_resist_a_patched_isclose(reference, monkeypatch):
+    # A learner cell that makes every comparison succeed must not turn a failure into a pass.
+    monkeypatch.setattr(torch, "allclose", lambda *a, **k: True)
+    monkeypatch.setattr(math, "isclose", lambda *a, **k: True)
+    with pytest.raises(CheckFailed):
+        checks.check_toy_model(_mistake(MISTAKES["toy: unweighted loss"][3]))
+    with pytest.raises(CheckFailed):
+        checks.check_features_per_dimension(_mistake(MISTAKES["fpd: inverted"][3]))
+
+
+# =============================================================================================
+# The solution notebook's structure
+# =============================================================================================
+def test_solution_notebook_structure():
+    nb = nbformat.read(SOLUTION, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    solutions = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert len(solutions) == len(tests) == len(EXERCISES) >= 5
+    assert [c.metadata.nbgrader.grade_id for c in solutions] == list(GRADE_IDS)
+    ids = [c.get("id") for c in nb.cells]
+    assert len(set(ids)) == len(ids) and all(ids)
+    for sol, test in zip(solutions, tests):
+        meta = sol.metadata.nbgrader
+        assert meta == {"grade": False, "grade_id": meta.grade_id, "locked": False, "schema_version": 3,
+                        "solution": True, "task": False}  # fmt: skip
+        assert "### BEGIN SOLUTION" in sol.source and "### END SOLUTION" in sol.source and '"""' in sol.source
+        tmeta = test.metadata.nbgrader
+        assert tmeta["grade"] and tmeta["locked"] and tmeta["points"] > 0
+        assert tmeta["grade_id"] == meta.grade_id + "-test"
+        check, fn = GRADE_IDS[meta.grade_id], EXERCISES[GRADE_IDS[meta.grade_id]]
+        assert f"def {fn}(" in sol.source
+        assert test.source == (
+            f"ch5.{check}({fn})\n### BEGIN HIDDEN TESTS\nfrom circuitscope.checks import ch5 as _ch5\n"
+            f"_ch5.{check}({fn}, hidden=True)\n### END HIDDEN TESTS"
+        )
+    headers = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Exercise")]
+    assert len(headers) == len(EXERCISES)
+    for h in headers:
+        assert all(w in h for w in ("Difficulty", "Importance", "Time", "min", "Follows", "https://")), h
+    setup_cell = next(c for c in nb.cells if "load_inceptionv1" in c.source)
+    setup = setup_cell.source
+    assert "from circuitscope.checks import ch5" in setup and "cs.notice(model)" in setup and "cs.profile()" in setup
+    assert setup.index("from circuitscope.checks import ch5") < setup.index("load_inceptionv1")
+    assert setup_cell.metadata.nbgrader == {"grade": False, "grade_id": "setup", "locked": True,
+                                            "schema_version": 3, "solution": False, "task": False}  # fmt: skip
+    first_code = next(c for c in nb.cells if c.cell_type == "code" and c.get("id") != "install")
+    assert first_code is setup_cell, "the setup cell must be the first code cell after the install cell"
+    assert any(c.cell_type == "markdown" and c.source.startswith("## Explore") for c in nb.cells)
+    assert not [c for c in nb.cells if c.cell_type == "code" and c.get("outputs")], "outputs are committed"
+
+
+# =============================================================================================
+# Library: what the chapter adds
+# =============================================================================================
+def test_planted_colour_model_has_a_known_best_colour():
+    model = checks.PlantedColourModel(4, seed=0)
+    v = torch.tensor([0.5, -0.5, 0.5, 0.5])
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        value = direction("colour", v)({"colour": model(images)})
+    expected = (model.A.T @ v) @ (images.mean(dim=(2, 3)) - 0.5).T  # linear in the mean colour
+    assert torch.allclose(value, expected, atol=1e-5)
+    best = (model.A.T @ v > 0).float()[None, :, None, None].expand(1, 3, 8, 8)  # saturated colour
+    with torch.no_grad():
+        top = float(direction("colour", v)({"colour": model(best)}))
+    assert top == pytest.approx(0.5 * float((model.A.T @ v).abs().sum()), rel=1e-5)
+
+
+def test_photo_crops_are_seeded_and_in_range():
+    a = sae_lib.photo_crops(6, size=40, seed=1)
+    assert a.shape == (6, 3, 40, 40) and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, sae_lib.photo_crops(6, size=40, seed=1))
+    assert not torch.equal(a, sae_lib.photo_crops(6, size=40, seed=2))
+    assert len({tuple(x.flatten()[:20].tolist()) for x in a}) == 6  # six different crops
+
+
+def test_sae_feature_figure_is_stamped(synthetic_model):
+    images = sae_lib.photo_crops(4, size=64, seed=0)
+    sae = sae_lib.SparseAutoencoder(256, 16, device="cpu", seed=0)
+    with torch.no_grad():
+        sae.b_enc.fill_(0.1)  # every feature fires: examples exist
+    renders = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    fig = sae_lib.plot_sae_features(synthetic_model, sae, "mixed3a", [3, 7], images, renders=renders, k=3)
+    assert "SYNTHETIC WEIGHTS" in " ".join(t.get_text() for t in fig.texts)
+    assert len(fig.axes) == 2 * 4
+    shown = fig.axes[0].images[0].get_array()
+    assert shown.shape == (32, 32, 3) and torch.allclose(torch.as_tensor(shown), renders[0].permute(1, 2, 0))
+
+
+def test_dictionary_match_figure_puts_best_matches_on_the_diagonal():
+    planted = torch.linalg.qr(torch.randn(6, 6, generator=torch.Generator().manual_seed(0)))[0][:, :4]
+    perm = torch.tensor([2, 0, 5, 1, 3, 4])
+    learned = torch.cat([planted, torch.randn(6, 2, generator=torch.Generator().manual_seed(1))], 1)[:, perm]
+    fig = sae_lib.plot_dictionary_match(learned, planted)
+    shown = torch.as_tensor(fig.axes[0].images[0].get_array())
+    assert shown.shape == (4, 6)
+    assert torch.allclose(shown.diagonal(), torch.ones(4), atol=1e-5)  # recovered: a bright diagonal
+    assert "1.000" in fig.axes[0].get_title()
