@@ -36,6 +36,7 @@ _EXPORTS = {
     "sample_images": "images",
     "notice": "provenance",
     "weights_caption": "provenance",
+    "is_synthetic": "provenance",
     "class_probabilities": "classify",
     "top_k_classes": "classify",
     "channel_means": "channels",

@@ -539,6 +539,7 @@ class TopExamples:
             ax.set_title(f"{s:.3g}" + (f"\n{lab}" if lab else ""), fontsize=8)
         fig.suptitle(f"Top {n} dataset examples of {self.unit} (by {self.by})", fontsize=10)
         stamp(fig, _Weights(self.is_synthetic, self.weights_source))
+        plt.close(fig)  # returned, not left open: a notebook shows it once, as the cell's value
         return fig
 
     def _get_fields(self, field):

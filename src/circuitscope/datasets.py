@@ -44,6 +44,7 @@ __all__ = [
     "TensorStream",
     "as_stream",
     "find_images",
+    "write_photo_folder",
 ]  # fmt: skip
 
 # torchvision's IMG_EXTENSIONS, matched case-insensitively.
@@ -494,3 +495,43 @@ def as_stream(
         f"cannot stream images from {type(source).__name__}: give a folder path, a tensor "
         "(N, 3, H, W) in [0, 1], a dataset, or an ImageStream"
     )
+
+
+def write_photo_folder(
+    root: str | os.PathLike,
+    crops_per_photo: int = 6,
+    size: int = 224,
+    names: Sequence[str] | None = None,
+    seed: int = 0,
+) -> dict[Path, str]:
+    """Write a small labelled image folder made from the bundled photos, with no download.
+
+    Each photo of :data:`circuitscope.images.SAMPLE_PHOTOS` (or those in ``names``) gives
+    ``crops_per_photo`` JPEG files in ``root/<photo name>/``: random square crops (a side of 35%
+    to 100% of the photo's shorter side, at a random place), half of them mirrored, resized to
+    ``size`` x ``size``. A stand-in for a real folder of photos: enough to show how dataset
+    examples are found and cached, far too few to say what a unit of InceptionV1 responds to.
+
+    Seeded (the same arguments give the same files). Returns ``{path: class name}``.
+    """
+    from .images import SAMPLE_PHOTOS, sample_image
+
+    root = Path(root)
+    gen = np.random.default_rng(seed)
+    out: dict[Path, str] = {}
+    for name in names or list(SAMPLE_PHOTOS):
+        pixels = sample_image(name, size=None).permute(1, 2, 0).mul(255).round().clamp(0, 255)
+        photo = Image.fromarray(pixels.to(torch.uint8).numpy()).convert("RGB")
+        w, h = photo.size
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(crops_per_photo):
+            side = int(min(w, h) * gen.uniform(0.35, 1.0))
+            left, top = int(gen.integers(0, w - side + 1)), int(gen.integers(0, h - side + 1))
+            crop = photo.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+            if i % 2 == 1:
+                crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+            path = folder / f"{name}_{i:03d}.jpg"
+            crop.save(path, quality=92)
+            out[path] = name
+    return out

@@ -68,12 +68,14 @@ __all__ = [
     "draw_pattern",
     "effective_classes",
     "example_features",
+    "image_grid",
     "kmeans",
     "label_entropy",
     "measure_polysemanticity",
     "next_layer",
     "outgoing_weight_vector",
     "outgoing_weights",
+    "outgoing_weights_figure",
     "planted_images",
     "silhouette",
     "write_planted_folder",
@@ -503,11 +505,15 @@ def diverse_renders(
     :func:`circuitscope.optvis.render` (``size``, ``steps``, ``seed``, ``progress``, ...).
     Returns ``(n, 3, S, S)`` float in [0, 1] on the CPU.
     """
+    from .device import one_cpu_thread
     from .optvis import channel, diversity, render
 
     layer, ch = resolve_unit(model, unit)
     objective = channel(layer, ch) - strength * diversity(diversity_layer or layer)
-    return render(model, objective, batch=n, **render_kwargs)
+    # A tiny model (a planted one) on the CPU runs many times faster on one thread.
+    tiny = sum(p.numel() for p in model.parameters()) < 100_000 and model.device.type == "cpu"
+    with one_cpu_thread(enabled=tiny):
+        return render(model, objective, batch=n, **render_kwargs)
 
 
 # -- planted data: a unit whose meanings are known ---------------------------------------------
@@ -685,3 +691,87 @@ class PlantedPatternModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.units_pre_relu_conv.weight.device
+
+
+# -- figures -------------------------------------------------------------------------------------
+def image_grid(images, titles=None, model=None, title: str | None = None, columns: int | None = None,
+               size: float = 1.8):  # fmt: skip
+    """A grid of images with titles; returns the figure.
+
+    ``images``: ``(N, 3, H, W)`` float in [0, 1] (or a list of ``(3, H, W)``). ``model``: the
+    model that made them (feature visualizations, a model's top examples): its weights caption
+    is written under the grid (red when synthetic), as on every figure made with a model.
+    """
+    import matplotlib.pyplot as plt
+
+    from .provenance import stamp
+
+    images = list(images)
+    n = len(images)
+    columns = columns or min(n, 8)
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(size * columns, (size + 0.4) * rows + 0.6), squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (ax, img) in enumerate(zip(axes.flat, images)):
+        ax.imshow(torch.as_tensor(img).detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.04 if model is not None else 0, 1, 1))
+    if model is not None:
+        stamp(fig, model)
+    plt.close(fig)
+    return fig
+
+
+def outgoing_weights_figure(
+    model, unit, layer: str | None = None, k: int = 5, highlight=(), pool: str = "average"
+):
+    """Every outgoing weight of ``unit`` into ``layer`` (default: the next layer), sorted, as
+    bars; the ``k`` largest are labelled, and the units in ``highlight`` (e.g. ``["4d:417"]``)
+    drawn in orange wherever they fall. Weights as in :func:`outgoing_weight_vector`. Stamped
+    with the model's weights caption.
+    """
+    import matplotlib.pyplot as plt
+
+    from .circuits import _expand_short, _layer_channels, format_unit
+    from .provenance import stamp
+
+    src_layer, _ = resolve_unit(model, unit)
+    target = _expand_short(
+        (layer or next_layer(model, src_layer)).removesuffix("_pre_relu"), _layer_channels(model)
+    )
+    w = outgoing_weight_vector(model, unit, target, pool=pool)
+    order = torch.sort(w, descending=True, stable=True).indices
+    names = [format_unit(target, int(o)) for o in order]
+    marked = {format_unit(*resolve_unit(model, h)) for h in highlight}
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    ax.bar(range(len(w)), w[order].numpy(), color="#5e81b5", width=1.0)
+    top = ", ".join(f"{names[r]} {float(w[order[r]]):+.2f}" for r in range(min(k, len(w))))
+    ax.text(0.99, 0.97, f"largest: {top}", transform=ax.transAxes, ha="right", va="top", fontsize=7)
+    hits = [(r, n) for r, n in enumerate(names) if n in marked]
+    for j, (r, n) in enumerate(hits):
+        value = float(w[order[r]])
+        ax.plot([r], [value], marker="v", color="#e66101", markersize=7)
+        ax.annotate(
+            f"{n} (rank {r + 1})",
+            (r, value),
+            textcoords="offset points",
+            xytext=(6, 8 + 11 * j),
+            fontsize=7,
+            color="#e66101",
+            arrowprops={"arrowstyle": "-", "color": "#e66101", "lw": 0.6},
+        )
+    ax.axhline(0, color="#888888", linewidth=0.6)
+    ax.set_xlabel(f"units of {target}, sorted by the weight they get")
+    ax.set_ylabel("summed weight")
+    ax.set_title(f"Outgoing weights of {format_unit(src_layer, resolve_unit(model, unit)[1])} into {target}",
+                 fontsize=10)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    stamp(fig, model)
+    plt.close(fig)
+    return fig

@@ -1,0 +1,588 @@
+"""Chapter 4 (polysemanticity): its exercise checks and its solution notebook.
+
+* Checks: each passes on the solution notebook's reference code (visible and hidden cases),
+  fails on the untouched stub, and fails with the right hint on plausible mistakes (the
+  ``MISTAKES`` table; ``tests/mistakes/ch4_polysemanticity.py`` holds the cells the nbgrader
+  round trip of ``tests/test_course.py`` submits, and each of them fails here too).
+* The solution notebook's structure (nbgrader metadata, headers, the locked setup cell).
+* Library: the chapter's demonstrations rest on planted facts (the diversity render of the
+  planted polysemantic unit separates its two patterns; the patches of its top examples hold
+  the patterns at their centre); the rest of the library is tested in
+  ``test_dataset_examples.py`` and ``test_polysemanticity.py``.
+
+The chapter page and the solution notebook are executed by the site build and
+``tests/test_course.py``, not here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+import circuitscope as cs
+from circuitscope.checks import CheckFailed
+from circuitscope.checks import ch4 as checks
+from circuitscope.optvis import channel, diversity, render
+from circuitscope.polysemanticity import PlantedPatternModel, count_clusters, planted_images
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTION = ROOT / "solutions" / "ch4_polysemanticity" / "ch4_exercises.ipynb"
+MISTAKES_FILE = ROOT / "tests" / "mistakes" / "ch4_polysemanticity.py"
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+EXERCISES = {  # check -> (the function the notebook defines, its grade_id)
+    "check_top_k_examples": ("top_k_examples", "ch4-top-k-examples"),
+    "check_receptive_patch": ("receptive_patch", "ch4-receptive-patch"),
+    "check_diverse_render": ("diverse_render", "ch4-diverse-render"),
+    "check_effective_classes": ("effective_classes", "ch4-effective-classes"),
+    "check_outgoing_weights": ("outgoing_weights", "ch4-outgoing-weights"),
+    "check_facets": ("facets", "ch4-facets"),
+}
+
+
+def _namespace() -> dict:
+    """What the solution notebook's setup cell defines (without loading InceptionV1)."""
+    return {
+        "math": math,
+        "Counter": Counter,
+        "torch": torch,
+        "cs": cs,
+        "channel": channel,
+        "diversity": diversity,
+        "render": render,
+        "PlantedPatternModel": PlantedPatternModel,
+        "count_clusters": count_clusters,
+        "planted_images": planted_images,
+    }
+
+
+def _solution_cells(nb) -> dict[str, str]:
+    return {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in nb.cells
+        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+    }
+
+
+def _functions(sources: dict[str, str]) -> dict[str, object]:
+    ns = _namespace()
+    for source in sources.values():
+        exec(compile(source, "<solution cell>", "exec"), ns)  # noqa: S102
+    return ns
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return _functions(_solution_cells(nbformat.read(SOLUTION, as_version=4)))
+
+
+@pytest.fixture(scope="module")
+def stub():
+    from nbgrader.preprocessors import ClearSolutions
+
+    nb, _ = ClearSolutions().preprocess(nbformat.read(SOLUTION, as_version=4), {})
+    return _functions(_solution_cells(nb))
+
+
+# =============================================================================================
+# The checks: the reference passes, the stub and plausible mistakes fail
+# =============================================================================================
+@pytest.mark.parametrize("hidden", [False, True])
+@pytest.mark.parametrize("check", sorted(EXERCISES))
+def test_reference_passes(reference, check, hidden, capsys):
+    start = time.perf_counter()
+    getattr(checks, check)(reference[EXERCISES[check][0]], hidden=hidden)
+    elapsed = time.perf_counter() - start
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("\u2714"), out
+    assert ("hidden" in out[0]) == hidden
+    assert elapsed < 20, f"{check} took {elapsed:.1f} s"
+
+
+@pytest.mark.parametrize("check", sorted(EXERCISES))
+def test_stub_fails_with_a_clear_message(stub, check):
+    with pytest.raises(CheckFailed, match="not implemented yet"):
+        getattr(checks, check)(stub[EXERCISES[check][0]])
+
+
+MISTAKES = {  # name -> (check, only the hidden cases catch it, words of the hint, code)
+    "top-k: ranked by the mean": (
+        "check_top_k_examples",
+        False,
+        "MEAN",
+        """
+        def top_k_examples(model, images, layer, channel, k=9, batch_size=8):
+            acts = torch.cat([cs.activations(model, images[s:s + batch_size], [layer])[layer][:, channel]
+                              for s in range(0, len(images), batch_size)]).detach()
+            order = torch.sort(acts.flatten(1).mean(1), descending=True, stable=True).indices[:k]
+            flat = acts.flatten(1).argmax(1)[order]
+            w = acts.shape[-1]
+            return order, acts.flatten(1).max(1).values[order], torch.stack([flat // w, flat % w], 1)
+    """,
+    ),
+    "top-k: smallest first": (
+        "check_top_k_examples",
+        False,
+        "descending",
+        """
+        def top_k_examples(model, images, layer, channel, k=9, batch_size=8):
+            acts = torch.cat([cs.activations(model, images[s:s + batch_size], [layer])[layer][:, channel]
+                              for s in range(0, len(images), batch_size)]).detach()
+            mx, flat = acts.flatten(1).max(1)
+            order = torch.sort(mx, stable=True).indices[:k]
+            w = acts.shape[-1]
+            return order, mx[order], torch.stack([flat[order] // w, flat[order] % w], 1)
+    """,
+    ),
+    "top-k: one pass over everything": (
+        "check_top_k_examples",
+        False,
+        "stream",
+        """
+        def top_k_examples(model, images, layer, channel, k=9, batch_size=8):
+            with torch.no_grad():
+                acts = cs.activations(model, images, [layer])[layer][:, channel]
+            mx, flat = acts.flatten(1).max(1)
+            order = torch.sort(mx, descending=True, stable=True).indices[:k]
+            w = acts.shape[-1]
+            return order, mx[order], torch.stack([flat[order] // w, flat[order] % w], 1)
+    """,
+    ),
+    "top-k: indices within the batch": (
+        "check_top_k_examples",
+        False,
+        "batch's start",
+        """
+        def top_k_examples(model, images, layer, channel, k=9, batch_size=8):
+            best = []
+            for s in range(0, len(images), batch_size):
+                with torch.no_grad():
+                    a = cs.activations(model, images[s:s + batch_size], [layer])[layer][:, channel]
+                mx, flat = a.flatten(1).max(1)
+                best += [(float(m), i, int(f), a.shape[-1]) for i, (m, f) in enumerate(zip(mx, flat))]
+            best = sorted(best, key=lambda t: -t[0])[:k]
+            return (torch.tensor([b[1] for b in best]), torch.tensor([b[0] for b in best]),
+                    torch.tensor([[b[2] // b[3], b[2] % b[3]] for b in best]))
+    """,
+    ),
+    "top-k: (col, row)": (
+        "check_top_k_examples",
+        False,
+        "swapped",
+        """
+        def top_k_examples(model, images, layer, channel, k=9, batch_size=8):
+            acts = torch.cat([cs.activations(model, images[s:s + batch_size], [layer])[layer][:, channel]
+                              for s in range(0, len(images), batch_size)]).detach()
+            mx, flat = acts.flatten(1).max(1)
+            order = torch.sort(mx, descending=True, stable=True).indices[:k]
+            w = acts.shape[-1]
+            return order, mx[order], torch.stack([flat[order] % w, flat[order] // w], 1)
+    """,
+    ),
+    "patch: rows and columns swapped": (
+        "check_receptive_patch",
+        False,
+        "swapped",
+        """
+        def receptive_patch(image, row, col, size, jump, start, fill=0.5):
+            half = (size - 1) // 2
+            top, left = int(start + col * jump) - half, int(start + row * jump) - half
+            padded = torch.nn.functional.pad(image, (size, size, size, size), value=fill)
+            return padded[:, top + size : top + 2 * size, left + size : left + 2 * size]
+    """,
+    ),
+    "patch: no start": (
+        "check_receptive_patch",
+        False,
+        "forget the start",
+        """
+        def receptive_patch(image, row, col, size, jump, start, fill=0.5):
+            half = (size - 1) // 2
+            top, left = row * jump - half, col * jump - half
+            padded = torch.nn.functional.pad(image, (size, size, size, size), value=fill)
+            return padded[:, top + size : top + 2 * size, left + size : left + 2 * size]
+    """,
+    ),
+    "patch: slid into the image": (
+        "check_receptive_patch",
+        False,
+        "must not move",
+        """
+        def receptive_patch(image, row, col, size, jump, start, fill=0.5):
+            half = (size - 1) // 2
+            h, w = image.shape[-2:]
+            top = min(max(int(start + row * jump) - half, 0), max(h - size, 0))
+            left = min(max(int(start + col * jump) - half, 0), max(w - size, 0))
+            padded = torch.nn.functional.pad(image, (0, size, 0, size), value=fill)
+            return padded[:, top : top + size, left : left + size]
+    """,
+    ),
+    "patch: zero padding": (
+        "check_receptive_patch",
+        False,
+        "not 0",
+        """
+        def receptive_patch(image, row, col, size, jump, start, fill=0.5):
+            half = (size - 1) // 2
+            top, left = int(start + row * jump) - half, int(start + col * jump) - half
+            padded = torch.nn.functional.pad(image, (size, size, size, size))
+            return padded[:, top + size : top + 2 * size, left + size : left + 2 * size]
+    """,
+    ),
+    "render: diversity added": (
+        "check_diverse_render",
+        False,
+        "SUBTRACT",
+        """
+        def diverse_render(model, layer, channel_index, n=4, strength=1.0, diversity_layer=None,
+                           size=32, steps=48, seed=0):
+            objective = channel(layer, channel_index) + strength * diversity(diversity_layer or layer)
+            return render(model, objective, batch=n, size=size, steps=steps, seed=seed, progress=False)
+    """,
+    ),
+    "render: no diversity term": (
+        "check_diverse_render",
+        False,
+        "subtract strength",
+        """
+        def diverse_render(model, layer, channel_index, n=4, strength=1.0, diversity_layer=None,
+                           size=32, steps=48, seed=0):
+            return render(model, channel(layer, channel_index), batch=n, size=size, steps=steps,
+                          seed=seed, progress=False)
+    """,
+    ),
+    "render: one image at a time": (
+        "check_diverse_render",
+        False,
+        "ONE batch",
+        """
+        def diverse_render(model, layer, channel_index, n=4, strength=1.0, diversity_layer=None,
+                           size=32, steps=48, seed=0):
+            objective = channel(layer, channel_index) - strength * diversity(diversity_layer or layer)
+            return render(model, objective, size=size, steps=steps, seed=seed, progress=False)
+    """,
+    ),
+    "classes: distinct count": (
+        "check_effective_classes",
+        False,
+        "distinct classes",
+        """
+        def effective_classes(labels):
+            labels = labels.tolist() if isinstance(labels, torch.Tensor) else labels
+            return float(len({lab for lab in labels if lab != -1}))
+    """,
+    ),
+    "classes: the entropy itself": (
+        "check_effective_classes",
+        False,
+        "entropy itself",
+        """
+        def effective_classes(labels):
+            labels = labels.tolist() if isinstance(labels, torch.Tensor) else labels
+            counts = Counter(lab for lab in labels if lab != -1)
+            total = sum(counts.values())
+            return -sum(c / total * math.log2(c / total) for c in counts.values())
+    """,
+    ),
+    "classes: e ** bits": (
+        "check_effective_classes",
+        False,
+        "mixed bases",
+        """
+        def effective_classes(labels):
+            labels = labels.tolist() if isinstance(labels, torch.Tensor) else labels
+            counts = Counter(lab for lab in labels if lab != -1)
+            total = sum(counts.values())
+            return math.exp(-sum(c / total * math.log2(c / total) for c in counts.values()))
+    """,
+    ),
+    "classes: unlabelled counted": (
+        "check_effective_classes",
+        True,
+        "-1",
+        """
+        def effective_classes(labels):
+            labels = labels.tolist() if isinstance(labels, torch.Tensor) else labels
+            counts = Counter(labels)
+            total = sum(counts.values())
+            return 2 ** -sum(c / total * math.log2(c / total) for c in counts.values())
+    """,
+    ),
+    "weights: incoming": (
+        "check_outgoing_weights",
+        False,
+        "INCOMING",
+        """
+        def outgoing_weights(weight, channel, k=5):
+            summed = weight[channel].flatten(1).sum(1)
+            targets = torch.sort(summed, descending=True, stable=True).indices[:k]
+            return targets, summed[targets]
+    """,
+    ),
+    "weights: by magnitude": (
+        "check_outgoing_weights",
+        False,
+        "magnitude",
+        """
+        def outgoing_weights(weight, channel, k=5):
+            summed = weight[:, channel].flatten(1).sum(1)
+            targets = torch.sort(summed.abs(), descending=True, stable=True).indices[:k]
+            return targets, summed[targets]
+    """,
+    ),
+    "weights: maximum over the kernel": (
+        "check_outgoing_weights",
+        False,
+        "SUM",
+        """
+        def outgoing_weights(weight, channel, k=5):
+            peak = weight[:, channel].flatten(1).amax(1)
+            targets = torch.sort(peak, descending=True, stable=True).indices[:k]
+            return targets, peak[targets]
+    """,
+    ),
+    "facets: examples that do not fire kept": (
+        "check_facets",
+        False,
+        "score <= 0",
+        """
+        def facets(model, images, layer, channel, k=10, batch_size=8):
+            with torch.no_grad():
+                acts = cs.activations(model, images, [layer])[layer]
+            scores = acts[:, channel].flatten(1).max(1).values
+            top = torch.sort(scores, descending=True, stable=True).indices[:k]
+            vectors = acts[top].flatten(2).amax(2)
+            others = torch.cat([vectors[:, :channel], vectors[:, channel + 1:]], 1)
+            c = count_clusters(others)
+            return [[int(i) for i, a in zip(top, c.assignment) if a == g] for g in range(c.n)]
+    """,
+    ),
+    "facets: one group": (
+        "check_facets",
+        False,
+        "one group",
+        """
+        def facets(model, images, layer, channel, k=10, batch_size=8):
+            with torch.no_grad():
+                acts = cs.activations(model, images, [layer])[layer]
+            scores = acts[:, channel].flatten(1).max(1).values
+            top = torch.sort(scores, descending=True, stable=True).indices[:k]
+            return [[int(i) for i in top if scores[i] > 0]]
+    """,
+    ),
+}
+
+
+def _mistake(code: str):
+    ns = _namespace()
+    exec(compile(textwrap.dedent(code), "<mistake>", "exec"), ns)  # noqa: S102
+    names = {fn for fn, _ in EXERCISES.values()}
+    return next(v for k, v in ns.items() if k in names and callable(v))
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_plausible_mistake_fails_with_a_hint(name):
+    check, needs_hidden, hint, code = MISTAKES[name]
+    fn = _mistake(code)
+    if needs_hidden:  # the visible cases pass it; the hidden ones catch it
+        getattr(checks, check)(fn, hidden=False)
+    with pytest.raises(CheckFailed) as failure:
+        getattr(checks, check)(fn, hidden=True)
+    message = str(failure.value)
+    assert hint in message, f"{name}: the message does not say {hint!r}:\n{message}"
+    assert "expected" in message and "hint" in message
+
+
+def test_every_exercise_has_a_mistake_that_fails():
+    assert {check for check, *_ in MISTAKES.values()} == set(EXERCISES)
+
+
+def _mistakes_module():
+    spec = importlib.util.spec_from_file_location("ch4_mistakes", MISTAKES_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.MISTAKES
+
+
+def test_round_trip_mistakes_cover_every_exercise_and_fail():
+    # The cells tests/test_course.py submits in place of the solutions: each must score 0.
+    mistakes = _mistakes_module()
+    by_grade_id = {gid: (check, fn) for check, (fn, gid) in EXERCISES.items()}
+    assert set(mistakes) == set(by_grade_id) == set(_solution_cells(nbformat.read(SOLUTION, as_version=4)))
+    # All in one namespace, as in the submitted notebook: facets calls the wrong top_k_examples.
+    ns = _namespace()
+    for source in mistakes.values():
+        exec(compile(source, "<mistake cell>", "exec"), ns)  # noqa: S102
+    for gid, (check, fn) in by_grade_id.items():
+        assert f"def {fn}(" in mistakes[gid], gid
+        with pytest.raises(CheckFailed):
+            getattr(checks, check)(ns[fn])
+
+
+def test_checks_resist_a_patched_isclose(reference, monkeypatch):
+    # A learner cell that makes comparisons succeed must not turn a failure into a pass.
+    monkeypatch.setattr(torch, "allclose", lambda *a, **k: True)
+    monkeypatch.setattr(torch, "isclose", lambda a, b, *x, **k: torch.ones_like(a, dtype=torch.bool))
+    monkeypatch.setattr(math, "isclose", lambda *a, **k: True)
+    with pytest.raises(CheckFailed):
+        checks.check_effective_classes(_mistake(MISTAKES["classes: the entropy itself"][3]))
+    with pytest.raises(CheckFailed):
+        checks.check_outgoing_weights(_mistake(MISTAKES["weights: by magnitude"][3]))
+
+
+# =============================================================================================
+# The solution notebook's structure
+# =============================================================================================
+def test_solution_notebook_structure():
+    nb = nbformat.read(SOLUTION, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    ids = [c.get("id") for c in nb.cells]
+    assert all(ids) and len(set(ids)) == len(ids), "cell ids must be unique and present"
+    assert not [c for c in nb.cells if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    solutions = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert len(solutions) == len(tests) == len(EXERCISES) >= 5
+    assert [s.metadata.nbgrader.grade_id for s in solutions] == [gid for _, gid in EXERCISES.values()]
+    for sol, test in zip(solutions, tests):
+        meta = sol.metadata.nbgrader
+        assert meta == {
+            "grade": False,
+            "grade_id": meta.grade_id,
+            "locked": False,
+            "schema_version": 3,
+            "solution": True,
+            "task": False,
+        }
+        assert "### BEGIN SOLUTION" in sol.source and "### END SOLUTION" in sol.source and '"""' in sol.source
+        tmeta = test.metadata.nbgrader
+        assert tmeta["grade"] and tmeta["locked"] and tmeta["points"] > 0
+        assert tmeta["grade_id"] == meta.grade_id + "-test"
+        check = next(c for c, (_, gid) in EXERCISES.items() if gid == meta.grade_id)
+        fn = EXERCISES[check][0]
+        assert test.source == (
+            f"ch4.{check}({fn})\n### BEGIN HIDDEN TESTS\nfrom circuitscope.checks import ch4 as _ch4\n"
+            f"_ch4.{check}({fn}, hidden=True)\n### END HIDDEN TESTS"
+        )
+        assert f"def {fn}(" in sol.source
+    headers = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Exercise")]
+    assert len(headers) == len(EXERCISES)
+    for h in headers:
+        assert all(w in h for w in ("Difficulty", "Importance", "Time", "min", "Follows", "https://")), h
+    setup_cell = next(c for c in nb.cells if "load_inceptionv1" in c.source)
+    setup = setup_cell.source
+    assert setup.index("from circuitscope.checks import ch4") < setup.index("load_inceptionv1")
+    assert "cs.notice(model)" in setup and "cs.profile()" in setup
+    assert setup_cell.metadata.nbgrader == {
+        "grade": False,
+        "grade_id": "setup",
+        "locked": True,
+        "schema_version": 3,
+        "solution": False,
+        "task": False,
+    }
+    first_code = next(c for c in nb.cells if c.cell_type == "code" and c.get("id") != "install")
+    assert first_code is setup_cell, "the setup cell must be the first code cell after the install cell"
+    assert any(c.cell_type == "markdown" and c.source.startswith("## Explore") for c in nb.cells)
+
+
+# =============================================================================================
+# The planted facts the chapter's figures rest on
+# =============================================================================================
+def test_diversity_splits_the_planted_unit_into_its_two_patterns():
+    # The chapter's and exercise 3's figure: with the diversity term each image of the batch
+    # specialises in one pattern (one detector fires, the other hardly); without it, both fire.
+    model = PlantedPatternModel(threshold=0.0)
+    obj = channel("units", 0)
+    plain = render(model, obj, batch=4, size=32, steps=40, seed=0, progress=False)
+    diverse = render(
+        model, obj - 1.0 * diversity("units"), batch=4, size=32, steps=40, seed=0, progress=False
+    )
+    with torch.no_grad():
+        det_plain = cs.activations(model, plain, ["detectors"])["detectors"].amax(dim=(2, 3))
+        det_diverse = cs.activations(model, diverse, ["detectors"])["detectors"].amax(dim=(2, 3))
+    ratio = lambda d: d.min(1).values / d.max(1).values.clamp_min(1e-6)
+    assert bool((ratio(det_plain) > 0.5).all()), det_plain  # both patterns in every image
+    assert bool((ratio(det_diverse) < 0.2).all()), det_diverse  # one pattern per image
+    assert set(det_diverse.argmax(1).tolist()) == {0, 1}, "both patterns appear in the batch"
+
+
+def test_patches_of_the_top_examples_hold_the_pattern_at_their_centre(reference):
+    images, _, truth = planted_images(n_plain=6, n_per_pattern=3, size=40, seed=3)
+    model = PlantedPatternModel()
+    idx, scores, pos = reference["top_k_examples"](model, images, "units", 0, 6, 4)
+    assert {truth[i][0] for i in idx.tolist()} == {"cross", "checker"} and bool((scores > 0).all())
+    rf = model.receptive_field("units", 40)
+    for i, (r, c) in zip(idx.tolist(), pos.tolist()):
+        centre = (rf.start + r * rf.jump, rf.start + c * rf.jump)
+        cy, cx = truth[i][1]
+        assert abs(centre[0] - cy) <= rf.jump and abs(centre[1] - cx) <= rf.jump, (i, centre, truth[i])
+        patch = reference["receptive_patch"](images[i], r, c, rf.size, rf.jump, rf.start)
+        assert patch.shape == (3, rf.size, rf.size)
+
+
+# =============================================================================================
+# Library additions for the chapter page
+# =============================================================================================
+def test_write_photo_folder_is_a_seeded_labelled_image_folder(tmp_path):
+    from circuitscope.datasets import ImageFolderStream, write_photo_folder
+
+    written = write_photo_folder(
+        tmp_path / "a", crops_per_photo=2, size=40, names=["chelsea", "coffee"], seed=3
+    )
+    again = write_photo_folder(
+        tmp_path / "b", crops_per_photo=2, size=40, names=["chelsea", "coffee"], seed=3
+    )
+    assert sorted(p.relative_to(tmp_path / "a").as_posix() for p in written) == [
+        "chelsea/chelsea_000.jpg", "chelsea/chelsea_001.jpg", "coffee/coffee_000.jpg", "coffee/coffee_001.jpg",
+    ]  # fmt: skip
+    assert [p.read_bytes() for p in written] == [p.read_bytes() for p in again], "not deterministic"
+    stream = ImageFolderStream(tmp_path / "a", size=40, batch_size=3)
+    images, _, _ = next(iter(stream))
+    assert images.shape == (3, 3, 40, 40) and 0 <= float(images.min()) and float(images.max()) <= 1
+    assert [stream.label_name(i) for i in range(4)] == ["chelsea", "chelsea", "coffee", "coffee"]
+    # Crops differ from each other (a random place and size each), not copies of one image.
+    assert float((images[0] - images[1]).abs().mean()) > 0.02
+
+
+def _texts(fig) -> str:
+    return " ".join(t.get_text() for t in fig.texts)
+
+
+def test_image_grid_is_stamped_when_a_model_made_the_images():
+    from circuitscope.polysemanticity import image_grid
+
+    images = torch.rand(5, 3, 8, 8)
+    fig = image_grid(images, [f"#{i}" for i in range(5)], model=PlantedPatternModel(), columns=3, title="t")
+    assert "SYNTHETIC WEIGHTS" in _texts(fig) and len([a for a in fig.axes if a.get_title()]) == 5
+    assert "SYNTHETIC" not in _texts(image_grid(images))  # plain pictures: no model, no stamp
+
+
+def test_outgoing_weights_figure_marks_the_highlighted_units():
+    from circuitscope.polysemanticity import outgoing_weights_figure
+
+    fig = outgoing_weights_figure(PlantedPatternModel(), "detectors:0", k=2, highlight=["units:1"])
+    ax = fig.axes[0]
+    texts = " ".join(t.get_text() for t in ax.texts)
+    assert "largest: units:0 +1.00, units:1 +1.00" in texts and "units:1 (rank 2)" in texts
+    assert len(ax.patches) == 3 and "SYNTHETIC WEIGHTS" in _texts(fig)
+
+
+def test_top_examples_plot_is_closed_so_a_notebook_shows_it_once(tmp_path):
+    import matplotlib.pyplot as plt
+
+    model = PlantedPatternModel()
+    images, _, _ = planted_images(n_plain=3, n_per_pattern=1, size=32, seed=0)
+    top = cs.top_examples(model, images, "units:0", k=2, progress=False, cache_dir=tmp_path)
+    before = plt.get_fignums()
+    fig = top.plot()
+    assert plt.get_fignums() == before and "SYNTHETIC WEIGHTS" in _texts(fig)
