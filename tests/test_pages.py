@@ -205,6 +205,15 @@ def test_check_published_finds_hidden_tests_and_solutions(tmp_path):
     ]
 
 
+def test_lines_a_learner_notebook_or_a_chapter_page_shows_are_not_secrets():
+    secrets = pages.secret_lines(ROOT, solutions=True)
+    shown = "\n".join(
+        [pages.published_text(ROOT / e.learner) for e in EXERCISES]
+        + [pages.published_text(p) for p in sorted((ROOT / "book").rglob("index.ipynb"))]
+    )
+    assert secrets and not [line for line in secrets if line in shown]
+
+
 def test_launch_buttons_of_an_exercise_page_open_the_learner_notebook(tmp_path):
     page = tmp_path / "book" / "ch" / "exercises.ipynb"
     page.parent.mkdir(parents=True)

@@ -543,14 +543,18 @@ def forget_staged_notebooks(cache_path: Path, stage: Path) -> None:
 def secret_lines(root: str | os.PathLike, solutions: bool, min_length: int = 8) -> dict[str, str]:
     """``{line: what}``: lines of hidden tests (and of solutions, if asked) that must not be published.
 
-    Lines are stripped and at least ``min_length`` long. A solution line that the learner
-    notebook also has (say ``return x``) is not a secret.
+    Lines are stripped and at least ``min_length`` long. A solution line that a learner
+    notebook or a chapter page also shows (say ``with torch.no_grad():``) is not a secret.
     """
     root = Path(root).resolve()
     secrets: dict[str, str] = {}
-    for exercise in exercises(root):
-        nb = nbformat.read(root / exercise.source, as_version=4)
-        public = "\n".join(learner_source(c.source, c.cell_type) for c in nb.cells)
+    found = exercises(root)
+    notebooks = {e.source: nbformat.read(root / e.source, as_version=4) for e in found}
+    public = "\n".join(
+        learner_source(c.source, c.cell_type) for nb in notebooks.values() for c in nb.cells
+    ) + "\n".join(_chapter_page_sources(root, {e.page for e in found}))
+    for exercise in found:
+        nb = notebooks[exercise.source]
         for cell in nb.cells:
             for line in _regions(cell.source, BEGIN_HIDDEN_TESTS, END_HIDDEN_TESTS):
                 if len(line.strip()) >= min_length:
@@ -561,6 +565,16 @@ def secret_lines(root: str | os.PathLike, solutions: bool, min_length: int = 8) 
                     if len(text) >= min_length and text not in public:
                         secrets.setdefault(text, f"a solution of {exercise.source}")
     return secrets
+
+
+def _chapter_page_sources(root: Path, generated: set[str]) -> list[str]:
+    """The sources of the book's own pages (not the generated exercise pages): public by design."""
+    texts = []
+    for path in sorted((root / BOOK).rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.suffix == ".md" or (path.suffix == ".ipynb" and rel not in generated):
+            texts.append(published_text(path))
+    return texts
 
 
 def published_text(path: Path) -> str:
