@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from exercise_harness import reference_functions, stub_functions
 
 import circuitscope as cs
 from circuitscope import plotting
@@ -324,32 +325,14 @@ def _namespace() -> dict:
     }
 
 
-def _solution_cells(nb) -> dict[str, str]:
-    return {
-        c.metadata["nbgrader"]["grade_id"]: c.source
-        for c in nb.cells
-        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
-    }
-
-
-def _functions(sources: dict[str, str]) -> dict[str, object]:
-    ns = _namespace()
-    for source in sources.values():
-        exec(compile(source, "<solution cell>", "exec"), ns)  # noqa: S102
-    return ns
-
-
 @pytest.fixture(scope="module")
 def reference():
-    return _functions(_solution_cells(nbformat.read(SOLUTION, as_version=4)))
+    return reference_functions(SOLUTION, _namespace())
 
 
 @pytest.fixture(scope="module")
 def stub():
-    from nbgrader.preprocessors import ClearSolutions
-
-    nb, _ = ClearSolutions().preprocess(nbformat.read(SOLUTION, as_version=4), {})
-    return _functions(_solution_cells(nb))
+    return stub_functions(SOLUTION, _namespace())
 
 
 EXERCISES = {  # check -> the function the notebook defines
@@ -847,67 +830,6 @@ def test_checks_resist_a_patched_allclose(reference, monkeypatch):
 
 
 # =============================================================================================
-# The solution notebook's structure
-# =============================================================================================
-def test_solution_notebook_structure():
-    nb = nbformat.read(SOLUTION, as_version=4)
-    nbformat.validate(nb)
-    assert nb.metadata.kernelspec.name == "python3"
-    solutions = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
-    assert len(solutions) == len(tests) == len(EXERCISES) >= 5
-    ids = [c.metadata.nbgrader.grade_id for c in solutions + tests]
-    assert len(set(ids)) == len(ids)
-    for sol, test in zip(solutions, tests):
-        meta = sol.metadata.nbgrader
-        assert meta == {
-            "grade": False,
-            "grade_id": meta.grade_id,
-            "locked": False,
-            "schema_version": 3,
-            "solution": True,
-            "task": False,
-        }
-        assert "### BEGIN SOLUTION" in sol.source and "### END SOLUTION" in sol.source and '"""' in sol.source
-        tmeta = test.metadata.nbgrader
-        assert (
-            tmeta["grade"]
-            and tmeta["locked"]
-            and tmeta["points"] > 0
-            and tmeta["grade_id"] == meta.grade_id + "-test"
-        )
-        visible, hidden = test.source.split("### BEGIN HIDDEN TESTS")
-        assert visible.strip().startswith("ch1.check_") and "hidden=True" not in visible
-        assert "from circuitscope.checks import ch1 as _ch1" in hidden and "hidden=True" in hidden
-        assert hidden.rstrip().endswith("### END HIDDEN TESTS")
-    headers = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Exercise")]
-    assert len(headers) == len(EXERCISES)
-    for h in headers:
-        assert all(
-            word in h for word in ("Difficulty", "Importance", "Time", "min", "Follows", "https://")
-        ), h
-    # The setup cell imports the checks eagerly (their snapshot of torch, numpy, ... is taken then,
-    # before any learner code) and is locked: autograding restores it from the gradebook.
-    setup_cell = next(c for c in nb.cells if "load_inceptionv1" in c.source)
-    setup = setup_cell.source
-    assert (
-        "from circuitscope.checks import ch1" in setup and "cs.notice(model)" in setup and "cs.profile()" in setup
-    )
-    assert setup_cell.metadata.nbgrader == {
-        "grade": False,
-        "grade_id": "setup",
-        "locked": True,
-        "schema_version": 3,
-        "solution": False,
-        "task": False,
-    }
-    # Only the generated install cell (a no-op where circuitscope is installed) comes before it.
-    first_code = next(c for c in nb.cells if c.cell_type == "code" and c.get("id") != "install")
-    assert first_code is setup_cell, "the setup cell must be the first code cell after the install cell"
-    assert any(c.cell_type == "markdown" and c.source.startswith("## Explore") for c in nb.cells)
-
-
-# =============================================================================================
 # The notebooks themselves run elsewhere: tests/test_book.py executes the chapter page (and checks
 # its run time, its figures and its notice) and tests/test_course.py grades the solution, the
 # untouched stub and tests/mistakes/ch1_introduction.py (the first mistake per exercise below)
@@ -923,7 +845,7 @@ GRADE_IDS = {
 }
 
 
-def test_grade_ids_name_the_solution_cells():
+def test_grade_ids_name_thesolution_cells():
     nb = nbformat.read(SOLUTION, as_version=4)
     ids = {c.metadata.nbgrader["grade_id"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")}
     assert set(GRADE_IDS.values()) == ids and set(GRADE_IDS) == set(EXERCISES)

@@ -15,9 +15,9 @@ import textwrap
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 import torch
+from exercise_harness import reference_functions, stub_functions
 
 import circuitscope as cs
 from circuitscope import circuits, stimuli
@@ -68,32 +68,14 @@ def _namespace() -> dict:
     }
 
 
-def _solution_cells(nb) -> dict[str, str]:
-    return {
-        c.metadata["nbgrader"]["grade_id"]: c.source
-        for c in nb.cells
-        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
-    }
-
-
-def _functions(sources: dict[str, str]) -> dict[str, object]:
-    ns = _namespace()
-    for source in sources.values():
-        exec(compile(source, "<solution cell>", "exec"), ns)  # noqa: S102
-    return ns
-
-
 @pytest.fixture(scope="module")
 def reference():
-    return _functions(_solution_cells(nbformat.read(SOLUTION, as_version=4)))
+    return reference_functions(SOLUTION, _namespace())
 
 
 @pytest.fixture(scope="module")
 def stub():
-    from nbgrader.preprocessors import ClearSolutions
-
-    nb, _ = ClearSolutions().preprocess(nbformat.read(SOLUTION, as_version=4), {})
-    return _functions(_solution_cells(nb))
+    return stub_functions(SOLUTION, _namespace())
 
 
 @pytest.mark.parametrize("hidden", [False, True])
@@ -387,62 +369,6 @@ def test_checks_resist_a_patched_allclose(monkeypatch):
         checks.check_expanded_weights(
             _mistake(MISTAKES["expanded: the bottleneck's ReLU applied to its weights"][3])
         )
-
-
-# =============================================================================================
-# The solution notebook's structure
-# =============================================================================================
-def test_solution_notebook_structure():
-    nb = nbformat.read(SOLUTION, as_version=4)
-    nbformat.validate(nb)
-    assert nb.metadata.kernelspec.name == "python3"
-    solutions = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
-    assert len(solutions) == len(tests) == len(EXERCISES) >= 5
-    assert [c.metadata.nbgrader.grade_id for c in solutions] == list(GRADE_IDS.values())
-    ids = [c.metadata.nbgrader.grade_id for c in solutions + tests]
-    assert len(set(ids)) == len(ids)
-    cell_ids = [c.id for c in nb.cells]
-    assert len(set(cell_ids)) == len(cell_ids)
-    for (check, fn), sol, test in zip(EXERCISES.items(), solutions, tests):
-        meta = sol.metadata.nbgrader
-        assert meta == {
-            "grade": False,
-            "grade_id": meta.grade_id,
-            "locked": False,
-            "schema_version": 3,
-            "solution": True,
-            "task": False,
-        }
-        assert f"def {fn}(" in sol.source and '"""' in sol.source
-        assert "### BEGIN SOLUTION" in sol.source and "### END SOLUTION" in sol.source
-        tmeta = test.metadata.nbgrader
-        assert tmeta["grade"] and tmeta["locked"] and tmeta["points"] > 0
-        assert tmeta["grade_id"] == meta.grade_id + "-test"
-        assert test.source == (
-            f"ch3.{check}({fn})\n### BEGIN HIDDEN TESTS\nfrom circuitscope.checks import ch3 as _ch3\n"
-            f"_ch3.{check}({fn}, hidden=True)\n### END HIDDEN TESTS"
-        )
-    headers = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Exercise")]
-    assert len(headers) == len(EXERCISES)
-    for h in headers:
-        assert all(w in h for w in ("Difficulty", "Importance", "Time", "min", "Follows", "https://")), h
-    setup_cell = next(c for c in nb.cells if "load_inceptionv1" in c.source)
-    setup = setup_cell.source
-    assert setup.index("from circuitscope.checks import ch3") < setup.index("load_inceptionv1")
-    assert "cs.notice(model)" in setup and "cs.profile()" in setup
-    assert setup_cell.metadata.nbgrader == {
-        "grade": False,
-        "grade_id": "setup",
-        "locked": True,
-        "schema_version": 3,
-        "solution": False,
-        "task": False,
-    }
-    first_code = next(c for c in nb.cells if c.cell_type == "code" and c.get("id") != "install")
-    assert first_code is setup_cell, "the setup cell must be the first code cell after the install cell"
-    assert any(c.cell_type == "markdown" and c.source.startswith("## Explore") for c in nb.cells)
-    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit without outputs"
 
 
 # =============================================================================================

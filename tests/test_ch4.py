@@ -26,6 +26,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from exercise_harness import reference_functions, solution_cells, stub_functions
 
 import circuitscope as cs
 from circuitscope.checks import CheckFailed
@@ -65,32 +66,14 @@ def _namespace() -> dict:
     }
 
 
-def _solution_cells(nb) -> dict[str, str]:
-    return {
-        c.metadata["nbgrader"]["grade_id"]: c.source
-        for c in nb.cells
-        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
-    }
-
-
-def _functions(sources: dict[str, str]) -> dict[str, object]:
-    ns = _namespace()
-    for source in sources.values():
-        exec(compile(source, "<solution cell>", "exec"), ns)  # noqa: S102
-    return ns
-
-
 @pytest.fixture(scope="module")
 def reference():
-    return _functions(_solution_cells(nbformat.read(SOLUTION, as_version=4)))
+    return reference_functions(SOLUTION, _namespace())
 
 
 @pytest.fixture(scope="module")
 def stub():
-    from nbgrader.preprocessors import ClearSolutions
-
-    nb, _ = ClearSolutions().preprocess(nbformat.read(SOLUTION, as_version=4), {})
-    return _functions(_solution_cells(nb))
+    return stub_functions(SOLUTION, _namespace())
 
 
 # =============================================================================================
@@ -417,7 +400,7 @@ def test_round_trip_mistakes_cover_every_exercise_and_fail():
     # The cells tests/test_course.py submits in place of the solutions: each must score 0.
     mistakes = _mistakes_module()
     by_grade_id = {gid: (check, fn) for check, (fn, gid) in EXERCISES.items()}
-    assert set(mistakes) == set(by_grade_id) == set(_solution_cells(nbformat.read(SOLUTION, as_version=4)))
+    assert set(mistakes) == set(by_grade_id) == set(solution_cells(nbformat.read(SOLUTION, as_version=4)))
     # All in one namespace, as in the submitted notebook: facets calls the wrong top_k_examples.
     ns = _namespace()
     for source in mistakes.values():
@@ -437,62 +420,6 @@ def test_checks_resist_a_patched_isclose(reference, monkeypatch):
         checks.check_effective_classes(_mistake(MISTAKES["classes: the entropy itself"][3]))
     with pytest.raises(CheckFailed):
         checks.check_outgoing_weights(_mistake(MISTAKES["weights: by magnitude"][3]))
-
-
-# =============================================================================================
-# The solution notebook's structure
-# =============================================================================================
-def test_solution_notebook_structure():
-    nb = nbformat.read(SOLUTION, as_version=4)
-    nbformat.validate(nb)
-    assert nb.metadata.kernelspec.name == "python3"
-    ids = [c.get("id") for c in nb.cells]
-    assert all(ids) and len(set(ids)) == len(ids), "cell ids must be unique and present"
-    assert not [c for c in nb.cells if c.cell_type == "code" and (c.outputs or c.execution_count)]
-    solutions = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
-    assert len(solutions) == len(tests) == len(EXERCISES) >= 5
-    assert [s.metadata.nbgrader.grade_id for s in solutions] == [gid for _, gid in EXERCISES.values()]
-    for sol, test in zip(solutions, tests):
-        meta = sol.metadata.nbgrader
-        assert meta == {
-            "grade": False,
-            "grade_id": meta.grade_id,
-            "locked": False,
-            "schema_version": 3,
-            "solution": True,
-            "task": False,
-        }
-        assert "### BEGIN SOLUTION" in sol.source and "### END SOLUTION" in sol.source and '"""' in sol.source
-        tmeta = test.metadata.nbgrader
-        assert tmeta["grade"] and tmeta["locked"] and tmeta["points"] > 0
-        assert tmeta["grade_id"] == meta.grade_id + "-test"
-        check = next(c for c, (_, gid) in EXERCISES.items() if gid == meta.grade_id)
-        fn = EXERCISES[check][0]
-        assert test.source == (
-            f"ch4.{check}({fn})\n### BEGIN HIDDEN TESTS\nfrom circuitscope.checks import ch4 as _ch4\n"
-            f"_ch4.{check}({fn}, hidden=True)\n### END HIDDEN TESTS"
-        )
-        assert f"def {fn}(" in sol.source
-    headers = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Exercise")]
-    assert len(headers) == len(EXERCISES)
-    for h in headers:
-        assert all(w in h for w in ("Difficulty", "Importance", "Time", "min", "Follows", "https://")), h
-    setup_cell = next(c for c in nb.cells if "load_inceptionv1" in c.source)
-    setup = setup_cell.source
-    assert setup.index("from circuitscope.checks import ch4") < setup.index("load_inceptionv1")
-    assert "cs.notice(model)" in setup and "cs.profile()" in setup
-    assert setup_cell.metadata.nbgrader == {
-        "grade": False,
-        "grade_id": "setup",
-        "locked": True,
-        "schema_version": 3,
-        "solution": False,
-        "task": False,
-    }
-    first_code = next(c for c in nb.cells if c.cell_type == "code" and c.get("id") != "install")
-    assert first_code is setup_cell, "the setup cell must be the first code cell after the install cell"
-    assert any(c.cell_type == "markdown" and c.source.startswith("## Explore") for c in nb.cells)
 
 
 # =============================================================================================

@@ -23,6 +23,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from exercise_harness import reference_functions, solution_cells, stub_functions
 
 import circuitscope as cs
 from circuitscope import sae as sae_lib
@@ -66,32 +67,14 @@ def _namespace() -> dict:
             "render": render, "direction": direction}  # fmt: skip
 
 
-def _solution_cells(nb) -> dict[str, str]:
-    return {
-        c.metadata["nbgrader"]["grade_id"]: c.source
-        for c in nb.cells
-        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
-    }
-
-
-def _functions(sources: dict[str, str]) -> dict[str, object]:
-    ns = _namespace()
-    for source in sources.values():
-        exec(compile(source, "<solution cell>", "exec"), ns)  # noqa: S102
-    return ns
-
-
 @pytest.fixture(scope="module")
 def reference():
-    return _functions(_solution_cells(nbformat.read(SOLUTION, as_version=4)))
+    return reference_functions(SOLUTION, _namespace())
 
 
 @pytest.fixture(scope="module")
 def stub():
-    from nbgrader.preprocessors import ClearSolutions
-
-    nb, _ = ClearSolutions().preprocess(nbformat.read(SOLUTION, as_version=4), {})
-    return _functions(_solution_cells(nb))
+    return stub_functions(SOLUTION, _namespace())
 
 
 @pytest.mark.parametrize("hidden", [False, True])
@@ -358,7 +341,7 @@ def _round_trip_mistakes() -> dict[str, str]:
 def test_round_trip_mistakes_fail_their_visible_check(grade_id):
     # tests/test_course.py grades these with nbgrader; here: each one fails already visibly.
     mistakes = _round_trip_mistakes()
-    assert set(mistakes) == set(GRADE_IDS) == set(_solution_cells(nbformat.read(SOLUTION, as_version=4)))
+    assert set(mistakes) == set(GRADE_IDS) == set(solution_cells(nbformat.read(SOLUTION, as_version=4)))
     with pytest.raises(CheckFailed):
         getattr(checks, GRADE_IDS[grade_id])(_mistake(mistakes[grade_id]))
 
@@ -371,49 +354,6 @@ def test_checks_resist_a_patched_isclose(reference, monkeypatch):
         checks.check_toy_model(_mistake(MISTAKES["toy: unweighted loss"][3]))
     with pytest.raises(CheckFailed):
         checks.check_features_per_dimension(_mistake(MISTAKES["fpd: inverted"][3]))
-
-
-# =============================================================================================
-# The solution notebook's structure
-# =============================================================================================
-def test_solution_notebook_structure():
-    nb = nbformat.read(SOLUTION, as_version=4)
-    nbformat.validate(nb)
-    assert nb.metadata.kernelspec.name == "python3"
-    solutions = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
-    assert len(solutions) == len(tests) == len(EXERCISES) >= 5
-    assert [c.metadata.nbgrader.grade_id for c in solutions] == list(GRADE_IDS)
-    ids = [c.get("id") for c in nb.cells]
-    assert len(set(ids)) == len(ids) and all(ids)
-    for sol, test in zip(solutions, tests):
-        meta = sol.metadata.nbgrader
-        assert meta == {"grade": False, "grade_id": meta.grade_id, "locked": False, "schema_version": 3,
-                        "solution": True, "task": False}  # fmt: skip
-        assert "### BEGIN SOLUTION" in sol.source and "### END SOLUTION" in sol.source and '"""' in sol.source
-        tmeta = test.metadata.nbgrader
-        assert tmeta["grade"] and tmeta["locked"] and tmeta["points"] > 0
-        assert tmeta["grade_id"] == meta.grade_id + "-test"
-        check, fn = GRADE_IDS[meta.grade_id], EXERCISES[GRADE_IDS[meta.grade_id]]
-        assert f"def {fn}(" in sol.source
-        assert test.source == (
-            f"ch5.{check}({fn})\n### BEGIN HIDDEN TESTS\nfrom circuitscope.checks import ch5 as _ch5\n"
-            f"_ch5.{check}({fn}, hidden=True)\n### END HIDDEN TESTS"
-        )
-    headers = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Exercise")]
-    assert len(headers) == len(EXERCISES)
-    for h in headers:
-        assert all(w in h for w in ("Difficulty", "Importance", "Time", "min", "Follows", "https://")), h
-    setup_cell = next(c for c in nb.cells if "load_inceptionv1" in c.source)
-    setup = setup_cell.source
-    assert "from circuitscope.checks import ch5" in setup and "cs.notice(model)" in setup and "cs.profile()" in setup
-    assert setup.index("from circuitscope.checks import ch5") < setup.index("load_inceptionv1")
-    assert setup_cell.metadata.nbgrader == {"grade": False, "grade_id": "setup", "locked": True,
-                                            "schema_version": 3, "solution": False, "task": False}  # fmt: skip
-    first_code = next(c for c in nb.cells if c.cell_type == "code" and c.get("id") != "install")
-    assert first_code is setup_cell, "the setup cell must be the first code cell after the install cell"
-    assert any(c.cell_type == "markdown" and c.source.startswith("## Explore") for c in nb.cells)
-    assert not [c for c in nb.cells if c.cell_type == "code" and c.get("outputs")], "outputs are committed"
 
 
 # =============================================================================================

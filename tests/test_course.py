@@ -7,6 +7,7 @@ the course: the solution notebook must score full marks, the untouched learner n
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 from pathlib import Path
 
@@ -57,6 +58,70 @@ def _course_copy(dest: Path) -> Course:
     (dest / "autograder").mkdir(parents=True)
     shutil.copy(COURSE.config_file, dest / "autograder" / "nbgrader_config.py")
     return Course(dest)
+
+
+# --- every source notebook follows the course's layout -------------------------------------------
+SOLUTION_META = {"grade": False, "locked": False, "schema_version": 3, "solution": True, "task": False}
+SETUP_META = {"grade": False, "grade_id": "setup", "locked": True, "schema_version": 3, "solution": False,
+              "task": False}  # fmt: skip
+HEADER_WORDS = ("Difficulty", "Importance", "Time", "min", "Follows", "https://")
+
+
+def _nbgrader(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+@needs_assignments
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_solution_notebooks_follow_the_course_layout(assignment):
+    """Install cell, locked setup cell importing the checks before any learner code, then per exercise
+    a header (difficulty, importance, time, the article it follows), a solution cell defining one
+    documented function and a locked test cell: the visible check, then the same check with its
+    hidden cases. An Explore section at the end; committed without outputs."""
+    chapter = re.match(r"(ch\d+)_", assignment).group(1)
+    for name in COURSE.notebooks(assignment):
+        nb = nbformat.read(COURSE.source / assignment / f"{name}.ipynb", as_version=4)
+        nbformat.validate(nb)
+        assert nb.metadata.kernelspec.name == "python3"
+        cell_ids = [c.get("id") for c in nb.cells]
+        assert all(cell_ids) and len(set(cell_ids)) == len(cell_ids)
+        assert not [c for c in nb.cells if c.cell_type == "code" and c.get("outputs")], "commit without outputs"
+
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code[0].get("id") == "install" and _nbgrader(code[0])["locked"]
+        setup = code[1]
+        assert _nbgrader(setup) == SETUP_META, "the first cell after the install cell is the locked setup"
+        checks_import = f"from circuitscope.checks import {chapter}"
+        assert checks_import in setup.source
+        if "load_inceptionv1" in setup.source:
+            assert setup.source.index(checks_import) < setup.source.index("load_inceptionv1")
+            assert "cs.notice(model)" in setup.source
+        assert "cs.profile()" in setup.source
+
+        solutions = [c for c in nb.cells if _nbgrader(c).get("solution")]
+        tests = [c for c in nb.cells if _nbgrader(c).get("grade")]
+        assert len(solutions) == len(tests) >= 5
+        for sol, test in zip(solutions, tests):
+            gid = _nbgrader(sol)["grade_id"]
+            assert gid.startswith(f"{chapter}-") and _nbgrader(sol) == {**SOLUTION_META, "grade_id": gid}
+            assert "### BEGIN SOLUTION" in sol.source and "### END SOLUTION" in sol.source
+            fn = re.search(r"^def (\w+)\(", sol.source, re.MULTILINE)
+            assert fn and '"""' in sol.source, f"{gid}: a solution cell defines one documented function"
+            tmeta = _nbgrader(test)
+            assert tmeta["locked"] and tmeta["points"] > 0 and tmeta["grade_id"] == f"{gid}-test"
+            check = re.match(rf"{chapter}\.(check_\w+)\(", test.source)
+            assert check, f"{gid}-test starts with the visible check"
+            assert test.source == (
+                f"{chapter}.{check[1]}({fn[1]})\n### BEGIN HIDDEN TESTS\n"
+                f"from circuitscope.checks import {chapter} as _{chapter}\n"
+                f"_{chapter}.{check[1]}({fn[1]}, hidden=True)\n### END HIDDEN TESTS"
+            )
+            assert nb.cells.index(sol) < nb.cells.index(test)
+        headers = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Exercise")]
+        assert len(headers) == len(solutions)
+        for header in headers:
+            assert all(word in header for word in HEADER_WORDS), header
+        assert any(c.cell_type == "markdown" and c.source.startswith("## Explore") for c in nb.cells)
 
 
 MISTAKES_DIR = Path(__file__).resolve().parent / "mistakes"

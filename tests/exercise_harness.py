@@ -1,0 +1,42 @@
+"""What every chapter's exercise tests share: the solution notebook's cells run as plain code.
+
+``reference_functions`` runs each solution cell of a source notebook, ``stub_functions`` the cells
+nbgrader's ClearSolutions makes of them (what a learner starts from), both in a namespace that
+stands for the notebook's setup cell. The chapter tests then call the checks on what they define.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+
+def solution_cells(nb) -> dict[str, str]:
+    """``{grade_id: source}`` of the solution cells, in notebook order."""
+    return {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in nb.cells
+        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+    }
+
+
+def run_cells(sources: dict[str, str], namespace: dict) -> dict:
+    """Execute the cells in ``namespace`` (a fresh copy); what they define."""
+    ns = dict(namespace)
+    for grade_id, source in sources.items():
+        exec(compile(source, f"<solution cell {grade_id}>", "exec"), ns)  # noqa: S102
+    return ns
+
+
+def reference_functions(notebook: Path, namespace: dict) -> dict:
+    """What the solution cells of ``notebook`` define."""
+    return run_cells(solution_cells(nbformat.read(notebook, as_version=4)), namespace)
+
+
+def stub_functions(notebook: Path, namespace: dict) -> dict:
+    """What the learner's untouched cells define (nbgrader's own ClearSolutions)."""
+    from nbgrader.preprocessors import ClearSolutions
+
+    nb, _ = ClearSolutions().preprocess(nbformat.read(notebook, as_version=4), {})
+    return run_cells(solution_cells(nb), namespace)
