@@ -192,6 +192,21 @@ def check_features_per_dimension(fn, hidden: bool = False) -> None:
 TOY_SPARSITIES = (0.0, 0.9)  # dense: no superposition; sparse: superposition
 
 
+def _loss_per_step(losses, label: str, steps: int) -> list[float]:
+    """A training function's return value as floats, one per step, or a clear failure."""
+    C.resync()
+    try:
+        losses = [float(v) for v in losses]
+    except (TypeError, ValueError, RuntimeError):
+        C.fail(f"{label} should return the loss of every step", expected="a list of floats",
+               got=type(losses).__name__)  # fmt: skip
+    C.resync()
+    if len(losses) != steps:
+        C.fail(f"{label}: one loss per step", expected=steps, got=len(losses),
+               hint="append loss.item() once per step")  # fmt: skip
+    return losses
+
+
 @C.check
 def check_train_toy(fn, hidden: bool = False) -> None:
     """Check ``fn(model, steps, batch_size, lr, seed) -> list of floats`` (exercise 3).
@@ -209,16 +224,7 @@ def check_train_toy(fn, hidden: bool = False) -> None:
         label = f"train_toy(ToyModel(5, 2, sparsity={list(TOY_SPARSITIES)}, seed={seed}), steps={steps})"
         with _one_cpu_thread():
             losses = C.call(fn, model, steps, batch_size, lr, seed, what=label)
-        C.resync()
-        try:
-            losses = [float(v) for v in losses]
-        except (TypeError, ValueError, RuntimeError):
-            C.fail(f"{label} should return the loss of every step", expected="a list of floats",
-                   got=type(losses).__name__)  # fmt: skip
-        C.resync()
-        if len(losses) != steps:
-            C.fail(f"{label}: one loss per step", expected=steps, got=len(losses),
-                   hint="append loss.item() once per step")  # fmt: skip
+        losses = _loss_per_step(losses, label, steps)
         W = C.plain_tensor(model.W)
         if C.close(W, W0, rtol=0, atol=1e-7):
             C.fail(f"{label}: the weights did not change", expected="W trained", got="W as initialised",
@@ -340,16 +346,7 @@ def check_train_sae(fn, hidden: bool = False) -> None:
         with _one_cpu_thread():
             losses = C.call(fn, sae, planted.data.clone(), t["steps"], t["lr"], t["l1_coeff"], t["batch_size"],
                             seed, what=label)  # fmt: skip
-        C.resync()
-        try:
-            losses = [float(v) for v in losses]
-        except (TypeError, ValueError, RuntimeError):
-            C.fail(f"{label} should return the loss of every step", expected="a list of floats",
-                   got=type(losses).__name__)  # fmt: skip
-        C.resync()
-        if len(losses) != t["steps"]:
-            C.fail(f"{label}: one loss per step", expected=t["steps"], got=len(losses),
-                   hint="append loss.item() once per step")  # fmt: skip
+        losses = _loss_per_step(losses, label, t["steps"])
         norms = C.plain_tensor(sae.W_dec).norm(dim=0)
         if not C.close(norms, torch.ones_like(norms), rtol=0, atol=1e-4):
             C.fail(f"{label}: the decoder columns should have unit norm", expected="every norm 1",
