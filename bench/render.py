@@ -52,6 +52,7 @@ CONFIGS = {
     c.key: c
     for c in [
         Config("loop", "loop (one at a time)", batched=False),
+        Config("loopcl", "loop, channels_last", batched=False, channels_last=True),
         Config("batched", "batched"),
         Config("full", "batched, full depth", stop_early=False),
         Config("bf16", "batched, bf16 autocast", autocast=torch.bfloat16),

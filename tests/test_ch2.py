@@ -1,0 +1,478 @@
+"""Chapter 2: its exercise checks, its solution notebook's structure, its figure helper.
+
+* Checks: each passes on the solution notebook's reference code (visible and hidden cases) and
+  fails, with the right hint, on the untouched stub and on plausible mistakes (the table below
+  and every entry of ``tests/mistakes/ch2_feature_visualization.py``).
+* The solution notebook is built like chapter 1's (nbgrader metadata, headers, setup cell).
+* ``optvis.image_grid`` stamps the weights that made the images.
+
+The chapter page and the notebooks are executed by the generic book and course tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import circuitscope as cs
+from circuitscope import optvis
+from circuitscope.checks import CheckFailed
+from circuitscope.checks import ch2 as checks
+from circuitscope.optvis.param import COLOR_CORRELATION_SVD_SQRT
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTION = ROOT / "solutions" / "ch2_feature_visualization" / "ch2_exercises.ipynb"
+MISTAKES_FILE = ROOT / "tests" / "mistakes" / "ch2_feature_visualization.py"
+
+EXERCISES = {  # check -> (the function the notebook defines, its solution cell's grade_id)
+    "check_pixel_ascent": ("pixel_ascent", "ch2-pixel-ascent"),
+    "check_pad_and_jitter": ("pad_and_jitter", "ch2-pad-and-jitter"),
+    "check_scale_and_rotate": ("scale_and_rotate", "ch2-scale-and-rotate"),
+    "check_fourier_image": ("fourier_image", "ch2-fourier-image"),
+    "check_to_rgb": ("to_rgb", "ch2-to-rgb"),
+    "check_neuron_objective": ("neuron_objective", "ch2-neuron-objective"),
+    "check_direction_objective": ("direction_objective", "ch2-direction-objective"),
+    "check_diversity_objective": ("diversity_objective", "ch2-diversity-objective"),
+    "check_render_loop": ("render_loop", "ch2-render-loop"),
+}
+FUNCTIONS = {fn for fn, _ in EXERCISES.values()}
+
+
+def _namespace() -> dict:
+    """What the solution notebook's setup cell defines (without loading the model)."""
+    return {"math": math, "np": np, "torch": torch, "F": F, "cs": cs, "optvis": optvis,
+            "COLOR_CORRELATION_SVD_SQRT": COLOR_CORRELATION_SVD_SQRT}  # fmt: skip
+
+
+def _solution_cells(nb) -> dict[str, str]:
+    return {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in nb.cells
+        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+    }
+
+
+def _functions(sources) -> dict:
+    ns = _namespace()
+    for source in sources:
+        exec(compile(textwrap.dedent(source), "<cell>", "exec"), ns)  # noqa: S102
+    return ns
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return _functions(_solution_cells(nbformat.read(SOLUTION, as_version=4)).values())
+
+
+@pytest.fixture(scope="module")
+def stub():
+    from nbgrader.preprocessors import ClearSolutions
+
+    nb, _ = ClearSolutions().preprocess(nbformat.read(SOLUTION, as_version=4), {})
+    return _functions(_solution_cells(nb).values())
+
+
+def _mistakes_module() -> dict[str, str]:
+    spec = importlib.util.spec_from_file_location("ch2_mistakes", MISTAKES_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.MISTAKES
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+@pytest.mark.parametrize("check", sorted(EXERCISES))
+def test_reference_passes(reference, check, hidden, capsys):
+    start = time.perf_counter()
+    getattr(checks, check)(reference[EXERCISES[check][0]], hidden=hidden)
+    elapsed = time.perf_counter() - start
+    out = capsys.readouterr().out
+    assert out.startswith("\u2714") and out.count("\n") == 1, f"one success line expected, got {out!r}"
+    assert elapsed < 10, f"{check} took {elapsed:.1f} s (should be a few seconds at most)"
+
+
+@pytest.mark.parametrize("check", sorted(EXERCISES))
+def test_stub_fails(stub, check):
+    with pytest.raises(CheckFailed, match="not implemented"):
+        getattr(checks, check)(stub[EXERCISES[check][0]])
+
+
+# Plausible mistakes: (check, hidden cases needed, words the hint must contain, code).
+MISTAKES = {
+    "ascent: no clamp": (
+        "check_pixel_ascent",
+        False,
+        "clamp the pixels",
+        """
+        def pixel_ascent(objective, images, steps, lr):
+            x = images.detach().clone()
+            for _ in range(steps):
+                x.requires_grad_(True)
+                (grad,) = torch.autograd.grad(objective(x).sum(), x)
+                x = x.detach() + lr * grad
+            return x
+    """,
+    ),
+    "ascent: gradients accumulate": (
+        "check_pixel_ascent",
+        False,
+        "accumulate",
+        """
+        def pixel_ascent(objective, images, steps, lr):
+            x = images.detach().clone().requires_grad_(True)
+            for _ in range(steps):
+                objective(x).sum().backward()
+                with torch.no_grad():
+                    x += lr * x.grad
+                    x.clamp_(0, 1)
+            return x.detach()
+    """,
+    ),
+    "ascent: modifies its input": (
+        "check_pixel_ascent",
+        False,
+        "copy",
+        """
+        def pixel_ascent(objective, images, steps, lr):
+            x = images
+            for _ in range(steps):
+                x.requires_grad_(True)
+                (grad,) = torch.autograd.grad(objective(x).sum(), x)
+                with torch.no_grad():
+                    x += lr * grad
+                    x.clamp_(0, 1)
+                x.requires_grad_(False)
+            return x.detach()
+    """,
+    ),
+    "jitter: dy and dx swapped": (
+        "check_pad_and_jitter",
+        False,
+        "row offset",
+        """
+        def pad_and_jitter(x, width, dy, dx, d, value=0.5):
+            padded = F.pad(x, (width,) * 4, value=value)
+            h, w = padded.shape[-2:]
+            return padded[..., dx : dx + h - d, dy : dy + w - d]
+    """,
+    ),
+    "jitter: crops d from each end": (
+        "check_pad_and_jitter",
+        False,
+        "not d from each end",
+        """
+        def pad_and_jitter(x, width, dy, dx, d, value=0.5):
+            padded = F.pad(x, (width,) * 4, value=value)
+            h, w = padded.shape[-2:]
+            return padded[..., dy : dy + h - 2 * d, dx : dx + w - 2 * d]
+    """,
+    ),
+    "scale: align_corners=True": (
+        "check_scale_and_rotate",
+        False,
+        "half-pixel",
+        """
+        def scale_and_rotate(x, factor, degrees):
+            import torchvision.transforms.v2.functional as TF
+            h, w = x.shape[-2:]
+            x = F.interpolate(x, size=(int(factor * h), int(factor * w)), mode="bilinear", align_corners=True)
+            return TF.rotate(x, float(degrees), interpolation=TF.InterpolationMode.BILINEAR)
+    """,
+    ),
+    "fourier: no sqrt(HW) and / 4": (
+        "check_fourier_image",
+        False,
+        "overall scale",
+        """
+        def fourier_image(spectrum, size, decay_power=1.0):
+            h, w = size
+            f = torch.sqrt(torch.fft.fftfreq(h)[:, None] ** 2 + torch.fft.rfftfreq(w)[None, :] ** 2)
+            scale = 1 / f.clamp_min(1.0 / max(h, w)) ** decay_power
+            return torch.fft.irfft2(torch.view_as_complex(spectrum.contiguous()) * scale, s=(h, w))
+    """,
+    ),
+    "fourier: division by zero at f = 0": (
+        "check_fourier_image",
+        False,
+        "zero frequency",
+        """
+        def fourier_image(spectrum, size, decay_power=1.0):
+            h, w = size
+            f = torch.sqrt(torch.fft.fftfreq(h)[:, None] ** 2 + torch.fft.rfftfreq(w)[None, :] ** 2)
+            scale = math.sqrt(h * w) / f ** decay_power
+            return torch.fft.irfft2(torch.view_as_complex(spectrum.contiguous()) * scale, s=(h, w)) / 4
+    """,
+    ),
+    "rgb: transposed matrix": (
+        "check_to_rgb",
+        False,
+        "transpose",
+        """
+        def to_rgb(t):
+            m = COLOR_CORRELATION_SVD_SQRT / COLOR_CORRELATION_SVD_SQRT.norm(dim=0).max()
+            return torch.sigmoid(torch.einsum("ji,njhw->nihw", m, t))
+    """,
+    ),
+    "rgb: no sigmoid": (
+        "check_to_rgb",
+        False,
+        "sigmoid",
+        """
+        def to_rgb(t):
+            m = COLOR_CORRELATION_SVD_SQRT / COLOR_CORRELATION_SVD_SQRT.norm(dim=0).max()
+            return torch.einsum("ij,njhw->nihw", m, t)
+    """,
+    ),
+    "neuron: centre (H - 1) // 2": (
+        "check_neuron_objective",
+        False,
+        "H // 2",
+        """
+        def neuron_objective(acts, n, x=None, y=None):
+            h, w = acts.shape[-2:]
+            y = (h - 1) // 2 if y is None else y
+            x = (w - 1) // 2 if x is None else x
+            return acts[:, n, y, x]
+    """,
+    ),
+    "neuron: the channel mean": (
+        "check_neuron_objective",
+        False,
+        "channel objective",
+        """
+        def neuron_objective(acts, n, x=None, y=None):
+            return acts[:, n].mean(dim=(1, 2))
+    """,
+    ),
+    "direction: normalised vector": (
+        "check_direction_objective",
+        False,
+        "do not normalise",
+        """
+        def direction_objective(acts, vector):
+            v = vector / vector.norm()
+            return torch.einsum("nchw,c->nhw", acts, v).mean(dim=(1, 2))
+    """,
+    ),
+    "diversity: Gram matrices not normalised": (
+        "check_diversity_objective",
+        False,
+        "unit norm",
+        """
+        def diversity_objective(acts):
+            n, c = acts.shape[:2]
+            flat = acts.reshape(n, c, -1)
+            grams = (flat @ flat.transpose(1, 2)).reshape(n, -1)
+            sims = grams @ grams.T
+            return sims.sum(1) - sims.diagonal()
+    """,
+    ),
+    "render: descends": (
+        "check_render_loop",
+        False,
+        "mind the sign",
+        """
+        def render_loop(model, objective, image, transform, steps=32, lr=0.05):
+            params = list(image.parameters())
+            optimizer = torch.optim.Adam(params, lr=lr)
+            values = []
+            for _ in range(steps):
+                value = objective(model(transform(image()))).sum()
+                for p, g in zip(params, torch.autograd.grad(value, params)):
+                    p.grad = g
+                optimizer.step()
+                values.append(float(value.detach()))
+            return image().detach(), values
+    """,
+    ),
+    "render: no transform": (
+        "check_render_loop",
+        False,
+        "every step",
+        """
+        def render_loop(model, objective, image, transform, steps=32, lr=0.05):
+            params = list(image.parameters())
+            optimizer = torch.optim.Adam(params, lr=lr)
+            values = []
+            for _ in range(steps):
+                value = objective(model(image())).sum()
+                for p, g in zip(params, torch.autograd.grad(-value, params)):
+                    p.grad = g
+                optimizer.step()
+                values.append(float(value.detach()))
+            return image().detach(), values
+    """,
+    ),
+    "render: SGD instead of Adam": (
+        "check_render_loop",
+        False,
+        "Adam",
+        """
+        def render_loop(model, objective, image, transform, steps=32, lr=0.05):
+            params = list(image.parameters())
+            optimizer = torch.optim.SGD(params, lr=lr)
+            values = []
+            for _ in range(steps):
+                value = objective(model(transform(image()))).sum()
+                for p, g in zip(params, torch.autograd.grad(-value, params)):
+                    p.grad = g
+                optimizer.step()
+                values.append(float(value.detach()))
+            return image().detach(), values
+    """,
+    ),
+}
+
+# The round-trip submission's mistakes (one per exercise) and the hint each must give.
+MODULE_HINTS = {
+    "ch2-pixel-ascent": "went DOWN",
+    "ch2-pad-and-jitter": "not with zeros",
+    "ch2-scale-and-rotate": "wrong way",
+    "ch2-fourier-image": "must FALL",
+    "ch2-to-rgb": "0.4619524",
+    "ch2-neuron-objective": "x is the column",
+    "ch2-direction-objective": "MEAN over positions",
+    "ch2-diversity-objective": "itself",
+    "ch2-render-loop": "weights",
+}
+
+
+def _mistake(code: str):
+    ns = _functions([code])
+    return next(v for k, v in ns.items() if k in FUNCTIONS and callable(v))
+
+
+def _fails_with(check: str, fn, hint: str, needs_hidden: bool = False) -> None:
+    if needs_hidden:  # the visible cases pass it; the hidden ones catch it
+        getattr(checks, check)(fn, hidden=False)
+    with pytest.raises(CheckFailed) as failure:
+        getattr(checks, check)(fn, hidden=True)
+    message = str(failure.value)
+    assert hint in message, f"the message does not say {hint!r}:\n{message}"
+    assert "expected" in message
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_plausible_mistake_fails_with_a_hint(name):
+    check, needs_hidden, hint, code = MISTAKES[name]
+    _fails_with(check, _mistake(code), hint, needs_hidden)
+
+
+@pytest.mark.parametrize("grade_id", sorted(MODULE_HINTS))
+def test_round_trip_mistakes_fail_with_a_hint(grade_id):
+    code = _mistakes_module()[grade_id]
+    check = next(c for c, (_, gid) in EXERCISES.items() if gid == grade_id)
+    _fails_with(check, _mistake(code), MODULE_HINTS[grade_id])
+    # the visible cases catch it too: the learner sees it before grading
+    with pytest.raises(CheckFailed):
+        getattr(checks, check)(_mistake(code), hidden=False)
+
+
+def test_every_exercise_has_mistakes():
+    assert {check for check, *_ in MISTAKES.values()} == set(EXERCISES)
+    assert set(_mistakes_module()) == set(MODULE_HINTS) == {gid for _, gid in EXERCISES.values()}
+    assert set(_mistakes_module()) == set(_solution_cells(nbformat.read(SOLUTION, as_version=4)))
+
+
+def test_checks_resist_a_patched_allclose(monkeypatch):
+    # A learner cell that makes every comparison succeed must not turn a failure into a pass.
+    monkeypatch.setattr(torch, "allclose", lambda *a, **k: True)
+    monkeypatch.setattr(
+        torch, "isclose", lambda a, b, *r, **k: torch.ones_like(torch.as_tensor(a), dtype=torch.bool)
+    )
+    with pytest.raises(CheckFailed):
+        checks.check_to_rgb(_mistake(MISTAKES["rgb: no sigmoid"][3]))
+
+
+def test_an_equivalent_torchvision_solution_passes():
+    code = """
+        def scale_and_rotate(x, factor, degrees):
+            import torchvision.transforms.v2.functional as TF
+            h, w = x.shape[-2:]
+            size = [int(factor * h), int(factor * w)]
+            if size != [h, w]:
+                x = TF.resize(x, size, antialias=False)
+            return TF.rotate(x, float(degrees), interpolation=TF.InterpolationMode.BILINEAR)
+    """
+    checks.check_scale_and_rotate(_mistake(code), hidden=True)
+
+
+# =============================================================================================
+# The solution notebook's structure
+# =============================================================================================
+def test_solution_notebook_structure():
+    nb = nbformat.read(SOLUTION, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    solutions = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert len(solutions) == len(tests) == len(EXERCISES) >= 6
+    assert [c.metadata.nbgrader.grade_id for c in solutions] == [gid for _, gid in EXERCISES.values()]
+    ids = [c.get("id") for c in nb.cells]
+    assert len(set(ids)) == len(ids) and all(ids)
+    for sol, test, (check, (fn, _)) in zip(solutions, tests, EXERCISES.items()):
+        meta = sol.metadata.nbgrader
+        assert meta == {"grade": False, "grade_id": meta.grade_id, "locked": False, "schema_version": 3,
+                        "solution": True, "task": False}  # fmt: skip
+        assert "### BEGIN SOLUTION" in sol.source and "### END SOLUTION" in sol.source and '"""' in sol.source
+        assert f"def {fn}(" in sol.source
+        tmeta = test.metadata.nbgrader
+        assert tmeta["grade"] and tmeta["locked"] and tmeta["points"] > 0
+        assert tmeta["grade_id"] == meta.grade_id + "-test"
+        assert test.source == (
+            f"ch2.{check}({fn})\n### BEGIN HIDDEN TESTS\nfrom circuitscope.checks import ch2 as _ch2\n"
+            f"_ch2.{check}({fn}, hidden=True)\n### END HIDDEN TESTS"
+        )
+    headers = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Exercise")]
+    assert len(headers) == len(EXERCISES)
+    for h in headers:
+        assert all(w in h for w in ("Difficulty", "Importance", "Time", "min", "Follows", "https://")), h
+    setup_cell = next(c for c in nb.cells if "load_inceptionv1" in c.source)
+    setup = setup_cell.source
+    assert setup.index("from circuitscope.checks import ch2") < setup.index("load_inceptionv1")
+    assert "cs.notice(model)" in setup and "cs.profile()" in setup
+    assert setup_cell.metadata.nbgrader == {"grade": False, "grade_id": "setup", "locked": True,
+                                            "schema_version": 3, "solution": False, "task": False}  # fmt: skip
+    first_code = next(c for c in nb.cells if c.cell_type == "code" and c.get("id") != "install")
+    assert first_code is setup_cell, "the setup cell must be the first code cell after the install cell"
+    assert nb.cells[1].get("id") == "install"
+    assert any(c.cell_type == "markdown" and c.source.startswith("## Explore") for c in nb.cells)
+    assert not [
+        c for c in nb.cells if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count"))
+    ]
+
+
+# =============================================================================================
+# Library: the figure helper
+# =============================================================================================
+def test_image_grid_says_which_weights_made_the_images(synthetic_model):
+    images = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    fig = optvis.image_grid(images, [str(i) for i in range(5)], model=synthetic_model, ncols=3)
+    texts = " ".join(t.get_text() for t in fig.texts)
+    assert "SYNTHETIC WEIGHTS" in texts
+    assert len([ax for ax in fig.axes if ax.images]) == 5 and len(fig.axes) == 6
+    plain = optvis.image_grid(list(images[:2]), ["a", "b"])
+    assert not plain.texts  # no model, no stamp: the images came from no model
+
+
+def test_a_nearest_neighbour_rotation_gets_its_own_hint():
+    code = """
+        def scale_and_rotate(x, factor, degrees):
+            import torchvision.transforms.v2.functional as TF
+            h, w = x.shape[-2:]
+            size = [int(factor * h), int(factor * w)]
+            if size != [h, w]:
+                x = TF.resize(x, size, antialias=False)
+            return TF.rotate(x, float(degrees))
+    """
+    _fails_with("check_scale_and_rotate", _mistake(code), "BILINEAR")
