@@ -4,7 +4,7 @@
   fails, with the right hint, on the untouched stub and on plausible mistakes (the table below
   and every entry of ``tests/mistakes/ch2_feature_visualization.py``).
 * The solution notebook is built like chapter 1's (nbgrader metadata, headers, setup cell).
-* ``optvis.image_grid`` stamps the weights that made the images.
+* ``plotting.image_grid`` stamps the weights that made the images.
 
 The chapter page and the notebooks are executed by the generic book and course tests.
 """
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import circuitscope as cs
-from circuitscope import optvis
+from circuitscope import optvis, plotting
 from circuitscope.checks import CheckFailed
 from circuitscope.checks import ch2 as checks
 from circuitscope.optvis.param import COLOR_CORRELATION_SVD_SQRT
@@ -457,11 +457,11 @@ def test_solution_notebook_structure():
 # =============================================================================================
 def test_image_grid_says_which_weights_made_the_images(synthetic_model):
     images = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    fig = optvis.image_grid(images, [str(i) for i in range(5)], model=synthetic_model, ncols=3)
+    fig = plotting.image_grid(images, [str(i) for i in range(5)], model=synthetic_model, columns=3, title="t")
     texts = " ".join(t.get_text() for t in fig.texts)
     assert "SYNTHETIC WEIGHTS" in texts
     assert len([ax for ax in fig.axes if ax.images]) == 5 and len(fig.axes) == 6
-    plain = optvis.image_grid(list(images[:2]), ["a", "b"])
+    plain = plotting.image_grid(list(images[:2]), ["a", "b"])
     assert not plain.texts  # no model, no stamp: the images came from no model
 
 

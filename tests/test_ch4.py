@@ -485,15 +485,6 @@ def _texts(fig) -> str:
     return " ".join(t.get_text() for t in fig.texts)
 
 
-def test_image_grid_is_stamped_when_a_model_made_the_images():
-    from circuitscope.polysemanticity import image_grid
-
-    images = torch.rand(5, 3, 8, 8)
-    fig = image_grid(images, [f"#{i}" for i in range(5)], model=PlantedPatternModel(), columns=3, title="t")
-    assert "SYNTHETIC WEIGHTS" in _texts(fig) and len([a for a in fig.axes if a.get_title()]) == 5
-    assert "SYNTHETIC" not in _texts(image_grid(images))  # plain pictures: no model, no stamp
-
-
 def test_outgoing_weights_figure_marks_the_highlighted_units():
     from circuitscope.polysemanticity import outgoing_weights_figure
 

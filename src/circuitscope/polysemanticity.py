@@ -68,7 +68,6 @@ __all__ = [
     "draw_pattern",
     "effective_classes",
     "example_features",
-    "image_grid",
     "kmeans",
     "label_entropy",
     "measure_polysemanticity",
@@ -694,40 +693,6 @@ class PlantedPatternModel(nn.Module):
 
 
 # -- figures -------------------------------------------------------------------------------------
-def image_grid(images, titles=None, model=None, title: str | None = None, columns: int | None = None,
-               size: float = 1.8):  # fmt: skip
-    """A grid of images with titles; returns the figure.
-
-    ``images``: ``(N, 3, H, W)`` float in [0, 1] (or a list of ``(3, H, W)``). ``model``: the
-    model that made them (feature visualizations, a model's top examples): its weights caption
-    is written under the grid (red when synthetic), as on every figure made with a model.
-    """
-    import matplotlib.pyplot as plt
-
-    from .provenance import stamp
-
-    images = list(images)
-    n = len(images)
-    columns = columns or min(n, 8)
-    rows = -(-n // columns)
-    fig, axes = plt.subplots(
-        rows, columns, figsize=(size * columns, (size + 0.4) * rows + 0.6), squeeze=False
-    )
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, (ax, img) in enumerate(zip(axes.flat, images)):
-        ax.imshow(torch.as_tensor(img).detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
-        if titles is not None:
-            ax.set_title(str(titles[i]), fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.04 if model is not None else 0, 1, 1))
-    if model is not None:
-        stamp(fig, model)
-    plt.close(fig)
-    return fig
-
-
 def outgoing_weights_figure(
     model, unit, layer: str | None = None, k: int = 5, highlight=(), pool: str = "average"
 ):

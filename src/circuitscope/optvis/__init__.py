@@ -15,8 +15,7 @@ Four small modules, one idea each:
 >>> images = render(model, channel("mixed5a", 9) - 1e2 * diversity("mixed5a"), batch=4)
 """
 
-from . import figures, objectives, param, transform
-from .figures import image_grid
+from . import objectives, param, transform
 from .objectives import (
     Objective,
     as_objective,
@@ -41,10 +40,8 @@ __all__ = [
     "channel",
     "direction",
     "diversity",
-    "figures",
     "forward_to",
     "image",
-    "image_grid",
     "logit",
     "neuron",
     "objectives",
