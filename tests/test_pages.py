@@ -369,7 +369,8 @@ def test_the_site_folds_solutions_and_the_classroom_release_drops_them(tmp_path)
     n_solutions = sum(bool(_nbgrader(c).get("solution")) for c in source.cells)
     n_checks = sum(bool(_nbgrader(c).get("grade")) for c in source.cells)
     solution_lines = [ln for ln, what in pages.secret_lines(ROOT, solutions=True).items()
-                      if what.startswith("a solution")]  # fmt: skip
+                      if what == f"a solution of {exercise.source}"]  # fmt: skip
+    assert solution_lines
     page_html = Path(exercise.page).with_suffix(".html")
 
     # As it is: the build writes the page, every solution is in a collapsed <details>, checks pass.
