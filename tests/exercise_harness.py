@@ -7,9 +7,11 @@ stands for the notebook's setup cell. The chapter tests then call the checks on 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import nbformat
+import pytest
 
 
 def solution_cells(nb) -> dict[str, str]:
@@ -40,3 +42,22 @@ def stub_functions(notebook: Path, namespace: dict) -> dict:
 
     nb, _ = ClearSolutions().preprocess(nbformat.read(notebook, as_version=4), {})
     return run_cells(solution_cells(nb), namespace)
+
+
+def assert_check_passes(check, fn, hidden: bool, capsys, seconds: float = 10.0) -> None:
+    """``check(fn)`` passes: one success line (naming the hidden cases when it ran them), in time."""
+    start = time.perf_counter()
+    check(fn, hidden=hidden)
+    elapsed = time.perf_counter() - start
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("\u2714"), f"one success line expected, got {out!r}"
+    assert ("hidden" in out[0]) == hidden, out[0]
+    assert elapsed < seconds, f"{check.__name__} took {elapsed:.1f} s (should be a few seconds at most)"
+
+
+def assert_stub_fails(check, stub_fn) -> None:
+    """The untouched learner stub fails the check with a clear message, not a raw NotImplementedError."""
+    from circuitscope.checks import CheckFailed
+
+    with pytest.raises(CheckFailed, match="not implemented"):
+        check(stub_fn)

@@ -1,9 +1,9 @@
-"""Chapter 2: its exercise checks, its solution notebook's structure, its figure helper.
+"""Chapter 2: its exercise checks and its figure helper.
 
 * Checks: each passes on the solution notebook's reference code (visible and hidden cases) and
   fails, with the right hint, on the untouched stub and on plausible mistakes (the table below
   and every entry of ``tests/mistakes/ch2_feature_visualization.py``).
-* The solution notebook is built like chapter 1's (nbgrader metadata, headers, setup cell).
+* The solution notebook's layout is checked for every chapter in tests/test_course.py.
 * ``plotting.image_grid`` stamps the weights that made the images.
 
 The chapter page and the notebooks are executed by the generic book and course tests.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import textwrap
-import time
 from pathlib import Path
 
 import nbformat
@@ -22,6 +21,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from exercise_harness import (
+    assert_check_passes,
+    assert_stub_fails,
+    reference_functions,
+    run_cells,
+    solution_cells,
+    stub_functions,
+)
 
 import circuitscope as cs
 from circuitscope import optvis, plotting
@@ -55,32 +62,14 @@ def _namespace() -> dict:
             "COLOR_CORRELATION_SVD_SQRT": COLOR_CORRELATION_SVD_SQRT}  # fmt: skip
 
 
-def _solution_cells(nb) -> dict[str, str]:
-    return {
-        c.metadata["nbgrader"]["grade_id"]: c.source
-        for c in nb.cells
-        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
-    }
-
-
-def _functions(sources) -> dict:
-    ns = _namespace()
-    for source in sources:
-        exec(compile(textwrap.dedent(source), "<cell>", "exec"), ns)  # noqa: S102
-    return ns
-
-
 @pytest.fixture(scope="module")
 def reference():
-    return _functions(_solution_cells(nbformat.read(SOLUTION, as_version=4)).values())
+    return reference_functions(SOLUTION, _namespace())
 
 
 @pytest.fixture(scope="module")
 def stub():
-    from nbgrader.preprocessors import ClearSolutions
-
-    nb, _ = ClearSolutions().preprocess(nbformat.read(SOLUTION, as_version=4), {})
-    return _functions(_solution_cells(nb).values())
+    return stub_functions(SOLUTION, _namespace())
 
 
 def _mistakes_module() -> dict[str, str]:
@@ -93,18 +82,12 @@ def _mistakes_module() -> dict[str, str]:
 @pytest.mark.parametrize("hidden", [False, True])
 @pytest.mark.parametrize("check", sorted(EXERCISES))
 def test_reference_passes(reference, check, hidden, capsys):
-    start = time.perf_counter()
-    getattr(checks, check)(reference[EXERCISES[check][0]], hidden=hidden)
-    elapsed = time.perf_counter() - start
-    out = capsys.readouterr().out
-    assert out.startswith("\u2714") and out.count("\n") == 1, f"one success line expected, got {out!r}"
-    assert elapsed < 10, f"{check} took {elapsed:.1f} s (should be a few seconds at most)"
+    assert_check_passes(getattr(checks, check), reference[EXERCISES[check][0]], hidden, capsys, seconds=10)
 
 
 @pytest.mark.parametrize("check", sorted(EXERCISES))
 def test_stub_fails(stub, check):
-    with pytest.raises(CheckFailed, match="not implemented"):
-        getattr(checks, check)(stub[EXERCISES[check][0]])
+    assert_stub_fails(getattr(checks, check), stub[EXERCISES[check][0]])
 
 
 # Plausible mistakes: (check, hidden cases needed, words the hint must contain, code).
@@ -348,7 +331,7 @@ MODULE_HINTS = {
 
 
 def _mistake(code: str):
-    ns = _functions([code])
+    ns = run_cells({"mistake": textwrap.dedent(code)}, _namespace())
     return next(v for k, v in ns.items() if k in FUNCTIONS and callable(v))
 
 
@@ -381,7 +364,7 @@ def test_round_trip_mistakes_fail_with_a_hint(grade_id):
 def test_every_exercise_has_mistakes():
     assert {check for check, *_ in MISTAKES.values()} == set(EXERCISES)
     assert set(_mistakes_module()) == set(MODULE_HINTS) == {gid for _, gid in EXERCISES.values()}
-    assert set(_mistakes_module()) == set(_solution_cells(nbformat.read(SOLUTION, as_version=4)))
+    assert set(_mistakes_module()) == set(solution_cells(nbformat.read(SOLUTION, as_version=4)))
 
 
 def test_checks_resist_a_patched_allclose(monkeypatch):
@@ -405,51 +388,6 @@ def test_an_equivalent_torchvision_solution_passes():
             return TF.rotate(x, float(degrees), interpolation=TF.InterpolationMode.BILINEAR)
     """
     checks.check_scale_and_rotate(_mistake(code), hidden=True)
-
-
-# =============================================================================================
-# The solution notebook's structure
-# =============================================================================================
-def test_solution_notebook_structure():
-    nb = nbformat.read(SOLUTION, as_version=4)
-    nbformat.validate(nb)
-    assert nb.metadata.kernelspec.name == "python3"
-    solutions = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
-    assert len(solutions) == len(tests) == len(EXERCISES) >= 6
-    assert [c.metadata.nbgrader.grade_id for c in solutions] == [gid for _, gid in EXERCISES.values()]
-    ids = [c.get("id") for c in nb.cells]
-    assert len(set(ids)) == len(ids) and all(ids)
-    for sol, test, (check, (fn, _)) in zip(solutions, tests, EXERCISES.items()):
-        meta = sol.metadata.nbgrader
-        assert meta == {"grade": False, "grade_id": meta.grade_id, "locked": False, "schema_version": 3,
-                        "solution": True, "task": False}  # fmt: skip
-        assert "### BEGIN SOLUTION" in sol.source and "### END SOLUTION" in sol.source and '"""' in sol.source
-        assert f"def {fn}(" in sol.source
-        tmeta = test.metadata.nbgrader
-        assert tmeta["grade"] and tmeta["locked"] and tmeta["points"] > 0
-        assert tmeta["grade_id"] == meta.grade_id + "-test"
-        assert test.source == (
-            f"ch2.{check}({fn})\n### BEGIN HIDDEN TESTS\nfrom circuitscope.checks import ch2 as _ch2\n"
-            f"_ch2.{check}({fn}, hidden=True)\n### END HIDDEN TESTS"
-        )
-    headers = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Exercise")]
-    assert len(headers) == len(EXERCISES)
-    for h in headers:
-        assert all(w in h for w in ("Difficulty", "Importance", "Time", "min", "Follows", "https://")), h
-    setup_cell = next(c for c in nb.cells if "load_inceptionv1" in c.source)
-    setup = setup_cell.source
-    assert setup.index("from circuitscope.checks import ch2") < setup.index("load_inceptionv1")
-    assert "cs.notice(model)" in setup and "cs.profile()" in setup
-    assert setup_cell.metadata.nbgrader == {"grade": False, "grade_id": "setup", "locked": True,
-                                            "schema_version": 3, "solution": False, "task": False}  # fmt: skip
-    first_code = next(c for c in nb.cells if c.cell_type == "code" and c.get("id") != "install")
-    assert first_code is setup_cell, "the setup cell must be the first code cell after the install cell"
-    assert nb.cells[1].get("id") == "install"
-    assert any(c.cell_type == "markdown" and c.source.startswith("## Explore") for c in nb.cells)
-    assert not [
-        c for c in nb.cells if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count"))
-    ]
 
 
 # =============================================================================================

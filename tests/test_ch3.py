@@ -1,4 +1,4 @@
-"""Chapter 3: its exercise checks, its solution notebook's structure, and its new figures.
+"""Chapter 3: its exercise checks and its new figures (the notebook's layout: test_course).
 
 * Checks: each passes on the solution notebook's reference code (visible and hidden cases) and
   fails, with the right hint, on the untouched stub and on plausible mistakes (``MISTAKES``, also
@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import math
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from exercise_harness import reference_functions, stub_functions
+from exercise_harness import assert_check_passes, assert_stub_fails, reference_functions, stub_functions
 
 import circuitscope as cs
 from circuitscope import circuits, stimuli
@@ -81,18 +80,12 @@ def stub():
 @pytest.mark.parametrize("hidden", [False, True])
 @pytest.mark.parametrize("check", sorted(EXERCISES))
 def test_reference_passes(reference, check, hidden, capsys):
-    start = time.perf_counter()
-    getattr(checks, check)(reference[EXERCISES[check]], hidden=hidden)
-    elapsed = time.perf_counter() - start
-    out = capsys.readouterr().out
-    assert out.startswith("\u2714") and out.count("\n") == 1, "a passing check prints one success line"
-    assert elapsed < 10, f"{check} took {elapsed:.1f} s (should be a few seconds at most)"
+    assert_check_passes(getattr(checks, check), reference[EXERCISES[check]], hidden, capsys, seconds=10)
 
 
 @pytest.mark.parametrize("check", sorted(EXERCISES))
 def test_stub_fails(stub, check):
-    with pytest.raises(CheckFailed, match="not implemented"):
-        getattr(checks, check)(stub[EXERCISES[check]])
+    assert_stub_fails(getattr(checks, check), stub[EXERCISES[check]])
 
 
 # Plausible mistakes: (check, hidden cases needed, words the hint must contain, code).

@@ -4,7 +4,7 @@
   fails on the untouched stub, and fails with the right hint on plausible mistakes (the
   ``MISTAKES`` table; ``tests/mistakes/ch4_polysemanticity.py`` holds the cells the nbgrader
   round trip of ``tests/test_course.py`` submits, and each of them fails here too).
-* The solution notebook's structure (nbgrader metadata, headers, the locked setup cell).
+* The solution notebook's layout is checked for every chapter in tests/test_course.py.
 * Library: the chapter's demonstrations rest on planted facts (the diversity render of the
   planted polysemantic unit separates its two patterns; the patches of its top examples hold
   the patterns at their centre); the rest of the library is tested in
@@ -19,14 +19,19 @@ from __future__ import annotations
 import importlib.util
 import math
 import textwrap
-import time
 from collections import Counter
 from pathlib import Path
 
 import nbformat
 import pytest
 import torch
-from exercise_harness import reference_functions, solution_cells, stub_functions
+from exercise_harness import (
+    assert_check_passes,
+    assert_stub_fails,
+    reference_functions,
+    solution_cells,
+    stub_functions,
+)
 
 import circuitscope as cs
 from circuitscope.checks import CheckFailed
@@ -82,19 +87,12 @@ def stub():
 @pytest.mark.parametrize("hidden", [False, True])
 @pytest.mark.parametrize("check", sorted(EXERCISES))
 def test_reference_passes(reference, check, hidden, capsys):
-    start = time.perf_counter()
-    getattr(checks, check)(reference[EXERCISES[check][0]], hidden=hidden)
-    elapsed = time.perf_counter() - start
-    out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and out[0].startswith("\u2714"), out
-    assert ("hidden" in out[0]) == hidden
-    assert elapsed < 20, f"{check} took {elapsed:.1f} s"
+    assert_check_passes(getattr(checks, check), reference[EXERCISES[check][0]], hidden, capsys, seconds=20)
 
 
 @pytest.mark.parametrize("check", sorted(EXERCISES))
 def test_stub_fails_with_a_clear_message(stub, check):
-    with pytest.raises(CheckFailed, match="not implemented yet"):
-        getattr(checks, check)(stub[EXERCISES[check][0]])
+    assert_stub_fails(getattr(checks, check), stub[EXERCISES[check][0]])
 
 
 MISTAKES = {  # name -> (check, only the hidden cases catch it, words of the hint, code)

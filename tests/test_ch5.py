@@ -1,10 +1,10 @@
-"""Chapter 5: its exercise checks, its solution notebook's structure and the library it adds.
+"""Chapter 5: its exercise checks and the library it adds (the notebook's layout: test_course).
 
 * Checks: each passes on the solution notebook's reference code (visible and hidden cases) and
   fails, with the right hint, on the untouched stub and on plausible mistakes (the MISTAKES
   table below, and tests/mistakes/ch5_closing_thoughts.py, which the nbgrader round trip of
   tests/test_course.py grades).
-* The solution notebook's structure (nbgrader metadata, headers, the locked setup cell).
+* The solution notebook's layout is checked for every chapter in tests/test_course.py.
 * Library: the planted colour model the feature-visualization check relies on, the photo
   crops, and the SAE feature figure's provenance stamp. (The toy models' regimes, planted-feature
   recovery and checkpoint/resume are tested in test_superposition.py and test_sae.py.)
@@ -17,13 +17,18 @@ from __future__ import annotations
 import importlib.util
 import math
 import textwrap
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
 import torch
-from exercise_harness import reference_functions, solution_cells, stub_functions
+from exercise_harness import (
+    assert_check_passes,
+    assert_stub_fails,
+    reference_functions,
+    solution_cells,
+    stub_functions,
+)
 
 import circuitscope as cs
 from circuitscope import sae as sae_lib
@@ -80,18 +85,12 @@ def stub():
 @pytest.mark.parametrize("hidden", [False, True])
 @pytest.mark.parametrize("check", sorted(EXERCISES))
 def test_reference_passes(reference, check, hidden, capsys):
-    start = time.perf_counter()
-    getattr(checks, check)(reference[EXERCISES[check]], hidden=hidden)
-    elapsed = time.perf_counter() - start
-    out = capsys.readouterr().out
-    assert out.startswith("\u2714") and out.count("\n") == 1, f"one success line, got {out!r}"
-    assert elapsed < CHECK_SECONDS, f"{check} took {elapsed:.1f} s"
+    assert_check_passes(getattr(checks, check), reference[EXERCISES[check]], hidden, capsys, seconds=CHECK_SECONDS)
 
 
 @pytest.mark.parametrize("check", sorted(EXERCISES))
 def test_stub_fails(stub, check):
-    with pytest.raises(CheckFailed, match="not implemented"):
-        getattr(checks, check)(stub[EXERCISES[check]])
+    assert_stub_fails(getattr(checks, check), stub[EXERCISES[check]])
 
 
 # Plausible mistakes: (check, hidden cases needed, words the hint must contain, code).
