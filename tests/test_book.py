@@ -354,7 +354,7 @@ def assert_not_blank(png: Path) -> None:
 
 @pytest.mark.slow
 @needs_chromium
-@pytest.mark.parametrize("page", [LANDING, CHAPTER])
+@pytest.mark.parametrize("page", [LANDING, *chapter_pages()])
 def test_screenshot_is_not_blank(server, tmp_path, page):
     png = tmp_path / (page.replace("/", "_") + ".png")
     result = chromium(tmp_path, "--window-size=1280,1400", f"--screenshot={png}", f"{server}/{page}.html")
