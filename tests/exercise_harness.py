@@ -7,6 +7,7 @@ stands for the notebook's setup cell. The chapter tests then call the checks on 
 
 from __future__ import annotations
 
+import textwrap
 import time
 from pathlib import Path
 
@@ -61,3 +62,39 @@ def assert_stub_fails(check, stub_fn) -> None:
 
     with pytest.raises(CheckFailed, match="not implemented"):
         check(stub_fn)
+
+
+MISTAKES_DIR = Path(__file__).resolve().parent / "mistakes"
+
+
+def load_mistakes(assignment: str) -> dict[str, str]:
+    """``{solution grade_id: source of a plausible wrong cell}`` from tests/mistakes/<assignment>.py ({} if none)."""
+    import importlib.util
+
+    path = MISTAKES_DIR / f"{assignment}.py"
+    if not path.is_file():
+        return {}
+    spec = importlib.util.spec_from_file_location(f"mistakes_{assignment}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.MISTAKES)
+
+
+def mistake_function(code: str, namespace: dict, names) -> object:
+    """The exercise function (one of ``names``) that the wrong cell ``code`` defines."""
+    ns = run_cells({"mistake": textwrap.dedent(code)}, namespace)
+    return next(v for k, v in ns.items() if k in names and k not in namespace and callable(v))
+
+
+def assert_mistake_fails(check, fn, hint: str, needs_hidden: bool = False) -> str:
+    """``check`` fails ``fn`` (with its hidden cases; ``needs_hidden``: only those catch it) with a
+    message that gives ``hint``; the message, for the caller's further assertions."""
+    from circuitscope.checks import CheckFailed
+
+    if needs_hidden:  # the visible cases pass it; the hidden ones catch it
+        check(fn, hidden=False)
+    with pytest.raises(CheckFailed) as failure:
+        check(fn, hidden=True)
+    message = str(failure.value)
+    assert hint in message, f"the message does not say {hint!r}:\n{message}"
+    return message

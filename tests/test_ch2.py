@@ -11,9 +11,7 @@ The chapter page and the notebooks are executed by the generic book and course t
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import textwrap
 from pathlib import Path
 
 import nbformat
@@ -23,9 +21,11 @@ import torch
 import torch.nn.functional as F
 from exercise_harness import (
     assert_check_passes,
+    assert_mistake_fails,
     assert_stub_fails,
+    load_mistakes,
+    mistake_function,
     reference_functions,
-    run_cells,
     solution_cells,
     stub_functions,
 )
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solutions" / "ch2_feature_visualization" / "ch2_exercises.ipynb"
-MISTAKES_FILE = ROOT / "tests" / "mistakes" / "ch2_feature_visualization.py"
+ASSIGNMENT_ID = "ch2_feature_visualization"
 
 EXERCISES = {  # check -> (the function the notebook defines, its solution cell's grade_id)
     "check_pixel_ascent": ("pixel_ascent", "ch2-pixel-ascent"),
@@ -72,11 +72,6 @@ def stub():
     return stub_functions(SOLUTION, _namespace())
 
 
-def _mistakes_module() -> dict[str, str]:
-    spec = importlib.util.spec_from_file_location("ch2_mistakes", MISTAKES_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.MISTAKES
 
 
 @pytest.mark.parametrize("hidden", [False, True])
@@ -331,17 +326,11 @@ MODULE_HINTS = {
 
 
 def _mistake(code: str):
-    ns = run_cells({"mistake": textwrap.dedent(code)}, _namespace())
-    return next(v for k, v in ns.items() if k in FUNCTIONS and callable(v))
+    return mistake_function(code, _namespace(), FUNCTIONS)
 
 
 def _fails_with(check: str, fn, hint: str, needs_hidden: bool = False) -> None:
-    if needs_hidden:  # the visible cases pass it; the hidden ones catch it
-        getattr(checks, check)(fn, hidden=False)
-    with pytest.raises(CheckFailed) as failure:
-        getattr(checks, check)(fn, hidden=True)
-    message = str(failure.value)
-    assert hint in message, f"the message does not say {hint!r}:\n{message}"
+    message = assert_mistake_fails(getattr(checks, check), fn, hint, needs_hidden)
     assert "expected" in message
 
 
@@ -353,7 +342,7 @@ def test_plausible_mistake_fails_with_a_hint(name):
 
 @pytest.mark.parametrize("grade_id", sorted(MODULE_HINTS))
 def test_round_trip_mistakes_fail_with_a_hint(grade_id):
-    code = _mistakes_module()[grade_id]
+    code = load_mistakes(ASSIGNMENT_ID)[grade_id]
     check = next(c for c, (_, gid) in EXERCISES.items() if gid == grade_id)
     _fails_with(check, _mistake(code), MODULE_HINTS[grade_id])
     # the visible cases catch it too: the learner sees it before grading
@@ -363,8 +352,8 @@ def test_round_trip_mistakes_fail_with_a_hint(grade_id):
 
 def test_every_exercise_has_mistakes():
     assert {check for check, *_ in MISTAKES.values()} == set(EXERCISES)
-    assert set(_mistakes_module()) == set(MODULE_HINTS) == {gid for _, gid in EXERCISES.values()}
-    assert set(_mistakes_module()) == set(solution_cells(nbformat.read(SOLUTION, as_version=4)))
+    assert set(load_mistakes(ASSIGNMENT_ID)) == set(MODULE_HINTS) == {gid for _, gid in EXERCISES.values()}
+    assert set(load_mistakes(ASSIGNMENT_ID)) == set(solution_cells(nbformat.read(SOLUTION, as_version=4)))
 
 
 def test_checks_resist_a_patched_allclose(monkeypatch):

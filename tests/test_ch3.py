@@ -11,12 +11,18 @@
 from __future__ import annotations
 
 import math
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
-from exercise_harness import assert_check_passes, assert_stub_fails, reference_functions, stub_functions
+from exercise_harness import (
+    assert_check_passes,
+    assert_mistake_fails,
+    assert_stub_fails,
+    mistake_function,
+    reference_functions,
+    stub_functions,
+)
 
 import circuitscope as cs
 from circuitscope import circuits, stimuli
@@ -328,21 +334,13 @@ MISTAKES = {
 
 
 def _mistake(code: str):
-    ns = _namespace()
-    exec(compile(textwrap.dedent(code), "<mistake>", "exec"), ns)  # noqa: S102
-    return next(v for k, v in ns.items() if k in EXERCISES.values() and callable(v))
+    return mistake_function(code, _namespace(), EXERCISES.values())
 
 
 @pytest.mark.parametrize("name", sorted(MISTAKES))
 def test_plausible_mistake_fails_with_a_hint(name):
     check, needs_hidden, hint, code = MISTAKES[name]
-    fn = _mistake(code)
-    if needs_hidden:  # the visible cases pass it; the hidden ones catch it
-        getattr(checks, check)(fn, hidden=False)
-    with pytest.raises(CheckFailed) as failure:
-        getattr(checks, check)(fn, hidden=True)
-    message = str(failure.value)
-    assert hint in message, f"{name}: the message does not say {hint!r}:\n{message}"
+    message = assert_mistake_fails(getattr(checks, check), _mistake(code), hint, needs_hidden)
     assert "expected" in message
 
 

@@ -16,9 +16,7 @@ The chapter page and the solution notebook are executed by the site build and
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import textwrap
 from collections import Counter
 from pathlib import Path
 
@@ -27,7 +25,10 @@ import pytest
 import torch
 from exercise_harness import (
     assert_check_passes,
+    assert_mistake_fails,
     assert_stub_fails,
+    load_mistakes,
+    mistake_function,
     reference_functions,
     solution_cells,
     stub_functions,
@@ -41,7 +42,7 @@ from circuitscope.polysemanticity import PlantedPatternModel, count_clusters, pl
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solutions" / "ch4_polysemanticity" / "ch4_exercises.ipynb"
-MISTAKES_FILE = ROOT / "tests" / "mistakes" / "ch4_polysemanticity.py"
+ASSIGNMENT_ID = "ch4_polysemanticity"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -364,22 +365,13 @@ MISTAKES = {  # name -> (check, only the hidden cases catch it, words of the hin
 
 
 def _mistake(code: str):
-    ns = _namespace()
-    exec(compile(textwrap.dedent(code), "<mistake>", "exec"), ns)  # noqa: S102
-    names = {fn for fn, _ in EXERCISES.values()}
-    return next(v for k, v in ns.items() if k in names and callable(v))
+    return mistake_function(code, _namespace(), {fn for fn, _ in EXERCISES.values()})
 
 
 @pytest.mark.parametrize("name", sorted(MISTAKES))
 def test_plausible_mistake_fails_with_a_hint(name):
     check, needs_hidden, hint, code = MISTAKES[name]
-    fn = _mistake(code)
-    if needs_hidden:  # the visible cases pass it; the hidden ones catch it
-        getattr(checks, check)(fn, hidden=False)
-    with pytest.raises(CheckFailed) as failure:
-        getattr(checks, check)(fn, hidden=True)
-    message = str(failure.value)
-    assert hint in message, f"{name}: the message does not say {hint!r}:\n{message}"
+    message = assert_mistake_fails(getattr(checks, check), _mistake(code), hint, needs_hidden)
     assert "expected" in message and "hint" in message
 
 
@@ -387,16 +379,11 @@ def test_every_exercise_has_a_mistake_that_fails():
     assert {check for check, *_ in MISTAKES.values()} == set(EXERCISES)
 
 
-def _mistakes_module():
-    spec = importlib.util.spec_from_file_location("ch4_mistakes", MISTAKES_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.MISTAKES
 
 
 def test_round_trip_mistakes_cover_every_exercise_and_fail():
     # The cells tests/test_course.py submits in place of the solutions: each must score 0.
-    mistakes = _mistakes_module()
+    mistakes = load_mistakes(ASSIGNMENT_ID)
     by_grade_id = {gid: (check, fn) for check, (fn, gid) in EXERCISES.items()}
     assert set(mistakes) == set(by_grade_id) == set(solution_cells(nbformat.read(SOLUTION, as_version=4)))
     # All in one namespace, as in the submitted notebook: facets calls the wrong top_k_examples.

@@ -14,9 +14,7 @@ Timings here run on a shared CPU: the bounds are generous on purpose.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import textwrap
 from pathlib import Path
 
 import nbformat
@@ -24,7 +22,10 @@ import pytest
 import torch
 from exercise_harness import (
     assert_check_passes,
+    assert_mistake_fails,
     assert_stub_fails,
+    load_mistakes,
+    mistake_function,
     reference_functions,
     solution_cells,
     stub_functions,
@@ -40,7 +41,7 @@ from circuitscope.optvis.objectives import direction
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solutions" / "ch5_closing_thoughts" / "ch5_exercises.ipynb"
-MISTAKES_FILE = ROOT / "tests" / "mistakes" / "ch5_closing_thoughts.py"
+ASSIGNMENT_ID = "ch5_closing_thoughts"
 
 EXERCISES = {  # check -> the function the notebook defines
     "check_toy_model": "toy_model",
@@ -307,21 +308,13 @@ MISTAKES = {
 
 
 def _mistake(code: str):
-    ns = _namespace()
-    exec(compile(textwrap.dedent(code), "<mistake>", "exec"), ns)  # noqa: S102
-    return next(v for k, v in ns.items() if k in EXERCISES.values() and callable(v))
+    return mistake_function(code, _namespace(), EXERCISES.values())
 
 
 @pytest.mark.parametrize("name", sorted(MISTAKES))
 def test_plausible_mistake_fails_with_a_hint(name):
     check, needs_hidden, hint, code = MISTAKES[name]
-    fn = _mistake(code)
-    if needs_hidden:  # the visible cases pass it; the hidden ones catch it
-        getattr(checks, check)(fn, hidden=False)
-    with pytest.raises(CheckFailed) as failure:
-        getattr(checks, check)(fn, hidden=True)
-    message = str(failure.value)
-    assert hint in message, f"{name}: the message does not say {hint!r}:\n{message}"
+    message = assert_mistake_fails(getattr(checks, check), _mistake(code), hint, needs_hidden)
     assert "expected" in message and "hint" in message
 
 
@@ -329,17 +322,10 @@ def test_every_exercise_has_a_mistake_that_fails():
     assert {check for check, *_ in MISTAKES.values()} == set(EXERCISES)
 
 
-def _round_trip_mistakes() -> dict[str, str]:
-    spec = importlib.util.spec_from_file_location("ch5_mistakes", MISTAKES_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.MISTAKES
-
-
 @pytest.mark.parametrize("grade_id", sorted(GRADE_IDS))
 def test_round_trip_mistakes_fail_their_visible_check(grade_id):
     # tests/test_course.py grades these with nbgrader; here: each one fails already visibly.
-    mistakes = _round_trip_mistakes()
+    mistakes = load_mistakes(ASSIGNMENT_ID)
     assert set(mistakes) == set(GRADE_IDS) == set(solution_cells(nbformat.read(SOLUTION, as_version=4)))
     with pytest.raises(CheckFailed):
         getattr(checks, GRADE_IDS[grade_id])(_mistake(mistakes[grade_id]))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from exercise_harness import load_mistakes
 from nbformat.v4 import new_code_cell, new_notebook
 
 from circuitscope.course import Course, check_sync, cli
@@ -124,22 +125,6 @@ def test_solution_notebooks_follow_the_course_layout(assignment):
         assert any(c.cell_type == "markdown" and c.source.startswith("## Explore") for c in nb.cells)
 
 
-MISTAKES_DIR = Path(__file__).resolve().parent / "mistakes"
-
-
-def plausible_mistakes(assignment: str) -> dict[str, str]:
-    """``{solution grade_id: source of a plausible wrong solution cell}`` from tests/mistakes/<assignment>.py."""
-    import importlib.util
-
-    path = MISTAKES_DIR / f"{assignment}.py"
-    if not path.is_file():
-        return {}
-    spec = importlib.util.spec_from_file_location(f"mistakes_{assignment}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return dict(module.MISTAKES)
-
-
 def _with_mistakes(release: Path, dest: Path, mistakes: dict[str, str]) -> set[str]:
     """Copy the learner notebooks with each mistaken solution cell filled in; the test cells they feed."""
     tested = set()
@@ -165,7 +150,7 @@ def test_every_exercise_has_a_plausible_mistake(assignment):
         for cell in nbformat.read(COURSE.source / assignment / f"{name}.ipynb", as_version=4).cells
         if cell.metadata.get("nbgrader", {}).get("solution")
     }
-    mistakes = plausible_mistakes(assignment)
+    mistakes = load_mistakes(assignment)
     assert solution_ids and set(mistakes) == solution_ids, (
         f"tests/mistakes/{assignment}.py must give one wrong solution per exercise: "
         f"missing {sorted(solution_ids - set(mistakes))}, unknown {sorted(set(mistakes) - solution_ids)}"
@@ -186,7 +171,7 @@ def test_round_trip_solution_full_marks_untouched_and_mistakes_zero(assignment, 
     for student, folder in (("solution", course.source), ("untouched", course.release)):
         shutil.copytree(folder / assignment, submissions / student / assignment)
     mistaken_tests = _with_mistakes(
-        course.release / assignment, submissions / "mistakes" / assignment, plausible_mistakes(assignment)
+        course.release / assignment, submissions / "mistakes" / assignment, load_mistakes(assignment)
     )
 
     outcomes = grade(course, submissions, [assignment], jobs=2, progress=False)
