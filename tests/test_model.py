@@ -6,10 +6,11 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import circuitscope as cs
 from circuitscope.models import LAYER_NAMES, MAIN_LAYERS, InceptionV1
-from circuitscope.models.layers import local_response_norm, same_padding
+from circuitscope.models.layers import conv2d_same, local_response_norm, max_pool_same, pad_same, same_padding
 
 from conftest import SHARED
 
@@ -148,3 +149,29 @@ def test_synthetic_first_layer_is_gabor_and_colour_filters(synthetic_model):
     torch.testing.assert_close(cos, torch.ones(64), rtol=0, atol=1e-5)  # calibration only rescales
     luminance = bank[:32]
     assert torch.allclose(luminance[:, 0], luminance[:, 1]) and torch.allclose(luminance[:, 1], luminance[:, 2])
+
+
+@pytest.mark.parametrize("beta", [0.5, 0.75])
+def test_lrn_gradient_matches_autograd_of_the_formula(beta):
+    x = (torch.randn(2, 13, 3, 4, dtype=torch.float64) * 30).requires_grad_()
+    torch.autograd.gradcheck(lambda t: local_response_norm(t, beta=beta), (x,))
+
+    def formula(t):
+        window = F.conv2d(t * t, (torch.arange(13)[:, None] - torch.arange(13)[None, :]).abs().le(5)
+                          .to(t.dtype)[:, :, None, None])  # fmt: skip
+        return t / (2.0 + 1e-4 * window) ** beta
+
+    g = torch.randn(2, 13, 3, 4, dtype=torch.float64)
+    (ours,) = torch.autograd.grad(local_response_norm(x, beta=beta), x, g)
+    (theirs,) = torch.autograd.grad(formula(x), x, g)
+    torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("size", [7, 8, 9, 19, 38])
+@pytest.mark.parametrize("kernel,stride", [(3, 1), (3, 2), (5, 1), (7, 2), (1, 1)])
+def test_same_ops_equal_explicit_padding(size, kernel, stride):
+    x = torch.randn(2, 4, size, size + 1)
+    conv = torch.nn.Conv2d(4, 3, kernel, stride=stride)
+    torch.testing.assert_close(conv2d_same(x, conv), conv(pad_same(x, kernel, stride)))
+    expected = F.max_pool2d(pad_same(x, kernel, stride, value=float("-inf")), kernel, stride)
+    torch.testing.assert_close(max_pool_same(x, kernel, stride), expected, rtol=0, atol=0)

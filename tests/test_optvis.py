@@ -191,6 +191,10 @@ def test_redirected_relu_gradient_only_changes_where_the_true_one_is_zero():
     # nothing passes for element 1: let through what pushes x up (g < 0), block what pushes down
     assert torch.equal(grad[1], torch.tensor([-1.0, 0.0, 0.0]))
     assert torch.equal(RedirectedReLU.apply(x.detach()), torch.relu(x.detach()))
+    # a batch where every element passes something gets exactly the ReLU gradient
+    x1 = x.detach()[:1].requires_grad_()
+    (grad1,) = torch.autograd.grad(RedirectedReLU.apply(x1), x1, g[:1])
+    assert torch.equal(grad1, torch.tensor([[0.0, 5.0, 0.0]]))
 
 
 def test_redirected_relu_context_revives_a_dead_unit(synthetic_model):

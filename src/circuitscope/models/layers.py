@@ -45,12 +45,68 @@ def pad_same(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> t
 
 def conv2d_same(x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
     """Apply ``conv`` (built with ``padding=0``) with "SAME" zero padding."""
-    return conv(pad_same(x, conv.kernel_size[0], conv.stride[0]))
+    (kernel,), (stride,) = conv.kernel_size[:1], conv.stride[:1]
+    rows, cols = same_padding(x.shape[-2], kernel, stride), same_padding(x.shape[-1], kernel, stride)
+    if rows[0] == rows[1] and cols[0] == cols[1]:
+        # Symmetric: let the convolution pad (no padded copy of x, none of its gradient).
+        return F.conv2d(x, conv.weight, conv.bias, conv.stride, (rows[0], cols[0]))
+    return conv(pad_same(x, kernel, stride))
 
 
 def max_pool_same(x: torch.Tensor, kernel: int = 3, stride: int = 2) -> torch.Tensor:
     """Max pool with "SAME" padding; the padding is -inf so it never wins the max."""
+    rows, cols = same_padding(x.shape[-2], kernel, stride), same_padding(x.shape[-1], kernel, stride)
+    if rows[0] == rows[1] and cols[0] == cols[1] and 2 * max(rows[0], cols[0]) <= kernel:
+        # Symmetric: max_pool2d's own padding is -inf (and allowed up to half the window).
+        return F.max_pool2d(x, kernel, stride, (rows[0], cols[0]))
+    if rows[0] == cols[0] == 0 and all(
+        _ceil_mode_size(n, kernel, stride) == -(-n // stride) for n in x.shape[-2:]
+    ):
+        # Padding only after: ceil_mode's last window runs off the end the same way.
+        return F.max_pool2d(x, kernel, stride, ceil_mode=True)
     return F.max_pool2d(pad_same(x, kernel, stride, value=float("-inf")), kernel, stride)
+
+
+def _ceil_mode_size(n: int, kernel: int, stride: int) -> int:
+    """Output length of an unpadded ``ceil_mode`` pool over ``n`` positions."""
+    return -(-(n - kernel) // stride) + 1 if n >= kernel else 0
+
+
+def _channel_window_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """``out[:, c] = sum_{j=c-r..c+r} x[:, j]`` of ``x: (N, C, H, W)``, clipped at the ends.
+
+    A 1x1 conv with a 0/1 band matrix: several times faster than pooling over channels, and
+    the band's edges clip the window. The band is symmetric, so this map is its own adjoint.
+    """
+    idx = torch.arange(x.shape[1], device=x.device)
+    band = ((idx[:, None] - idx[None, :]).abs() <= radius).to(x.dtype)[:, :, None, None]
+    return F.conv2d(x, band)
+
+
+class _LocalResponseNorm(torch.autograd.Function):
+    """LRN with a hand-written backward: autograd's graph of the formula makes about fifteen
+    full-size temporaries per call, this makes six (the layer was a large part of a render step).
+
+    ``y = x * r`` with ``r = d ** -beta`` and ``d = bias + alpha * window_sum(x ** 2)``, so
+    ``dL/dx = g * r - 2 alpha beta * x * window_sum(g * y / d)``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, radius: int, bias: float, alpha: float, beta: float):
+        d = _channel_window_sum(x * x, radius).mul_(alpha).add_(bias)
+        r = d.rsqrt() if beta == 0.5 else d.pow(-beta)
+        y = x * r
+        ctx.save_for_backward(x, y, r, d)
+        ctx.constants = radius, alpha, beta
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y, r, d = ctx.saved_tensors
+        radius, alpha, beta = ctx.constants
+        spread = _channel_window_sum((g * y).div_(d), radius)
+        grad = (g * r).addcmul_(x, spread, value=-2.0 * alpha * beta)
+        return grad, None, None, None, None
 
 
 def local_response_norm(
@@ -65,9 +121,4 @@ def local_response_norm(
     ``out[c] = x[c] / (bias + alpha * sum_{j=c-r..c+r} x[j]**2) ** beta``; the window is clipped
     at the first and last channel (zero padding of the squares gives exactly that).
     """
-    # The window sums as a 1x1 conv with a band matrix: several times faster than pooling over
-    # channels, and the band's edges clip the window at the first and last channel.
-    idx = torch.arange(x.shape[1], device=x.device)
-    band = ((idx[:, None] - idx[None, :]).abs() <= radius).to(x.dtype)[:, :, None, None]
-    sums = F.conv2d(x.pow(2), band)
-    return x / (bias + alpha * sums).pow(beta)
+    return _LocalResponseNorm.apply(x, radius, float(bias), float(alpha), float(beta))

@@ -50,11 +50,19 @@ class RedirectedReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        negative = x < 0
-        # Does the true ReLU gradient pass anything for each batch element?
-        passes = (~negative & (grad != 0)).flatten(1).any(1).view(-1, *(1,) * (x.dim() - 1))
-        # Zero where x < 0 if it does (the ReLU gradient), else only where g would push x lower.
-        return grad.masked_fill(negative & (passes | (grad > 0)), 0)
+        # The ReLU's own backward kernel (zero where x <= 0; Lucid zeroes x < 0, which differs
+        # only at exactly 0): boolean masks and masked_fill are several times slower on CPUs.
+        relu_grad = torch.ops.aten.threshold_backward(grad, x, 0)
+        dims = tuple(range(1, x.dim()))
+        # Batch elements whose true gradient is zero everywhere: usually none, or elements
+        # whose incoming gradient is zero too (branches the objective does not read).
+        dead = (relu_grad.abs().amax(dim=dims) == 0).nonzero().flatten()
+        if len(dead):
+            g, negative = grad[dead], x[dead] < 0
+            if bool(g.abs().amax() > 0):
+                # Pass g there, except where it would push an already negative x lower.
+                relu_grad[dead] = g.masked_fill(negative & (g > 0), 0)
+        return relu_grad
 
 
 def relu_names(model) -> list[str]:
