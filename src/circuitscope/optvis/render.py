@@ -176,7 +176,7 @@ def render(
     decay_power: float = 1.0,
     redirect_steps: int = REDIRECT_STEPS,
     autocast: torch.dtype | None = None,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     stop_early: bool = True,
 ):
     """Feature visualization: images that maximise ``objectives``.
@@ -202,7 +202,8 @@ def render(
         sd, decay_power: the parameterization's initial sd (0.01) and spectrum decay (1).
         redirect_steps: steps with the redirected ReLU gradient (Lucid: 16; 0 to turn off).
         autocast: e.g. ``torch.bfloat16`` to run the model under autocast (GPU speed-up).
-        channels_last: feed the model channels-last tensors (faster convolutions on GPUs).
+        channels_last: feed the model channels-last tensors; ``None`` (default): on the CPU
+            only, where it makes a render step about 1.3-1.4x faster (max pooling most of all).
         stop_early: run the model only to the deepest layer used (False: through mixed5b).
 
     Returns:
@@ -220,6 +221,8 @@ def render(
     layers = check_layer_names(model, objective.layers)
     device = model.device
     prof = _profile(device=device)
+    if channels_last is None:
+        channels_last = device.type == "cpu"
     steps = prof.render_steps if steps is None else int(steps)
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
