@@ -218,6 +218,14 @@ def test_pages_built_with_synthetic_weights_show_the_notice(site):
     assert "circuitscope-synthetic" in (site / "html" / "_static" / "circuitscope.css").read_text()
 
 
+@pytest.mark.slow
+def test_pages_show_no_stderr(site):
+    """The weights warning is hidden where the notice box shows it; other stderr is a bug to see."""
+    noisy = [page.relative_to(site / "html").as_posix() for page in (site / "html").rglob("*.html")
+             if 'class="output stderr' in page.read_text(encoding="utf-8")]  # fmt: skip
+    assert not noisy, f"pages that show stderr output: {noisy}"
+
+
 def notebook_pages(root: Path = ROOT) -> list[str]:
     """The pages of _toc.yml that are notebooks (executed at build time)."""
     return [p for p in toc_pages(root) if (root / f"{p}.ipynb").is_file()]

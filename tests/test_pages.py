@@ -74,6 +74,18 @@ def test_pages_show_no_hidden_tests_and_no_markers(exercise):
 
 @needs_exercises
 @pytest.mark.parametrize("exercise", EXERCISES, ids=lambda e: e.page)
+def test_the_setup_cell_hides_its_stderr_on_the_site(exercise):
+    """Its stderr is the weights warning; the page shows the notice box (test_book) instead."""
+    source, page = _read(ROOT / exercise.source), _read(ROOT / exercise.page)
+    setup = [c for c in source.cells if _nbgrader(c).get("grade_id") == pages.SETUP_ID]
+    assert len(setup) == 1
+    assert "remove-stderr" in _by_id(page)[setup[0].id].metadata["tags"]
+    others = [c for c in page.cells if c.get("id") != setup[0].id and "remove-stderr" in c.metadata.get("tags", [])]
+    assert not others, "only the setup cell hides its stderr"
+
+
+@needs_exercises
+@pytest.mark.parametrize("exercise", EXERCISES, ids=lambda e: e.page)
 def test_stubs_and_checks_are_what_nbgrader_releases(exercise):
     """Each stub, and each check cell, is the cell of the nbgrader release in exercises/."""
     source, page, release = (_read(ROOT / p) for p in (exercise.source, exercise.page, exercise.learner))

@@ -76,6 +76,10 @@ CLASSROOM_NOTE = "*The solution is not published in this release of the course.*
 #: The install cell: its id, its tags, and its nbgrader metadata in solutions/ (locked, read-only).
 INSTALL_ID = "install"
 INSTALL_TAGS = ["install", "remove-cell"]
+#: The setup cell (locked, ``grade_id`` "setup") loads the model: its stderr is the
+#: synthetic-weights warning, which the page shows as the notice box instead.
+SETUP_ID = "setup"
+SETUP_TAGS = ["remove-stderr"]
 INSTALL_NBGRADER = {
     "grade": False, "grade_id": INSTALL_ID, "locked": True, "schema_version": 3,
     "solution": False, "task": False,
@@ -365,7 +369,9 @@ def make_page(site: Site, exercise: Exercise, classroom: bool = False) -> Notebo
                 fence = _fence_for(body, ":")
                 cells.append(_markdown(f"{fence}{{dropdown}} {SHOW_SOLUTION}\n{body}\n{fence}", cell_id))
         elif cell.cell_type == "code":
-            cells.append(_code(without_hidden_tests(cell.source), cell_id, tags=_tags(cell)))
+            setup = cell.metadata.get("nbgrader", {}).get("grade_id") == SETUP_ID
+            tags = _tags(cell) + [t for t in SETUP_TAGS if setup and t not in _tags(cell)]
+            cells.append(_code(without_hidden_tests(cell.source), cell_id, tags=tags))
         else:
             cells.append(_markdown(without_hidden_tests(cell.source), cell_id, tags=_tags(cell)))
     nb = nbformat.v4.new_notebook(cells=cells)
