@@ -17,7 +17,7 @@ import circuitscope as cs
 from circuitscope.optvis import objectives as O
 from circuitscope.optvis import param as P
 from circuitscope.optvis import transform as T
-from circuitscope.optvis.render import RedirectedReLU, forward_to, redirected_relu, render
+from circuitscope.optvis.render import RedirectedReLU, forward_to, redirected_relu, redirected_relu_grad, render
 
 
 # -- param ------------------------------------------------------------------------------------
@@ -195,6 +195,19 @@ def test_redirected_relu_gradient_only_changes_where_the_true_one_is_zero():
     x1 = x.detach()[:1].requires_grad_()
     (grad1,) = torch.autograd.grad(RedirectedReLU.apply(x1), x1, g[:1])
     assert torch.equal(grad1, torch.tensor([[0.0, 5.0, 0.0]]))
+
+
+def test_redirected_relu_grad_is_the_same_with_and_without_host_sync():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 4, 5, 5, generator=gen)
+    g = torch.randn(6, 4, 5, 5, generator=gen)
+    x[1] = -x[1].abs()  # dead unit, gradient to redirect
+    x[2], g[3] = -x[2].abs(), 0  # dead with g; no gradient at all
+    for x_, g_ in [(x, g), (x[:1], g[:1]), (x[1:4], g[1:4]), (x[3:4], g[3:4])]:
+        synced = redirected_relu_grad(g_.clone(), x_, host_sync=True)
+        torch.testing.assert_close(synced, redirected_relu_grad(g_.clone(), x_, host_sync=False), rtol=0, atol=0)
+    expected_dead = g[1].masked_fill((x[1] < 0) & (g[1] > 0), 0)
+    assert torch.equal(redirected_relu_grad(g, x)[1], expected_dead) and expected_dead.abs().sum() > 0
 
 
 def test_redirected_relu_context_revives_a_dead_unit(synthetic_model):

@@ -50,19 +50,31 @@ class RedirectedReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        # The ReLU's own backward kernel (zero where x <= 0; Lucid zeroes x < 0, which differs
-        # only at exactly 0): boolean masks and masked_fill are several times slower on CPUs.
-        relu_grad = torch.ops.aten.threshold_backward(grad, x, 0)
-        dims = tuple(range(1, x.dim()))
-        # Batch elements whose true gradient is zero everywhere: usually none, or elements
-        # whose incoming gradient is zero too (branches the objective does not read).
-        dead = (relu_grad.abs().amax(dim=dims) == 0).nonzero().flatten()
-        if len(dead):
-            g, negative = grad[dead], x[dead] < 0
-            if bool(g.abs().amax() > 0):
-                # Pass g there, except where it would push an already negative x lower.
-                relu_grad[dead] = g.masked_fill(negative & (g > 0), 0)
-        return relu_grad
+        return redirected_relu_grad(grad, x, host_sync=x.device.type == "cpu")
+
+
+def redirected_relu_grad(grad: torch.Tensor, x: torch.Tensor, host_sync: bool = True) -> torch.Tensor:
+    """:class:`RedirectedReLU`'s backward: ``grad`` of the output -> gradient of the input ``x``.
+
+    ``host_sync=True`` (the CPU's way) looks at which batch elements need redirecting and computes
+    only those; ``False`` (for GPUs, where a host sync stalls the queue) computes the redirected
+    gradient everywhere and selects. Both give the same result.
+    """
+    # The ReLU's own backward kernel (zero where x <= 0; Lucid zeroes x < 0, which differs
+    # only at exactly 0): boolean masks and masked_fill are several times slower on CPUs.
+    relu_grad = torch.ops.aten.threshold_backward(grad, x, 0)
+    # Batch elements whose true gradient is zero everywhere: usually none, or elements whose
+    # incoming gradient is zero too (branches the objective does not read).
+    dead = relu_grad.abs().amax(dim=tuple(range(1, x.dim())), keepdim=True) == 0
+    if not host_sync:
+        return torch.where(dead, grad.masked_fill((x < 0) & (grad > 0), 0), relu_grad)
+    index = dead.flatten().nonzero().flatten()
+    if len(index):
+        g, negative = grad[index], x[index] < 0
+        if bool(g.abs().amax() > 0):
+            # Pass g there, except where it would push an already negative x lower.
+            relu_grad[index] = g.masked_fill(negative & (g > 0), 0)
+    return relu_grad
 
 
 def relu_names(model) -> list[str]:
