@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 # LRN constants read from the original graph (depth_radius, bias, alpha, beta).
 LRN_RADIUS = 5
@@ -101,6 +102,7 @@ class _LocalResponseNorm(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable  # a second derivative through this backward would be wrong: refuse it
     def backward(ctx, g):
         x, y, r, d = ctx.saved_tensors
         radius, alpha, beta = ctx.constants
