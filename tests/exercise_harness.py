@@ -7,6 +7,7 @@ stands for the notebook's setup cell. The chapter tests then call the checks on 
 
 from __future__ import annotations
 
+import re
 import textwrap
 import time
 from pathlib import Path
@@ -22,6 +23,18 @@ def solution_cells(nb) -> dict[str, str]:
         for c in nb.cells
         if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
     }
+
+
+def graded_checks(notebook: Path) -> dict[str, tuple[str, str]]:
+    """``{check name: (function it is called on, grade_id of the solution cell)}``, read from the
+    test cells of ``notebook`` (each starts ``chN.check_x(fn)``; test_course holds them to that)."""
+    table = {}
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        match = re.match(r"ch\d+\.(check_\w+)\((\w+)\)", cell.source)
+        if grade_id.endswith("-test") and match:
+            table[match[1]] = (match[2], grade_id.removesuffix("-test"))
+    return table
 
 
 def run_cells(sources: dict[str, str], namespace: dict) -> dict:

@@ -25,6 +25,7 @@ from exercise_harness import (
     assert_check_passes,
     assert_mistake_fails,
     assert_stub_fails,
+    graded_checks,
     mistake_function,
     reference_functions,
     stub_functions,
@@ -828,17 +829,12 @@ def test_checks_resist_a_patched_allclose(reference, monkeypatch):
 # untouched stub and tests/mistakes/ch1_introduction.py (the first mistake per exercise below)
 # with the real nbgrader.
 # =============================================================================================
-GRADE_IDS = {
-    "check_preprocess": "ch1-preprocess",
-    "check_top_k": "ch1-top-k",
-    "check_capture": "ch1-capture",
-    "check_strongest_channels": "ch1-strongest",
-    "check_receptive_field": "ch1-receptive-field",
-    "check_strongest_patch": "ch1-patch",
-}
+GRADE_IDS = {check: grade_id for check, (_, grade_id) in graded_checks(SOLUTION).items()}
 
 
-def test_grade_ids_name_thesolution_cells():
+def test_grade_ids_name_the_solution_cells():
     nb = nbformat.read(SOLUTION, as_version=4)
     ids = {c.metadata.nbgrader["grade_id"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")}
     assert set(GRADE_IDS.values()) == ids and set(GRADE_IDS) == set(EXERCISES)
+    # each test cell calls its check on the function EXERCISES names
+    assert {check: fn for check, (fn, _) in graded_checks(SOLUTION).items()} == EXERCISES

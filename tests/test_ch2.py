@@ -23,6 +23,7 @@ from exercise_harness import (
     assert_check_passes,
     assert_mistake_fails,
     assert_stub_fails,
+    graded_checks,
     load_mistakes,
     mistake_function,
     reference_functions,
@@ -70,8 +71,6 @@ def reference():
 @pytest.fixture(scope="module")
 def stub():
     return stub_functions(SOLUTION, _namespace())
-
-
 
 
 @pytest.mark.parametrize("hidden", [False, True])
@@ -165,6 +164,20 @@ MISTAKES = {
             h, w = x.shape[-2:]
             x = F.interpolate(x, size=(int(factor * h), int(factor * w)), mode="bilinear", align_corners=True)
             return TF.rotate(x, float(degrees), interpolation=TF.InterpolationMode.BILINEAR)
+    """,
+    ),
+    "rotate: nearest neighbour": (
+        "check_scale_and_rotate",
+        False,
+        "BILINEAR",
+        """
+        def scale_and_rotate(x, factor, degrees):
+            import torchvision.transforms.v2.functional as TF
+            h, w = x.shape[-2:]
+            size = [int(factor * h), int(factor * w)]
+            if size != [h, w]:
+                x = TF.resize(x, size, antialias=False)
+            return TF.rotate(x, float(degrees))
     """,
     ),
     "fourier: no sqrt(HW) and / 4": (
@@ -354,6 +367,8 @@ def test_every_exercise_has_mistakes():
     assert {check for check, *_ in MISTAKES.values()} == set(EXERCISES)
     assert set(load_mistakes(ASSIGNMENT_ID)) == set(MODULE_HINTS) == {gid for _, gid in EXERCISES.values()}
     assert set(load_mistakes(ASSIGNMENT_ID)) == set(solution_cells(nbformat.read(SOLUTION, as_version=4)))
+    # each test cell calls the check EXERCISES names on the function it names
+    assert graded_checks(SOLUTION) == EXERCISES
 
 
 def test_checks_resist_a_patched_allclose(monkeypatch):
@@ -390,16 +405,3 @@ def test_image_grid_says_which_weights_made_the_images(synthetic_model):
     assert len([ax for ax in fig.axes if ax.images]) == 5 and len(fig.axes) == 6
     plain = plotting.image_grid(list(images[:2]), ["a", "b"])
     assert not plain.texts  # no model, no stamp: the images came from no model
-
-
-def test_a_nearest_neighbour_rotation_gets_its_own_hint():
-    code = """
-        def scale_and_rotate(x, factor, degrees):
-            import torchvision.transforms.v2.functional as TF
-            h, w = x.shape[-2:]
-            size = [int(factor * h), int(factor * w)]
-            if size != [h, w]:
-                x = TF.resize(x, size, antialias=False)
-            return TF.rotate(x, float(degrees))
-    """
-    _fails_with("check_scale_and_rotate", _mistake(code), "BILINEAR")

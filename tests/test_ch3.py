@@ -13,12 +13,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 from exercise_harness import (
     assert_check_passes,
     assert_mistake_fails,
     assert_stub_fails,
+    graded_checks,
     mistake_function,
     reference_functions,
     stub_functions,
@@ -44,14 +46,7 @@ EXERCISES = {  # check -> the function the notebook defines
     "check_read_circuit": "read_circuit",
     "check_nmf": "nmf",
 }
-GRADE_IDS = {  # check -> the grade_id of its solution cell
-    "check_direct_weights": "ch3-direct",
-    "check_expanded_weights": "ch3-expanded",
-    "check_curve_stimulus": "ch3-curve",
-    "check_tuning_curve": "ch3-tuning",
-    "check_read_circuit": "ch3-circuit",
-    "check_nmf": "ch3-nmf",
-}
+GRADE_IDS = {check: grade_id for check, (_, grade_id) in graded_checks(SOLUTION).items()}
 
 
 # =============================================================================================
@@ -342,6 +337,13 @@ def test_plausible_mistake_fails_with_a_hint(name):
     check, needs_hidden, hint, code = MISTAKES[name]
     message = assert_mistake_fails(getattr(checks, check), _mistake(code), hint, needs_hidden)
     assert "expected" in message
+
+
+def test_each_test_cell_checks_the_function_its_solution_cell_defines():
+    nb = nbformat.read(SOLUTION, as_version=4)
+    ids = {c.metadata.nbgrader["grade_id"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")}
+    assert set(GRADE_IDS.values()) == ids
+    assert {check: fn for check, (fn, _) in graded_checks(SOLUTION).items()} == EXERCISES
 
 
 def test_every_exercise_has_a_mistake_that_fails():

@@ -379,8 +379,6 @@ def test_every_exercise_has_a_mistake_that_fails():
     assert {check for check, *_ in MISTAKES.values()} == set(EXERCISES)
 
 
-
-
 def test_round_trip_mistakes_cover_every_exercise_and_fail():
     # The cells tests/test_course.py submits in place of the solutions: each must score 0.
     mistakes = load_mistakes(ASSIGNMENT_ID)
@@ -396,7 +394,7 @@ def test_round_trip_mistakes_cover_every_exercise_and_fail():
             getattr(checks, check)(ns[fn])
 
 
-def test_checks_resist_a_patched_isclose(reference, monkeypatch):
+def test_checks_resist_a_patched_isclose(monkeypatch):
     # A learner cell that makes comparisons succeed must not turn a failure into a pass.
     monkeypatch.setattr(torch, "allclose", lambda *a, **k: True)
     monkeypatch.setattr(torch, "isclose", lambda a, b, *x, **k: torch.ones_like(a, dtype=torch.bool))
@@ -475,7 +473,7 @@ def test_outgoing_weights_figure_marks_the_highlighted_units():
 
     fig = outgoing_weights_figure(PlantedPatternModel(), "detectors:0", k=2, highlight=["units:1"])
     ax = fig.axes[0]
-    texts = " ".join(t.get_text() for t in ax.texts)
+    texts = _texts(ax)
     assert "largest: units:0 +1.00, units:1 +1.00" in texts and "units:1 (rank 2)" in texts
     assert len(ax.patches) == 3 and "SYNTHETIC WEIGHTS" in _texts(fig)
 
