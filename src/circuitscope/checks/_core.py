@@ -730,12 +730,28 @@ def check(fn):
     return run_check
 
 
+def seeded_inception(seed: int):
+    """InceptionV1 with PyTorch's default initialisation (the real structure, no weight file),
+    seeded without touching the caller's random state: every call gives the same weights."""
+    from ..models.inceptionv1 import InceptionV1
+
+    with _torch.random.fork_rng(devices=[]):
+        _torch.manual_seed(seed)
+        return InceptionV1().eval()
+
+
 # =============================================================================================
 # Messages
 # =============================================================================================
 def passed(message: str) -> None:
     """Print the one success line of a check."""
     _print(f"{PASS_MARK} {message}", file=_sys.stdout, flush=True)
+
+
+def done(name: str, n: int, hidden: bool) -> None:
+    """The success line of an exercise check that ran ``n`` cases (hidden ones too if ``hidden``)."""
+    extra = " (visible and hidden cases)" if hidden else ""
+    passed(f"{name}: all {n} cases pass{extra}.")
 
 
 def fail(what: str, expected=None, got=None, hint: str | None = None) -> None:

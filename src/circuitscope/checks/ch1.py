@@ -56,11 +56,6 @@ _abs = torch.abs
 _LABELS = tuple(_labels())
 
 
-def _done(name: str, n: int, hidden: bool) -> None:
-    extra = " (visible and hidden cases)" if hidden else ""
-    C.passed(f"{name}: all {n} cases pass{extra}.")
-
-
 # =============================================================================================
 # Exercise 1: preprocessing
 # =============================================================================================
@@ -232,7 +227,7 @@ def check_preprocess(fn, hidden: bool = False) -> None:
                 f"expected mean {float(expected.mean()):.3f})",
                 hint=hint,
             )
-    _done("preprocess", len(cases), hidden)
+    C.done("preprocess", len(cases), hidden)
 
 
 # =============================================================================================
@@ -391,7 +386,7 @@ def check_top_k(fn, hidden: bool = False) -> None:
                 C.expect_close(
                     g_p, e_p, f"{label}: probabilities of image {i}", rtol=1e-3, atol=1e-5, hint=hint
                 )
-    _done("top_k_classes", len(cases), hidden)
+    C.done("top_k_classes", len(cases), hidden)
 
 
 # =============================================================================================
@@ -432,15 +427,8 @@ class _TinyHooked(nn.Module):
 
 
 def _fresh_inception():
-    """InceptionV1 with PyTorch's default initialisation: the real structure, no weights needed.
-
-    Seeded (without touching the caller's random state), so every call gives the same weights.
-    """
-    from ..models.inceptionv1 import InceptionV1
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return InceptionV1().eval()
+    """InceptionV1 with PyTorch's default initialisation, seeded: the real structure, no weights."""
+    return C.seeded_inception(0)
 
 
 #: The reference's copy, never handed to learner code (which gets a fresh twin), so it stays as made.
@@ -634,7 +622,7 @@ def check_capture(fn, hidden: bool = False) -> None:
                 atol=1e-4,
             )
         cases += 1
-    _done("capture_activations", cases, hidden)
+    C.done("capture_activations", cases, hidden)
 
 
 # =============================================================================================
@@ -732,7 +720,7 @@ def check_strongest_channels(fn, hidden: bool = False) -> None:
         ):
             hint = "that is the SUM over positions; the score is the MEAN (divide by H * W)"
         C.expect_close(scores, exp_scores, f"{label}: scores", rtol=1e-4, atol=1e-5, hint=hint)
-    _done("strongest_channels", len(cases), hidden)
+    C.done("strongest_channels", len(cases), hidden)
 
 
 # =============================================================================================
@@ -835,7 +823,7 @@ def check_receptive_field(fn, hidden: bool = False) -> None:
             elif start == expected.start - (expected.size - 1) / 2:
                 hint = "that is the first pixel of the field; start is its CENTRE: add (size - 1) / 2"
             C.fail(f"{label}: wrong start", expected=expected.start, got=got[2], hint=hint)
-    _done("receptive_field", len(cases), hidden)
+    C.done("receptive_field", len(cases), hidden)
 
 
 # =============================================================================================
@@ -911,4 +899,4 @@ def check_strongest_patch(fn, hidden: bool = False) -> None:
                     "(start can be negative)"
                 )
             C.fail(f"{label}: wrong box", expected=expected, got=box, hint=hint)
-    _done("strongest_patch", len(cases), hidden)
+    C.done("strongest_patch", len(cases), hidden)

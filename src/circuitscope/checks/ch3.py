@@ -48,18 +48,9 @@ __all__ = [
 ]
 
 
-def _done(name: str, n: int, hidden: bool) -> None:
-    extra = " (visible and hidden cases)" if hidden else ""
-    C.passed(f"{name}: all {n} cases pass{extra}.")
-
-
 def _fresh_inception():
     """InceptionV1 with PyTorch's default initialisation, seeded (the caller's RNG untouched)."""
-    from ..models.inceptionv1 import InceptionV1
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(3)
-        return InceptionV1().eval().requires_grad_(False)
+    return C.seeded_inception(3)
 
 
 #: The reference's copy; learner code gets a fresh twin, so nothing it does reaches this one.
@@ -127,7 +118,7 @@ def _check_direct_weights(fn, hidden: bool) -> None:
         elif C.close(got, w[t_ch, s_ch].flip(0)) or C.close(got, w[t_ch, s_ch].t()):
             hint = "return the kernel as stored: row 0 at the top, not flipped or transposed"
         C.expect_close(got, expected, label, rtol=1e-5, atol=1e-7, hint=hint)
-    _done("direct_weights", len(cases), hidden)
+    C.done("direct_weights", len(cases), hidden)
 
 
 # =============================================================================================
@@ -182,7 +173,7 @@ def _check_expanded_weights(fn, hidden: bool) -> None:
         elif C.close(got, torch.einsum("bij,b->ij", w_late.abs(), w_neck.abs())):
             hint = "keep the signs: positive weights excite, negative ones inhibit"
         C.expect_close(got, expected, label, rtol=1e-4, atol=1e-7, hint=hint)
-    _done("expanded_weights_bottleneck", len(cases), hidden)
+    C.done("expanded_weights_bottleneck", len(cases), hidden)
 
 
 # =============================================================================================
@@ -282,7 +273,7 @@ def _check_curve_stimulus(fn, hidden: bool) -> None:
         C.fail(f"{label}: not a rotation", expected="mean |difference| < 0.02",
                got=f"{_mad(torch.rot90(a, 1, dims=(1, 2)), b):.3f}",
                hint="orientation is counter-clockwise: 90 degrees more turns the curve a quarter turn to the left")  # fmt: skip
-    _done("draw_curve", len(cases) + 1, hidden)
+    C.done("draw_curve", len(cases) + 1, hidden)
 
 
 # =============================================================================================
@@ -350,7 +341,7 @@ def _check_tuning_curve(fn, hidden: bool) -> None:
         ):
             hint = "draw the curve at each of the given angles, in order"
         C.expect_close(got, expected, label, rtol=1e-4, atol=1e-5, hint=hint)
-    _done("radial_tuning_curve", len(cases), hidden)
+    C.done("radial_tuning_curve", len(cases), hidden)
 
 
 # =============================================================================================
@@ -465,7 +456,7 @@ def _check_read_circuit(fn, hidden: bool) -> None:
                            torch.tensor([v for _, v in exp_pairs], dtype=torch.float64),
                            f"{label}: the totals of {what}", rtol=1e-4, atol=1e-6,
                            hint="each total is the sum of the unit's k x k kernel (with its sign)")  # fmt: skip
-    _done("read_circuit", len(cases), hidden)
+    C.done("read_circuit", len(cases), hidden)
 
 
 # =============================================================================================
@@ -535,4 +526,4 @@ def _check_nmf(fn, hidden: bool) -> None:
             C.fail(f"{label}: the planted factors were not recovered", expected=f"every planted row of h0 matched (cosine > {wanted:.2f})",
                    got=f"worst cosine {float(cosines.min()):.3f}",
                    hint="run all n_iter updates, from a positive start")  # fmt: skip
-    _done("nmf", len(cases), hidden)
+    C.done("nmf", len(cases), hidden)

@@ -15,6 +15,7 @@ module is imported and every check runs in :func:`~circuitscope.checks._core.pri
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -34,22 +35,17 @@ from . import _core as C
 C.protect_package("circuitscope", exclude=("circuitscope.checks", "circuitscope.course"))
 
 __all__ = [
-    "check_toy_model",
-    "check_features_per_dimension",
-    "check_train_toy",
-    "check_sae_forward",
-    "check_train_sae",
-    "check_layer_vectors",
-    "check_visualize_feature",
     "PlantedColourModel",
+    "check_features_per_dimension",
+    "check_layer_vectors",
+    "check_sae_forward",
+    "check_toy_model",
+    "check_train_sae",
+    "check_train_toy",
+    "check_visualize_feature",
 ]
 
 _relu = torch.relu
-
-
-def _done(name: str, n: int, hidden: bool) -> None:
-    extra = " (visible and hidden cases)" if hidden else ""
-    C.passed(f"{name}: all {n} cases pass{extra}.")
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -116,27 +112,20 @@ def check_toy_model(fn, hidden: bool = False) -> None:
         C.expect_close(out, exp_out, f"{label}: out", rtol=1e-4, atol=1e-5, hint=hint)
         value = _scalar(loss, f"{label}: loss")
         C.resync()
-        err = (x - exp_out) ** 2
-        variants = {
-            "unweighted": err.sum(-1).mean(),
-            "features averaged": (importance * err).mean(),
-            "importance inside the square": ((importance * (x - exp_out)) ** 2).sum(-1).mean(),
-            "summed over the batch": (importance * err).sum(),
-        }
-        hints = {
-            "unweighted": "weight each feature's squared error by its importance I_i",
-            "features averaged": "SUM over the features (weighted by importance), then average over the batch",
-            "importance inside the square": "I_i multiplies the squared error, it is not inside the square",
-            "summed over the batch": "average over the batch (mean over dim 0), do not sum it",
-        }
         if not math.isclose(value, float(exp_loss), rel_tol=1e-4, abs_tol=1e-6):
-            hint = "loss = mean over the batch of sum_i I_i (x_i - out_i)^2"
-            for key, v in variants.items():
-                if math.isclose(value, float(v), rel_tol=1e-4, abs_tol=1e-6):
-                    hint = hints[key]
-                    break
+            err = (x - exp_out) ** 2
+            variants = [  # (the loss a likely mistake gives, its hint)
+                (err.sum(-1).mean(), "weight each feature's squared error by its importance I_i"),
+                ((importance * err).mean(),
+                 "SUM over the features (weighted by importance), then average over the batch"),
+                (((importance * (x - exp_out)) ** 2).sum(-1).mean(),
+                 "I_i multiplies the squared error, it is not inside the square"),
+                ((importance * err).sum(), "average over the batch (mean over dim 0), do not sum it"),
+            ]  # fmt: skip
+            hint = next((h for v, h in variants if math.isclose(value, float(v), rel_tol=1e-4, abs_tol=1e-6)),
+                        "loss = mean over the batch of sum_i I_i (x_i - out_i)^2")  # fmt: skip
             C.fail(f"{label}: wrong loss", expected=f"{float(exp_loss):.6g}", got=f"{value:.6g}", hint=hint)
-    _done("toy_model", len(cases), hidden)
+    C.done("toy_model", len(cases), hidden)
 
 
 # =============================================================================================
@@ -183,7 +172,7 @@ def check_features_per_dimension(fn, hidden: bool = False) -> None:
         elif math.isclose(got, float((norms > 0.5).sum()) / m, rel_tol=1e-4, abs_tol=1e-9):
             hint = "do not count features above a threshold: sum their squared norms (a half-length vector counts 1/4)"
         C.fail(f"{label} is wrong", expected=f"{expected:.6g}", got=f"{got:.6g}", hint=hint)
-    _done("features_per_dimension", len(cases), hidden)
+    C.done("features_per_dimension", len(cases), hidden)
 
 
 # =============================================================================================
@@ -248,7 +237,7 @@ def check_train_toy(fn, hidden: bool = False) -> None:
         if sparse < 1.6:
             C.fail(f"{label}: the sparse instance (S = 0.9) should be in superposition",
                    expected="more than 1.6 features per dimension", got=f"{sparse:.3f}", hint=hint)  # fmt: skip
-    _done("train_toy", len(seeds), hidden)
+    C.done("train_toy", len(seeds), hidden)
 
 
 # =============================================================================================
@@ -317,7 +306,7 @@ def check_sae_forward(fn, hidden: bool = False) -> None:
             elif math.isclose(value, float(mse_sum), rel_tol=1e-4):
                 hint = "did you forget the L1 penalty l1_coeff * ||f||_1?"
             C.fail(f"{label}: wrong loss", expected=f"{float(exp_loss):.6g}", got=f"{value:.6g}", hint=hint)
-    _done("sae_forward", len(cases), hidden)
+    C.done("sae_forward", len(cases), hidden)
 
 
 # =============================================================================================
@@ -362,7 +351,7 @@ def check_train_sae(fn, hidden: bool = False) -> None:
             C.fail(f"{label}: the planted features were not recovered",
                    expected="mean max cosine similarity >= 0.9", got=f"{score:.3f}",
                    hint="use the L1 penalty (l1_coeff) in the loss and sample a fresh random batch each step")  # fmt: skip
-    _done("train_sae", len(seeds), hidden)
+    C.done("train_sae", len(seeds), hidden)
 
 
 # =============================================================================================
@@ -390,7 +379,7 @@ def check_layer_vectors(fn, hidden: bool = False) -> None:
         elif C.close(got, acts.permute(0, 3, 2, 1).reshape(-1, ch)):
             hint = "rows go image, then ROW (y), then column (x): permute(0, 2, 3, 1), not (0, 3, 2, 1)"
         C.expect_close(got, expected, label, rtol=0, atol=0, hint=hint)
-    _done("layer_vectors", len(shapes), hidden)
+    C.done("layer_vectors", len(shapes), hidden)
 
 
 # =============================================================================================
@@ -405,7 +394,7 @@ class PlantedColourModel(nn.Module):
     ``layer_names``, ``named_forward`` and ``device``.
     """
 
-    layer_names = ["colour"]
+    layer_names: ClassVar[list[str]] = ["colour"]
 
     def __init__(self, channels: int = 4, seed: int = 0) -> None:
         super().__init__()
@@ -425,7 +414,7 @@ class PlantedColourModel(nn.Module):
         return self.conv.weight.device
 
     def named_forward(self, images: torch.Tensor):
-        yield "colour", self.conv(images - 0.5)
+        yield "colour", self(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.conv(images - 0.5)
@@ -482,4 +471,4 @@ def check_visualize_feature(fn, hidden: bool = False) -> None:
             C.fail(f"{label}: the image does not excite the feature",
                    expected=f"direction objective > {0.03 * best:.3g} (a grey image gives 0)",
                    got=f"{value:.3g}", hint=hint)  # fmt: skip
-    _done("visualize_feature", len(cases), hidden)
+    C.done("visualize_feature", len(cases), hidden)
