@@ -464,7 +464,9 @@ class TopExamples:
         return len(self.indices)
 
     def __repr__(self) -> str:
-        lines = [f"TopExamples({self.unit}, by={self.by!r}, {len(self)} of {len(self.source)} images)"]
+        weights = ", SYNTHETIC WEIGHTS" if self.is_synthetic else ""
+        n = f"{len(self)} of {len(self.source)} images"
+        lines = [f"TopExamples({self.unit}, by={self.by!r}, {n}{weights})"]
         for r, (name, s, (y, x), lab) in enumerate(
             zip(self.names, self.scores.tolist(), self.positions.tolist(), self.label_names)
         ):

@@ -507,31 +507,26 @@ def write_photo_folder(
     """Write a small labelled image folder made from the bundled photos, with no download.
 
     Each photo of :data:`circuitscope.images.SAMPLE_PHOTOS` (or those in ``names``) gives
-    ``crops_per_photo`` JPEG files in ``root/<photo name>/``: random square crops (a side of 35%
-    to 100% of the photo's shorter side, at a random place), half of them mirrored, resized to
-    ``size`` x ``size``. A stand-in for a real folder of photos: enough to show how dataset
-    examples are found and cached, far too few to say what a unit of InceptionV1 responds to.
+    ``crops_per_photo`` JPEG files in ``root/<photo name>/``: the seeded random crops of
+    :func:`circuitscope.sae.photo_crops` (30% to 100% of the photo's shorter side at a random
+    place, half of them mirrored, resized to ``size`` x ``size``). A stand-in for a real folder
+    of photos: enough to show how dataset examples are found and cached, far too few to say what
+    a unit of InceptionV1 responds to.
 
     Seeded (the same arguments give the same files). Returns ``{path: class name}``.
     """
-    from .images import SAMPLE_PHOTOS, sample_image
+    from .images import SAMPLE_PHOTOS
+    from .sae import photo_crops
 
-    root = Path(root)
-    gen = np.random.default_rng(seed)
+    names = list(names or SAMPLE_PHOTOS)
+    crops = photo_crops(len(names) * crops_per_photo, size=size, seed=seed, names=names)  # i: names[i % n]
     out: dict[Path, str] = {}
-    for name in names or list(SAMPLE_PHOTOS):
-        pixels = sample_image(name, size=None).permute(1, 2, 0).mul(255).round().clamp(0, 255)
-        photo = Image.fromarray(pixels.to(torch.uint8).numpy()).convert("RGB")
-        w, h = photo.size
-        folder = root / name
+    for i, crop in enumerate(crops):
+        name = names[i % len(names)]
+        folder = Path(root) / name
         folder.mkdir(parents=True, exist_ok=True)
-        for i in range(crops_per_photo):
-            side = int(min(w, h) * gen.uniform(0.35, 1.0))
-            left, top = int(gen.integers(0, w - side + 1)), int(gen.integers(0, h - side + 1))
-            crop = photo.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
-            if i % 2 == 1:
-                crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
-            path = folder / f"{name}_{i:03d}.jpg"
-            crop.save(path, quality=92)
-            out[path] = name
+        path = folder / f"{name}_{i // len(names):03d}.jpg"
+        pixels = crop.permute(1, 2, 0).mul(255).round().clamp(0, 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(path, quality=92)
+        out[path] = name
     return out

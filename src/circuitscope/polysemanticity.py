@@ -339,7 +339,8 @@ class Polysemanticity:
     def __repr__(self) -> str:
         head = (
             f"Polysemanticity({self.unit}: {self.n_clusters} cluster(s) among {len(self.top)} top examples "
-            f"(silhouette {self.clusters.silhouette:.2f}, features from {self.features_layer})"
+            f"(silhouette {self.clusters.silhouette:.2f}, features from {self.features_layer}"
+            + ("; SYNTHETIC WEIGHTS)" if self.top.is_synthetic else ")")
         )
         lines = [head]
         if not math.isnan(self.label_entropy):
@@ -472,18 +473,25 @@ def outgoing_weights(
     ``"positive"`` (largest excitatory), ``"negative"`` (most inhibitory) or ``"abs"``
     (largest magnitude). Weights are summed over space (:func:`outgoing_weight_vector`).
     """
-    from .circuits import _expand_short, _layer_channels, format_unit
+    from .circuits import format_unit
 
     if sign not in ("positive", "negative", "abs"):
         raise ValueError(f"sign must be 'positive', 'negative' or 'abs', got {sign!r}")
+    target, w = _outgoing(model, unit, layer, pool)
+    key = {"positive": w, "negative": -w, "abs": w.abs()}[sign]
+    order = torch.sort(key, descending=True, stable=True).indices[:k]
+    return [(format_unit(target, int(o)), float(w[o])) for o in order]
+
+
+def _outgoing(model, unit, layer: str | None, pool: str) -> tuple[str, torch.Tensor]:
+    """The target layer's full name (default :func:`next_layer`) and :func:`outgoing_weight_vector`."""
+    from .circuits import _expand_short, _layer_channels
+
     src_layer, _ = resolve_unit(model, unit)
     target = _expand_short(
         (layer or next_layer(model, src_layer)).removesuffix("_pre_relu"), _layer_channels(model)
     )
-    w = outgoing_weight_vector(model, unit, target, pool=pool)
-    key = {"positive": w, "negative": -w, "abs": w.abs()}[sign]
-    order = torch.sort(key, descending=True, stable=True).indices[:k]
-    return [(format_unit(target, int(o)), float(w[o])) for o in order]
+    return target, outgoing_weight_vector(model, unit, target, pool=pool)
 
 
 # -- diverse feature visualizations -------------------------------------------------------------
@@ -504,13 +512,14 @@ def diverse_renders(
     :func:`circuitscope.optvis.render` (``size``, ``steps``, ``seed``, ``progress``, ...).
     Returns ``(n, 3, S, S)`` float in [0, 1] on the CPU.
     """
+    from .dataset_examples import _model_device
     from .device import one_cpu_thread
     from .optvis import channel, diversity, render
 
     layer, ch = resolve_unit(model, unit)
     objective = channel(layer, ch) - strength * diversity(diversity_layer or layer)
     # A tiny model (a planted one) on the CPU runs many times faster on one thread.
-    tiny = sum(p.numel() for p in model.parameters()) < 100_000 and model.device.type == "cpu"
+    tiny = sum(p.numel() for p in model.parameters()) < 100_000 and _model_device(model).type == "cpu"
     with one_cpu_thread(enabled=tiny):
         return render(model, objective, batch=n, **render_kwargs)
 
@@ -637,8 +646,9 @@ class PlantedPatternModel(nn.Module):
 
     def __init__(self, threshold: float = 0.5) -> None:
         super().__init__()
-        self.detectors_pre_relu_conv = nn.Conv2d(3, 2, _PATTERN_SIZE)
-        self.units_pre_relu_conv = nn.Conv2d(2, 3, 1)
+        # Every weight is set below: skip the random init (it would draw from the caller's RNG).
+        self.detectors_pre_relu_conv = nn.utils.skip_init(nn.Conv2d, 3, 2, _PATTERN_SIZE)
+        self.units_pre_relu_conv = nn.utils.skip_init(nn.Conv2d, 2, 3, 1)
         self.hook_points = nn.ModuleDict({n: HookPoint(n) for n in self.layer_names})
         with torch.no_grad():
             cross = _pattern_mask("cross")
@@ -703,24 +713,20 @@ def outgoing_weights_figure(
     """
     import matplotlib.pyplot as plt
 
-    from .circuits import _expand_short, _layer_channels, format_unit
+    from .circuits import format_unit
     from .provenance import stamp
 
-    src_layer, _ = resolve_unit(model, unit)
-    target = _expand_short(
-        (layer or next_layer(model, src_layer)).removesuffix("_pre_relu"), _layer_channels(model)
-    )
-    w = outgoing_weight_vector(model, unit, target, pool=pool)
-    order = torch.sort(w, descending=True, stable=True).indices
+    target, w = _outgoing(model, unit, layer, pool)
+    values, order = torch.sort(w, descending=True, stable=True)
     names = [format_unit(target, int(o)) for o in order]
     marked = {format_unit(*resolve_unit(model, h)) for h in highlight}
     fig, ax = plt.subplots(figsize=(8, 3.4))
-    ax.bar(range(len(w)), w[order].numpy(), color="#5e81b5", width=1.0)
-    top = ", ".join(f"{names[r]} {float(w[order[r]]):+.2f}" for r in range(min(k, len(w))))
+    ax.bar(range(len(w)), values.numpy(), color="#5e81b5", width=1.0)
+    top = ", ".join(f"{names[r]} {float(values[r]):+.2f}" for r in range(min(k, len(w))))
     ax.text(0.99, 0.97, f"largest: {top}", transform=ax.transAxes, ha="right", va="top", fontsize=7)
     hits = [(r, n) for r, n in enumerate(names) if n in marked]
     for j, (r, n) in enumerate(hits):
-        value = float(w[order[r]])
+        value = float(values[r])
         ax.plot([r], [value], marker="v", color="#e66101", markersize=7)
         ax.annotate(
             f"{n} (rank {r + 1})",
@@ -734,8 +740,7 @@ def outgoing_weights_figure(
     ax.axhline(0, color="#888888", linewidth=0.6)
     ax.set_xlabel(f"units of {target}, sorted by the weight they get")
     ax.set_ylabel("summed weight")
-    ax.set_title(f"Outgoing weights of {format_unit(src_layer, resolve_unit(model, unit)[1])} into {target}",
-                 fontsize=10)  # fmt: skip
+    ax.set_title(f"Outgoing weights of {format_unit(*resolve_unit(model, unit))} into {target}", fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     stamp(fig, model)
     plt.close(fig)
