@@ -5,9 +5,9 @@
   table below, and tests/mistakes/ch5_closing_thoughts.py, which the nbgrader round trip of
   tests/test_course.py grades).
 * The solution notebook's layout is checked for every chapter in tests/test_course.py.
-* Library: the planted colour model the feature-visualization check relies on, the photo
-  crops, and the SAE feature figure's provenance stamp. (The toy models' regimes, planted-feature
-  recovery and checkpoint/resume are tested in test_superposition.py and test_sae.py.)
+* Library: the planted colour model the feature-visualization check relies on. (The toy models'
+  regimes, planted-feature recovery, checkpoint/resume and the chapter's photo crops and
+  figures are tested in test_superposition.py and test_sae.py.)
 
 Timings here run on a shared CPU: the bounds are generous on purpose.
 """
@@ -43,24 +43,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solutions" / "ch5_closing_thoughts" / "ch5_exercises.ipynb"
 ASSIGNMENT_ID = "ch5_closing_thoughts"
 
-EXERCISES = {  # check -> the function the notebook defines
-    "check_toy_model": "toy_model",
-    "check_features_per_dimension": "features_per_dimension",
-    "check_train_toy": "train_toy",
-    "check_sae_forward": "sae_forward",
-    "check_train_sae": "train_sae",
-    "check_layer_vectors": "layer_vectors",
-    "check_visualize_feature": "visualize_feature",
+EXERCISES = {  # check -> (the function the notebook defines, its solution cell's grade_id)
+    "check_toy_model": ("toy_model", "ch5-toy-model"),
+    "check_features_per_dimension": ("features_per_dimension", "ch5-features-per-dim"),
+    "check_train_toy": ("train_toy", "ch5-train-toy"),
+    "check_sae_forward": ("sae_forward", "ch5-sae-forward"),
+    "check_train_sae": ("train_sae", "ch5-train-sae"),
+    "check_layer_vectors": ("layer_vectors", "ch5-layer-vectors"),
+    "check_visualize_feature": ("visualize_feature", "ch5-visualize-feature"),
 }
-GRADE_IDS = {  # solution cell grade_id -> check
-    "ch5-toy-model": "check_toy_model",
-    "ch5-features-per-dim": "check_features_per_dimension",
-    "ch5-train-toy": "check_train_toy",
-    "ch5-sae-forward": "check_sae_forward",
-    "ch5-train-sae": "check_train_sae",
-    "ch5-layer-vectors": "check_layer_vectors",
-    "ch5-visualize-feature": "check_visualize_feature",
-}
+FUNCTIONS = {fn for fn, _ in EXERCISES.values()}
 CHECK_SECONDS = 30  # each check is a few seconds on two idle cores; the CPU here is shared
 
 
@@ -86,12 +78,13 @@ def stub():
 @pytest.mark.parametrize("hidden", [False, True])
 @pytest.mark.parametrize("check", sorted(EXERCISES))
 def test_reference_passes(reference, check, hidden, capsys):
-    assert_check_passes(getattr(checks, check), reference[EXERCISES[check]], hidden, capsys, seconds=CHECK_SECONDS)
+    fn = reference[EXERCISES[check][0]]
+    assert_check_passes(getattr(checks, check), fn, hidden, capsys, seconds=CHECK_SECONDS)
 
 
 @pytest.mark.parametrize("check", sorted(EXERCISES))
 def test_stub_fails(stub, check):
-    assert_stub_fails(getattr(checks, check), stub[EXERCISES[check]])
+    assert_stub_fails(getattr(checks, check), stub[EXERCISES[check][0]])
 
 
 # Plausible mistakes: (check, hidden cases needed, words the hint must contain, code).
@@ -308,7 +301,7 @@ MISTAKES = {
 
 
 def _mistake(code: str):
-    return mistake_function(code, _namespace(), EXERCISES.values())
+    return mistake_function(code, _namespace(), FUNCTIONS)
 
 
 @pytest.mark.parametrize("name", sorted(MISTAKES))
@@ -322,13 +315,14 @@ def test_every_exercise_has_a_mistake_that_fails():
     assert {check for check, *_ in MISTAKES.values()} == set(EXERCISES)
 
 
-@pytest.mark.parametrize("grade_id", sorted(GRADE_IDS))
-def test_round_trip_mistakes_fail_their_visible_check(grade_id):
+@pytest.mark.parametrize("check", sorted(EXERCISES))
+def test_round_trip_mistakes_fail_their_visible_check(check):
     # tests/test_course.py grades these with nbgrader; here: each one fails already visibly.
     mistakes = load_mistakes(ASSIGNMENT_ID)
-    assert set(mistakes) == set(GRADE_IDS) == set(solution_cells(nbformat.read(SOLUTION, as_version=4)))
+    grade_ids = {gid for _, gid in EXERCISES.values()}
+    assert set(mistakes) == grade_ids == set(solution_cells(nbformat.read(SOLUTION, as_version=4)))
     with pytest.raises(CheckFailed):
-        getattr(checks, GRADE_IDS[grade_id])(_mistake(mistakes[grade_id]))
+        getattr(checks, check)(_mistake(mistakes[EXERCISES[check][1]]))
 
 
 def test_checks_resist_a_patched_isclose(reference, monkeypatch):
@@ -356,35 +350,3 @@ def test_planted_colour_model_has_a_known_best_colour():
     with torch.no_grad():
         top = float(direction("colour", v)({"colour": model(best)}))
     assert top == pytest.approx(0.5 * float((model.A.T @ v).abs().sum()), rel=1e-5)
-
-
-def test_photo_crops_are_seeded_and_in_range():
-    a = sae_lib.photo_crops(6, size=40, seed=1)
-    assert a.shape == (6, 3, 40, 40) and a.min() >= 0 and a.max() <= 1
-    assert torch.equal(a, sae_lib.photo_crops(6, size=40, seed=1))
-    assert not torch.equal(a, sae_lib.photo_crops(6, size=40, seed=2))
-    assert len({tuple(x.flatten()[:20].tolist()) for x in a}) == 6  # six different crops
-
-
-def test_sae_feature_figure_is_stamped(synthetic_model):
-    images = sae_lib.photo_crops(4, size=64, seed=0)
-    sae = sae_lib.SparseAutoencoder(256, 16, device="cpu", seed=0)
-    with torch.no_grad():
-        sae.b_enc.fill_(0.1)  # every feature fires: examples exist
-    renders = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    fig = sae_lib.plot_sae_features(synthetic_model, sae, "mixed3a", [3, 7], images, renders=renders, k=3)
-    assert "SYNTHETIC WEIGHTS" in " ".join(t.get_text() for t in fig.texts)
-    assert len(fig.axes) == 2 * 4
-    shown = fig.axes[0].images[0].get_array()
-    assert shown.shape == (32, 32, 3) and torch.allclose(torch.as_tensor(shown), renders[0].permute(1, 2, 0))
-
-
-def test_dictionary_match_figure_puts_best_matches_on_the_diagonal():
-    planted = torch.linalg.qr(torch.randn(6, 6, generator=torch.Generator().manual_seed(0)))[0][:, :4]
-    perm = torch.tensor([2, 0, 5, 1, 3, 4])
-    learned = torch.cat([planted, torch.randn(6, 2, generator=torch.Generator().manual_seed(1))], 1)[:, perm]
-    fig = sae_lib.plot_dictionary_match(learned, planted)
-    shown = torch.as_tensor(fig.axes[0].images[0].get_array())
-    assert shown.shape == (4, 6)
-    assert torch.allclose(shown.diagonal(), torch.ones(4), atol=1e-5)  # recovered: a bright diagonal
-    assert "1.000" in fig.axes[0].get_title()

@@ -1,5 +1,6 @@
-"""Sparse autoencoders: the model, recovery of planted features, checkpoint and resume, and the
-path from InceptionV1 activations to features (with the synthetic weights)."""
+"""Sparse autoencoders: the model, recovery of planted features, checkpoint and resume, the
+path from InceptionV1 activations to features (with the synthetic weights), and chapter 5's
+photo crops and figures."""
 
 from __future__ import annotations
 
@@ -234,6 +235,10 @@ def test_top_examples_are_the_strongest_images(synthetic_model):
         assert patch.shape[0] == 3 and patch.shape[1] > 1 and patch.shape[2] > 1
     with pytest.raises(IndexError, match="out of range"):
         S.top_examples(sae, synthetic_model, images, "mixed3a", 64)
+    many = S.top_examples(sae, synthetic_model, images, "mixed3a", [feature, 9], k=3, batch_size=3)
+    assert [t.channel for t in many] == [feature, 9] and torch.equal(many[0].indices, top.indices)
+    with pytest.raises(IndexError, match="out of range"):
+        S.top_examples(sae, synthetic_model, images, "mixed3a", [1, 64])
 
 
 def test_sae_feature_maps_are_the_encoded_layer(synthetic_model):
@@ -273,3 +278,36 @@ def test_training_streams_from_an_image_folder_and_resumes(synthetic_model, tmp_
     S.train_sae(resumed, S.activation_batches(synthetic_model, stream, "mixed3a", seed=1), steps=6,
                 checkpoint=path, **kwargs)  # fmt: skip
     assert _same_state(one, resumed)
+
+
+# -- the chapter's image set and figures ---------------------------------------------------
+def test_photo_crops_are_seeded_and_in_range():
+    a = S.photo_crops(6, size=40, seed=1)
+    assert a.shape == (6, 3, 40, 40) and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, S.photo_crops(6, size=40, seed=1))
+    assert not torch.equal(a, S.photo_crops(6, size=40, seed=2))
+    assert len({tuple(x.flatten()[:20].tolist()) for x in a}) == 6  # six different crops
+
+
+def test_sae_feature_figure_is_stamped(synthetic_model):
+    images = S.photo_crops(4, size=64, seed=0)
+    sae = S.SparseAutoencoder(256, 16, device="cpu", seed=0)
+    with torch.no_grad():
+        sae.b_enc.fill_(0.1)  # every feature fires: examples exist
+    renders = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    fig = S.plot_sae_features(synthetic_model, sae, "mixed3a", [3, 7], images, renders=renders, k=3)
+    assert "SYNTHETIC WEIGHTS" in " ".join(t.get_text() for t in fig.texts)
+    assert len(fig.axes) == 2 * 4
+    shown = fig.axes[0].images[0].get_array()
+    assert shown.shape == (32, 32, 3) and torch.allclose(torch.as_tensor(shown), renders[0].permute(1, 2, 0))
+
+
+def test_dictionary_match_figure_puts_best_matches_on_the_diagonal():
+    planted = torch.linalg.qr(torch.randn(6, 6, generator=torch.Generator().manual_seed(0)))[0][:, :4]
+    perm = torch.tensor([2, 0, 5, 1, 3, 4])
+    learned = torch.cat([planted, torch.randn(6, 2, generator=torch.Generator().manual_seed(1))], 1)[:, perm]
+    fig = S.plot_dictionary_match(learned, planted)
+    shown = torch.as_tensor(fig.axes[0].images[0].get_array())
+    assert shown.shape == (4, 6)
+    assert torch.allclose(shown.diagonal(), torch.ones(4), atol=1e-5)  # recovered: a bright diagonal
+    assert "1.000" in fig.axes[0].get_title()

@@ -841,7 +841,7 @@ def top_examples(
     model,
     images,
     layer: str,
-    feature: int,
+    feature: int | list[int],
     k: int = 8,
     batch_size: int | None = None,
     **kwargs,
@@ -852,17 +852,19 @@ def top_examples(
 
     Returns its :class:`~circuitscope.dataset_examples.TopExamples` (``indices``, ``scores``,
     ``positions``, ``patches()``, ``plot()``); ``kwargs`` go to it (``cache``, ``progress``...).
+    ``feature`` a list: a list of results, from one pass over the images.
     """
     from .dataset_examples import top_examples as dataset_top_examples
 
-    if not 0 <= feature < sae.d_hidden:
-        raise IndexError(f"feature {feature} out of range: the SAE has {sae.d_hidden} features")
+    many = isinstance(feature, list)
+    for f in feature if many else [feature]:
+        if not 0 <= f < sae.d_hidden:
+            raise IndexError(f"feature {f} out of range: the SAE has {sae.d_hidden} features")
     kwargs.setdefault("cache", False)
     kwargs.setdefault("progress", False)
     features = SAEFeatureModel(sae, model, layer)
-    return dataset_top_examples(
-        features, images, (features.name, feature), k=k, batch_size=batch_size, **kwargs
-    )
+    units = [(features.name, f) for f in feature] if many else (features.name, feature)
+    return dataset_top_examples(features, images, units, k=k, batch_size=batch_size, **kwargs)
 
 
 # -- planted ground truth ------------------------------------------------------------------
@@ -911,11 +913,17 @@ def mean_max_cosine_similarity(learned: torch.Tensor, planted: torch.Tensor) -> 
     """For each planted direction (a column of ``planted: (d, n)``), the largest cosine
     similarity with any learned one (columns of ``learned: (d, m)``, e.g. ``sae.W_dec``),
     averaged over the planted directions: 1 when every planted feature was found."""
+    return float(_cosines(learned, planted).max(dim=1).values.mean())
+
+
+def _cosines(learned: torch.Tensor, planted: torch.Tensor) -> torch.Tensor:
+    """Cosine similarities ``(n, m)`` between the columns of ``planted: (d, n)`` and of
+    ``learned: (d, m)``, on the CPU."""
     a = learned.detach().float().cpu()
     b = planted.detach().float().cpu()
     a = a / a.norm(dim=0, keepdim=True).clamp_min(1e-12)
     b = b / b.norm(dim=0, keepdim=True).clamp_min(1e-12)
-    return float((b.T @ a).max(dim=1).values.mean())
+    return b.T @ a
 
 
 # -- a small image set and a figure for the chapter -----------------------------------------
@@ -956,39 +964,28 @@ def plot_sae_features(model, sae: SparseAutoencoder, layer: str, features, image
     The visualization maximises ``direction(layer, W_dec[:, feature])`` with
     :func:`circuitscope.optvis.render` (unless ``renders: (len(features), 3, H, W)`` are given);
     the examples are the receptive-field patches of ``images: (N, 3, H, W)`` in [0, 1] where
-    the feature is largest (:func:`top_examples`). As in "Feature Visualization"'s figures
-    that pair optimisation with dataset examples. Stamped with the model's weights. Returns
-    the Figure.
+    the feature is largest (:func:`top_examples`, one pass over the images for all features).
+    As in "Feature Visualization"'s figures that pair optimisation with dataset examples.
+    Stamped with the model's weights. Returns the Figure.
     """
-    import matplotlib.pyplot as plt
-
     from .optvis import render
     from .optvis.objectives import direction
-    from .provenance import stamp
+    from .plotting import image_grid
 
     features = [int(f) for f in features]
     if renders is None:
         objectives = [direction(layer, feature_direction(sae, f)) for f in features]
         renders = render(model, objectives, size=size, steps=steps, seed=seed, progress=progress)
-    fig, axes = plt.subplots(len(features), k + 1, figsize=(1.7 * (k + 1), 1.85 * len(features) + 0.5),
-                             squeeze=False)  # fmt: skip
-    for ax in axes.flat:
-        ax.set_xticks([]), ax.set_yticks([])
-    for row, (feature, picture) in enumerate(zip(features, renders)):
-        axes[row, 0].imshow(picture.permute(1, 2, 0).clamp(0, 1).cpu().numpy())
-        axes[row, 0].set_ylabel(f"feature {feature}", fontsize=8)
-        top = top_examples(sae, model, images, layer, feature, k=k)
-        for col, (patch, score) in enumerate(zip(top.patches(), top.scores.tolist()), start=1):
-            axes[row, col].imshow(patch.permute(1, 2, 0).clamp(0, 1).numpy())
-            axes[row, col].set_title(f"{score:.2g}", fontsize=7)
-        for col in range(len(top) + 1, k + 1):
-            axes[row, col].axis("off")
-    axes[0, 0].set_title("direction\nvisualization", fontsize=8)
-    fig.suptitle(f"SAE features of {layer}: visualization and top dataset patches (score)", fontsize=9)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    stamp(fig, model)
-    plt.close(fig)
-    return fig
+    tops = top_examples(sae, model, images, layer, features, k=k)
+    cells, titles = [], []
+    for row, (picture, top) in enumerate(zip(renders, tops)):
+        patches = list(top.patches()) if len(top) else []
+        blanks = [torch.ones_like(picture)] * (k - len(patches))  # fewer images than k: white cells
+        cells += [picture, *patches, *blanks]
+        titles += ["direction\nvisualization" if row == 0 else ""]
+        titles += [f"{score:.2g}" for score in top.scores.tolist()] + [""] * len(blanks)
+    return image_grid(cells, titles, model=model, columns=k + 1, row_labels=[f"feature {f}" for f in features],
+                      title=f"SAE features of {layer}: visualization and top dataset patches (score)")  # fmt: skip
 
 
 def plot_dictionary_match(learned: torch.Tensor, planted: torch.Tensor, title: str | None = None):
@@ -1004,11 +1001,7 @@ def plot_dictionary_match(learned: torch.Tensor, planted: torch.Tensor, title: s
     """
     import matplotlib.pyplot as plt
 
-    a = learned.detach().float().cpu()
-    b = planted.detach().float().cpu()
-    a = a / a.norm(dim=0, keepdim=True).clamp_min(1e-12)
-    b = b / b.norm(dim=0, keepdim=True).clamp_min(1e-12)
-    cos = b.T @ a  # (n, m)
+    cos = _cosines(learned, planted)  # (n, m)
     best = cos.argmax(dim=1).tolist()
     order = list(dict.fromkeys(best))
     rest = [j for j in cos.max(dim=0).values.argsort(descending=True).tolist() if j not in order]
@@ -1018,7 +1011,7 @@ def plot_dictionary_match(learned: torch.Tensor, planted: torch.Tensor, title: s
                    interpolation="nearest")  # fmt: skip
     ax.set_xlabel("learned directions (best matches first)")
     ax.set_ylabel("planted directions")
-    score = float(cos.max(dim=1).values.mean())
+    score = float(cos.max(dim=1).values.mean())  # mean_max_cosine_similarity
     ax.set_title(title or f"cosine similarity; mean max = {score:.3f}", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
     fig.tight_layout()
