@@ -14,6 +14,10 @@ SHARED = ROOT.parent / "shared"
 os.environ["CIRCUITSCOPE_OFFLINE"] = "1"
 os.environ.setdefault("CIRCUITSCOPE_PROFILE", "cpu")
 os.environ.setdefault("CIRCUITSCOPE_DEVICE", "cpu")
+# The articles' published files, the Lucid photo and the labels come from ../shared/data, a
+# mirror of the data registry (circuitscope.registry); never from the network.
+if (SHARED / "data").is_dir():
+    os.environ.setdefault("CIRCUITSCOPE_MIRROR", str(SHARED / "data"))
 _REAL_WEIGHTS = os.environ.pop("CIRCUITSCOPE_WEIGHTS", None)  # only the parity test may use them
 
 
