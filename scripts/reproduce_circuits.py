@@ -1,272 +1,472 @@
 #!/usr/bin/env python
-"""Reproduce three circuit facts of the Circuits thread with the real InceptionV1 weights.
+"""Check three circuit facts of the Circuits thread against the articles' published results.
 
-Prints, beside what the papers state:
+Measures, with the InceptionV1 weights, and compares with what the articles published:
 
 1. the preferred orientations of the ten mixed3b curve detectors (3b:379, 406, 385, 343, 342,
-   388, 324, 340, 330, 349), measured with synthetic curves, in circular order
-   ("Curve Detectors", sections "Synthetic Curves" and "Radial Tuning Curve");
-2. the signs of the expanded weights (through mixed3b's 5x5 bottleneck) from the 3a early
-   curves to the 3b curves: 3a:147 -> 3b:379, 3a:81 -> 3b:385, 3a:145 -> 3b:342,
-   3a:71 -> 3b:330 ("same orientation excites, opposite inhibits": "Zoom In", "Circuit 1";
-   "Curve Circuits", "3a Early Curve Family");
-3. the top-row and bottom-row signs of the car detector 4c:447's weights from the windows
-   detector 4b:237 and the wheels detector 4b:373, and from the car body 4b:491
-   ("Zoom In", "Circuit 3: Cars in Superposition").
+   388, 324, 340, 330, 349), measured with synthetic curves; the article's values are the peaks
+   of its published radial tuning curves (``published.preferred_orientations("mixed3b")``,
+   "Curve Detectors", figure "Radial Tuning Curve", file ``curve-detectors/radial/data.json``);
+2. the signs of the expanded weights (through mixed3b's bottlenecks) from the 3a early curves to
+   the 3b curves: same orientation excites, opposite orientation inhibits ("Curve Circuits",
+   "3a Early Curve Family"; "Zoom In", "Circuit 1");
+3. the signs of the car detector 4c:447's weights from windows (4b:237), car body (4b:491) and
+   wheels (4b:373), top two rows against bottom two rows ("Zoom In", "Circuit 3: Cars in
+   Superposition", and the words of its figure ``zoom-in/images/car-circuit.png``).
 
-The unit ids only mean something with the real weights, so the script refuses to run on the
-synthetic stand-in (or when the real weights cannot be had) with a non-zero exit status.
+It prints one table, ``claim | article's value | measured | verdict``, and exits with
 
-What is checked against the articles' sources (distillpub/post--circuits-curve-detectors and
-post--circuits-curve-circuits on GitHub, read for this script) and what is not:
+* 0 when every row AGREES,
+* 1 when any row DISAGREES,
+* 2 when it cannot run: the published data cannot be had, the weights cannot be had, or the
+  weights are the synthetic stand-in (the unit ids only mean something with InceptionV1's
+  weights). A file of unknown hash ("unverified" weights) is refused unless
+  ``--allow-unverified`` (or ``$CIRCUITSCOPE_ALLOW_UNVERIFIED=1``) accepts it; the output then
+  says "UNVERIFIED weights" in its header.
 
-* Verified: the ten 3b units, in the order listed above, are the units (and order) of the
-  radial-tuning-curve figure's data in "Curve Detectors" (``pages/radial/data.json``); the
-  article's curve renderer is parameterised by **orientation and curvature (radius)**, and it
-  reports that curve detectors have "a wide tolerance for the radius of curves" and are invariant
-  to cosmetic properties such as colour, and that 3b curves, unlike 3a ones, have no "echoes"
-  (responses 180 degrees from the preferred orientation). "Curve Circuits" ("3a Early Curve
-  Family"): "At every position curve neurons are excited by early curves in a similar
-  orientation and inhibited by ones in the opposing orientation"; the inhibiting ones are
-  rotated 180 degrees, not 90 (those negative weights are why 3b curves have no echoes).
-* Not verified (the article's stimulus code was not available): the image size, stroke
-  thickness, angular width of the arcs, black-on-white drawing, the radii and the angular
-  step used below. They are reasonable choices; given the reported tolerance for radius and
-  colour, the preferred orientations should not depend much on them. The 3a -> 3b pairs and
-  the car-detector units are the course's (COURSE.md, from "Zoom In" / "Curve Circuits"), and the
-  "top two rows vs bottom two rows" reading of the car kernels is this script's summary of
-  "Zoom In"'s figure, not a number from the paper.
+Orientation conventions. This script's curve stimuli (:func:`circuitscope.stimuli.curve`)
+measure orientation in degrees counter-clockwise, 0 = the arc's midpoint to the right of its
+circle's centre. The article's renderer may count from another origin or the other way round,
+so claim 1 compares *relative* orientations: the measured angles are first aligned to the
+article's by the single rotation (and, if it fits better, reflection) that minimises the
+squared circular differences; each unit then AGREES when its aligned angle is within
+``--tolerance`` degrees (30) of the article's. The fitted rotation and reflection are printed.
 
-    python scripts/reproduce_circuits.py                # needs the real weights
-    CIRCUITSCOPE_WEIGHTS=/path/to/inception5h.pth python scripts/reproduce_circuits.py
+What is the article's and what is this script's:
+
+* The ten 3b units and their published tuning curves are the article's data. The curve
+  renderer's parameters here (image size, stroke thickness, arc width, black on white, the radii
+  and the angular step) are not from the article, whose stimulus code was not available; it
+  reports "a wide tolerance for the radius of curves" and invariance to colour, so the
+  preferred orientations should not depend much on them.
+* The 3a -> 3b pairs are "Curve Circuits"' (its weight figures use 3a:147 -> 3b:379,
+  3a:81 -> 3b:385, 3a:71 -> 3b:340 and 3a:145 -> 3b:388). "Zoom In" uses 147 -> 379,
+  81 -> 385, 145 -> 342 and 71 -> 330 (``--pairs zoom-in``). For each pair, the opposite early
+  curve is the 3a curve detector whose published orientation ("Curve Detectors",
+  ``curve-detectors/data/curves-mixed3a.json``) is nearest to 180 degrees from the source's.
+  A kernel "excites" when the sum of its entries is positive and "inhibits" when negative.
+* The car claims are the words of "Zoom In"'s figure: windows "excite the car detector at the
+  top and inhibit at the bottom", the car body "excites the car detector, especially at the
+  bottom", wheels "excite the car detector at the bottom and inhibit at the top". Reading them
+  as the signs of the sums of the kernel's top two and bottom two rows (and, for the body,
+  bottom sum > top sum > 0) is this script's.
+
+    python scripts/reproduce_circuits.py                       # the real weights (cache/download)
+    python scripts/reproduce_circuits.py --weights inception5h.pth
+    python scripts/reproduce_circuits.py --weights other.pth --allow-unverified
 """
 
-from __future__ import annotations
-
 import argparse
+import inspect
+import math
+import os
 import sys
+from dataclasses import dataclass, field
 
-import torch
+import numpy as np
 
-import circuitscope as cs
-from circuitscope import circuits, stimuli
-from circuitscope.models import WeightsError
-from circuitscope.provenance import is_synthetic
+#: The ten mixed3b curve detectors, in the order of the article's radial tuning figure.
+CURVES_3B = [379, 406, 385, 343, 342, 388, 324, 340, 330, 349]
 
-CURVES_3B = [379, 406, 385, 343, 342, 388, 324, 340, 330, 349]  # the course's (circular) order
-EARLY_CURVE_PAIRS = [(147, 379), (81, 385), (145, 342), (71, 330)]  # 3a -> 3b, same orientation
-CAR, WINDOWS, WHEELS, BODY = "4c:447", "4b:237", "4b:373", "4b:491"
-
-STATEMENTS = {
-    "curves": "The ten 3b curve detectors each prefer one orientation and jointly span all "
-    "orientations, with no echoes (Curve Detectors, 'Joint Tuning Curves' and 'Radial Tuning "
-    "Curve', 'The Curve Families of InceptionV1: 3b').",
-    "early": "At every position curve neurons are excited by early curves in a similar "
-    "orientation and inhibited by ones in the opposing orientation (Curve Circuits, '3a Early "
-    "Curve Family'; Zoom In, 'Circuit 1').",
-    "windows": "Windows (4b:237) excite the car detector 4c:447 at the top of its window and "
-    "inhibit it at the bottom (Zoom In, 'Circuit 3: Cars in Superposition' and its figure).",
-    "wheels": "Wheels (4b:373) do the reverse: excite at the bottom, inhibit at the top "
-    "(Zoom In, 'Circuit 3').",
-    "body": "The car body (4b:491) also feeds the car detector (Zoom In, 'Circuit 3').",
+#: Same-orientation 3a -> 3b pairs, by the article that shows them.
+PAIRS = {
+    "curve-circuits": [(147, 379), (81, 385), (71, 340), (145, 388)],
+    "zoom-in": [(147, 379), (81, 385), (145, 342), (71, 330)],
+}
+PAIR_SOURCES = {
+    "curve-circuits": "Curve Circuits, '3a Early Curve Family' "
+    "(figure curve-circuits/circuitWeights/figure.png)",
+    "zoom-in": "Zoom In, 'Circuit 1' (figure zoom-in/images/curve-weights-a.png)",
 }
 
+CAR = "4c:447"
+TOLERANCE = 30.0  # degrees
 
-def check_real_weights(model) -> None:
-    """Exit (status 1) unless ``model`` runs on the real InceptionV1 weights."""
-    if is_synthetic(model):
-        raise SystemExit(
-            "REFUSING to run: this model has SYNTHETIC weights. The unit ids of the Circuits "
-            "thread (3b:379, 4c:447, ...) only mean something with the real InceptionV1 "
-            "weights; get them with `circuitscope weights download` or set CIRCUITSCOPE_WEIGHTS "
-            "to an inception5h.pth file."
-        )
+#: The articles' statements checked in claims 2 and 3 (from their text and figures, not data).
+CLAIMS = {
+    "early": {
+        "text": "At every position curve neurons are excited by early curves in a similar "
+        "orientation and inhibited by ones in the opposing orientation.",
+        "source": "Curve Circuits (Cammarata et al., 2021), '3a Early Curve Family'; "
+        "Zoom In (Olah et al., 2020), 'Circuit 1'",
+        "figures": ["curve-circuits/circuitWeights/figure.png", "zoom-in/images/curve-weights-a.png"],
+    },
+    "car": {
+        "text": "Windows (4b:237) excite the car detector at the top and inhibit at the bottom. "
+        "Car Body (4b:491) excites the car detector, especially at the bottom. Wheels (4b:373) "
+        "excite the car detector at the bottom and inhibit at the top.",
+        "source": "Zoom In (Olah et al., 2020), 'Circuit 3: Cars in Superposition' (words of its figure)",
+        "figures": ["zoom-in/images/car-circuit.png"],
+    },
+}
+
+#: Claim 3 as a table: (source unit, what, part of the kernel, the article's sign).
+CAR_CLAIMS = [
+    ("4b:237", "windows", "top", "+"),
+    ("4b:237", "windows", "bottom", "-"),
+    ("4b:491", "car body", "total", "+"),
+    ("4b:491", "car body", "bottom > top", "+"),
+    ("4b:373", "wheels", "top", "-"),
+    ("4b:373", "wheels", "bottom", "+"),
+]
+
+EXIT_AGREE, EXIT_DISAGREE, EXIT_CANNOT_RUN = 0, 1, 2
 
 
-def load_real_model(device=None):
-    """The real-weights model, or exit (status 1) with the steps to get the weights."""
+class CannotRun(Exception):
+    """The check cannot run (exit status 2): no published data, no weights, synthetic weights."""
+
+
+@dataclass
+class Row:
+    """One line of the report."""
+
+    claim: str
+    article: str
+    measured: str
+    agrees: bool
+
+    @property
+    def verdict(self) -> str:
+        return "AGREES" if self.agrees else "DISAGREES"
+
+
+@dataclass
+class Published:
+    """What the articles published that the comparison needs."""
+
+    orientations_3b: dict[int, float]  # the ten curve detectors, degrees (article's convention)
+    orientations_3a: dict[int, float]  # the 3a early curves, degrees
+    pairs: list[tuple[int, int]]
+    pairs_source: str
+    claims: dict = field(default_factory=lambda: CLAIMS)
+
+
+@dataclass
+class Measured:
+    """What the weights give."""
+
+    orientations_3b: dict[int, float]  # degrees, this script's convention; nan: no response
+    pair_sums: dict[tuple[int, int], float]  # (3a unit, 3b unit) -> sum of the expanded kernel
+    car: dict[str, dict[str, float]]  # "4b:237" -> {"top", "bottom", "total"}
+    settings: dict = field(default_factory=dict)
+
+
+# -- the published side --------------------------------------------------------------------
+def load_published(pairs: str = "curve-circuits") -> Published:
+    """The articles' values, from the verified data registry; :class:`CannotRun` if unavailable."""
+    from circuitscope import published
+
     try:
-        model = cs.load_inceptionv1("lucid", device=device)
-    except WeightsError as err:
-        raise SystemExit(
-            "REFUSING to run: the real InceptionV1 weights are not available, and these results "
-            f"are meaningless with synthetic ones.\n{err}"
+        o3b = published.preferred_orientations("mixed3b")
+        o3a = published.preferred_orientations("mixed3a")
+    except published.DataError as err:
+        raise CannotRun(
+            "the articles' published data cannot be had, so there is nothing to compare with "
+            f"({type(err).__name__}: {err}). Run `circuitscope data fetch` with internet access, "
+            "or set CIRCUITSCOPE_MIRROR to a mirror of the course data."
         ) from None
-    check_real_weights(model)
-    return model
+    missing = [u for u in CURVES_3B if u not in o3b]
+    if missing:
+        raise CannotRun(f"the published mixed3b tuning data lacks units {missing}")
+    return Published({u: o3b[u] for u in CURVES_3B}, o3a, PAIRS[pairs], PAIR_SOURCES[pairs])
 
 
-def _cyclic_match(order: list[int], reference: list[int]) -> str:
-    """'same', 'reversed' or 'different': is ``order`` a rotation of ``reference`` (or its reverse)?"""
-    n = len(reference)
-    for candidate, name in ((reference, "same"), (reference[::-1], "reversed")):
-        i = candidate.index(order[0])
-        if [candidate[(i + j) % n] for j in range(n)] == order:
-            return name
-    return "different"
+def circular_difference(a: float, b: float, period: float = 360.0) -> float:
+    """``a - b`` wrapped into ``(-period / 2, period / 2]``."""
+    d = (a - b) % period
+    return d - period if d > period / 2 else d
 
 
-def _row_sums(kernel: torch.Tensor, rows: int = 2) -> tuple[float, float]:
+def opposite_partners(pub: Published) -> dict[int, int]:
+    """For each pair's 3b unit, the 3a early curve facing most nearly the other way.
+
+    That is the 3a unit (of the article's 3a curve data) whose published orientation is nearest
+    to 180 degrees from the pair's 3a source.
+    """
+    out = {}
+    for a, b in pub.pairs:
+        target = pub.orientations_3a[a] + 180.0
+        out[b] = min(
+            (u for u in pub.orientations_3a if u != a),
+            key=lambda u: abs(circular_difference(pub.orientations_3a[u], target)),
+        )
+    return out
+
+
+def weight_pairs(pub: Published) -> list[tuple[int, int, str]]:
+    """``(3a unit, 3b unit, "same" | "opposite")`` for every kernel claim 2 needs."""
+    opposite = opposite_partners(pub)
+    rows = []
+    for a, b in pub.pairs:
+        rows += [(a, b, "same"), (opposite[b], b, "opposite")]
+    return rows
+
+
+# -- the measured side ---------------------------------------------------------------------
+def measure_orientations(model, size=224, angles=72, radii=(20.0, 30.0, 45.0), width=120.0,
+                         thickness=3.0) -> dict[int, float]:  # fmt: skip
+    """Preferred orientations (degrees, this script's convention) of the ten 3b curve detectors.
+
+    Black arcs on white, ``width`` degrees wide, ``thickness`` px, at each radius of ``radii``
+    (px, in ``size``-px images), ``angles`` orientations; each unit is read at the centre
+    position, and its preferred orientation is the vector mean of its responses summed over the
+    radii (several radii because the article varies curvature as well as orientation).
+    """
+    import torch
+
+    from circuitscope import stimuli
+
+    style = {"width": width, "thickness": thickness, "foreground": 0.0, "background": 1.0}
+    names = [f"3b:{u}" for u in CURVES_3B]
+    total = None
+    for r in radii:
+        curves = stimuli.tuning_curve(model, names, "curve", angles=angles, size=size, radius=r, **style)
+        responses = torch.stack([c.responses for c in curves])
+        total = responses if total is None else total + responses
+    return {u: stimuli.circular_mean(curves[0].angles, total[i], 360.0) for i, u in enumerate(CURVES_3B)}
+
+
+def _row_sums(kernel, rows: int = 2) -> tuple[float, float]:
     return float(kernel[:rows].sum()), float(kernel[-rows:].sum())
 
 
-def _angle_gap(a: float, b: float) -> float:
-    """Distance in degrees between two orientations (period 360)."""
-    d = (a - b) % 360.0
-    return min(d, 360.0 - d)
+def measure(model, pub: Published, size=224, angles=72, radii=(20.0, 30.0, 45.0), width=120.0,
+            thickness=3.0) -> Measured:  # fmt: skip
+    """Everything the comparison needs, from ``model``'s weights (see :func:`measure_orientations`)."""
+    from circuitscope import circuits
 
-
-def collect(
-    model,
-    size: int = 224,
-    angles: int = 72,
-    radii=(20.0, 30.0, 45.0),
-    width: float = 120.0,
-    thickness: float = 3.0,
-) -> dict:
-    """Measure everything the report prints (meaningful only with the real weights).
-
-    Curve stimuli: black arcs on white, ``width`` degrees wide, ``thickness`` px, at each radius
-    in ``radii`` (px, in ``size``-px images), ``angles`` orientations; a unit's preferred
-    orientation is the vector mean of its responses summed over the radii (several radii because
-    the article varies curvature as well as orientation). These drawing parameters are not from
-    the article (see the module docstring).
-    """
-    style = {"width": width, "thickness": thickness, "foreground": 0.0, "background": 1.0}
-
-    def preferred(layer: str, units: list[int]) -> dict[int, float]:
-        total = 0.0
-        for r in radii:
-            names = [f"{layer}:{u}" for u in units]
-            curves = stimuli.tuning_curve(model, names, "curve", angles=angles, size=size, radius=r, **style)
-            total = total + torch.stack([c.responses for c in curves])
-        return {u: stimuli.circular_mean(curves[0].angles, total[i], 360.0) for i, u in enumerate(units)}
-
-    curves_3b = preferred("3b", CURVES_3B)
-    order = sorted(CURVES_3B, key=lambda u: curves_3b[u] if curves_3b[u] == curves_3b[u] else 1e9)  # nan last
-    early_3a = preferred("3a", [a for a, _ in EARLY_CURVE_PAIRS])
-
-    pairs = []
-    for a, b in EARLY_CURVE_PAIRS:
-        same = circuits.weights_between(model, f"3a:{a}", f"3b:{b}")
-        # The opposing orientation: the early curve whose 3b partner faces most nearly the other way.
-        others = [(a2, b2) for a2, b2 in EARLY_CURVE_PAIRS if b2 != b]
-        a_opp = min(others, key=lambda p, b=b: _angle_gap(curves_3b[p[1]], curves_3b[b] + 180.0))[0]
-        opposite = circuits.weights_between(model, f"3a:{a_opp}", f"3b:{b}")
-        pairs.append(
-            {
-                "source": f"3a:{a}",
-                "target": f"3b:{b}",
-                "same_sum": float(same.sum()),
-                "opposite_source": f"3a:{a_opp}",
-                "opposite_sum": float(opposite.sum()),
-                "orientation_3a": early_3a[a],
-                "orientation_3b": curves_3b[b],
-            }
-        )
-
+    orientations = measure_orientations(model, size, angles, radii, width, thickness)
+    sums = {}
+    for a, b, _ in weight_pairs(pub):
+        sums[(a, b)] = float(circuits.weights_between(model, f"3a:{a}", f"3b:{b}").sum())
     car = {}
-    for name, unit in (("windows", WINDOWS), ("wheels", WHEELS), ("body", BODY)):
+    for unit in sorted({u for u, *_ in CAR_CLAIMS}):
         kernel = circuits.weights_between(model, unit, CAR)
         top, bottom = _row_sums(kernel)
-        car[name] = {
-            "unit": unit,
-            "kernel": kernel,
-            "top": top,
-            "bottom": bottom,
-            "total": float(kernel.sum()),
-        }
+        car[unit] = {"top": top, "bottom": bottom, "total": float(kernel.sum())}
     settings = {"size": size, "angles": angles, "radii": tuple(radii), "width": width, "thickness": thickness}
-    return {
-        "curves_3b": curves_3b,
-        "order": order,
-        "cyclic": _cyclic_match(order, CURVES_3B),
-        "pairs": pairs,
-        "car": car,
-        "car_path": circuits.describe_path(model, WINDOWS, CAR),
-        "settings": settings,
-    }
+    return Measured(orientations, sums, car, settings)
+
+
+# -- the comparison ------------------------------------------------------------------------
+def align(measured: dict[int, float], article: dict[int, float]) -> tuple[int, float, dict[int, float]]:
+    """The rotation (and reflection) that best maps ``measured`` angles onto ``article``'s.
+
+    Returns ``(direction, offset, aligned)``: ``direction`` is +1 (same sense) or -1 (mirrored),
+    ``offset`` in degrees, and ``aligned[u] = direction * measured[u] + offset`` (mod 360), the
+    choice minimising the sum of squared circular differences over the units measured (nan
+    units are left out of the fit and stay nan).
+    """
+    units = [u for u in article if u in measured and math.isfinite(measured[u])]
+    if not units:
+        return 1, 0.0, {u: float("nan") for u in article}
+    m = np.array([measured[u] for u in units])
+    p = np.array([article[u] for u in units])
+    offsets = np.arange(0.0, 360.0, 0.25)
+    best = None
+    for direction in (1, -1):
+        d = (p[None, :] - (direction * m[None, :] + offsets[:, None]) + 180.0) % 360.0 - 180.0
+        cost = (d**2).sum(axis=1)
+        i = int(np.argmin(cost))
+        if best is None or cost[i] < best[0] - 1e-9:
+            best = (cost[i], direction, float(offsets[i]))
+    _, direction, offset = best
+    aligned = {
+        u: (direction * measured[u] + offset) % 360.0 if u in measured and math.isfinite(measured[u])
+        else float("nan")
+        for u in article
+    }  # fmt: skip
+    return direction, offset, aligned
+
+
+def _cyclic_order(angles: dict[int, float]) -> list[int]:
+    """Units sorted by angle, rotated to start at the article's first unit when present."""
+    order = sorted((u for u in angles if math.isfinite(angles[u])), key=lambda u: angles[u])
+    if CURVES_3B[0] in order:
+        i = order.index(CURVES_3B[0])
+        order = order[i:] + order[:i]
+    return order
 
 
 def _sign(x: float) -> str:
     return "+" if x > 0 else "-" if x < 0 else "0"
 
 
-def format_report(results: dict, caption: str = "") -> str:
-    """The report as text: each paper statement, then what these weights give."""
-    s = results["settings"]
-    lines = [f"Weights: {caption}" if caption else "", ""]
-    lines += [
-        "1. mixed3b curve family: preferred orientations",
-        "   (degrees, counter-clockwise; 0 = the curve faces right, i.e. bulges to the right)",
-        f"   paper: {STATEMENTS['curves']}",
-        f"   stimuli: black curves of radius {s['radii']} px, {s['width']} deg wide,",
-        f"            {s['thickness']} px thick, in {s['size']} px images, {s['angles']} orientations;",
-        "            each unit read at the centre position",
+def compare(pub: Published, meas: Measured, tolerance: float = TOLERANCE) -> tuple[list[Row], list[str]]:
+    """The report's rows, and notes on how claim 1 was aligned. Pure: no model, no files."""
+    rows: list[Row] = []
+    direction, offset, aligned = align(meas.orientations_3b, pub.orientations_3b)
+    notes = [
+        f"Claim 1 alignment: measured angles {'mirrored (x -> -x) and ' if direction < 0 else ''}"
+        f"rotated by {offset:+.2f} deg, the best single "
+        f"{'reflection + rotation' if direction < 0 else 'rotation'} onto the article's angles; "
+        f"a unit AGREES when its aligned angle is within {tolerance:g} deg of the article's.",
     ]
-    lines += [f"     3b:{u:<4d} {results['curves_3b'][u]:7.1f}" for u in results["order"]]
-    verdict = {
-        "same": "the same circular order",
-        "reversed": "the same circular order, reversed",
-        "different": "a DIFFERENT order",
-    }
-    listed = ", ".join(str(u) for u in CURVES_3B)
-    lines += [
-        f"   measured circular order is {verdict[results['cyclic']]} as the course lists ({listed})",
-        "",
-    ]
+    for u in CURVES_3B:
+        art = pub.orientations_3b[u]
+        raw = meas.orientations_3b.get(u, float("nan"))
+        if not math.isfinite(aligned[u]):
+            rows.append(Row(f"1. 3b:{u} preferred orientation", f"{art:.1f} deg", "no response", False))
+            continue
+        diff = circular_difference(aligned[u], art)
+        rows.append(
+            Row(
+                f"1. 3b:{u} preferred orientation",
+                f"{art:.1f} deg",
+                f"{aligned[u]:.1f} deg (raw {raw:.1f}; diff {diff:+.1f})",
+                abs(diff) <= tolerance,
+            )
+        )
+    order = _cyclic_order(aligned)
+    article_order = _cyclic_order(pub.orientations_3b)
+    notes.append(
+        "Claim 1 circular order (aligned): "
+        + ("the article's" if order == article_order else "DIFFERENT from the article's ")
+        + ("" if order == article_order else "(" + ", ".join(map(str, order)) + ")")
+        + f"; article: {', '.join(map(str, article_order))} (information, not a verdict)."
+    )
 
-    lines += [
-        "2. 3a early curves -> 3b curves (expanded through mixed3b_5x5_bottleneck, ReLU as identity)",
-        f"   paper: {STATEMENTS['early']}",
-    ]
-    for p in results["pairs"]:
-        same = "excites" if p["same_sum"] > 0 else "does NOT excite"
-        opposite = "inhibits" if p["opposite_sum"] < 0 else "does NOT inhibit"
-        lines += [
-            (
-                f"     {p['source']} -> {p['target']} (facing {p['orientation_3a']:.1f} and "
-                f"{p['orientation_3b']:.1f} deg): sum {p['same_sum']:+.4f}, {same}"
-            ),
-            (
-                f"       opposing {p['opposite_source']} -> {p['target']}: "
-                f"sum {p['opposite_sum']:+.4f}, {opposite}"
-            ),
-        ]
-    lines.append("")
+    for a, b, kind in weight_pairs(pub):
+        s = meas.pair_sums[(a, b)]
+        want = "+" if kind == "same" else "-"
+        what = "same orientation, excites" if kind == "same" else "opposite orientation, inhibits"
+        rows.append(
+            Row(f"2. 3a:{a} -> 3b:{b} ({kind})", f"{want} ({what})", f"{_sign(s)} (sum {s:+.4f})",
+                _sign(s) == want)
+        )
 
-    lines += [
-        "3. car detector 4c:447: top two rows vs bottom two rows of its 5x5 weights",
-        f"   path: {results['car_path']}",
-    ]
-    expect = {"windows": ("+", "-"), "wheels": ("-", "+"), "body": None}
-    for name in ("windows", "wheels", "body"):
-        c = results["car"][name]
-        got = (_sign(c["top"]), _sign(c["bottom"]))
-        agree = "" if expect[name] is None else (", agrees" if got == expect[name] else ", DISAGREES")
-        lines += [
-            f"   paper: {STATEMENTS[name]}",
-            (
-                f"     {c['unit']} -> {CAR}: top {c['top']:+.4f} ({got[0]}), "
-                f"bottom {c['bottom']:+.4f} ({got[1]}), total {c['total']:+.4f}{agree}"
-            ),
-        ]
-        lines += ["       " + " ".join(f"{float(v):+.3f}" for v in row) for row in c["kernel"]]
-    return "\n".join(lines).strip("\n") + "\n"
+    for unit, name, part, want in CAR_CLAIMS:
+        c = meas.car[unit]
+        if part == "bottom > top":
+            got = "+" if c["bottom"] > c["top"] else "-"
+            shown = f"{c['bottom']:+.4f} vs {c['top']:+.4f}"
+            article = "bottom > top (especially at the bottom)"
+        else:
+            got = _sign(c[part])
+            shown = f"{got} ({c[part]:+.4f})"
+            article = {"+": "+ (excites)", "-": "- (inhibits)"}[want]
+        rows.append(Row(f"3. {unit} {name} -> {CAR} {part}", article, shown, got == want))
+    return rows, notes
+
+
+def exit_status(rows: list[Row]) -> int:
+    """0 when every row agrees, 1 otherwise."""
+    return EXIT_AGREE if all(r.agrees for r in rows) else EXIT_DISAGREE
+
+
+def format_table(rows: list[Row]) -> str:
+    """``claim | article's value | measured | verdict`` as aligned text."""
+    head = ("claim", "article's value", "measured", "verdict")
+    cells = [head] + [(r.claim, r.article, r.measured, r.verdict) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(4)]
+    lines = [" | ".join(c[i].ljust(widths[i]) for i in range(4)).rstrip() for c in cells]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_report(pub: Published, meas: Measured, rows: list[Row], notes: list[str], header: str) -> str:
+    """The whole printed report: header, sources, table, notes, summary."""
+    s = meas.settings
+    out = [header, ""]
+    out.append("Sources:")
+    out.append("  1. Curve Detectors (Cammarata et al., 2020), 'Radial Tuning Curve': published data "
+               "curve-detectors/radial/data.json (peak of each unit's tuning curve)")  # fmt: skip
+    if s:
+        out.append(f"     measured with black curves of radius {s['radii']} px, {s['width']} deg wide, "
+                   f"{s['thickness']} px thick, {s['size']} px images, "
+                   f"{s['angles']} orientations")  # fmt: skip
+    out.append(f"  2. {CLAIMS['early']['source']}; pairs: {pub.pairs_source};")
+    out.append("     opposite early curves from curve-detectors/data/curves-mixed3a.json; figures: "
+               + ", ".join(CLAIMS["early"]["figures"]))  # fmt: skip
+    out.append(f"  3. {CLAIMS['car']['source']}; figure: {', '.join(CLAIMS['car']['figures'])}")
+    out += ["", format_table(rows), ""]
+    out += notes
+    bad = [r for r in rows if not r.agrees]
+    out += ["", f"{len(rows) - len(bad)} of {len(rows)} rows agree"
+            + (f"; {len(bad)} DISAGREE." if bad else ".")]  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
+# -- the weights ---------------------------------------------------------------------------
+def load_model(weights: str | None, allow_unverified: bool, device=None):
+    """The model to check and its weights state; :class:`CannotRun` when it cannot be used."""
+    import circuitscope as cs
+    from circuitscope.models import WeightsError
+    from circuitscope.provenance import weights_state
+
+    spec = weights if weights else "lucid"
+    kwargs = {"device": device}
+    if "allow_unverified" in inspect.signature(cs.load_inceptionv1).parameters:
+        kwargs["allow_unverified"] = allow_unverified
+    try:
+        model = cs.load_inceptionv1(spec, **kwargs)
+    except (WeightsError, FileNotFoundError, ValueError) as err:
+        raise CannotRun(
+            "the real InceptionV1 weights cannot be had or used, and these claims are about "
+            f"InceptionV1's learned weights.\n{err}\nGet the real weights with `circuitscope weights download`, "
+            "pass --weights PATH, or accept a file of unknown hash with --allow-unverified."
+        ) from None
+    state = weights_state(model)
+    if state == "synthetic":
+        raise CannotRun(
+            "this model has SYNTHETIC weights. The unit ids of the Circuits thread (3b:379, "
+            "4c:447, ...) only mean something with the real InceptionV1 weights; get them with "
+            "`circuitscope weights download` or pass --weights PATH to an inception5h.pth file."
+        )
+    if state == "unverified" and not allow_unverified:
+        raise CannotRun(
+            f"the weights ({getattr(model, 'weights_source', spec)}) are UNVERIFIED: not the "
+            "published inception5h file. Pass --allow-unverified (or set "
+            "CIRCUITSCOPE_ALLOW_UNVERIFIED=1) to check them anyway."
+        )
+    return model, state
+
+
+def header_for(model, state: str) -> str:
+    source = getattr(model, "weights_source", "")
+    where = f" ({source})" if source else ""
+    if state == "unverified":
+        return (f"Weights: UNVERIFIED weights{where}: not the published inception5h file; "
+                "any disagreement may be the file's, not the articles'.")  # fmt: skip
+    return f"Weights: real InceptionV1 (inception5h), hash verified{where}"
+
+
+# -- the command ---------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", default=None, metavar="PATH",
+                        help="an inception5h.pth file (default: the real weights from "
+                        "$CIRCUITSCOPE_WEIGHTS, the cache or a verified download)")  # fmt: skip
+    parser.add_argument("--allow-unverified", action="store_true",
+                        help="accept a weight file whose hash is not the published one; the "
+                        "report is then labelled UNVERIFIED")  # fmt: skip
+    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    parser.add_argument("--size", type=int, default=224, help="stimulus size in pixels (224)")
+    parser.add_argument("--angles", type=int, default=72, help="orientations per tuning curve (72)")
+    parser.add_argument("--radii", type=float, nargs="+", default=[20.0, 30.0, 45.0],
+                        help="curve radii in pixels (20 30 45)")  # fmt: skip
+    parser.add_argument("--tolerance", type=float, default=TOLERANCE,
+                        help="degrees within which an aligned orientation agrees (30)")  # fmt: skip
+    parser.add_argument("--pairs", choices=sorted(PAIRS), default="curve-circuits",
+                        help="whose 3a -> 3b pairs to check (curve-circuits)")  # fmt: skip
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
-    parser.add_argument("--size", type=int, default=224, help="stimulus size in pixels (224)")
-    parser.add_argument(
-        "--angles", type=int, default=72, help="orientations per tuning curve (72: every 5 degrees)"
-    )
-    args = parser.parse_args(argv)
-    model = load_real_model(args.device)
-    results = collect(model, size=args.size, angles=args.angles)
-    sys.stdout.write(format_report(results, cs.weights_caption(model) + f" ({model.weights_source})"))
-    return 0
+    args = parse_args(argv)
+    allow = args.allow_unverified or os.environ.get("CIRCUITSCOPE_ALLOW_UNVERIFIED", "").strip().lower() in {
+        "1", "true", "yes"}  # fmt: skip
+    try:
+        pub = load_published(args.pairs)
+        model, state = load_model(args.weights, allow, args.device)
+    except CannotRun as err:
+        print(f"REFUSING to run (exit {EXIT_CANNOT_RUN}): {err}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    meas = measure(model, pub, size=args.size, angles=args.angles, radii=tuple(args.radii))
+    rows, notes = compare(pub, meas, args.tolerance)
+    sys.stdout.write(format_report(pub, meas, rows, notes, header_for(model, state)))
+    return exit_status(rows)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,33 @@ def synthetic_model():
 
 
 @pytest.fixture(scope="session")
+def real_format_weights(tmp_path_factory):
+    """A ``.pth`` with inception5h's exact tensor names and shapes, seeded random finite values.
+
+    Weights are He-normal (std ``sqrt(2 / fan_in)``), biases zero, so activations stay of
+    ordinary scale through the depth. Its hash is not the published file's, so it loads as
+    ``"unverified"`` (with ``allow_unverified=True`` or ``CIRCUITSCOPE_ALLOW_UNVERIFIED=1``) and
+    is refused otherwise. Shared by the session: do not modify the file.
+    """
+    import math
+
+    import torch
+
+    from circuitscope.models.weights import expected_shapes
+
+    gen = torch.Generator().manual_seed(0)
+    state = {}
+    for name, shape in expected_shapes().items():
+        if name.endswith(".bias"):
+            state[name] = torch.zeros(shape)
+        else:
+            state[name] = torch.randn(shape, generator=gen) * math.sqrt(2.0 / math.prod(shape[1:]))
+    path = tmp_path_factory.mktemp("real_format_weights") / "inception5h.pth"
+    torch.save(state, path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def real_weights_path():
     """Path to the real inception5h.pth, or skip: it cannot be downloaded on CI machines."""
     if not _REAL_WEIGHTS or not Path(_REAL_WEIGHTS).is_file():

@@ -90,3 +90,14 @@ def test_exports_survive_importing_every_submodule():
             importlib.import_module(info.name)
     for name in circuitscope.__all__:
         assert not isinstance(getattr(circuitscope, name), types.ModuleType), name
+
+
+def test_no_progress_bar_when_tqdm_is_disabled_by_the_environment(monkeypatch):
+    """An explicit disable=False would override TQDM_DISABLE and leave an empty widget on a page."""
+    from circuitscope.progress import bar, bar_disabled
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert not bar_disabled(True) and bar_disabled(False)
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # a site build: no widget, even when progress=True
+    assert bar_disabled(True) and bar_disabled(False)
+    assert bar(range(3), progress=True).disable

@@ -2,7 +2,8 @@
 
 The slow tests share one build (module fixture ``site``) of the repository's book into a
 temporary folder, with a private weight cache, so the pages are made with synthetic weights
-exactly as on CI. The browser tests use a headless Chromium (Debian's ``chromium``, installed
+exactly as on CI (tests/test_real_format.py builds it once more with a real-format file, in the
+"unverified" state). The browser tests use a headless Chromium (Debian's ``chromium``, installed
 by ``.ci/run``) against the built site served on 127.0.0.1, with every other host unreachable.
 """
 
@@ -14,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
@@ -23,42 +23,15 @@ import nbformat
 import pytest
 import yaml
 
+from book_harness import ROOT, chapter_pages, mini_book, notebook_pages, run_build, toc_pages
+
 from circuitscope import book
 
-ROOT = Path(__file__).resolve().parents[1]
-BUILD_TIMEOUT = 900  # seconds; the whole book on two CPU cores takes a few minutes at most
 
 # Pages the tests look at (paths relative to the site's root, without ".html").
 LANDING = "book/intro"
 CHAPTER = "book/ch1_introduction/index"  # a notebook page: executed, with launch buttons
 MATH_PAGE = "book/ch5_closing_thoughts/index"  # displays equations
-
-
-def run_build(root: Path, output: Path | None, cache: Path) -> subprocess.CompletedProcess:
-    """``python -m circuitscope.book build ROOT``, as scripts/book.sh runs it, offline, no real weights."""
-    env = {k: v for k, v in os.environ.items() if k != "CIRCUITSCOPE_WEIGHTS"}
-    env["CIRCUITSCOPE_CACHE"] = str(cache)
-    cmd = [sys.executable, "-m", "circuitscope.book", "build", str(root)]
-    if output is not None:
-        cmd += ["--output", str(output)]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
-
-
-def toc_pages(root: Path = ROOT) -> list[str]:
-    """Every file named in _toc.yml (root first), without suffix."""
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    pages = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                pages.append(entry["file"])
-            walk(entry.get("sections"))
-
-    for part in toc.get("parts", []):
-        walk(part.get("chapters"))
-    walk(toc.get("chapters"))
-    return pages
 
 
 class Assets(HTMLParser):
@@ -150,6 +123,171 @@ def test_notice_check_ignores_comments_and_other_pages(tmp_path):
     assert book.check_weights_notices(_fake_build(tmp_path, cells, "<html></html>")) == []
 
 
+UNVERIFIED = '<div class="admonition warning circuitscope-unverified">Made with unverified weights</div>'
+REAL = '<p class="circuitscope-real">Using the real InceptionV1 weights: x (hash verified)</p>'
+
+
+@pytest.mark.parametrize("notice", [NOTICE, UNVERIFIED, REAL])
+def test_notice_check_accepts_each_of_the_three_notices(tmp_path, notice):
+    cells = [_cell("model = cs.load_inceptionv1()"), _cell("cs.notice(model)", notice)]
+    assert book.check_weights_notices(_fake_build(tmp_path, cells, f"<html>{notice}</html>")) == []
+
+
+def test_require_real_rejects_other_notices_and_unavailable_figures(tmp_path):
+    for name, notice in (("synthetic", NOTICE), ("unverified", UNVERIFIED)):
+        cells = [_cell("model = cs.load_inceptionv1()"), _cell("cs.notice(model)", notice)]
+        build = _fake_build(tmp_path / name, cells, f"<html>{notice}</html>")
+        assert book.check_weights_notices(build) == []
+        problems = book.check_weights_notices(build, require_real=True)
+        assert len(problems) == 1 and "--require-real" in problems[0].message, problems
+    cells = [_cell("model = cs.load_inceptionv1()"), _cell("cs.notice(model)", REAL)]
+    build = _fake_build(tmp_path / "real", cells, f"<html>{REAL}</html>")
+    assert book.check_weights_notices(build, require_real=True) == []
+    (build / "html" / "book" / "other.html").write_text(
+        '<div class="admonition note circuitscope-unavailable">Published figure not available here</div>')
+    problems = book.check_weights_notices(build, require_real=True)
+    assert [p.page for p in problems] == ["book/other"] and "not available" in problems[0].message
+
+
+def test_cli_has_require_real(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(book, "build", lambda root, output, extra, **kw: seen.update(kw) or 0)
+    assert book.main(["build", "--require-real"]) == 0 and seen["require_real"] is True
+    assert book.main(["build"]) == 0 and seen["require_real"] is False
+
+
+def test_truth_check_passes_a_consistent_page(tmp_path):
+    cells = [_cell("model = cs.load_inceptionv1()"), _cell("cs.notice(model)", UNVERIFIED)]
+    build = _fake_build(tmp_path, cells, f"<html>{UNVERIFIED}<p>The loaded file computes this.</p></html>")
+    assert book.check_page_truth(build, "unverified") == []
+
+
+def test_truth_check_flags_a_notice_of_other_weights(tmp_path):
+    cells = [_cell("model = cs.load_inceptionv1()"), _cell("cs.notice(model)", NOTICE)]
+    build = _fake_build(tmp_path, cells, f"<html>{NOTICE}</html>")
+    assert book.check_page_truth(build, "synthetic") == []
+    problems = [p for p in book.check_page_truth(build, "unverified") if "notice" in p.message]
+    assert len(problems) == 1 and "circuitscope-synthetic" in problems[0].message
+
+
+@pytest.mark.parametrize("state, phrase", [
+    ("unverified", "Each figure says SYNTHETIC WEIGHTS at its foot."),
+    ("unverified", "we have not run the real weights on these photos"),
+    ("unverified", '<div class="circuitscope-by-state circuitscope-state-synthetic">'),
+    ("real", "this page was built with synthetic weights"),
+    ("real", "UNVERIFIED WEIGHTS"),
+    ("synthetic", '<div class="circuitscope-by-state circuitscope-state-real">'),
+    ("synthetic", "Made with unverified weights"),
+])  # fmt: skip
+def test_truth_check_flags_text_false_in_the_build_state(tmp_path, state, phrase):
+    notice = {"unverified": UNVERIFIED, "real": REAL, "synthetic": NOTICE}[state]
+    cells = [_cell("model = cs.load_inceptionv1()"), _cell("cs.notice(model)", notice)]
+    build = _fake_build(tmp_path, cells, f"<html>{notice}<p>{phrase}</p></html>")
+    problems = book.check_page_truth(build, state)
+    assert len(problems) == 1 and "false" in problems[0].message and problems[0].page == "book/page", problems
+
+
+def test_contradictions_table_covers_every_state_and_is_not_self_contradictory():
+    assert set(book.CONTRADICTIONS) == set(book.NOTICES)
+    for state, phrases in book.CONTRADICTIONS.items():
+        assert phrases and f"circuitscope-state-{state}" not in phrases
+        assert book.NOTICES[state] not in phrases
+
+
+def test_truth_check_flags_agreeing_states_only_when_unknown(tmp_path):
+    a = [_cell("model = cs.load_inceptionv1()"), _cell("cs.notice(model)", NOTICE)]
+    build = _fake_build(tmp_path, a, f"<html>{NOTICE}</html>")
+    nbformat.write(nbformat.v4.new_notebook(cells=[_cell("m = cs.load_inceptionv1()"), _cell("cs.notice(m)", UNVERIFIED)]),
+                   build / "jupyter_execute" / "book" / "two.ipynb")  # fmt: skip
+    problems = book.check_page_truth(build, None)
+    assert len(problems) == 1 and "different weights" in problems[0].message
+
+
+def _image(data: dict):
+    return nbformat.v4.new_output("display_data", data=data)
+
+
+def test_truth_check_flags_a_figure_shown_twice(tmp_path):
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    other = png.replace("mNk", "mPk")
+    uri = f"data:image/jpeg;base64,{png}"
+    cells = [
+        nbformat.v4.new_code_cell("plot(1)", outputs=[_image({"image/png": png})]),
+        nbformat.v4.new_code_cell("plot(2)", outputs=[_image({"image/png": other})]),
+        nbformat.v4.new_code_cell("plot(1) again", outputs=[_image({"image/png": png + "\n"})]),
+        # one output may repeat an image (a grid); a later output showing it again may not
+        nbformat.v4.new_code_cell("grid", outputs=[_image({"text/html": f'<img src="{uri}"/><img src="{uri}"/>'})]),
+        nbformat.v4.new_code_cell("grid again", outputs=[_image({"text/html": f'<figure><img src="{uri}"/></figure>'})]),
+        nbformat.v4.new_code_cell("hidden", outputs=[_image({"image/png": other})],
+                                  metadata={"tags": ["remove-output"]}),
+    ]  # fmt: skip
+    problems = book.check_page_truth(_fake_build(tmp_path, cells, "<html></html>"), "synthetic")
+    messages = sorted(p.message for p in problems)
+    assert len(problems) == 2, messages
+    assert messages[0].startswith("code cell 3 shows a figure identical") and "code cell 1" in messages[0]
+    assert messages[1].startswith("code cell 5 shows a figure identical") and "code cell 4" in messages[1]
+
+
+def test_truth_check_flags_a_progress_widget(tmp_path):
+    widget = {"application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2, "version_minor": 0},
+              "text/plain": "  0%|          | 0/10"}  # fmt: skip
+    cells = [_cell("x = 1"), nbformat.v4.new_code_cell("for i in tqdm(range(10), disable=False): pass",
+                                                       outputs=[_image(widget)])]  # fmt: skip
+    problems = book.check_page_truth(_fake_build(tmp_path, cells, "<html></html>"), "synthetic")
+    assert len(problems) == 1 and "code cell 2" in problems[0].message and "widget" in problems[0].message
+
+
+# -- fast: one execution cache per weights identity -------------------------------------------------
+def _cache_with(path: Path, marker: str) -> None:
+    path.mkdir(parents=True)
+    (path / "marker").write_text(marker)
+
+
+def test_execution_cache_is_kept_per_identity(tmp_path):
+    (tmp_path / "_config.yml").write_text("title: a book\n")
+    cache = tmp_path / "_build" / ".jupyter_cache"
+    _cache_with(cache, "legacy")  # a cache from before identities were recorded
+    assert book.use_execution_cache(cache, "synthetic-v1") == cache
+    assert not (cache / "marker").exists() and book.cache_identity(cache) == "synthetic-v1"
+    assert (tmp_path / "_build" / ".jupyter_caches" / "unrecorded" / "marker").read_text() == "legacy"
+    (cache / "marker").write_text("synthetic pages")
+    book.use_execution_cache(cache, "unverified-0123456789ab")
+    assert not (cache / "marker").exists() and book.cache_identity(cache) == "unverified-0123456789ab"
+    (cache / "marker").write_text("unverified pages")
+    aside = book.execution_cache(tmp_path, tmp_path / "_build", identity="synthetic-v1")
+    assert aside == tmp_path / "_build" / ".jupyter_caches" / "synthetic-v1"
+    assert (aside / "marker").read_text() == "synthetic pages"
+    book.use_execution_cache(cache, "synthetic-v1")  # back: the first cache again
+    assert (cache / "marker").read_text() == "synthetic pages"
+    book.use_execution_cache(cache, "synthetic-v1")  # the same identity: nothing moves
+    assert (cache / "marker").read_text() == "synthetic pages"
+    assert book.execution_cache(tmp_path, tmp_path / "_build", identity="synthetic-v1") == cache
+    unverified = book.execution_cache(tmp_path, tmp_path / "_build", identity="unverified-0123456789ab")
+    assert (unverified / "marker").read_text() == "unverified pages"
+
+
+def test_cache_key_and_identity_state():
+    assert book.cache_key("synthetic-v1") == "synthetic-v1"
+    key = book.cache_key("real-0123456789ab", ["b", "a"])
+    assert key.startswith("real-0123456789ab+missing-2-") and key == book.cache_key("real-0123456789ab", ["a", "b"])
+    assert [book.identity_state(i) for i in ("real-ab", "unverified-cd", "synthetic-v1", "refused-ef", key)] == [
+        "real", "unverified", "synthetic", None, "real"]  # fmt: skip
+
+
+def test_weights_identity_follows_the_build_environment(tmp_path, real_format_weights):
+    base = {k: v for k, v in os.environ.items() if k != "CIRCUITSCOPE_WEIGHTS"}
+    base["CIRCUITSCOPE_CACHE"] = str(tmp_path / "empty-cache")
+    synthetic = book.weights_identity(book.build_env(base))
+    assert book.identity_state(synthetic) == "synthetic"
+    path = real_format_weights
+    refused = book.weights_identity(book.build_env({**base, "CIRCUITSCOPE_WEIGHTS": str(path)}))
+    assert refused.startswith("refused-")
+    allowed = {**base, "CIRCUITSCOPE_WEIGHTS": str(path), "CIRCUITSCOPE_ALLOW_UNVERIFIED": "1"}
+    unverified = book.weights_identity(book.build_env(allowed))
+    assert book.identity_state(unverified) == "unverified" and unverified[len("unverified-"):] == refused[len("refused-"):]
+    assert "CIRCUITSCOPE_WEIGHTS" not in os.environ or os.environ["CIRCUITSCOPE_WEIGHTS"] != str(path)
+
+
 # -- slow: the real build ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
@@ -213,9 +351,16 @@ def test_launch_buttons_open_the_notebook_from_the_configured_repository(site):
 @pytest.mark.slow
 def test_pages_built_with_synthetic_weights_show_the_notice(site):
     assert book.check_weights_notices(site) == []
-    text = (site / "html" / f"{CHAPTER}.html").read_text(encoding="utf-8")
-    assert book.NOTICE_SYNTHETIC in text, "the chapter page does not show the synthetic-weights notice"
-    assert "circuitscope-synthetic" in (site / "html" / "_static" / "circuitscope.css").read_text()
+    assert book.check_page_truth(site, "synthetic") == []
+    assert book.identity_state(book.cache_identity(book.execution_cache(ROOT, site)) or "") == "synthetic"
+    for page in chapter_pages():
+        text = (site / "html" / f"{page}.html").read_text(encoding="utf-8")
+        assert book.NOTICE_SYNTHETIC in text, f"{page} does not show the synthetic-weights notice"
+        assert book.NOTICE_UNVERIFIED not in text and book.NOTICE_REAL not in book._classes(text), page
+    css = (site / "html" / "_static" / "circuitscope.css").read_text()
+    for cls in (*book.NOTICES.values(), "circuitscope-published", "circuitscope-render-grid", "circuitscope-svg",
+                book.UNAVAILABLE, "circuitscope-by-state"):  # fmt: skip
+        assert cls in css, f"the site's stylesheet has no style for {cls}"
 
 
 @pytest.mark.slow
@@ -224,16 +369,6 @@ def test_pages_show_no_stderr(site):
     noisy = [page.relative_to(site / "html").as_posix() for page in (site / "html").rglob("*.html")
              if 'class="output stderr' in page.read_text(encoding="utf-8")]  # fmt: skip
     assert not noisy, f"pages that show stderr output: {noisy}"
-
-
-def notebook_pages(root: Path = ROOT) -> list[str]:
-    """The pages of _toc.yml that are notebooks (executed at build time)."""
-    return [p for p in toc_pages(root) if (root / f"{p}.ipynb").is_file()]
-
-
-def chapter_pages(root: Path = ROOT) -> list[str]:
-    """Each chapter's narrative page: ``book/ch<N>_<name>/index``."""
-    return [p for p in notebook_pages(root) if re.fullmatch(r"book/ch\d+_\w+/index", p)]
 
 
 @pytest.mark.slow
@@ -273,25 +408,47 @@ def test_a_rebuild_from_the_execution_cache_passes(site, tmp_path):
     assert book.check_weights_notices(site) == []
 
 
-def _mini_book(tmp_path: Path, code_cells: list[str]) -> Path:
-    """A copy of the book's configuration with a landing page and one notebook page."""
-    root = tmp_path / "minibook"
-    (root / "book").mkdir(parents=True)
-    shutil.copy(ROOT / "_config.yml", root / "_config.yml")
-    shutil.copy(ROOT / "book" / "references.bib", root / "book" / "references.bib")
-    shutil.copytree(ROOT / "book" / "_static", root / "book" / "_static")
-    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/page\n")
-    (root / "book" / "intro.md").write_text("# A test book\n\nOne page.\n")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# A page")] + [nbformat.v4.new_code_cell(c) for c in code_cells]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "book" / "page.ipynb")
-    return root
+@pytest.mark.slow
+def test_a_change_of_weights_reexecutes_and_switching_back_reuses_the_first_cache(tmp_path, real_format_weights):
+    """One execution cache per weights identity: the notice follows the weights, and the pages of
+    weights built before come back from their own cache."""
+    cells = ["import warnings\nwarnings.simplefilter('ignore')\nimport circuitscope as cs",
+             "model = cs.load_inceptionv1(device='cpu')\ncs.notice(model)"]  # fmt: skip
+    root = mini_book(tmp_path, cells)
+    out, weights_cache = tmp_path / "out", tmp_path / "weights-cache"
+    page = out / "_build" / "html" / "book" / "page.html"
+    unverified = {"CIRCUITSCOPE_WEIGHTS": str(real_format_weights),
+                  "CIRCUITSCOPE_ALLOW_UNVERIFIED": "1"}  # fmt: skip
+
+    def build(env=None):
+        result = run_build(root, out, cache=weights_cache, env=env)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-4000:]
+        return output, page.read_text(encoding="utf-8")
+
+    output, html = build()
+    assert book.NOTICE_SYNTHETIC in html and book.NOTICE_UNVERIFIED not in html
+    assert "Using cached notebook" not in output
+    cache = book.execution_cache(root, out / "_build")
+    synthetic_identity = book.cache_identity(cache)
+    assert book.identity_state(synthetic_identity) == "synthetic"
+
+    output, html = build(unverified)
+    assert "Using cached notebook" not in output, "the page was not executed again with the new weights"
+    assert book.NOTICE_UNVERIFIED in html and book.NOTICE_SYNTHETIC not in html
+    assert book.identity_state(book.cache_identity(cache)) == "unverified"
+    aside = book.execution_cache(root, out / "_build", identity=synthetic_identity)
+    assert aside != cache and book.cache_identity(aside) == synthetic_identity
+
+    output, html = build()
+    assert "Using cached notebook" in output, "switching back did not reuse the synthetic pages' cache"
+    assert book.NOTICE_SYNTHETIC in html and book.NOTICE_UNVERIFIED not in html
+    assert book.cache_identity(cache) == synthetic_identity
 
 
 @pytest.mark.slow
 def test_a_notebook_that_raises_fails_the_build(tmp_path):
-    root = _mini_book(tmp_path, ["x = 1", "raise RuntimeError('deliberately broken page')"])
+    root = mini_book(tmp_path, ["x = 1", "raise RuntimeError('deliberately broken page')"])
     result = run_build(root, None, cache=tmp_path / "cache")
     output = result.stdout + result.stderr
     assert result.returncode != 0, f"a notebook that raises did not fail the build:\n{output[-4000:]}"
@@ -303,7 +460,7 @@ def test_a_notebook_that_raises_fails_the_build(tmp_path):
 def test_a_page_that_loads_the_model_without_notice_fails_the_build(tmp_path):
     # A stand-in loader: the check reads the page's code and outputs, so no model needs to load.
     cells = ["load_inceptionv1 = lambda: 'a model'", "model = load_inceptionv1()", "print('no notice')"]
-    root = _mini_book(tmp_path, cells)
+    root = mini_book(tmp_path, cells)
     result = run_build(root, None, cache=tmp_path / "cache")
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-4000:]

@@ -279,9 +279,9 @@ def test_figures_say_which_weights_made_them(synthetic_model, name):
 
 
 def test_a_figure_from_real_activations_is_not_marked_synthetic():
-    from circuitscope import lucid_examples
+    from circuitscope import published
 
-    example = lucid_examples.dog_cat()
+    example = published.dog_cat()
     assert example.image.shape == (3, 224, 224) and example.acts["mixed4d"].shape == (528, 14, 14)
     fig = plotting.strongest_channels_chart(
         example, example.image, "mixed4d", k=4, acts=example.acts["mixed4d"]

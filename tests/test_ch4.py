@@ -475,7 +475,7 @@ def test_outgoing_weights_figure_marks_the_highlighted_units():
     ax = fig.axes[0]
     texts = _texts(ax)
     assert "largest: units:0 +1.00, units:1 +1.00" in texts and "units:1 (rank 2)" in texts
-    assert len(ax.patches) == 3 and "SYNTHETIC WEIGHTS" in _texts(fig)
+    assert len(ax.patches) == 3 and "PLANTED MODEL" in _texts(fig) and "SYNTHETIC" not in _texts(fig)
 
 
 def test_top_examples_plot_is_closed_so_a_notebook_shows_it_once(tmp_path):
@@ -486,4 +486,4 @@ def test_top_examples_plot_is_closed_so_a_notebook_shows_it_once(tmp_path):
     top = cs.top_examples(model, images, "units:0", k=2, progress=False, cache_dir=tmp_path)
     before = plt.get_fignums()
     fig = top.plot()
-    assert plt.get_fignums() == before and "SYNTHETIC WEIGHTS" in _texts(fig)
+    assert plt.get_fignums() == before and "PLANTED MODEL" in _texts(fig) and "SYNTHETIC" not in _texts(fig)

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
 
 import matplotlib
 
@@ -14,7 +10,6 @@ matplotlib.use("Agg")
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT
 
 from circuitscope import circuits
 from circuitscope.circuits import (
@@ -33,7 +28,6 @@ from circuitscope.models import inceptionv1 as inception_module
 from circuitscope.models.inceptionv1 import BLOCKS, InceptionV1
 from circuitscope.models.layers import pad_same
 
-SCRIPT = ROOT / "scripts" / "reproduce_circuits.py"
 
 
 @pytest.fixture(scope="module")
@@ -348,44 +342,15 @@ def test_plot_circuit_colours_edges_by_sign(synthetic_model):
         circuits.plot_circuit(["4b:237"], [("4b:237", "4c:447", 1.0)])
 
 
-# -- the reproduction script --------------------------------------------------------------------
-def _load_script():
-    spec = importlib.util.spec_from_file_location("reproduce_circuits", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# (The reproduction script is tested in test_reproduce.py.)
 
 
-def test_reproduction_script_refuses_without_real_weights(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "CIRCUITSCOPE_WEIGHTS"}
-    env.update(CIRCUITSCOPE_OFFLINE="1", CIRCUITSCOPE_CACHE=str(tmp_path), CIRCUITSCOPE_DEVICE="cpu")
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT)], check=False, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode != 0
-    assert "REFUSING" in result.stderr and "real InceptionV1 weights" in result.stderr
-    assert result.stdout == ""
+def test_weight_figures_are_closed_so_a_notebook_shows_them_once(synthetic_model):
+    import matplotlib.pyplot as plt
 
-
-def test_reproduction_script_refuses_synthetic_weights_and_its_report_runs(synthetic_model):
-    script = _load_script()
-    with pytest.raises(SystemExit, match="SYNTHETIC"):
-        script.check_real_weights(synthetic_model)
-    # Exercise the measuring and printing code (the numbers mean nothing with these weights).
-    results = script.collect(synthetic_model, size=32, angles=4, radii=(8.0,))
-    report = script.format_report(results, "test")
-    for text in (
-        "3b:379",
-        "3a:147 -> 3b:379",
-        "4b:237 -> 4c:447",
-        "4b:373 -> 4c:447",
-        "4b:491 -> 4c:447",
-        "Zoom In",
-    ):
-        assert text in report
-    assert sorted(results["order"]) == sorted(script.CURVES_3B)
-    assert (
-        script._cyclic_match([385, 343, 342, 388, 324, 340, 330, 349, 379, 406], script.CURVES_3B) == "same"
-    )
-    assert script._cyclic_match(list(reversed(script.CURVES_3B)), script.CURVES_3B) == "reversed"
-    assert script._cyclic_match([406, 379] + script.CURVES_3B[2:], script.CURVES_3B) == "different"
+    before = plt.get_fignums()
+    kernel = weights_between(synthetic_model, "4b:237", "4c:447")
+    fig = circuits.plot_weights(kernel, model=synthetic_model)
+    assert plt.get_fignums() == before and fig.axes  # returned, drawn, but not left open in pyplot
+    fig = circuits.plot_circuit(["4b:237", "4c:447"], [("4b:237", "4c:447", kernel)], model=synthetic_model)
+    assert plt.get_fignums() == before and fig.axes

@@ -1,4 +1,4 @@
-"""The layer gallery (a local "Microscope"): files, the synthetic-weights stamp, resuming."""
+"""The layer gallery (a local "Microscope"): files, the weights-state stamps, resuming."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 import circuitscope.gallery as G
+from circuitscope.provenance import weights_caption
 
 SMALL = {"size": 16, "steps": 2, "batch_size": 2, "progress": False}
 
@@ -40,7 +41,8 @@ def test_gallery_writes_stamped_pngs_and_an_index(synthetic_model, tmp_path):
     assert all(f'src="{n}"' in page for n in names)
     assert "http://" not in page and "https://" not in page  # self-contained
     meta = json.loads((tmp_path / "gallery.json").read_text())
-    assert meta["layer"] == "conv2d0" and meta["synthetic"] is True
+    assert meta["layer"] == "conv2d0" and meta["synthetic"] is True and meta["weights_state"] == "synthetic"
+    assert Image.open(tmp_path / "channel_0001.png").text["Comment"] == weights_caption(synthetic_model)
 
 
 def test_gallery_resumes_where_it_stopped(synthetic_model, tmp_path, monkeypatch):
@@ -61,10 +63,42 @@ def test_gallery_resumes_where_it_stopped(synthetic_model, tmp_path, monkeypatch
         G.render_gallery(synthetic_model, "conv2d1", "0-5", tmp_path, **{**SMALL, "size": 24})
 
 
-def test_real_weights_get_no_band():
+def test_each_state_gets_its_band():
     image = torch.rand(3, 128, 128)
-    assert G.to_pil(image, synthetic=False).size == (128, 128)
-    assert G.to_pil(image, synthetic=True).size[1] > 128
+    assert G.to_pil(image, "real").size == (128, 128) and G.to_pil(image, "published").size == (128, 128)
+    for state, rgb in [("synthetic", (176, 0, 32)), ("unverified", (179, 92, 0))]:
+        png = np.asarray(G.to_pil(image, state))
+        assert png.shape[0] > 128
+        colours, counts = np.unique(png[128:].reshape(-1, 3), axis=0, return_counts=True)
+        assert tuple(colours[counts.argmax()]) == rgb, state  # the band's colour, under white text
+
+
+def test_an_unverified_gallery_says_so_everywhere(synthetic_model, tmp_path, monkeypatch):
+    """Made with an unverified file: never captioned as the published InceptionV1's weights."""
+    import copy
+
+    model = copy.deepcopy(synthetic_model)  # the fixture's model must not change
+    model.weights_state, model.weights_source = "unverified", "/data/inception5h.pth (unverified: 0123abcd)"
+    G.render_gallery(model, "conv2d0", "0", tmp_path, **SMALL)
+    page = (tmp_path / "index.html").read_text()
+    assert "UNVERIFIED WEIGHTS" in page and "0123abcd" in page
+    assert "InceptionV1 (inception5h) weights" not in page and "SYNTHETIC" not in page
+    png = Image.open(tmp_path / "channel_0000.png")
+    assert png.text["Comment"] == weights_caption(model) and "0123abcd" in png.text["Source"]
+    assert png.size[1] > png.size[0]  # the orange band
+    assert json.loads((tmp_path / "gallery.json").read_text())["weights_state"] == "unverified"
+
+
+def test_a_real_gallery_has_no_band_and_names_the_file(synthetic_model, tmp_path):
+    import copy
+
+    model = copy.deepcopy(synthetic_model)
+    model.weights_state, model.weights_source = "real", "/data/inception5h.pth (hash verified)"
+    G.render_gallery(model, "conv2d0", "0", tmp_path, **SMALL)
+    page = (tmp_path / "index.html").read_text()
+    assert weights_caption(model) in page and "/data/inception5h.pth" in page and "SYNTHETIC" not in page
+    png = Image.open(tmp_path / "channel_0000.png")
+    assert png.size[0] == png.size[1] and png.text["Comment"] == weights_caption(model)
 
 
 def test_gallery_command_line(synthetic_model, tmp_path, monkeypatch, capsys):

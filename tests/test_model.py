@@ -175,3 +175,71 @@ def test_same_ops_equal_explicit_padding(size, kernel, stride):
     torch.testing.assert_close(conv2d_same(x, conv), conv(pad_same(x, kernel, stride)))
     expected = F.max_pool2d(pad_same(x, kernel, stride, value=float("-inf")), kernel, stride)
     torch.testing.assert_close(max_pool_same(x, kernel, stride), expected, rtol=0, atol=0)
+
+
+# -- which weights made a result: the three states ------------------------------------------
+def test_random_init_is_synthetic_and_the_flag_is_derived_from_the_state():
+    model = InceptionV1()
+    assert model.weights_state == "synthetic" and model.is_synthetic
+    assert "random initialisation" in model.weights_source and "synthetic" in repr(model)
+    model.weights_state = "real"
+    assert not model.is_synthetic
+    model.is_synthetic = True  # older code still sets the flag: it moves the state
+    assert model.weights_state == "synthetic"
+    model.is_synthetic = False  # a loaded file nothing vouches for
+    assert model.weights_state == "unverified"
+
+
+STATE_TEXT = {  # what each state's caption, notice and stamp must say
+    "real": ("hash verified", "circuitscope-real", "#555555"),
+    "unverified": ("UNVERIFIED WEIGHTS", "circuitscope-unverified", "#b35c00"),
+    "synthetic": ("SYNTHETIC WEIGHTS", "circuitscope-synthetic", "#b00020"),
+    "published": ("computed by Lucid", "circuitscope-real", "#555555"),
+}
+
+
+@pytest.mark.parametrize("state", sorted(STATE_TEXT))
+def test_every_weights_state_has_its_caption_notice_and_stamp(state):
+    import matplotlib.colors
+    import matplotlib.pyplot as plt
+
+    from circuitscope import provenance
+
+    model = InceptionV1()
+    model.weights_state, model.weights_source = state, "/data/inception5h.pth (git blob SHA-1 0123abcd)"
+    words, css, colour = STATE_TEXT[state]
+    caption = provenance.weights_caption(model)
+    assert words in caption
+    assert ("InceptionV1 (inception5h) weights" in caption) == (state == "real")
+    page = provenance.notice_html(model)
+    assert css in page
+    if state in ("unverified", "real"):
+        assert "0123abcd" in page  # the file and its hash are named
+    fig = plt.figure()
+    provenance.stamp(fig, model)
+    (text,) = [t for t in fig.texts if t.get_text() == caption]
+    assert matplotlib.colors.to_hex(text.get_color()) == colour
+    plt.close(fig)
+
+
+def test_objects_without_a_state_fall_back_on_their_flag():
+    from circuitscope import provenance
+    from circuitscope.plotting import Provenance
+
+    class Flagged:
+        is_synthetic = False
+
+    assert provenance.weights_state(Flagged()) == "unverified"  # nothing vouches for it
+    assert provenance.weights_state(Provenance(False, "Lucid's activations")) == "published"
+    assert provenance.weights_state(Provenance(True, "a toy")) == "synthetic"
+    assert provenance.weights_state(Provenance(False, "a file", "unverified")) == "unverified"
+
+
+def test_planted_and_toy_models_say_planted():
+    from circuitscope import provenance
+    from circuitscope.checks.ch5 import PlantedColourModel
+    from circuitscope.planted import PlantedCurveModel
+    from circuitscope.polysemanticity import PlantedPatternModel
+
+    for model in (PlantedCurveModel(), PlantedPatternModel(), PlantedColourModel()):
+        assert provenance.weights_state(model) == "planted" and model.is_synthetic, type(model).__name__

@@ -10,7 +10,7 @@ import torch
 import circuitscope as cs
 from circuitscope import circuits
 from circuitscope.planted import CURVE_ORIENTATIONS, FAMILY_WEIGHTS, LINE_ORIENTATIONS, PlantedCurveModel
-from circuitscope.provenance import is_synthetic
+from circuitscope.provenance import is_synthetic, weights_state
 from circuitscope.stimuli import curve, tuning_curve
 
 
@@ -45,7 +45,8 @@ def test_planted_model_is_a_named_model(planted):
     assert acts["lines"].shape == (2, 16, 11, 11) and acts["curves"].shape == (2, 8, 11, 11)
     assert torch.equal(acts["curves"], torch.relu(acts["curves_pre_relu"]))
     assert torch.equal(planted(images), acts["curves"])
-    assert is_synthetic(planted) and "planted" in planted.weights_source
+    assert weights_state(planted) == "planted" and not is_synthetic(planted)  # hand-built, not a stand-in
+    assert "planted" in planted.weights_source
     assert torch.equal(PlantedCurveModel().planted_weights(), planted.planted_weights())  # deterministic
 
 

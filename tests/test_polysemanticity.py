@@ -167,3 +167,9 @@ def test_diverse_renders(model):
     images = diverse_renders(model, "units:0", n=2, size=24, steps=6, seed=0, progress=False)
     assert images.shape == (2, 3, 24, 24) and 0 <= images.min() and images.max() <= 1
     assert not torch.allclose(images[0], images[1])
+
+
+def test_planted_pattern_model_is_planted_not_synthetic():
+    from circuitscope.provenance import weights_state
+
+    assert weights_state(PlantedPatternModel()) == "planted"

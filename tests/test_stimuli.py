@@ -217,3 +217,30 @@ def test_tuning_curve_accepts_a_stimulus_function_and_checks_units(planted):
     with pytest.raises(KeyError, match="unknown stimulus"):
         tuning_curve(planted, "curves:0", stimulus="spiral")
     assert set(stimuli.STIMULI) == {"curve", "line", "high_low"}
+
+
+def test_radial_tuning_panels_put_a_published_family_beside_a_measured_one():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from circuitscope import plotting
+    from circuitscope.planted import PLANTED_CAPTION
+
+    planted = PlantedCurveModel()
+    curves = tuning_curve(planted, [f"curves:{u}" for u in range(4)], angles=12, size=44, radius=12.0)
+    article = {7: np.cos(np.deg2rad(np.arange(720) / 2)).clip(0), 9: np.sin(np.deg2rad(np.arange(720) / 2)).clip(0)}
+    before = plt.get_fignums()
+    fig = plotting.radial_tuning_panels([
+        dict(tunings=article, layer="3b", rotate=90, title="published", note="Data from somewhere (CC BY 4.0)."),
+        dict(tunings={tc.unit: tc.responses for tc in curves}, angles=curves[0].angles, title="measured"),
+    ], caption=PLANTED_CAPTION)
+    assert plt.get_fignums() == before and [ax.name for ax in fig.axes] == ["polar", "polar"]
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts] + [t.get_text() for t in fig.texts]
+    assert PLANTED_CAPTION in texts and any("CC BY 4.0" in t for t in texts)
+    left, right = fig.axes
+    assert [l.get_text() for l in left.get_legend().get_texts()] == ["3b:7", "3b:9"]
+    assert len(right.get_legend().get_texts()) == 4
+    peak = left.lines[0].get_xdata()[np.argmax(left.lines[0].get_ydata())]
+    assert abs(np.rad2deg(peak) - 90) < 1  # unit 7 peaks at 0 degrees, drawn turned by 90
+    one = plotting.radial_tuning_plot(article, layer="3b")
+    assert plt.get_fignums() == before and one.axes[0].name == "polar"

@@ -6,7 +6,14 @@ The build is strict and self-contained:
   them are reported before it fails), and a notebook cell that raises fails the build
   (``execute.raise_on_error`` in ``_config.yml``);
 * notebooks are executed through Jupyter Book's cache (``_build/.jupyter_cache``), so only
-  changed notebooks run again;
+  changed notebooks run again; there is one cache per *identity* of the build (which weights
+  ``load_inceptionv1()`` would use, and which published files are missing): the cache of
+  another identity is set aside in ``_build/.jupyter_caches/<identity>`` and brought back when
+  that identity builds again (:func:`use_execution_cache`), so a change of weights re-executes
+  every page instead of keeping the old notice;
+* before the kernels run (offline), the registry's published files are fetched into the cache
+  (:func:`prefetch`), unless ``CIRCUITSCOPE_OFFLINE`` was set by the user; a file that cannot
+  be had is reported (its pages show the "not available" note);
 * the environment says ``CIRCUITSCOPE_OFFLINE=1`` (nothing is downloaded; without a local copy of
   the weights the pages use the synthetic ones), ``CIRCUITSCOPE_PROFILE=cpu`` unless set, and
   ``TQDM_DISABLE=1`` unless set (progress bars are noise on a static page);
@@ -21,7 +28,12 @@ The build is strict and self-contained:
 * after the build, :func:`check_weights_notices` checks that every executed page that loads the
   model shows :func:`circuitscope.notice` right after loading it, and
   :func:`circuitscope.course.pages.check_published` that no file of the site shows a hidden
-  test (nor, with ``--classroom``, a solution).
+  test (nor, with ``--classroom``, a solution);
+* after the build, :func:`check_page_truth` checks what the pages say against the weights the
+  build used: every notice is the build's state, no page says what is false in that state
+  (:data:`CONTRADICTIONS`), no figure is shown twice on a page, no progress widget is left;
+* ``--require-real`` (the hosted site): the build fails unless every page was made with the
+  verified real weights and every published file could be had.
 """
 
 from __future__ import annotations
@@ -46,9 +58,14 @@ STRICT_FLAGS = ("-W", "-n", "--keep-going", "--all")
 FORCED_ENV = {"CIRCUITSCOPE_OFFLINE": "1"}
 DEFAULT_ENV = {"CIRCUITSCOPE_PROFILE": "cpu", "TQDM_DISABLE": "1"}
 
-#: CSS classes of the two notices :func:`circuitscope.provenance.notice` can show.
+#: CSS classes of the three notices :func:`circuitscope.provenance.notice` can show.
 NOTICE_SYNTHETIC = "circuitscope-synthetic"
 NOTICE_REAL = "circuitscope-real"
+NOTICE_UNVERIFIED = "circuitscope-unverified"
+#: The notice each weights state shows (the states of :mod:`circuitscope.provenance`).
+NOTICES = {"real": NOTICE_REAL, "unverified": NOTICE_UNVERIFIED, "synthetic": NOTICE_SYNTHETIC}
+#: The note :func:`circuitscope.published.show_unavailable` shows for a file it could not have.
+UNAVAILABLE = "circuitscope-unavailable"
 
 _LOADS_MODEL = re.compile(r"\bload_inceptionv1\s*\(")
 
@@ -89,13 +106,168 @@ def build_dir(root: Path, output: Path | None = None) -> Path:
     return (output or root) / "_build"
 
 
-def execution_cache(root: Path, build: Path) -> Path:
-    """The notebook execution cache: ``execute.cache`` of ``_config.yml``, else ``build/.jupyter_cache``."""
+def execution_cache(root: Path, build: Path, identity: str | None = None) -> Path:
+    """The notebook execution cache: ``execute.cache`` of ``_config.yml``, else ``build/.jupyter_cache``.
+
+    That path holds the cache of the identity that built last (:func:`use_execution_cache`);
+    with ``identity``, the cache of that identity: the same path if it built last, else where
+    it was set aside (``<cache>s/<identity>``, which may not exist).
+    """
     import yaml
 
     config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8")) or {}
     path = (config.get("execute") or {}).get("cache")
-    return (root / path) if path else build / ".jupyter_cache"
+    cache = (root / path) if path else build / ".jupyter_cache"
+    if identity is None or cache_identity(cache) == identity:
+        return cache
+    return _set_aside(cache, identity)
+
+
+# -- one execution cache per identity --------------------------------------------------------
+#: The file in an execution cache that names the identity it was built with.
+IDENTITY_FILE = "circuitscope-identity.txt"
+
+
+def _synthetic_version() -> str:
+    """Changes when the synthetic stand-in's code changes (its weights are made by that code)."""
+    import hashlib
+
+    from circuitscope.models import synthetic
+
+    return hashlib.sha256(Path(synthetic.__file__).read_bytes()).hexdigest()[:12]
+
+
+def _fallback_weights_identity() -> str:
+    """:func:`weights_identity` for a library without ``models.weights.weights_identity``."""
+    from circuitscope.models import weights as w
+
+    allow = os.environ.get("CIRCUITSCOPE_ALLOW_UNVERIFIED", "").strip().lower() in {"1", "true", "yes"}
+    env = os.environ.get(w.ENV_WEIGHTS)
+    if env and Path(env).expanduser().is_file():
+        path = Path(env).expanduser()
+        if path.suffix == ".zip":
+            digest, want = w.sha256_file(path), w.DATA_HUB["inception5h.zip"].sha256
+        else:
+            digest, want = w.git_blob_sha1(path), w.DATA_HUB["inception5h.pth"].git_blob_sha1
+        if digest == want:
+            return f"real-{digest[:12]}"
+        return f"{'unverified' if allow else 'refused'}-{digest[:12]}"
+    for name in ("inception5h.pth", "inception5h.zip"):
+        path = w.cache_dir() / name
+        if path.is_file():
+            try:
+                w.DATA_HUB[name].verify(path)
+            except w.WeightsHashError:
+                continue
+            return f"real-{(w.DATA_HUB[name].git_blob_sha1 or w.DATA_HUB[name].sha256)[:12]}"
+    return f"synthetic-{_synthetic_version()}"
+
+
+@contextlib.contextmanager
+def _environ(env: dict[str, str]):
+    """``os.environ`` is ``env`` for the duration (the build's, so the kernels' view is computed)."""
+    old = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+def weights_identity(env: dict[str, str] | None = None) -> str:
+    """Which weights the pages' ``load_inceptionv1()`` will use: ``"real-<hash12>"``,
+    ``"unverified-<hash12>"`` or ``"synthetic-<version>"``, computed in the build's environment
+    ``env`` (default :func:`build_env`) without loading a tensor.
+
+    :func:`circuitscope.models.weights.weights_identity` when the library has it, else the same
+    rule computed here.
+    """
+    from circuitscope.models import weights as w
+
+    with _environ(build_env() if env is None else env):
+        own = getattr(w, "weights_identity", None)
+        return own() if own is not None else _fallback_weights_identity()
+
+
+def identity_state(identity: str) -> str | None:
+    """The weights state an identity names (``"real"``, ``"unverified"``, ``"synthetic"``), else None."""
+    state = identity.split("-", 1)[0].split("+", 1)[0]
+    return state if state in NOTICES else None
+
+
+def cache_key(identity: str, missing: list[str] | tuple[str, ...] = ()) -> str:
+    """The execution cache's key: the weights' identity, and which published files are missing
+    (the pages that show them differ: an "unavailable" note instead of the figure)."""
+    if not missing:
+        return identity
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(sorted(missing)).encode()).hexdigest()[:8]
+    return f"{identity}+missing-{len(missing)}-{digest}"
+
+
+def cache_identity(cache: Path) -> str | None:
+    """The identity recorded in an execution cache (None: no cache, or one without a record)."""
+    try:
+        return (cache / IDENTITY_FILE).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _set_aside(cache: Path, key: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", key)
+    return cache.with_name(cache.name + "s") / safe
+
+
+def use_execution_cache(cache: Path, key: str) -> Path:
+    """Make ``cache`` (the path Jupyter Book uses) the execution cache of ``key``; returns it.
+
+    The cache there, if it belongs to another key (or to none: a cache from before identities
+    were recorded), is moved aside to ``<cache>s/<its key>``; the one set aside for ``key``, if
+    any, is moved back; else a new, empty cache is started. The key is written in the cache
+    (:data:`IDENTITY_FILE`).
+    """
+    current = cache_identity(cache)
+    if cache.exists() and current != key:
+        aside = _set_aside(cache, current or "unrecorded")
+        if aside.exists():
+            shutil.rmtree(aside)
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(cache, aside)
+    if not cache.exists():
+        mine = _set_aside(cache, key)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        if mine.is_dir():
+            os.replace(mine, cache)
+        else:
+            cache.mkdir()
+    (cache / IDENTITY_FILE).write_text(key + "\n", encoding="utf-8")
+    return cache
+
+
+# -- published data ---------------------------------------------------------------------------
+def prefetch(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Fetch the registry's published files into the cache the kernels read; ``{name: why}`` of
+    those that could not be had (empty: all there).
+
+    Downloads unless ``CIRCUITSCOPE_OFFLINE`` is set in ``env`` (default ``os.environ``): the
+    kernels run offline, so this is when the build may use the network.
+    """
+    from circuitscope import registry
+
+    with _environ(dict(os.environ if env is None else env)):
+        results = registry.fetch_all(progress=True)
+    return {name: str(err) for name, err in results.items() if not isinstance(err, Path)}
+
+
+def missing_data(env: dict[str, str] | None = None) -> list[str]:
+    """The published files the kernels could not have (no network), in the build's environment."""
+    from circuitscope import registry
+
+    with _environ(build_env() if env is None else env):
+        return sorted(name for name in registry.entries() if not registry.available(name))
 
 
 # -- the weights notice --------------------------------------------------------------------
@@ -114,9 +286,32 @@ def _code(source: str) -> str:
     return "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))
 
 
+_CLASS_ATTR = re.compile(r"""class\s*=\s*(?:\\?["'])([^"'\\]*)""")
+
+
+def _classes(text: str) -> set[str]:
+    """Every CSS class named in ``class="..."`` attributes of ``text`` (HTML, or JSON holding HTML)."""
+    return {cls for attr in _CLASS_ATTR.findall(text) for cls in attr.split()}
+
+
 def _notices_in(cell) -> set[str]:
-    text = json.dumps(cell.get("outputs", []))
-    return {cls for cls in (NOTICE_SYNTHETIC, NOTICE_REAL) if cls in text}
+    return _classes(json.dumps(cell.get("outputs", []))) & set(NOTICES.values())
+
+
+def _open_cache(cache_path: Path | None):
+    if cache_path is None or not cache_path.is_dir():
+        return None
+    from jupyter_cache import get_cache
+
+    return get_cache(cache_path)
+
+
+def _executed_pages(build: Path, cache_path: Path | None = None):
+    """``(page, notebook with outputs)`` for every executed notebook of the build."""
+    executed = build / "jupyter_execute"
+    cache = _open_cache(cache_path or build / ".jupyter_cache")
+    for path in sorted(executed.rglob("*.ipynb")) if executed.is_dir() else []:
+        yield path.relative_to(executed).with_suffix("").as_posix(), _executed_notebook(path, cache)
 
 
 def _executed_notebook(path: Path, cache):
@@ -137,28 +332,24 @@ def _executed_notebook(path: Path, cache):
     return nb
 
 
-def check_weights_notices(build: Path, cache_path: Path | None = None) -> list[NoticeProblem]:
+def check_weights_notices(
+    build: Path, cache_path: Path | None = None, require_real: bool = False
+) -> list[NoticeProblem]:
     """Pages that load InceptionV1 without saying which weights they used.
 
     For every executed notebook of the build (``build/jupyter_execute``: ``.ipynb`` pages and
     MyST notebooks alike, with outputs from the execution cache ``cache_path``, default
     ``build/.jupyter_cache``), each code cell that calls ``load_inceptionv1(`` must show
     ``cs.notice(model)`` in its own output or in the next code cell's, and the built HTML page
-    must contain that notice (it was not hidden with a ``remove-output`` tag). With synthetic
-    weights the notice is the red "Made with synthetic weights" box.
+    must contain that notice (it was not hidden with a ``remove-output`` tag). Any of the three
+    notices counts (:data:`NOTICES`: real, unverified, synthetic).
+
+    ``require_real`` (the hosted site): also every notice must be the real one, and no page may
+    show the "published figure not available" note (:data:`UNAVAILABLE`).
     """
     problems: list[NoticeProblem] = []
-    executed = build / "jupyter_execute"
     html = build / "html"
-    cache_path = cache_path or build / ".jupyter_cache"
-    cache = None
-    if cache_path.is_dir():
-        from jupyter_cache import get_cache
-
-        cache = get_cache(cache_path)
-    for path in sorted(executed.rglob("*.ipynb")) if executed.is_dir() else []:
-        page = path.relative_to(executed).with_suffix("").as_posix()
-        nb = _executed_notebook(path, cache)
+    for page, nb in _executed_pages(build, cache_path):
         code = [c for c in nb.cells if c.cell_type == "code"]
         shown: set[str] = set()
         for i, cell in enumerate(code):
@@ -172,19 +363,147 @@ def check_weights_notices(build: Path, cache_path: Path | None = None) -> list[N
                     page,
                     f"code cell {i + 1} ({line!r}) loads the model, but neither it nor the next "
                     "code cell shows which weights were used. Add `cs.notice(model)` right after "
-                    "loading the model: with synthetic weights it shows the red 'Made with "
-                    "synthetic weights' box that every such page must carry.",
+                    "loading the model: it shows which weights made the page (the red 'Made with "
+                    "synthetic weights' box, the orange 'unverified' one, or the real weights' line).",
                 ))
             shown |= found
         page_html = html / f"{page}.html"
         if shown and page_html.is_file():
             text = page_html.read_text(encoding="utf-8")
-            for cls in sorted(cls for cls in shown if cls not in text):
-                kind = "synthetic-weights" if cls == NOTICE_SYNTHETIC else "weights"
+            for cls in sorted(cls for cls in shown if cls not in _classes(text)):
                 problems.append(NoticeProblem(
                     page,
-                    f"the notebook shows the {kind} notice (class {cls!r}) but the built page "
+                    f"the notebook shows the weights notice (class {cls!r}) but the built page "
                     f"{page_html} does not: do not hide the output of the cs.notice(model) cell.",
+                ))
+        if require_real:
+            for cls in sorted(shown - {NOTICE_REAL}):
+                problems.append(NoticeProblem(
+                    page,
+                    f"shows the {cls!r} notice, but --require-real needs every page made with the "
+                    "verified real InceptionV1 weights (set CIRCUITSCOPE_WEIGHTS to inception5h.pth, "
+                    "or build with internet access).",
+                ))
+    if require_real:
+        for page_html in sorted(html.rglob("*.html")) if html.is_dir() else []:
+            if UNAVAILABLE in _classes(page_html.read_text(encoding="utf-8")):
+                problems.append(NoticeProblem(
+                    page_html.relative_to(html).with_suffix("").as_posix(),
+                    "shows a 'published figure not available' note, but --require-real needs every "
+                    "published figure (build with internet access, or set CIRCUITSCOPE_MIRROR).",
+                ))
+    return problems
+
+
+# -- what the pages say, against the weights they were built with ---------------------------
+#: Text that is false on a page built in a weights state: ``{state: (phrase, ...)}``, matched
+#: case-sensitively in the page's HTML (prose, outputs, and the class names of
+#: :func:`circuitscope.provenance.by_state`). Add a phrase wherever a page could say it.
+_SAYS_SYNTHETIC = (
+    "SYNTHETIC WEIGHTS",
+    "Made with synthetic weights",
+    "built with synthetic weights",
+    "we have not run the real weights",
+    "circuitscope-state-synthetic",
+)
+_SAYS_UNVERIFIED = ("UNVERIFIED WEIGHTS", "Made with unverified weights", "circuitscope-state-unverified")
+_SAYS_REAL = ("Using the real InceptionV1 weights", "circuitscope-state-real")
+CONTRADICTIONS: dict[str, tuple[str, ...]] = {
+    "synthetic": ("Made with unverified weights", "circuitscope-state-unverified", *_SAYS_REAL),
+    "unverified": (*_SAYS_SYNTHETIC, *_SAYS_REAL),
+    "real": (*_SAYS_SYNTHETIC, *_SAYS_UNVERIFIED),
+}
+
+#: An output that is a live widget (a progress bar left behind): empty on a static page.
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+_IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml")
+_DATA_URI = re.compile(r"data:image/[a-z+.-]+;base64,[A-Za-z0-9+/=]+")
+_HIDDEN_TAGS = {"remove-output", "remove-cell"}
+
+
+def check_page_truth(
+    build: Path, state: str | None, cache_path: Path | None = None, repeats_allowed=()
+) -> list[NoticeProblem]:
+    """What executed pages say that is false, or shown wrong, for a build in weights ``state``.
+
+    * every weights notice on every page is ``state``'s (:data:`NOTICES`); with ``state`` None
+      (unknown), all pages' notices must at least agree;
+    * no page contains a phrase of ``CONTRADICTIONS[state]`` (prose written for other weights);
+    * no figure is shown twice on a page: no two outputs hold byte-identical images
+      (``image/png`` etc., or the same ``data:`` URI in HTML outputs), except on the pages
+      ``repeats_allowed`` (the generated exercise pages, where the solution's figure is drawn
+      beside the library's reference figure for comparison: identical when the solution is right);
+    * no output is a widget (:data:`WIDGET_MIME`: a progress bar, blank on the site).
+    """
+    problems: list[NoticeProblem] = []
+    html = build / "html"
+    seen_states: dict[str, set[str]] = {}
+    for page, nb in _executed_pages(build, cache_path):
+        page_html = html / f"{page}.html"
+        text = page_html.read_text(encoding="utf-8") if page_html.is_file() else ""
+        outputs_text = json.dumps([c.get("outputs", []) for c in nb.cells if c.cell_type == "code"])
+        notices = (_classes(text) | _classes(outputs_text)) & set(NOTICES.values())
+        states = {s for s, cls in NOTICES.items() if cls in notices}
+        if states:
+            seen_states[page] = states
+        if state is not None and states - {state}:
+            problems.append(NoticeProblem(
+                page,
+                f"shows the {', '.join(sorted(NOTICES[s] for s in states - {state}))} notice, but "
+                f"the build's weights are {state!r}: a cell loads other weights than the build's.",
+            ))
+        for phrase in CONTRADICTIONS.get(state, ()) if state else ():
+            where = "page" if phrase in text else "outputs" if phrase in outputs_text else None
+            if where is not None:
+                problems.append(NoticeProblem(
+                    page,
+                    f"says {phrase!r}, which is false for a page built with {state} weights: "
+                    "write text that depends on the weights with cs.by_state(model, ...).",
+                ))
+        if page not in repeats_allowed:
+            problems += _repeated_figures(page, nb)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        for i, cell in enumerate(code):
+            if any(WIDGET_MIME in o.get("data", {}) for o in cell.get("outputs", [])):
+                problems.append(NoticeProblem(
+                    page,
+                    f"code cell {i + 1} leaves a widget output (a progress bar?), which is blank on "
+                    "the site: do not force tqdm on (the build sets TQDM_DISABLE=1).",
+                ))
+    if state is None and len({frozenset(s) for s in seen_states.values()}) > 1:
+        listing = ", ".join(f"{p}: {'/'.join(sorted(s))}" for p, s in sorted(seen_states.items()))
+        problems.append(NoticeProblem("(all pages)", f"pages were built with different weights: {listing}"))
+    return problems
+
+
+def _repeated_figures(page: str, nb) -> list[NoticeProblem]:
+    """Outputs of ``nb`` that show an image another output already showed, byte for byte.
+
+    Copies inside one output (a grid of renders where a unit repeats) are not counted; outputs
+    hidden with a ``remove-output`` or ``remove-cell`` tag are not shown, so not counted.
+    """
+    import hashlib
+
+    first: dict[str, tuple[int, int]] = {}
+    problems = []
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for i, cell in enumerate(code):
+        if _HIDDEN_TAGS & set(cell.get("metadata", {}).get("tags", [])):
+            continue
+        for j, output in enumerate(cell.get("outputs", [])):
+            data = output.get("data", {})
+            text = {m: "".join(v) if isinstance(v, list) else str(v) for m, v in data.items()}
+            images = {text[m] for m in _IMAGE_MIMES if m in text}
+            images |= set(_DATA_URI.findall(text.get("text/html", "")))
+            for key in {hashlib.sha256(re.sub(r"\s+", "", im).encode()).hexdigest() for im in images}:
+                if key not in first:
+                    first[key] = (i, j)
+                    continue
+                where = "another output of the same cell" if first[key][0] == i else f"code cell {first[key][0] + 1}"
+                problems.append(NoticeProblem(
+                    page,
+                    f"code cell {i + 1} shows a figure identical (byte for byte) to one in {where}: "
+                    "a figure shown twice.",
                 ))
     return problems
 
@@ -231,11 +550,15 @@ def build(
     output: Path | None = None,
     extra_args: list[str] | tuple[str, ...] = (),
     classroom: bool = False,
+    require_real: bool = False,
 ) -> int:
     """Build the site of the book at ``root`` into ``<output or root>/_build/html``; the exit status.
 
-    ``classroom=True``: the release without solutions (see the module's docstring).
+    ``classroom=True``: the release without solutions; ``require_real=True``: fail unless every
+    page is made with the verified real weights and every published file (see the module's
+    docstring).
     """
+    from circuitscope import registry
     from circuitscope.course import pages
 
     root = Path(root).resolve()
@@ -243,14 +566,39 @@ def build(
         print(f"error: no _config.yml in {root}: is it the repository root?", file=sys.stderr)
         return 2
     out_root = Path(output).resolve() if output is not None else root
+    build_path = build_dir(root, out_root)
     has_exercises = bool(pages.exercises(root))
+
+    # Published data: fetched now (the kernels run offline), unless the user said offline.
+    if not registry.offline():
+        failed = prefetch()
+        if failed:
+            print(f"\n{len(failed)} published file(s) could not be had; their pages show a "
+                  "'not available' note:", file=sys.stderr)  # fmt: skip
+            for name, why in failed.items():
+                print(f"  - {name}: {why.splitlines()[0]}", file=sys.stderr)
+            if require_real:
+                print("\nBook build FAILED: --require-real needs every published file.", file=sys.stderr)
+                return 1
+    env = build_env()
+    identity = weights_identity(env)
+    state = identity_state(identity)
+    if require_real and state != "real":
+        print(f"\nBook build FAILED: --require-real needs the verified real weights, but the pages "
+              f"would use {identity!r}. Set CIRCUITSCOPE_WEIGHTS to inception5h.pth (or put it in "
+              "the cache: circuitscope.models.weights.copy_to_cache).", file=sys.stderr)  # fmt: skip
+        return 1
+    key = cache_key(identity, missing_data(env))
+    cache = use_execution_cache(execution_cache(root, build_path), key)
+    print(f"Weights: {identity}; execution cache {cache} (key {key})", flush=True)
+
     try:
         if has_exercises and not classroom:
             pages.write_pages(root)
         with pages.classroom_stage(root) if classroom else contextlib.nullcontext(root) as source:
-            status, elapsed = _jupyter_book(source, out_root, extra_args)
+            status, elapsed = _jupyter_book(source, out_root, extra_args, env)
             if classroom:
-                pages.forget_staged_notebooks(execution_cache(root, build_dir(root, out_root)), source)
+                pages.forget_staged_notebooks(cache, source)
     except pages.PagesError as err:
         print(f"\nBook build FAILED: the exercise pages cannot be made: {err}", file=sys.stderr)
         return 1
@@ -258,11 +606,20 @@ def build(
         print(f"\nBook build FAILED (exit status {status}) after {elapsed:.0f} s: a warning, an "
               "error, or a notebook cell that raised; see the messages above.", file=sys.stderr)  # fmt: skip
         return status
-    build_path = build_dir(root, out_root)
-    problems = check_weights_notices(build_path, execution_cache(root, build_path))
+    problems = check_weights_notices(build_path, cache, require_real=require_real)
     if problems:
-        print("\nBook build FAILED: pages that use the model must say which weights they used.",
-              file=sys.stderr)  # fmt: skip
+        print("\nBook build FAILED: pages that use the model must say which weights they used"
+              + (" (and, with --require-real, be made with the real ones)" if require_real else "")
+              + ".", file=sys.stderr)  # fmt: skip
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    # Exercise pages draw the solution's figure beside the reference one: equal by design.
+    exercise_pages = {Path(e.page).with_suffix("").as_posix() for e in pages.exercises(root)}
+    problems = check_page_truth(build_path, state, cache, repeats_allowed=exercise_pages)
+    if problems:
+        print(f"\nBook build FAILED: pages say what is false for their weights ({identity}), or "
+              "show a figure twice or a blank widget:", file=sys.stderr)  # fmt: skip
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
@@ -274,13 +631,13 @@ def build(
             print(f"  - {leak}", file=sys.stderr)
         return 1
     if not classroom:
-        _report_times(execution_times(root, execution_cache(root, build_path)))
+        _report_times(execution_times(root, cache))
     release = " (classroom release: no solutions)" if classroom else ""
-    print(f"\nBook built in {elapsed:.0f} s{release}: {build_path / 'html' / 'index.html'}")
+    print(f"\nBook built in {elapsed:.0f} s with weights {identity}{release}: {build_path / 'html' / 'index.html'}")
     return 0
 
 
-def _jupyter_book(source: Path, out_root: Path, extra_args) -> tuple[int, float]:
+def _jupyter_book(source: Path, out_root: Path, extra_args, env: dict[str, str] | None = None) -> tuple[int, float]:
     """``jupyter-book build SOURCE --path-output OUT_ROOT`` with the strict flags; (status, seconds)."""
     cmd = [*jupyter_book_command(), "build", str(source), *STRICT_FLAGS]
     if out_root != source:
@@ -288,7 +645,7 @@ def _jupyter_book(source: Path, out_root: Path, extra_args) -> tuple[int, float]
     cmd += list(extra_args)
     print("$ " + " ".join(cmd), flush=True)
     start = time.monotonic()
-    status = subprocess.call(cmd, env=build_env(), cwd=source)
+    status = subprocess.call(cmd, env=build_env() if env is None else env, cwd=source)
     return status, time.monotonic() - start
 
 
@@ -306,8 +663,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="write <OUTPUT>/_build instead of <root>/_build (jupyter-book --path-output)")  # fmt: skip
     b.add_argument("--classroom", action="store_true",
                    help="a release without solutions: exercise pages show the stubs only")  # fmt: skip
+    b.add_argument("--require-real", action="store_true",
+                   help="fail unless every page is made with the verified real weights and every "
+                        "published figure could be had (the hosted site)")  # fmt: skip
     args, extra = parser.parse_known_args(argv)
-    return build(args.root or repo_root(), args.output, extra, classroom=args.classroom)
+    return build(args.root or repo_root(), args.output, extra, classroom=args.classroom,
+                 require_real=args.require_real)  # fmt: skip
 
 
 if __name__ == "__main__":

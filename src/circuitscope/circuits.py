@@ -871,7 +871,8 @@ def plot_weights(
     tensor or array. Positive weights are red, negative blue, zero white; one symmetric scale
     ``[-vmax, vmax]`` (default the largest magnitude) for every panel so they compare. Row 0
     of a kernel is drawn at the top. With ``model``, the figure is stamped with the weights
-    caption (:func:`circuitscope.provenance.stamp`); ``caption`` overrides it. Returns the figure.
+    caption (:func:`circuitscope.provenance.stamp`); ``caption`` overrides it. Returns the figure,
+    closed in pyplot (a notebook shows it once, as the cell's value; ``display(fig)`` elsewhere).
     """
     import matplotlib.pyplot as plt
     import numpy as np
@@ -909,6 +910,7 @@ def plot_weights(
     if colorbar and image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
     _caption(fig, model, caption)
+    plt.close(fig)  # returned, not left open: a notebook shows it once, as the cell's value
     return fig
 
 
@@ -1021,4 +1023,5 @@ def plot_circuit(
     if title:
         ax.set_title(title)
     _caption(fig, model, caption)
+    plt.close(fig)  # returned, not left open: a notebook shows it once, as the cell's value
     return fig

@@ -46,10 +46,11 @@ from typing import Literal
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .datasets import ImageStream, as_stream
+from .progress import bar as progress_bar
 from .hooks import check_layer_names
+from .provenance import weights_state
 
 __all__ = [
     "LayerSummary",
@@ -130,11 +131,11 @@ def unit_activations(model, images: torch.Tensor, layers: Sequence[str]) -> dict
 
 
 def model_fingerprint(model) -> str:
-    """A hash naming the model's weights: its class, ``weights_source``, ``is_synthetic`` and
+    """A hash naming the model's weights: its class, ``weights_source``, its weights state and
     the bytes of every parameter and buffer (so two synthetic models with different seeds differ).
     """
     h = hashlib.sha256(type(model).__module__.encode() + b"." + type(model).__qualname__.encode())
-    h.update(f"|{getattr(model, 'weights_source', '')}|{getattr(model, 'is_synthetic', None)}".encode())
+    h.update(f"|{getattr(model, 'weights_source', '')}|{weights_state(model)}".encode())
     state = model.state_dict() if hasattr(model, "state_dict") else {}
     for name, value in state.items():
         h.update(name.encode())
@@ -250,7 +251,7 @@ def _load_cached(entry: Path, layer: str) -> LayerSummary | None:
 
 
 def _progress(stream: ImageStream, desc: str, progress: bool):
-    return tqdm(total=len(stream), desc=desc, unit="img", disable=not progress, leave=False)
+    return progress_bar(total=len(stream), desc=desc, unit="img", progress=progress, leave=False)
 
 
 def layer_summary(
@@ -448,6 +449,9 @@ class TopExamples:
     weights_source: str = ""
     is_synthetic: bool = True
     _fields: tuple | None = dc_field(default=None, repr=False)
+    # After _fields so positional construction (polysemanticity._subset) is unchanged; None:
+    # derived from is_synthetic by provenance.weights_state.
+    weights_state: str | None = None
 
     @property
     def unit(self) -> str:
@@ -464,7 +468,8 @@ class TopExamples:
         return len(self.indices)
 
     def __repr__(self) -> str:
-        weights = ", SYNTHETIC WEIGHTS" if self.is_synthetic else ""
+        state = weights_state(self._weights())
+        weights = f", {WARNINGS[state]}" if state in WARNINGS else ""
         n = f"{len(self)} of {len(self.source)} images"
         lines = [f"TopExamples({self.unit}, by={self.by!r}, {n}{weights})"]
         for r, (name, s, (y, x), lab) in enumerate(
@@ -540,9 +545,13 @@ class TopExamples:
             ax.imshow(pic.permute(1, 2, 0).clamp(0, 1).numpy())
             ax.set_title(f"{s:.3g}" + (f"\n{lab}" if lab else ""), fontsize=8)
         fig.suptitle(f"Top {n} dataset examples of {self.unit} (by {self.by})", fontsize=10)
-        stamp(fig, _Weights(self.is_synthetic, self.weights_source))
+        stamp(fig, self._weights())
         plt.close(fig)  # returned, not left open: a notebook shows it once, as the cell's value
         return fig
+
+    def _weights(self) -> "_Weights":
+        """What provenance reads: these examples' weights state and source."""
+        return _Weights(self.is_synthetic, self.weights_source, self.weights_state)
 
     def _get_fields(self, field):
         if field is None:
@@ -555,10 +564,15 @@ class TopExamples:
         return _fields_from(field, self.grid, self.image_size, self.layer)
 
 
+#: What a repr says after results not made with the verified real weights, by weights state.
+WARNINGS = {"synthetic": "SYNTHETIC WEIGHTS", "unverified": "UNVERIFIED WEIGHTS", "planted": "PLANTED MODEL"}
+
+
 @dataclass
 class _Weights:  # what provenance.stamp reads from a model
     is_synthetic: bool
     weights_source: str
+    weights_state: str | None = None
 
 
 def _crop(image: torch.Tensor, top: int, left: int, bottom: int, right: int, fill: float, clip: bool):
@@ -699,7 +713,7 @@ def top_examples(
     else:
         ranked, shapes = _stream_top_k(model, stream, units, int(k), by, progress)
 
-    synthetic = bool(getattr(model, "is_synthetic", True))
+    state = weights_state(model)
     results = []
     for layer, channel in units:
         scores, indices, flat = ranked[(layer, channel)]
@@ -716,7 +730,8 @@ def top_examples(
             labels=torch.tensor([stream.label(i) for i in idx], dtype=torch.long),
             label_names=[stream.label_name(i) for i in idx], names=[stream.name(i) for i in idx],
             source=stream, weights_source=str(getattr(model, "weights_source", "")),
-            is_synthetic=synthetic, _fields=fields_for(model, layer, grid, image_size),
+            is_synthetic=state in ("synthetic", "planted"), weights_state=state,
+            _fields=fields_for(model, layer, grid, image_size),
         ))  # fmt: skip
     return results if many else results[0]
 

@@ -4,8 +4,10 @@
 ``channel_0001.png``, ... (one feature visualization per channel, "Feature Visualization",
 Olah et al. 2017; many channels per batch, one forward pass per step) and an ``index.html``
 that shows them as a grid with their channel numbers. It is resumable: channels whose PNG
-exists are skipped, so an interrupted run continues where it stopped. Made with synthetic
-weights, every PNG carries a red "synthetic weights" band and the page says so.
+exists are skipped, so an interrupted run continues where it stopped. Every PNG's metadata and
+the page carry :func:`circuitscope.provenance.weights_caption`; made with synthetic weights each
+PNG also shows a red "synthetic weights" band, with unverified weights an orange "unverified
+weights" band.
 
 From the shell::
 
@@ -24,17 +26,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
-from tqdm.auto import tqdm
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
+from .progress import bar as progress_bar
 from .device import profile
 from .hooks import check_layer_names
 from .optvis import channel, render
-from .provenance import SYNTHETIC_LABEL, is_synthetic, weights_caption
+from .provenance import SYNTHETIC_LABEL, weights_caption, weights_state
 
 MIN_DISPLAY_SIZE = 128  # small CPU renders are enlarged (nearest neighbour) so they can be seen
 META_FILE = "gallery.json"
 PNG_PATTERN = re.compile(r"channel_(\d+)\.png$")
+#: The band under each image, by weights state: its text and colour (none for real weights).
+BANDS = {"synthetic": (SYNTHETIC_LABEL, (176, 0, 32)), "unverified": ("unverified weights", (179, 92, 0)),
+         "planted": ("planted model", (31, 95, 139))}
 
 
 def png_name(ch: int) -> str:
@@ -69,24 +74,26 @@ def parse_channels(spec: str | Iterable[int] | None, n_channels: int) -> list[in
     return sorted(chosen)
 
 
-def to_pil(image: torch.Tensor, synthetic: bool, min_size: int = MIN_DISPLAY_SIZE) -> Image.Image:
+def to_pil(image: torch.Tensor, state: str = "real", min_size: int = MIN_DISPLAY_SIZE) -> Image.Image:
     """``image: (3, H, W)`` in [0, 1] -> a PIL image, enlarged to at least ``min_size`` px by an
-    integer factor (nearest neighbour), with a red "synthetic weights" band below if asked."""
+    integer factor (nearest neighbour), with the band of :data:`BANDS` below for a ``state``
+    that has one ("synthetic": red, "unverified": orange, "planted": blue; "real", "published": none)."""
     array = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round()
     pil = Image.fromarray(array.astype(np.uint8), "RGB")
     factor = max(1, -(-min_size // max(pil.size)))
     if factor > 1:
         pil = pil.resize((pil.width * factor, pil.height * factor), Image.NEAREST)
-    if not synthetic:
+    if state not in BANDS:
         return pil
+    text, colour = BANDS[state]
     band = max(16, pil.width // 8)
-    out = Image.new("RGB", (pil.width, pil.height + band), (176, 0, 32))
+    out = Image.new("RGB", (pil.width, pil.height + band), colour)
     out.paste(pil, (0, 0))
     draw = ImageDraw.Draw(out)
-    font = _font(SYNTHETIC_LABEL, pil.width - 4, band - 3)
-    left, top, right, bottom = draw.textbbox((0, 0), SYNTHETIC_LABEL, font=font)
+    font = _font(text, pil.width - 4, band - 3)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     xy = ((pil.width - (right - left)) / 2 - left, pil.height + (band - (bottom - top)) / 2 - top)
-    draw.text(xy, SYNTHETIC_LABEL, fill=(255, 255, 255), font=font)
+    draw.text(xy, text, fill=(255, 255, 255), font=font)
     return out
 
 
@@ -114,10 +121,17 @@ def _font(text: str, max_width: int, max_height: int):
     return font
 
 
-def save_png(image: torch.Tensor, path: Path, synthetic: bool) -> None:
-    """Write one channel's image atomically (a partial file never looks finished)."""
+def save_png(image: torch.Tensor, path: Path, model) -> None:
+    """Write one channel's image atomically (a partial file never looks finished).
+
+    The PNG's text metadata says which weights made it (``Comment``: the weights caption,
+    ``Source``: ``model.weights_source``), so a copied file keeps its provenance.
+    """
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", weights_caption(model))
+    info.add_text("Source", str(getattr(model, "weights_source", "unknown")))
     tmp = path.with_suffix(".tmp.png")
-    to_pil(image, synthetic).save(tmp)
+    to_pil(image, weights_state(model)).save(tmp, pnginfo=info)
     os.replace(tmp, path)
 
 
@@ -161,8 +175,8 @@ def render_gallery(
         render_kwargs: passed on to :func:`circuitscope.optvis.render` (``lr``, ``autocast``, ...).
 
     Channels whose PNG exists are skipped (resumable); ``index.html`` is rewritten after each
-    batch. Each PNG is ``(S, S)`` (``S >= 128``, small renders enlarged), plus a red band
-    reading "synthetic weights" when ``model.is_synthetic``.
+    batch. Each PNG is ``(S, S)`` (``S >= 128``, small renders enlarged), plus a band reading
+    "synthetic weights" (red) or "unverified weights" (orange) for those weights states.
     """
     (layer,) = check_layer_names(model, [layer])
     prof = profile(device=model.device)
@@ -172,20 +186,21 @@ def render_gallery(
     chosen = parse_channels(channels, model.layer_channels[layer])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    synthetic = is_synthetic(model)
+    state = weights_state(model)
     meta = {"layer": layer, "size": size, "steps": steps,
-            "weights": getattr(model, "weights_source", "unknown"), "synthetic": synthetic}  # fmt: skip
+            "weights": getattr(model, "weights_source", "unknown"),
+            "weights_state": state, "synthetic": state == "synthetic"}  # fmt: skip
     _check_meta(out, meta)
     todo = [c for c in chosen if not (out / png_name(c)).exists()]
-    bar = tqdm(total=len(chosen), initial=len(chosen) - len(todo), desc=f"gallery {layer}",
-               disable=not progress, unit="ch")  # fmt: skip
+    bar = progress_bar(total=len(chosen), initial=len(chosen) - len(todo), desc=f"gallery {layer}",
+                       progress=progress, unit="ch")  # fmt: skip
     try:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
             images = render(model, [channel(layer, c) for c in batch], size=size, steps=steps,
                             seed=seed + batch[0], progress=progress, **render_kwargs)  # fmt: skip
             for c, image in zip(batch, images):
-                save_png(image, out / png_name(c), synthetic)
+                save_png(image, out / png_name(c), model)
             bar.update(len(batch))
             write_index(out, model, meta)
     finally:
@@ -199,18 +214,12 @@ def write_index(out_dir: Path, model, meta: dict) -> Path:
     found = sorted(int(m[1]) for p in out_dir.iterdir() if (m := PNG_PATTERN.fullmatch(p.name)))
     layer = html.escape(meta["layer"])
     caption = html.escape(weights_caption(model))
-    synthetic = meta["synthetic"]
     cells = "\n".join(
         f'<figure id="c{c}" data-ch="{c}"><a href="{png_name(c)}"><img src="{png_name(c)}" '
         f'loading="lazy" alt="{layer} channel {c}"></a><figcaption>{layer}:{c}</figcaption></figure>'
         for c in found
     )
-    banner = (
-        f'<p class="synthetic"><b>{caption}.</b> These images show how the method works, not '
-        "what InceptionV1 learned.</p>"
-        if synthetic
-        else f'<p class="real">{caption}: {html.escape(str(meta["weights"]))}</p>'
-    )
+    banner = _banner(weights_state(model), caption, html.escape(str(meta["weights"])))
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -218,6 +227,7 @@ def write_index(out_dir: Path, model, meta: dict) -> Path:
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }}
 .synthetic {{ border-left: 4px solid #b00020; background: #fff4f4; padding: .5em 1em; }}
+.unverified {{ border-left: 4px solid #b35c00; background: #fff8ef; padding: .5em 1em; }}
 .real {{ color: #555; }}
 #grid {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px; }}
 figure {{ margin: 0; text-align: center; font-size: 13px; }}
@@ -248,6 +258,17 @@ document.getElementById("q").addEventListener("input", function (e) {{
     return path
 
 
+def _banner(state: str, caption: str, source: str) -> str:
+    """The index page's line on the weights (``caption`` and ``source`` already HTML-escaped)."""
+    if state == "synthetic":
+        return (f'<p class="synthetic"><b>{caption}.</b> These images show how the method works, not '
+                "what InceptionV1 learned.</p>")  # fmt: skip
+    if state == "unverified":
+        return (f'<p class="unverified"><b>{caption}.</b> Made with {source}; they may differ from '
+                "what the published InceptionV1 learned.</p>")  # fmt: skip
+    return f'<p class="real">{caption}: {source}</p>'
+
+
 # -- command line ---------------------------------------------------------------------------
 def add_gallery_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The arguments of ``circuitscope gallery`` (shared by the CLI and :func:`gallery_main`)."""
@@ -258,6 +279,8 @@ def add_gallery_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--steps", type=int, default=None, help="steps (default: profile's)")
     parser.add_argument("--batch-size", type=int, default=None, help="channels per batch")
     parser.add_argument("--weights", default="auto", help="auto, lucid, synthetic or a .pth path")
+    parser.add_argument("--allow-unverified", action="store_true",
+                        help="accept a weight file that is not the published inception5h.pth")  # fmt: skip
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: best available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=0.05)
@@ -270,9 +293,11 @@ def run_gallery(args: argparse.Namespace) -> int:
     """Run ``circuitscope gallery`` for parsed ``args``."""
     from .models import load_inceptionv1
 
-    model = load_inceptionv1(args.weights, device=args.device, progress=not args.no_progress)
-    if is_synthetic(model):
-        print(f"note: {weights_caption(model)}; every image is marked 'synthetic weights'")
+    model = load_inceptionv1(args.weights, device=args.device, progress=not args.no_progress,
+                             allow_unverified=args.allow_unverified)  # fmt: skip
+    state = weights_state(model)
+    if state in BANDS:
+        print(f"note: {weights_caption(model)}; every image is marked '{BANDS[state][0]}'")
     extra = {"autocast": torch.bfloat16} if args.bf16 else {}
     index = render_gallery(model, args.layer, args.channels, args.out, args.size, args.steps, args.batch_size,
                            seed=args.seed, progress=not args.no_progress, lr=args.lr, **extra)  # fmt: skip

@@ -135,7 +135,8 @@ class PlantedCurveModel(nn.Module):
             self.curves_pre_relu_conv.bias.zero_()
         self.requires_grad_(False)
         self.eval()
-        self.is_synthetic = True  # not InceptionV1: figures say so
+        self.weights_state = "planted"  # built by hand, not InceptionV1: figures say "PLANTED MODEL"
+        self.is_synthetic = True  # read by older code
         self.weights_source = "planted curve circuit (hand-set weights, known by construction)"
 
     # -- construction ------------------------------------------------------------------------

@@ -40,9 +40,12 @@ __all__ = [
     "strongest_channels_chart",
     "strongest_patch_figure",
     "receptive_field_figure",
+    "compare_with_published",
     "diverging_cmap",
     "diverging_norm",
     "imshow_diverging",
+    "radial_tuning_plot",
+    "radial_tuning_panels",
 ]
 
 # Colours by kind of layer (colour-blind safe: Okabe-Ito).
@@ -62,11 +65,18 @@ class Provenance(NamedTuple):
     """Where precomputed values came from, for figures not made by running a model here.
 
     ``Provenance(False, "activations computed by Lucid, from Building Blocks' published data")``
-    stamps a figure like a model with the real weights would.
+    stamps a figure as the real network's published values (state ``"published"``);
+    ``state`` names another state of :mod:`circuitscope.provenance` explicitly.
     """
 
     is_synthetic: bool
     weights_source: str
+    state: str | None = None
+
+    @property
+    def weights_state(self) -> str:
+        # Not synthetic and not computed here means published by the articles, not "unverified".
+        return self.state or ("synthetic" if self.is_synthetic else "published")
 
 
 def to_numpy_image(image: torch.Tensor) -> np.ndarray:
@@ -688,3 +698,137 @@ def imshow_diverging(ax, values, vmax: float | None = None, colorbar: bool = Fal
     if colorbar:
         ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     return im
+
+
+# -- radial tuning curves ----------------------------------------------------------------------
+def radial_tuning_plot(
+    tunings: dict,
+    angles=None,
+    *,
+    layer: str | None = None,
+    rotate: float = 0.0,
+    title: str | None = None,
+    note: str | None = None,
+    model=None,
+    caption: str | None = None,
+    ax=None,
+    legend: bool = True,
+):
+    """A family's radial tuning curves in one polar panel ("Curve Detectors", "Radial Tuning Curve").
+
+    Args:
+        tunings: ``{unit: (A,) responses}``: a unit id (``"3b:379"``) or a channel number
+            (with ``layer``, e.g. ``"3b"``) for each unit, in the order to colour them; the
+            arrays may be tensors. :func:`circuitscope.published.radial_tuning` gives this
+            form (``A = 720``), as does ``{tc.unit: tc.responses for tc in curves}`` for
+            :class:`~circuitscope.stimuli.TuningCurve` s.
+        angles: ``(A,)`` orientations in degrees (default ``A`` steps over the full circle:
+            ``i / 2`` degrees for 720 values).
+        rotate: degrees added to every angle when drawn ("Curve Detectors" draws its data at
+            ``i / 2 + 90`` degrees: ``rotate=90``).
+        title, note: above the panel; under it (e.g. a credit line, wrapped).
+        model / caption: the weights caption, or a caption of your own, at the foot of the
+            figure (only when this function makes the figure).
+        ax: a polar axes to draw into (the caller then owns the figure); default a new figure.
+
+    Each curve is drawn as radius = response (negatives clipped at 0), with a dashed spoke at
+    its peak. Returns the figure, closed in pyplot when it was made here.
+    """
+    import textwrap
+
+    own = ax is None
+    if own:
+        fig = plt.figure(figsize=(4.6, 4.9))
+        ax = fig.add_subplot(projection="polar")
+    fig = ax.figure
+    colours = plt.get_cmap("hsv")
+    n = max(len(tunings), 1)
+    for i, (unit, values) in enumerate(tunings.items()):
+        r = values.detach().double().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, float)
+        a = (np.arange(len(r)) * 360.0 / len(r) if angles is None
+             else (angles.detach().double().cpu().numpy() if isinstance(angles, torch.Tensor)
+                   else np.asarray(angles, float)))  # fmt: skip
+        label = f"{layer}:{unit}" if layer is not None and not isinstance(unit, str) else str(unit)
+        t = np.deg2rad(np.append(a, a[:1]) + rotate)
+        colour = colours(i / n)
+        ax.plot(t, np.clip(np.append(r, r[:1]), 0, None), color=colour, linewidth=1.2, label=label)
+        peak = int(np.argmax(r))
+        ax.plot([np.deg2rad(a[peak] + rotate)] * 2, [0, max(float(r[peak]), 1e-9)], "--", color=colour, linewidth=0.8)
+    ax.set_yticklabels([])
+    ax.tick_params(labelsize=7)
+    if rotate % 360:
+        ax.set_xticklabels([])  # drawn turned: angle labels would misstate the data's angles
+    if legend:
+        ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.32, 1.12))
+    if title:
+        ax.set_title(title, fontsize=9.5, pad=14)
+    if note:
+        ax.text(0.5, -0.1, textwrap.fill(note, 62), transform=ax.transAxes, ha="center", va="top",
+                fontsize=7, color="#444444")  # fmt: skip
+    if own:
+        fig.subplots_adjust(bottom=0.2 if note else 0.12)
+        if caption is not None:
+            fig.text(0.5, 0.002, caption, ha="center", va="bottom", fontsize=8, color="#555555")
+        elif model is not None:
+            stamp(fig, model)
+        plt.close(fig)
+    return fig
+
+
+def radial_tuning_panels(panels: Sequence[dict], model=None, caption: str | None = None, panel_size: float = 4.6):
+    """Radial tuning plots side by side, e.g. an article's published curves beside the page's own.
+
+    ``panels``: one dict of :func:`radial_tuning_plot` arguments per panel (``tunings`` and
+    any of ``angles``, ``layer``, ``rotate``, ``title``, ``note``, ``legend``). ``model`` stamps
+    the figure with its weights caption, ``caption`` writes your own; put the source of a
+    panel that did not come from ``model`` (a credit line) in its ``note``. Returns the figure,
+    closed in pyplot.
+    """
+    height = panel_size + (1.0 if any(p.get("note") for p in panels) else 0.3)
+    fig, axes = plt.subplots(1, len(panels), figsize=(panel_size * len(panels) + 0.6, height),
+                             subplot_kw={"projection": "polar"}, squeeze=False)  # fmt: skip
+    for ax, panel in zip(axes[0], panels):
+        radial_tuning_plot(ax=ax, **panel)
+    fig.subplots_adjust(bottom=0.17 if height > panel_size + 0.5 else 0.08, top=0.86, wspace=0.55)
+    if caption is not None:
+        fig.text(0.5, 0.002, caption, ha="center", va="bottom", fontsize=8, color="#555555")
+    elif model is not None:
+        stamp(fig, model)
+    plt.close(fig)
+    return fig
+
+
+
+def compare_with_published(images, units: Sequence[str], model, size: float = 1.6):
+    """This page's renders of ``units`` (top row) above the article's renders of the same units.
+
+    ``images``: ``(N, 3, H, W)`` rendered with ``model`` (stamped with its weights state);
+    ``units``: ``"4b:111"``-style names of layers with a published sprite sheet
+    (:func:`circuitscope.published.published_render`). The bottom row is credited to "The
+    Building Blocks of Interpretability" (CC BY 4.0); a sheet that cannot be had leaves a note
+    in its cells. Returns the figure, closed in pyplot.
+    """
+    import textwrap
+
+    from . import published
+    from .circuits import parse_unit
+    from .provenance import weights_state
+
+    n = len(units)
+    fig, axes = plt.subplots(2, n, figsize=(size * n + 0.9, 2 * size + 1.5), squeeze=False)
+    for j, unit in enumerate(units):
+        axes[0, j].imshow(to_numpy_image(torch.as_tensor(images[j])))
+        axes[0, j].set_title(unit, fontsize=8)
+        try:
+            axes[1, j].imshow(published.published_render(unit))
+        except published.DataError:
+            axes[1, j].text(0.5, 0.5, "not available\nhere", ha="center", va="center", fontsize=7)
+        for ax in axes[:, j]:
+            _no_ticks(ax)
+    axes[0, 0].set_ylabel(f"this page's render\n({weights_state(model)} weights)", fontsize=8)
+    axes[1, 0].set_ylabel("published render\n(real InceptionV1)", fontsize=8)
+    source = published.credit(published.sprite_name(parse_unit(units[0])[0]), adapted=True)
+    fig.text(0.5, 0.045, "\n".join(textwrap.wrap(f"Bottom row: {source}", 140 if n > 4 else 100)),
+             ha="center", va="bottom", fontsize=7, color="#555555")  # fmt: skip
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    return _finish(fig, model)

@@ -53,10 +53,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dataset_examples import TopExamples, resolve_unit, top_examples, unit_activations
+from .dataset_examples import WARNINGS, TopExamples, resolve_unit, top_examples, unit_activations
 from .device import profile
 from .models.inceptionv1 import BLOCKS, HookPoint, InceptionV1
 from .models.layers import conv2d_same, max_pool_same
+from .provenance import weights_state
 
 __all__ = [
     "PATTERNS",
@@ -340,7 +341,7 @@ class Polysemanticity:
         head = (
             f"Polysemanticity({self.unit}: {self.n_clusters} cluster(s) among {len(self.top)} top examples "
             f"(silhouette {self.clusters.silhouette:.2f}, features from {self.features_layer}"
-            + ("; SYNTHETIC WEIGHTS)" if self.top.is_synthetic else ")")
+            + _weights_note(self.top)
         )
         lines = [head]
         if not math.isnan(self.label_entropy):
@@ -354,12 +355,19 @@ class Polysemanticity:
         return "\n".join(lines) + ")"
 
 
+def _weights_note(top: TopExamples) -> str:
+    """``"; SYNTHETIC WEIGHTS)"`` (or UNVERIFIED WEIGHTS, PLANTED MODEL) when so, else ``")"``."""
+    state = weights_state(top._weights())
+    return f"; {WARNINGS[state]})" if state in WARNINGS else ")"
+
+
 def _subset(top: TopExamples, keep: torch.Tensor) -> TopExamples:
     idx = keep.nonzero().flatten().tolist()
     return TopExamples(
         top.layer, top.channel, top.by, top.indices[idx], top.scores[idx], top.positions[idx],
         top.grid, top.image_size, top.labels[idx], [top.label_names[i] for i in idx],
         [top.names[i] for i in idx], top.source, top.weights_source, top.is_synthetic, top._fields,
+        top.weights_state,
     )  # fmt: skip
 
 
@@ -665,7 +673,8 @@ class PlantedPatternModel(nn.Module):
         self.requires_grad_(False)
         self.eval()
         self.threshold = threshold
-        self.is_synthetic = True  # not InceptionV1: figures say so
+        self.weights_state = "planted"  # built by hand, not InceptionV1: figures say "PLANTED MODEL"
+        self.is_synthetic = True  # read by older code
         self.weights_source = "planted patterns (hand-set weights, known by construction)"
 
     def named_forward(self, images: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:

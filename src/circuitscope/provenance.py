@@ -8,7 +8,9 @@
   ``InceptionV1()`` is randomly initialised and counts as synthetic).
 
 Values the real network computed elsewhere and the articles published (Lucid's activations,
-see :mod:`circuitscope.published`) have the state ``"published"``.
+see :mod:`circuitscope.published`) have the state ``"published"``; a small model built by hand
+with a known answer (:mod:`circuitscope.planted`) has the state ``"planted"``: it is a teaching
+tool, not InceptionV1 under any weights.
 
 Every figure says which (:func:`stamp`), every page shows a box under the cell that loads the
 model (:func:`notice`), and text that depends on the state is chosen by :func:`by_state`.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import html
 
 SYNTHETIC_LABEL = "synthetic weights"
-STATES = ("real", "unverified", "synthetic", "published")
+STATES = ("real", "unverified", "synthetic", "published", "planted")
 
 #: Caption, colour and notice class of each state.
 CAPTIONS = {
@@ -27,13 +29,16 @@ CAPTIONS = {
     "unverified": "UNVERIFIED WEIGHTS: loaded, but not the published inception5h file",
     "synthetic": "SYNTHETIC WEIGHTS: a stand-in, not InceptionV1's learned features",
     "published": "Real InceptionV1: values computed by Lucid, published with the article",
+    "planted": "PLANTED MODEL: built by hand with a known answer, not InceptionV1",
 }
-COLOURS = {"real": "#555555", "unverified": "#b35c00", "synthetic": "#b00020", "published": "#555555"}
+COLOURS = {"real": "#555555", "unverified": "#b35c00", "synthetic": "#b00020", "published": "#555555",
+           "planted": "#1f5f8b"}
 NOTICE_CLASS = {
     "real": "circuitscope-real",
     "unverified": "circuitscope-unverified",
     "synthetic": "circuitscope-synthetic",
     "published": "circuitscope-real",
+    "planted": "circuitscope-planted",
 }
 
 
@@ -69,7 +74,7 @@ def weights_caption(model) -> str:
 def stamp(fig, model) -> None:
     """Write the weights caption at the foot of a matplotlib figure (red synthetic, orange unverified)."""
     state = weights_state(model)
-    loud = state in ("synthetic", "unverified")
+    loud = state in ("synthetic", "unverified", "planted")
     fig.text(0.5, 0.002, CAPTIONS[state], ha="center", va="bottom", fontsize=8,
              color=COLOURS[state], weight="bold" if loud else "normal")  # fmt: skip
 
@@ -110,6 +115,11 @@ def notice_html(model) -> str:
             "may differ from the articles'; the articles' own results, shown beside them, are "
             "the reference.</p></div>"
         )
+    if state == "planted":
+        return (
+            '<p class="circuitscope-planted"><b>A planted model:</b> built by hand so that the '
+            "answer is known; not InceptionV1.</p>"
+        )
     return f'<p class="circuitscope-real">Using the real InceptionV1 weights: {source}</p>'
 
 
@@ -136,5 +146,7 @@ def by_state(model, *, real: str, synthetic: str, unverified: str | None = None)
             "*that* file computes; it may differ from the real network's result, which the "
             "article's figure on this page shows."
         )
+    if state == "planted":
+        raise ValueError("by_state describes InceptionV1's weights; a planted model has no such choice")
     text = {"real": real, "published": real, "synthetic": synthetic, "unverified": unverified}[state]
     display(Markdown(f'<div class="circuitscope-by-state circuitscope-state-{state}">\n\n{text}\n\n</div>'))

@@ -222,10 +222,10 @@ class _no_network:
 
 def fetch_all(names=None, progress: bool = True) -> dict[str, Path | DataError]:
     """Fetch many registry files (default: all); ``{name: path or the error}``, never raising."""
-    from tqdm.auto import tqdm
+    from .progress import bar as progress_bar
 
     results: dict[str, Path | DataError] = {}
-    for name in tqdm(list(names or entries()), desc="published data", unit="file", disable=not progress):
+    for name in progress_bar(list(names or entries()), desc="published data", unit="file", progress=progress):
         try:
             results[name] = fetch(name)
         except DataError as err:

@@ -43,7 +43,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .progress import bar as progress_bar
 from .device import get_device, one_cpu_thread
+from .provenance import weights_state
 
 __all__ = [
     "ActivationBatches",
@@ -457,8 +459,6 @@ def train_sae(
     same order each time. Iterables drawing from the global random generators are covered too:
     their states are restored after the data are skipped.
     """
-    from tqdm.auto import tqdm
-
     device = sae.device
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
     stream = _Stream(batches, batch_size, seed, sae.d_in)
@@ -509,7 +509,7 @@ def train_sae(
             for name in ("steps", "loss", "mse", "l1", "l0"):
                 getattr(history, name).pop()  # the partial entry logged at the end of the last run
     saved_at, updating = step, False
-    bar = tqdm(total=steps, initial=step, desc="SAE", disable=not progress, unit="step")
+    bar = progress_bar(total=steps, initial=step, desc="SAE", progress=progress, unit="step")
     try:
         while step < steps:
             with one_cpu_thread(stream.is_tensor):  # a gather; the model (if any) keeps its threads
@@ -619,18 +619,11 @@ class ActivationBatches:
     def iter_from(self, start: int) -> Iterator[torch.Tensor]:
         """One pass over the image batches from the ``start``-th (taken modulo the number of
         batches, so a count across passes works), without running the model on earlier ones."""
-        from tqdm.auto import tqdm
-
         total = _num_batches(self.source)
         if total:
             start %= total
-        bar = tqdm(
-            total=total,
-            initial=start,
-            desc=f"activations {self.layer}",
-            disable=not self.progress,
-            unit="batch",
-        )
+        bar = progress_bar(total=total, initial=start, desc=f"activations {self.layer}",
+                           progress=self.progress, unit="batch")  # fmt: skip
         try:
             if _is_indexable(self.source):
                 source = (self.source[i] for i in range(start, len(self.source)))
@@ -807,7 +800,8 @@ class SAEFeatureModel(nn.Module):
         self.name = f"{layer}_sae"
         self.layer_names = [self.name]
         self.layer_channels = {self.name: sae.d_hidden}
-        self.is_synthetic = bool(getattr(model, "is_synthetic", True))
+        self.weights_state = weights_state(model)  # features of the model's weights: the same state
+        self.is_synthetic = self.weights_state in ("synthetic", "planted")
         self.weights_source = f"{getattr(model, 'weights_source', 'unknown')} + SAE on {layer}"
 
     @property

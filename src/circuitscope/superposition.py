@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .progress import bar as progress_bar
 from .device import get_device, one_cpu_thread
 
 __all__ = [
@@ -225,7 +226,6 @@ def train_toy_model(
 
 
 def _train_toy_model(model, steps, batch_size, lr, seed, log_every, progress) -> TrainResult:
-    from tqdm.auto import tqdm
 
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -233,7 +233,7 @@ def _train_toy_model(model, steps, batch_size, lr, seed, log_every, progress) ->
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1)))
     )
     logged_steps, logged, running, count = [], [], 0.0, 0
-    for step in tqdm(range(steps), desc="toy models", disable=not progress):
+    for step in progress_bar(range(steps), desc="toy models", progress=progress):
         x = model.generate_batch(batch_size, gen)
         per_instance = importance_weighted_loss(x, model(x), model.importance)
         opt.zero_grad(set_to_none=True)

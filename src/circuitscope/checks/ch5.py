@@ -403,6 +403,7 @@ class PlantedColourModel(nn.Module):
         with torch.no_grad():
             self.conv.weight.copy_(A[:, :, None, None])
         self.layer_channels = {"colour": channels}
+        self.weights_state = "planted"  # built by hand with a known answer, not InceptionV1: figures say so
         self.is_synthetic = True
 
     @property

@@ -11,13 +11,23 @@ from ..device import get_device
 from .inceptionv1 import BLOCKS, LAYER_CHANNELS, LAYER_NAMES, MAIN_LAYERS, InceptionV1
 from .synthetic import init_synthetic
 from .weights import (
+    LoadedWeights,
+    WeightsCorruptError,
     WeightsError,
+    WeightsHashError,
+    WeightsMismatchError,
+    WeightsNonFiniteError,
     WeightsUnavailableError,
     file_state_dict,
     lucid_state_dict,
+    weights_identity,
 )
 
-__all__ = ["InceptionV1", "load_inceptionv1", "BLOCKS", "LAYER_NAMES", "LAYER_CHANNELS", "MAIN_LAYERS"]
+__all__ = [
+    "InceptionV1", "load_inceptionv1", "weights_identity", "BLOCKS", "LAYER_NAMES", "LAYER_CHANNELS",
+    "MAIN_LAYERS", "WeightsError", "WeightsUnavailableError", "WeightsHashError", "WeightsCorruptError",
+    "WeightsNonFiniteError", "WeightsMismatchError",
+]  # fmt: skip
 
 SYNTHETIC_WARNING = (
     "Using SYNTHETIC weights: the real InceptionV1 weights could not be had, so a deterministic "
@@ -30,33 +40,41 @@ def load_inceptionv1(
     weights: str | os.PathLike = "auto",
     device: str | torch.device | None = None,
     progress: bool = True,
+    allow_unverified: bool = False,
 ) -> InceptionV1:
     """InceptionV1 in eval mode, frozen, on ``device`` (default: :func:`get_device`).
 
     ``weights``:
       * ``"lucid"``: the real weights (``$CIRCUITSCOPE_WEIGHTS``, else the cache, else a
         verified download); raises :class:`WeightsUnavailableError` with manual steps if none.
-      * ``"synthetic"``: the seeded stand-in (``model.is_synthetic`` is True).
+      * ``"synthetic"``: the seeded stand-in (``model.weights_state == "synthetic"``).
       * ``"auto"``: ``"lucid"`` if it can be had, else ``"synthetic"`` with a warning.
-      * a path: that weight file, checked by names and shapes (a warning if its hash differs).
+      * a path: that weight file (``.pth``, or the original ``.zip``), checked by format,
+        names, shapes, finite values and hash.
+
+    A file with the right names and shapes but not the published bytes (a path, or
+    ``$CIRCUITSCOPE_WEIGHTS``) is refused with :class:`WeightsHashError` unless
+    ``allow_unverified=True`` or ``$CIRCUITSCOPE_ALLOW_UNVERIFIED=1``; accepted, the model's
+    ``weights_state`` is ``"unverified"`` and every figure says so. The verified file gives
+    ``"real"``.
     """
     model = InceptionV1()
     if weights == "synthetic":
         init_synthetic(model)
     elif weights in ("lucid", "auto"):
         try:
-            state, source = lucid_state_dict(progress=progress)
+            loaded = lucid_state_dict(progress=progress, allow_unverified=allow_unverified)
         except WeightsUnavailableError as err:
             if weights == "lucid":
                 raise
             warnings.warn(f"{SYNTHETIC_WARNING}\n{err}", UserWarning, stacklevel=2)
             init_synthetic(model)
         else:
-            _load(model, state, source)
+            _load(model, loaded)
     elif isinstance(weights, (str, os.PathLike)) and (
         isinstance(weights, os.PathLike) or os.sep in weights or weights.endswith((".pth", ".pt", ".zip"))
     ):
-        _load(model, *file_state_dict(weights))
+        _load(model, file_state_dict(weights, allow_unverified=allow_unverified))
     else:
         raise ValueError(
             f"weights={weights!r} is not understood: use 'auto', 'lucid', 'synthetic' or a path "
@@ -65,10 +83,8 @@ def load_inceptionv1(
     return model.to(get_device(device)).eval()
 
 
-def _load(model: InceptionV1, state: dict, source: str) -> None:
-    model.load_state_dict(state, strict=True)
-    model.is_synthetic = False
-    model.weights_source = source
-
-
-__all__ += ["WeightsError", "WeightsUnavailableError"]
+def _load(model: InceptionV1, loaded: LoadedWeights) -> None:
+    model.load_state_dict(loaded.state_dict, strict=True)
+    model.weights_state = loaded.state
+    # No warning for "unverified": the caller accepted the file, and every figure says so.
+    model.weights_source = loaded.source

@@ -136,7 +136,11 @@ class InceptionV1(nn.Module):
     Attributes:
         layer_names: every name :meth:`named_forward` yields, in order.
         layer_channels: channels of each named value.
-        is_synthetic: True when the weights are the synthetic stand-in, not InceptionV1's.
+        weights_state: ``"real"`` (the verified published file), ``"unverified"`` (a file of
+            the right format but other bytes, accepted by the caller) or ``"synthetic"`` (the
+            stand-in, or no loaded weights: a bare ``InceptionV1()`` is random initialisation).
+            See :mod:`circuitscope.provenance`.
+        is_synthetic: ``weights_state == "synthetic"`` (read-only view kept for older code).
         weights_source: a short human-readable account of where the weights came from.
     """
 
@@ -153,8 +157,23 @@ class InceptionV1(nn.Module):
         self.softmax2_pre_activation_matmul = nn.Linear(1024, NUM_LOGITS)
         self.hook_points = nn.ModuleDict({n: HookPoint(n) for n in LAYER_NAMES})
         self.requires_grad_(False)  # input optimisation must never build weight gradients
-        self.is_synthetic = False
-        self.weights_source = "uninitialised (random PyTorch defaults)"
+        # Random init is no one's learned features: it must never be stamped as InceptionV1's.
+        self.weights_state = "synthetic"
+        self.weights_source = "random initialisation (no weights loaded)"
+
+    @property
+    def is_synthetic(self) -> bool:
+        """True unless real or unverified weights were loaded (derived from :attr:`weights_state`)."""
+        return self.weights_state == "synthetic"
+
+    @is_synthetic.setter
+    def is_synthetic(self, value: bool) -> None:
+        # Older code marks models by this flag: True means synthetic; False vouches for nothing
+        # more than "some file was loaded", so it is "unverified" unless already "real".
+        if value:
+            self.weights_state = "synthetic"
+        elif self.weights_state == "synthetic":
+            self.weights_state = "unverified"
 
     # -- the forward pass, as a stream of named values --------------------------------------
     def named_forward(self, images: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
@@ -250,4 +269,4 @@ class InceptionV1(nn.Module):
         return self.softmax2_pre_activation_matmul.weight.device
 
     def extra_repr(self) -> str:
-        return f"weights: {self.weights_source}"
+        return f"weights ({self.weights_state}): {self.weights_source}"

@@ -20,6 +20,9 @@ import torch
 from .inceptionv1 import InceptionV1
 
 SYNTHETIC_SEED = 0
+#: Names the stand-in's recipe in ``weights_identity()`` ("synthetic-v1"): bump it whenever
+#: :func:`init_synthetic` would produce other weights, so caches of executed pages are redone.
+SYNTHETIC_VERSION = "v1"
 PRE_RELU_MEAN = -0.25  # about 40% of a channel's values pass the ReLU on the calibration photos
 PRE_RELU_STD = 1.0
 LOGIT_STD = 2.0
@@ -97,8 +100,10 @@ def init_synthetic(model: InceptionV1, seed: int = SYNTHETIC_SEED) -> InceptionV
             param.copy_(torch.randn(param.shape, generator=gen) * math.sqrt(2.0 / fan_in))
     model.conv2d0_pre_relu_conv.weight.copy_(first_layer_bank())
     _calibrate(model, calibration_images().to(model.device))
-    model.is_synthetic = True
-    model.weights_source = f"SYNTHETIC (seeded stand-in, seed {seed}; not InceptionV1's weights)"
+    model.weights_state = "synthetic"
+    model.weights_source = (
+        f"SYNTHETIC (seeded stand-in {SYNTHETIC_VERSION}, seed {seed}; not InceptionV1's weights)"
+    )
     return model
 
 

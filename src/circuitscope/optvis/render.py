@@ -18,9 +18,10 @@ import warnings
 from collections.abc import Iterator, Sequence
 
 import torch
-from tqdm.auto import tqdm
+
 
 from ..device import profile as _profile
+from ..progress import bar as progress_bar
 from ..hooks import check_layer_names
 from . import objectives as O
 from .param import ImageParam
@@ -266,7 +267,7 @@ def render(
             return img().detach().float().cpu()
 
     kept: dict[int, torch.Tensor] = {}
-    bar = tqdm(total=steps, desc=_short(objective.description), disable=not progress, leave=False)
+    bar = progress_bar(total=steps, desc=_short(objective.description), progress=progress, leave=False)
     step = 0
     redirecting = redirected_relu(model) if redirect_steps > 0 else contextlib.nullcontext(_Redirect())
     with _frozen(model), redirecting as redirect:
