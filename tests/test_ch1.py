@@ -255,6 +255,9 @@ FIGURES = {
     "strongest_channels_chart": lambda m, img: plotting.strongest_channels_chart(m, img, "mixed3a", k=3),
     "strongest_patch_figure": lambda m, img: plotting.strongest_patch_figure(m, img, "mixed3a", 5),
     "receptive_field_figure": lambda m, img: plotting.receptive_field_figure(m, img),
+    "radial_tuning_plot": lambda m, img: plotting.radial_tuning_plot({"3b:379": torch.rand(72)}, model=m),
+    "radial_tuning_panels": lambda m, img: plotting.radial_tuning_panels([{"tunings": {"3b:379": torch.rand(72)}}], model=m),
+    "compare_with_published": lambda m, img: plotting.compare_with_published(img[None], ["4b:111"], m),
 }
 
 

@@ -815,7 +815,8 @@ def compare_with_published(images, units: Sequence[str], model, size: float = 1.
     from .provenance import weights_state
 
     n = len(units)
-    fig, axes = plt.subplots(2, n, figsize=(size * n + 0.9, 2 * size + 1.5), squeeze=False)
+    width = max(size * n + 0.9, 6.5)  # room for the credit line and the weights stamp
+    fig, axes = plt.subplots(2, n, figsize=(width, 2 * size + 1.5), squeeze=False)
     for j, unit in enumerate(units):
         axes[0, j].imshow(to_numpy_image(torch.as_tensor(images[j])))
         axes[0, j].set_title(unit, fontsize=8)
@@ -828,7 +829,7 @@ def compare_with_published(images, units: Sequence[str], model, size: float = 1.
     axes[0, 0].set_ylabel(f"this page's render\n({weights_state(model)} weights)", fontsize=8)
     axes[1, 0].set_ylabel("published render\n(real InceptionV1)", fontsize=8)
     source = published.credit(published.sprite_name(parse_unit(units[0])[0]), adapted=True)
-    fig.text(0.5, 0.045, "\n".join(textwrap.wrap(f"Bottom row: {source}", 140 if n > 4 else 100)),
+    fig.text(0.5, 0.045, "\n".join(textwrap.wrap(f"Bottom row: {source}", int(width * 16), break_on_hyphens=False)),
              ha="center", va="bottom", fontsize=7, color="#555555")  # fmt: skip
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     return _finish(fig, model)
