@@ -210,14 +210,15 @@ def _image(data: dict):
 def test_truth_check_flags_a_figure_shown_twice(tmp_path):
     png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
     other = png.replace("mNk", "mPk")
-    uri = f"data:image/jpeg;base64,{png}"
+    uri, uri2, uri3 = (f"data:image/jpeg;base64,{png.replace('mNk', k)}" for k in ("mNk", "mAk", "mBk"))
     cells = [
         nbformat.v4.new_code_cell("plot(1)", outputs=[_image({"image/png": png})]),
         nbformat.v4.new_code_cell("plot(2)", outputs=[_image({"image/png": other})]),
         nbformat.v4.new_code_cell("plot(1) again", outputs=[_image({"image/png": png + "\n"})]),
-        # one output may repeat an image (a grid); a later output showing it again may not
-        nbformat.v4.new_code_cell("grid", outputs=[_image({"text/html": f'<img src="{uri}"/><img src="{uri}"/>'})]),
-        nbformat.v4.new_code_cell("grid again", outputs=[_image({"text/html": f'<figure><img src="{uri}"/></figure>'})]),
+        # a grid of renders is one figure: a unit may appear in two grids, but not a grid twice
+        nbformat.v4.new_code_cell("grid", outputs=[_image({"text/html": f'<img src="{uri}"/><img src="{uri2}"/>'})]),
+        nbformat.v4.new_code_cell("other grid", outputs=[_image({"text/html": f'<img src="{uri}"/><img src="{uri3}"/>'})]),
+        nbformat.v4.new_code_cell("grid again", outputs=[_image({"text/html": f'<img src="{uri}"/><img src="{uri2}"/>'})]),
         nbformat.v4.new_code_cell("hidden", outputs=[_image({"image/png": other})],
                                   metadata={"tags": ["remove-output"]}),
     ]  # fmt: skip
@@ -225,7 +226,7 @@ def test_truth_check_flags_a_figure_shown_twice(tmp_path):
     messages = sorted(p.message for p in problems)
     assert len(problems) == 2, messages
     assert messages[0].startswith("code cell 3 shows a figure identical") and "code cell 1" in messages[0]
-    assert messages[1].startswith("code cell 5 shows a figure identical") and "code cell 4" in messages[1]
+    assert messages[1].startswith("code cell 6 shows a figure identical") and "code cell 4" in messages[1]
 
 
 def test_truth_check_flags_a_progress_widget(tmp_path):

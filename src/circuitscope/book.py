@@ -479,7 +479,8 @@ def check_page_truth(
 def _repeated_figures(page: str, nb) -> list[NoticeProblem]:
     """Outputs of ``nb`` that show an image another output already showed, byte for byte.
 
-    Copies inside one output (a grid of renders where a unit repeats) are not counted; outputs
+    An HTML output with several images (a grid of renders) counts as one figure, so a unit in
+    two different grids is not a repeat; copies inside one output are not counted either; outputs
     hidden with a ``remove-output`` or ``remove-cell`` tag are not shown, so not counted.
     """
     import hashlib
@@ -494,7 +495,10 @@ def _repeated_figures(page: str, nb) -> list[NoticeProblem]:
             data = output.get("data", {})
             text = {m: "".join(v) if isinstance(v, list) else str(v) for m, v in data.items()}
             images = {text[m] for m in _IMAGE_MIMES if m in text}
-            images |= set(_DATA_URI.findall(text.get("text/html", "")))
+            uris = _DATA_URI.findall(text.get("text/html", ""))
+            # One image in an HTML output is a figure; several make one figure together (a grid
+            # of renders, where the same unit may also appear in another grid).
+            images |= set(uris) if len(uris) == 1 else {text["text/html"]} if uris else set()
             for key in {hashlib.sha256(re.sub(r"\s+", "", im).encode()).hexdigest() for im in images}:
                 if key not in first:
                     first[key] = (i, j)

@@ -767,12 +767,17 @@ def radial_tuning_plot(
                 fontsize=7, color="#444444")  # fmt: skip
     if own:
         fig.subplots_adjust(bottom=0.2 if note else 0.12)
-        if caption is not None:
-            fig.text(0.5, 0.002, caption, ha="center", va="bottom", fontsize=8, color="#555555")
-        elif model is not None:
-            stamp(fig, model)
-        plt.close(fig)
+        _caption_and_close(fig, model, caption)
     return fig
+
+
+def _caption_and_close(fig, model, caption: str | None) -> None:
+    """Foot of a figure: ``caption`` if given, else ``model``'s weights stamp; closed in pyplot."""
+    if caption is not None:
+        fig.text(0.5, 0.002, caption, ha="center", va="bottom", fontsize=8, color="#555555")
+    elif model is not None:
+        stamp(fig, model)
+    plt.close(fig)
 
 
 def radial_tuning_panels(panels: Sequence[dict], model=None, caption: str | None = None, panel_size: float = 4.6):
@@ -790,11 +795,7 @@ def radial_tuning_panels(panels: Sequence[dict], model=None, caption: str | None
     for ax, panel in zip(axes[0], panels):
         radial_tuning_plot(ax=ax, **panel)
     fig.subplots_adjust(bottom=0.17 if height > panel_size + 0.5 else 0.08, top=0.86, wspace=0.55)
-    if caption is not None:
-        fig.text(0.5, 0.002, caption, ha="center", va="bottom", fontsize=8, color="#555555")
-    elif model is not None:
-        stamp(fig, model)
-    plt.close(fig)
+    _caption_and_close(fig, model, caption)
     return fig
 
 
