@@ -72,7 +72,7 @@ def test_the_site_builds_and_every_chapter_says_unverified(unverified_site):
     cache = book.execution_cache(ROOT, unverified_site)
     assert book.identity_state(book.cache_identity(cache) or "") == "unverified"
     assert book.check_weights_notices(unverified_site, cache) == []
-    assert book.check_page_truth(unverified_site, "unverified", cache) == []
+    assert book.check_page_truth(unverified_site, "unverified", cache, book.exercise_pages(ROOT)) == []
 
 
 def test_every_chapter_page_runs_within_the_budget_with_unverified_weights(unverified_site):

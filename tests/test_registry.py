@@ -198,3 +198,20 @@ def test_without_the_label_file_classes_are_numbered_with_one_warning(fresh_labe
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once per session, not once per call
         fresh_labels.labels()
+
+
+def test_no_registry_file_is_committed_to_the_repository():
+    """Third-party files are fetched by hash, never carried: no tracked file has a registry hash."""
+    import subprocess
+
+    from conftest import ROOT
+
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    listed = {e.sha256: name for name, e in registry.entries().items()}
+    carried = []
+    for rel in filter(None, tracked.decode().split("\0")):
+        path = ROOT / rel
+        if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() in listed:
+            carried.append(f"{rel} (= {listed[hashlib.sha256(path.read_bytes()).hexdigest()]})")
+    assert not carried, f"committed copies of registry files: {carried}"
+    assert len(listed) == len(registry.entries()) >= 52  # 39 articles' files, 12 Lucid files, the labels

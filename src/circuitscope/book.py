@@ -421,6 +421,14 @@ _DATA_URI = re.compile(r"data:image/[a-z+.-]+;base64,[A-Za-z0-9+/=]+")
 _HIDDEN_TAGS = {"remove-output", "remove-cell"}
 
 
+def exercise_pages(root: Path) -> set[str]:
+    """The generated exercise pages (``book/<chapter>/exercises``): they draw the solution's figure
+    beside the library's reference figure, equal by design when the solution is right."""
+    from circuitscope.course import pages
+
+    return {Path(e.page).with_suffix("").as_posix() for e in pages.exercises(root)}
+
+
 def check_page_truth(
     build: Path, state: str | None, cache_path: Path | None = None, repeats_allowed=()
 ) -> list[NoticeProblem]:
@@ -618,9 +626,7 @@ def build(
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
-    # Exercise pages draw the solution's figure beside the reference one: equal by design.
-    exercise_pages = {Path(e.page).with_suffix("").as_posix() for e in pages.exercises(root)}
-    problems = check_page_truth(build_path, state, cache, repeats_allowed=exercise_pages)
+    problems = check_page_truth(build_path, state, cache, repeats_allowed=exercise_pages(root))
     if problems:
         print(f"\nBook build FAILED: pages say what is false for their weights ({identity}), or "
               "show a figure twice or a blank widget:", file=sys.stderr)  # fmt: skip
