@@ -12,8 +12,14 @@ repository is cloned and whichever folder a command starts from:
     <repository>/autograder/submitted|autograded|feedback/<student>/<assignment>/
     <repository>/autograder/gradebook.db                     the gradebook (sqlite)
 
+Every kernel autograde starts runs in the sandbox of circuitscope/course/sandbox.py (bubblewrap:
+no gradebook, no other submissions, no solutions/, no network, limits; see README.md, "The
+sandbox").
+
 Environment variables:
     CIRCUITSCOPE_GRADE_TIMEOUT   seconds one cell may run while autograding (default 300)
+    CIRCUITSCOPE_SANDBOX         "0": kernels run WITHOUT the sandbox (what `grade --no-sandbox` sets)
+    CIRCUITSCOPE_SANDBOX_MEMORY, CIRCUITSCOPE_SANDBOX_NPROC, CIRCUITSCOPE_SANDBOX_HIDE: see sandbox.py
 """
 
 import importlib.util
@@ -33,20 +39,20 @@ from nbgrader.preprocessors import (
 )
 
 
-def _load_nbgrader_ext():
-    """circuitscope/course/nbgrader_ext.py, loaded without running ``circuitscope/__init__``.
+def _load_course_module(module: str):
+    """circuitscope/course/<module>.py, loaded without running ``circuitscope/__init__``.
 
     The package's ``__init__`` imports torch (seconds); every nbgrader command reads this file.
     ``find_spec`` locates the installed package without importing it.
     """
-    if "circuitscope.course.nbgrader_ext" in sys.modules:
-        return sys.modules["circuitscope.course.nbgrader_ext"]
-    name = "circuitscope_nbgrader_ext"
+    if f"circuitscope.course.{module}" in sys.modules:
+        return sys.modules[f"circuitscope.course.{module}"]
+    name = f"circuitscope_{module}"
     if name not in sys.modules:
         package = importlib.util.find_spec("circuitscope")
         if package is None or not package.submodule_search_locations:
             raise ImportError("circuitscope is not installed: pip install -e '.[grade]' from the repository")
-        path = Path(next(iter(package.submodule_search_locations))) / "course" / "nbgrader_ext.py"
+        path = Path(next(iter(package.submodule_search_locations))) / "course" / f"{module}.py"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
@@ -54,7 +60,7 @@ def _load_nbgrader_ext():
     return sys.modules[name]
 
 
-_ext = _load_nbgrader_ext()
+_ext = _load_course_module("nbgrader_ext")
 HideHiddenTests, ZeroDeletedTests = _ext.HideHiddenTests, _ext.ZeroDeletedTests
 
 c = get_config()  # noqa: F821 (injected by traitlets)
@@ -78,6 +84,17 @@ c.Execute.interrupt_on_timeout = True
 # After that interrupt, a kernel slow to send the cell's last output must not fail the whole
 # notebook: the cell keeps the timeout error (so it scores 0) and grading goes on.
 c.Execute.raise_on_iopub_timeout = False
+
+# The sandbox. Kernels start from the "python3" kernelspec: the one put first on JUPYTER_PATH
+# here runs ipykernel inside bubblewrap (or plainly, with CIRCUITSCOPE_SANDBOX=0). It shadows any
+# "python3" kernelspec of the user's own Jupyter, which could be another Python. The sandboxed
+# kernel has no network, so its ZMQ channels are Unix sockets (the IPC transport), not TCP.
+_sandbox = _load_course_module("sandbox")
+os.environ["JUPYTER_PATH"] = os.pathsep.join(
+    filter(None, [str(_sandbox.kernel_dir(_sandbox.enabled())), os.environ.get("JUPYTER_PATH")])
+)
+c.KernelManager.transport = "ipc"
+c.KernelManager.ip = _sandbox.ipc_prefix()  # absolute and private to this nbgrader process
 
 # Students are added to the gradebook the first time one of their submissions is graded.
 c.Autograde.create_student = True

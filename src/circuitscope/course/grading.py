@@ -10,6 +10,10 @@ others, and every notebook ends in one of two states, both recorded in the real 
 * **zero**, with the reason: not submitted, not a valid notebook, the kernel died, the kernel
   stopped responding, grading ran past the wall-clock limit, nbgrader failed on it.
 
+Every kernel runs in the sandbox of :mod:`.sandbox` (bubblewrap). Where it cannot start, grading
+stops before touching the gradebook; ``sandbox=False`` (``--no-sandbox``) grades anyway, and every
+row of the report then says so.
+
 Every run rewrites its rows of ``autograder/grading_report.csv`` (one row per student, assignment
 and notebook; never duplicated) and leaves nbgrader's output in ``autograder/logs/``.
 """
@@ -32,6 +36,7 @@ from pathlib import Path
 
 import nbformat
 
+from . import sandbox as sandbox_mod
 from .course import Course, CourseError
 from .generate import SyncReport, _compare, _generate_one
 
@@ -42,6 +47,7 @@ REPORT_NAME = "grading_report.csv"
 LOGS_NAME = "logs"
 
 GRADED, ZERO = "graded", "zero"
+NO_SANDBOX = "graded WITHOUT the sandbox (--no-sandbox)"
 
 _EXCEPTION_LINE = re.compile(r"^\s*[\w.]*(Error|Exception|Exit)\b[\w.]*(:.*)?$")
 
@@ -104,6 +110,7 @@ def grade(
     notebook_timeout: int | None = None,
     jobs: int = 1,
     progress: bool = True,
+    sandbox: bool = True,
     log=print,
 ) -> list[Outcome]:
     """Autograde every submission in ``submissions_dir`` into the course's gradebook.
@@ -111,7 +118,8 @@ def grade(
     ``timeout``: seconds one cell may run (default: $CIRCUITSCOPE_GRADE_TIMEOUT, else 300).
     ``notebook_timeout``: seconds the grading of one notebook may take before it is stopped, kernel
     and all (default: ``timeout`` times the notebook's number of code cells + 3). ``jobs``:
-    notebooks graded at once. Returns one :class:`Outcome` per notebook, also written to the
+    notebooks graded at once. ``sandbox``: run every kernel in the sandbox (default); without it the
+    kernels run with the grader's rights, and every outcome says so. Returns one :class:`Outcome` per notebook, also written to the
     grading report.
     """
     from nbgrader.api import Gradebook
@@ -126,6 +134,18 @@ def grade(
             f"for assignment(s) {', '.join(wanted)}"
         )
     cell_timeout = int(timeout or os.environ.get(TIMEOUT_ENV) or DEFAULT_CELL_TIMEOUT)
+    env = {TIMEOUT_ENV: str(cell_timeout), sandbox_mod.ENV_SANDBOX: "1" if sandbox else "0"}
+    if sandbox:
+        try:
+            sandbox_mod.check()
+        except sandbox_mod.SandboxUnavailable as err:
+            raise CourseError(f"grading stopped: {err}") from None
+        # The submissions as handed in: the other students' notebooks, hidden from every kernel.
+        hide = [str(Path(submissions_dir).resolve()), os.environ.get(sandbox_mod.ENV_HIDE, "")]
+        env[sandbox_mod.ENV_HIDE] = os.pathsep.join(filter(None, hide))
+    else:
+        log(f"WARNING: {NO_SANDBOX}: every kernel runs with your rights, and a submission can change "
+            "any grade, read solutions/ and the hidden tests, or damage the course folder")  # fmt: skip
 
     # The gradebook must describe the assignments as solutions/ does now (cells, points, the
     # hidden tests to restore). Generating into a scratch folder records them without touching
@@ -168,7 +188,6 @@ def grade(
     total = sum(len(nbs) for _, nbs in tasks)
     bar = _progress(total, progress)
     write = bar.write if bar is not None and log is print else log
-    env = {TIMEOUT_ENV: str(cell_timeout)}
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = [pool.submit(_grade_submission, course, sub, nbs, cell_timeout, notebook_timeout, env)
@@ -192,6 +211,8 @@ def grade(
             outcome.score, outcome.max_score = float(nb.score), float(nb.max_score)
             if outcome.status == GRADED and nb.needs_manual_grade:
                 outcome.problem = _join(outcome.problem, "needs manual grading (formgrader)")
+            if not sandbox:
+                outcome.problem = _join(outcome.problem, NO_SANDBOX)
     outcomes.sort(key=lambda o: o.key)
     write_report(course, outcomes)
     return outcomes
