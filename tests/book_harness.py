@@ -82,3 +82,29 @@ def mini_book(tmp_path: Path, code_cells: list[str]) -> Path:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "book" / "page.ipynb")
     return root
+
+
+def execute_notebook(path: Path, env: dict[str, str], monkeypatch) -> tuple[nbformat.NotebookNode, list]:
+    """Run the notebook at ``path`` in a real kernel (this Python) with ``env`` added; (notebook, errors).
+
+    ``errors`` lists ``(code cell index, ename, evalue)`` of every cell that raised; the
+    kernel inherits the environment through ``monkeypatch``.
+    """
+    from nbclient import NotebookClient
+
+    from circuitscope.course.course import _kernel_dir
+
+    for key, value in env.items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join(filter(None, [str(_kernel_dir()), os.environ.get("JUPYTER_PATH")])))
+    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(path.parent)}})  # fmt: skip
+    client.execute()
+    errors = [(i, o["ename"], o["evalue"]) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+              for o in c.get("outputs", []) if o["output_type"] == "error"]  # fmt: skip
+    return nb, errors

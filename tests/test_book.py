@@ -10,6 +10,7 @@ by ``.ci/run``) against the built site served on 127.0.0.1, with every other hos
 from __future__ import annotations
 
 import functools
+import json
 import http.server
 import os
 import re
@@ -23,7 +24,7 @@ import nbformat
 import pytest
 import yaml
 
-from book_harness import ROOT, chapter_pages, mini_book, notebook_pages, run_build, toc_pages
+from book_harness import ROOT, chapter_pages, execute_notebook, mini_book, notebook_pages, run_build, toc_pages
 
 from circuitscope import book
 
@@ -541,3 +542,15 @@ def test_maths_renders_offline(server, site, tmp_path):
     dom = result.stdout
     assert "<mjx-container" in dom, f"MathJax did not typeset {MATH_PAGE} offline:\n{result.stderr[-3000:]}"
     assert "<mjx-merror" not in dom and "data-mjx-error" not in dom, "MathJax reported a TeX error"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", [p for p in chapter_pages() if p.endswith("/index")])
+def test_a_page_goes_on_without_the_published_data(page, tmp_path, monkeypatch):
+    """Offline, no mirror, empty cache: each published figure or dataset becomes a note; no cell raises."""
+    env = {"CIRCUITSCOPE_MIRROR": None, "CIRCUITSCOPE_OFFLINE": "1", "CIRCUITSCOPE_CACHE": str(tmp_path),
+           "CIRCUITSCOPE_PROFILE": "cpu", "TQDM_DISABLE": "1"}  # fmt: skip
+    nb, errors = execute_notebook(ROOT / f"{page}.ipynb", env, monkeypatch)
+    assert not errors, f"{page} raised without the published data: {errors}"
+    outputs = json.dumps([c.get("outputs", []) for c in nb.cells if c.cell_type == "code"])
+    assert "circuitscope-unavailable" in outputs, f"{page} shows no note for the published data it could not have"

@@ -81,3 +81,17 @@ def test_dog_cat_is_the_published_activations():
     assert "CC BY 4.0" in example.weights_source and "Building Blocks" in example.weights_source
     with pytest.raises(KeyError, match="published photos"):
         published.dog_cat("cat")
+
+
+def test_a_block_that_needs_unavailable_data_shows_a_note_and_goes_on(nothing_to_be_had, monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    reached = []
+    with published.optional():
+        published.radial_tuning("mixed3b")
+        reached.append("after")  # never: the block stops where the file was needed
+    assert not reached and len(shown) == 1 and not shown[0].available
+    assert "curve-detectors/radial/data.json" in shown[0].html and "CIRCUITSCOPE_MIRROR" in shown[0].html
+    with pytest.raises(KeyError):  # other errors are not swallowed
+        with published.optional():
+            published.radial_tuning("mixed9z")

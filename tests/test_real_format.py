@@ -16,9 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nbformat
 import pytest
-from book_harness import ROOT, chapter_pages, run_build
+from book_harness import ROOT, chapter_pages, execute_notebook, run_build
 
 from circuitscope import book
 
@@ -87,20 +86,7 @@ def test_every_chapter_page_runs_within_the_budget_with_unverified_weights(unver
 @pytest.mark.parametrize("notebook", SOLUTIONS, ids=lambda p: p.parent.name)
 def test_every_solution_notebook_runs(notebook, unverified_env, monkeypatch):
     """Each solution notebook, in a real kernel (the grader's kernelspec: this Python), raises nowhere."""
-    from nbclient import NotebookClient
-
-    from circuitscope.course.course import _kernel_dir
-
-    for key, value in unverified_env.items():  # the kernel inherits them
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join(filter(None, [str(_kernel_dir()), os.environ.get("JUPYTER_PATH")])))
-    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-    nb = nbformat.read(notebook, as_version=4)
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(notebook.parent)}})  # fmt: skip
-    client.execute()
-    errors = [(i, o["ename"], o["evalue"]) for i, c in enumerate(nb.cells) if c.cell_type == "code"
-              for o in c.get("outputs", []) if o["output_type"] == "error"]  # fmt: skip
+    _, errors = execute_notebook(notebook, unverified_env, monkeypatch)
     assert not errors, f"{notebook.relative_to(ROOT)} raised with unverified weights: {errors}"
 
 

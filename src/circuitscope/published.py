@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import contextlib
 import html
 import io
 import json
@@ -32,7 +33,7 @@ from . import registry
 from .registry import DataError, DataUnavailableError
 
 __all__ = [
-    "SOURCES", "credit", "figure", "published_render", "render_grid", "radial_tuning",
+    "SOURCES", "credit", "figure", "optional", "published_render", "render_grid", "radial_tuning",
     "preferred_orientations", "families", "family_of", "dog_cat", "LucidExample", "DataError",
     "DataUnavailableError",
 ]  # fmt: skip
@@ -137,8 +138,9 @@ def _linkify(text: str) -> str:
 
 def show_unavailable(name: str, err: Exception) -> PublishedFigure:
     """The note a page shows when a published file cannot be had: what is missing, where it lives."""
-    e = registry.entry(name)
-    source = SOURCES[e.source]
+    e = registry.entries().get(name)
+    source = SOURCES[e.source] if e else Source("", "the Circuits thread", "Distill", 2020,
+                                                "https://distill.pub/2020/circuits/")  # fmt: skip
     text = (
         '<div class="admonition note circuitscope-unavailable"><p class="admonition-title">'
         "Published figure not available here</p><p>The article's figure "
@@ -179,6 +181,26 @@ def figure(name: str, caption: str = "", crop: tuple[int, int, int, int] | None 
             image = im.crop(crop) if crop else im.copy()
         body = f'<img src="{_data_uri(image, max_width)}" alt="{html.escape(caption or name)}"/>'
     return PublishedFigure(name, _figure_html(body, caption, credit(name, adapted=crop is not None)), True)
+
+
+@contextlib.contextmanager
+def optional():
+    """Run a block that uses published data; if a file cannot be had, show the note and go on.
+
+    For a page built offline without a mirror: the block stops where the missing file was
+    needed, the note of :func:`show_unavailable` says which file and where to see it, and the
+    page's next cells still run::
+
+        with published.optional():
+            tunings = published.radial_tuning("mixed3b")
+            ...
+    """
+    from IPython.display import display
+
+    try:
+        yield
+    except DataError as err:
+        display(show_unavailable(getattr(err, "name", None) or "?", err))
 
 
 # -- renders of single units ------------------------------------------------------------------

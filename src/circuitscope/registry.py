@@ -181,19 +181,26 @@ def fetch(name: str, progress: bool = False) -> Path:
             downloader=_Downloader(e, progress),
             progressbar=progress,
         )
-    except DataError:
+    except DataError as err:
+        err.name = name  # which file: published.optional() shows the note for it
         raise
     except ValueError as err:  # pooch's hash mismatch (it has already removed the bad copy)
         if "hash" not in str(err).lower():
             raise
         where = mirror_copy(e) or e.url
-        raise DataHashError(
+        raise _named(name, DataHashError(
             f"{name}: the copy from {where} does not have the SHA-256 the course lists "
             f"({e.sha256}), so it was refused. Replace it with the original file from {e.url}."
-        ) from err
+        )) from err
     except OSError as err:  # network errors, HTTP errors and disk errors
-        raise DataUnavailableError(_unavailable(e, f"download failed: {err}")) from err
+        raise _named(name, DataUnavailableError(_unavailable(e, f"download failed: {err}"))) from err
     return Path(path)
+
+
+def _named(name: str, err: DataError) -> DataError:
+    """``err`` with the registry name of the file it is about (``err.name``)."""
+    err.name = name
+    return err
 
 
 def available(name: str) -> bool:
