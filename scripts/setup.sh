@@ -11,8 +11,12 @@ fi
 # wheel would not match the index's torchvision.
 stamp="$venv/.circuitscope-installed"
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
-  PIP_FIND_LINKS= "$venv/bin/python" -m pip install --disable-pip-version-check -q -e "$root[dev]" \
-    2> >(grep -v "^WARNING: Location" >&2)
+  # Say what is coming: the first install downloads PyTorch (a CUDA build, about 5 GB), which
+  # takes minutes. pip's own lines then name each download and its size.
+  echo "Installing circuitscope and its dependencies into $venv (first time: PyTorch, about 5 GB; a few minutes)..." >&2
+  PIP_FIND_LINKS= "$venv/bin/python" -m pip install --disable-pip-version-check -e "$root[dev]" \
+    2> >(grep -v "^WARNING: Location" >&2) \
+    | { grep -E --line-buffered "^(Collecting|  Downloading|Successfully installed)" >&2 || true; }
   "$venv/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
   touch "$stamp"
 fi
