@@ -128,52 +128,11 @@ def execution_cache(root: Path, build: Path, identity: str | None = None) -> Pat
 IDENTITY_FILE = "circuitscope-identity.txt"
 
 
-def _synthetic_version() -> str:
-    """Changes when the synthetic stand-in's code changes (its weights are made by that code)."""
-    import hashlib
-
-    from circuitscope.models import synthetic
-
-    return hashlib.sha256(Path(synthetic.__file__).read_bytes()).hexdigest()[:12]
-
-
-def _fallback_weights_identity() -> str:
-    """:func:`weights_identity` for a library without ``models.weights.weights_identity``."""
-    from circuitscope.models import weights as w
-
-    allow = os.environ.get("CIRCUITSCOPE_ALLOW_UNVERIFIED", "").strip().lower() in {"1", "true", "yes"}
-    env = os.environ.get(w.ENV_WEIGHTS)
-    if env and Path(env).expanduser().is_file():
-        path = Path(env).expanduser()
-        if path.suffix == ".zip":
-            digest, want = w.sha256_file(path), w.DATA_HUB["inception5h.zip"].sha256
-        else:
-            digest, want = w.git_blob_sha1(path), w.DATA_HUB["inception5h.pth"].git_blob_sha1
-        if digest == want:
-            return f"real-{digest[:12]}"
-        return f"{'unverified' if allow else 'refused'}-{digest[:12]}"
-    for name in ("inception5h.pth", "inception5h.zip"):
-        path = w.cache_dir() / name
-        if path.is_file():
-            try:
-                w.DATA_HUB[name].verify(path)
-            except w.WeightsHashError:
-                continue
-            return f"real-{(w.DATA_HUB[name].git_blob_sha1 or w.DATA_HUB[name].sha256)[:12]}"
-    return f"synthetic-{_synthetic_version()}"
-
-
-@contextlib.contextmanager
 def _environ(env: dict[str, str]):
-    """``os.environ`` is ``env`` for the duration (the build's, so the kernels' view is computed)."""
-    old = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    """``os.environ`` is exactly ``env`` for the duration (the build's, so the kernels' view is computed)."""
+    from unittest import mock
+
+    return mock.patch.dict(os.environ, env, clear=True)
 
 
 def weights_identity(env: dict[str, str] | None = None) -> str:
@@ -181,14 +140,12 @@ def weights_identity(env: dict[str, str] | None = None) -> str:
     ``"unverified-<hash12>"`` or ``"synthetic-<version>"``, computed in the build's environment
     ``env`` (default :func:`build_env`) without loading a tensor.
 
-    :func:`circuitscope.models.weights.weights_identity` when the library has it, else the same
-    rule computed here.
+    This is :func:`circuitscope.models.weights.weights_identity`, run in that environment.
     """
     from circuitscope.models import weights as w
 
     with _environ(build_env() if env is None else env):
-        own = getattr(w, "weights_identity", None)
-        return own() if own is not None else _fallback_weights_identity()
+        return w.weights_identity()
 
 
 def identity_state(identity: str) -> str | None:

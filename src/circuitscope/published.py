@@ -256,13 +256,12 @@ def render_grid(units: list[str], caption: str = "", columns: int | None = None)
     """
     from PIL import Image
 
+    from .circuits import parse_unit
+
     try:
         cells = [published_render(u) for u in units]
     except DataError as err:
-        from .circuits import parse_unit
-
         return show_unavailable(sprite_name(parse_unit(units[0])[0]), err)
-    layers = sorted({u.split(":")[0] for u in units})
     columns = columns or len(units)
     items = []
     for unit, cell in zip(units, cells):
@@ -271,14 +270,9 @@ def render_grid(units: list[str], caption: str = "", columns: int | None = None)
                      f"<div><code>{html.escape(unit)}</code></div></div>")  # fmt: skip
     body = (f'<div class="circuitscope-render-grid" style="grid-template-columns:repeat({columns}, '
             f'minmax(0, 110px))">' + "".join(items) + "</div>")  # fmt: skip
-    name = sprite_name(_full_layer(layers[0]))
+    # The credit is the same for every sheet (one article); name the first unit's.
+    name = sprite_name(parse_unit(units[0])[0])
     return PublishedFigure(name, _figure_html(body, caption, credit(name, adapted=True)), True)
-
-
-def _full_layer(short: str) -> str:
-    from .circuits import parse_unit
-
-    return parse_unit(f"{short}:0")[0]
 
 
 # -- tuning curves and families ----------------------------------------------------------------

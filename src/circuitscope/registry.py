@@ -206,25 +206,13 @@ def _named(name: str, err: DataError) -> DataError:
 def available(name: str) -> bool:
     """True when :func:`fetch` would succeed without downloading (cached or mirrored, verified)."""
     try:
-        with _no_network():
+        from unittest import mock
+
+        with mock.patch.dict(os.environ, {ENV_OFFLINE: "1"}):  # cached or mirrored only
             fetch(name)
         return True
     except DataError:
         return False
-
-
-class _no_network:
-    """Context: ``$CIRCUITSCOPE_OFFLINE=1`` for the duration."""
-
-    def __enter__(self):
-        self.old = os.environ.get(ENV_OFFLINE)
-        os.environ[ENV_OFFLINE] = "1"
-
-    def __exit__(self, *exc):
-        if self.old is None:
-            os.environ.pop(ENV_OFFLINE, None)
-        else:
-            os.environ[ENV_OFFLINE] = self.old
 
 
 def fetch_all(names=None, progress: bool = True) -> dict[str, Path | DataError]:
