@@ -12,7 +12,7 @@ repository is cloned and whichever folder a command starts from:
     <repository>/autograder/submitted|autograded|feedback/<student>/<assignment>/
     <repository>/autograder/gradebook.db                     the gradebook (sqlite)
 
-Every kernel autograde starts runs in the sandbox of circuitscope/course/sandbox.py (bubblewrap:
+Every kernel autograde starts runs in the sandbox of circuitscope_course/sandbox.py (bubblewrap:
 no gradebook, no other submissions, no solutions/, no network, limits; see README.md, "The
 sandbox").
 
@@ -22,9 +22,7 @@ Environment variables:
     CIRCUITSCOPE_SANDBOX_MEMORY, CIRCUITSCOPE_SANDBOX_NPROC, CIRCUITSCOPE_SANDBOX_HIDE: see sandbox.py
 """
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
@@ -39,28 +37,13 @@ from nbgrader.preprocessors import (
 )
 
 
-def _load_course_module(module: str):
-    """circuitscope/course/<module>.py, loaded without running ``circuitscope/__init__``.
+# The course tooling is its own package (no torch at import): every nbgrader command reads this file.
+try:
+    from circuitscope_course import nbgrader_ext as _ext
+    from circuitscope_course import sandbox as _sandbox
+except ImportError as error:  # pragma: no cover - a setup problem, said plainly
+    raise ImportError("circuitscope_course is not installed: pip install -e '.[grade]' from the repository") from error
 
-    The package's ``__init__`` imports torch (seconds); every nbgrader command reads this file.
-    ``find_spec`` locates the installed package without importing it.
-    """
-    if f"circuitscope.course.{module}" in sys.modules:
-        return sys.modules[f"circuitscope.course.{module}"]
-    name = f"circuitscope_{module}"
-    if name not in sys.modules:
-        package = importlib.util.find_spec("circuitscope")
-        if package is None or not package.submodule_search_locations:
-            raise ImportError("circuitscope is not installed: pip install -e '.[grade]' from the repository")
-        path = Path(next(iter(package.submodule_search_locations))) / "course" / f"{module}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_ext = _load_course_module("nbgrader_ext")
 HideHiddenTests, ZeroDeletedTests = _ext.HideHiddenTests, _ext.ZeroDeletedTests
 
 c = get_config()  # noqa: F821 (injected by traitlets)
@@ -89,7 +72,6 @@ c.Execute.raise_on_iopub_timeout = False
 # here runs ipykernel inside bubblewrap (or plainly, with CIRCUITSCOPE_SANDBOX=0). It shadows any
 # "python3" kernelspec of the user's own Jupyter, which could be another Python. The sandboxed
 # kernel has no network, so its ZMQ channels are Unix sockets (the IPC transport), not TCP.
-_sandbox = _load_course_module("sandbox")
 os.environ["JUPYTER_PATH"] = os.pathsep.join(
     filter(None, [str(_sandbox.kernel_dir(_sandbox.enabled())), os.environ.get("JUPYTER_PATH")])
 )

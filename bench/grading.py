@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from circuitscope.course import Course, demo, generate
-from circuitscope.course.grading import grade
+from circuitscope_course import Course, demo, generate
+from circuitscope_course.grading import grade
 
 
 def _course(dest: Path, assignment: str) -> Course:

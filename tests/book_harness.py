@@ -92,7 +92,7 @@ def execute_notebook(path: Path, env: dict[str, str], monkeypatch) -> tuple[nbfo
     """
     from nbclient import NotebookClient
 
-    from circuitscope.course.course import _kernel_dir
+    from circuitscope_course.course import _kernel_dir
 
     for key, value in env.items():
         if value is None:

@@ -16,10 +16,10 @@ import pytest
 from exercise_harness import load_mistakes
 from nbformat.v4 import new_code_cell, new_notebook
 
-from circuitscope.course import Course, check_sync, cli
-from circuitscope.course.grading import GRADED, Outcome, find_submissions, grade, read_report, write_report
-from circuitscope.course.nbgrader_ext import HideHiddenTests, _cell_line
-from circuitscope.course.results import export_csv, feedback, hidden_test_lines, html_text, quoted_lines
+from circuitscope_course import Course, check_sync, cli
+from circuitscope_course.grading import GRADED, Outcome, find_submissions, grade, read_report, write_report
+from circuitscope_course.nbgrader_ext import HideHiddenTests, _cell_line
+from circuitscope_course.results import export_csv, feedback, hidden_test_lines, html_text, quoted_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = Course(ROOT)

@@ -1,6 +1,6 @@
 """Hardened grading, proven on a class of hostile submissions (real nbgrader, real kernels).
 
-The assignment is the practice course of :mod:`circuitscope.course.demo` (``add`` and ``scale``,
+The assignment is the practice course of :mod:`circuitscope_course.demo` (``add`` and ``scale``,
 1 + 2 points, no model), built in a temporary folder with this repository's nbgrader config.
 Each hostile case is its own student in one class; the class is graded twice (once through the
 Python API, once through the ``circuitscope-course`` command line), then given feedback and
@@ -18,9 +18,9 @@ import nbformat
 import pytest
 from nbgrader import utils as nbgrader_utils
 
-from circuitscope.course import Course, check_sync, cli, demo, generate
-from circuitscope.course.grading import GRADED, ZERO, grade, read_report
-from circuitscope.course.results import export_csv, feedback, hidden_test_lines, html_text, quoted_lines
+from circuitscope_course import Course, check_sync, cli, demo, generate
+from circuitscope_course.grading import GRADED, ZERO, grade, read_report
+from circuitscope_course.results import export_csv, feedback, hidden_test_lines, html_text, quoted_lines
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The exercises on the site and the Colab install cell (``circuitscope.course.pages``).
+"""The exercises on the site and the Colab install cell (``circuitscope_course.pages``).
 
 Fast tests check the committed files: the exercise pages are what ``solutions/`` makes, their
 stubs and checks are what nbgrader releases (``exercises/``), hidden tests and solution markers
@@ -23,8 +23,8 @@ import nbformat
 import pytest
 import yaml
 
-from circuitscope.course import cli, pages
-from circuitscope.course.pages import Site
+from circuitscope_course import cli, pages
+from circuitscope_course.pages import Site
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = Site.read(ROOT)
@@ -328,7 +328,7 @@ def test_install_cell_runs_pip_only_when_the_library_is_missing(monkeypatch):
 def test_install_cell_is_a_no_op_in_a_real_kernel(tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
-    from circuitscope.course.course import _kernel_dir
+    from circuitscope_course.course import _kernel_dir
 
     # The "python3" kernel is this Python, which has circuitscope installed.
     paths = [str(_kernel_dir()), os.environ.get("JUPYTER_PATH")]

@@ -1,4 +1,4 @@
-"""The grading sandbox (circuitscope.course.sandbox), proven on a class of hostile submissions.
+"""The grading sandbox (circuitscope_course.sandbox), proven on a class of hostile submissions.
 
 Real nbgrader, real gradebook, the demo assignment of test_course_hostile.py (``add`` 1 point,
 ``scale`` 2 points). Each hostile student does one thing in a learner cell; each must score 0 or
@@ -18,9 +18,9 @@ import nbformat
 import pytest
 from test_course_hostile import CELL_TIMEOUT, CONFIG, _autograded, _cell, _gradebook_state
 
-from circuitscope.course import Course, CourseError, cli, demo, generate
-from circuitscope.course import sandbox as sandbox_mod
-from circuitscope.course.grading import GRADED, NO_SANDBOX, grade, read_report
+from circuitscope_course import Course, CourseError, cli, demo, generate
+from circuitscope_course import sandbox as sandbox_mod
+from circuitscope_course.grading import GRADED, NO_SANDBOX, grade, read_report
 
 pytestmark = pytest.mark.slow
 

@@ -20,14 +20,14 @@ The build is strict and self-contained:
 * MathJax is served from the site itself (the ``sphinx-mathjax-offline`` extension), so maths
   renders without a network;
 * before the build, the exercise pages (``book/<assignment>/exercises.ipynb``) are generated
-  from ``solutions/`` (:mod:`circuitscope.course.pages`); they are committed, so this only
+  from ``solutions/`` (:mod:`circuitscope_course.pages`); they are committed, so this only
   changes them when a solution notebook changed;
 * ``--classroom`` builds a release without solutions: the book is staged in a temporary folder
   whose exercise pages show the stubs only (the working tree is not touched), and the site is
   written to ``<output or root>/_build`` as usual;
 * after the build, :func:`check_weights_notices` checks that every executed page that loads the
   model shows :func:`circuitscope.notice` right after loading it, and
-  :func:`circuitscope.course.pages.check_published` that no file of the site shows a hidden
+  :func:`circuitscope_course.pages.check_published` that no file of the site shows a hidden
   test (nor, with ``--classroom``, a solution);
 * after the build, :func:`check_page_truth` checks what the pages say against the weights the
   build used: every notice is the build's state, no page says what is false in that state
@@ -381,7 +381,7 @@ _HIDDEN_TAGS = {"remove-output", "remove-cell"}
 def exercise_pages(root: Path) -> set[str]:
     """The generated exercise pages (``book/<chapter>/exercises``): they draw the solution's figure
     beside the library's reference figure, equal by design when the solution is right."""
-    from circuitscope.course import pages
+    from circuitscope_course import pages
 
     return {Path(e.page).with_suffix("").as_posix() for e in pages.exercises(root)}
 
@@ -528,7 +528,7 @@ def build(
     docstring).
     """
     from circuitscope import registry
-    from circuitscope.course import pages
+    from circuitscope_course import pages
 
     root = Path(root).resolve()
     if not (root / "_config.yml").is_file():

@@ -38,7 +38,7 @@ from ..receptive_field import receptive_field as _ref_rf
 from . import _core as C
 
 # The library modules the references above use, as they are now (before any learner code).
-C.protect_package("circuitscope", exclude=("circuitscope.checks", "circuitscope.course"))
+C.protect_package("circuitscope", exclude=("circuitscope.checks", "circuitscope_course"))
 
 __all__ = [
     "check_preprocess",

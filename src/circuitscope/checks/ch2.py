@@ -37,7 +37,7 @@ from ..optvis.transform import scale_by as _ref_scale_by
 from . import _core as C
 
 # The library modules the references above use, as they are now (before any learner code).
-C.protect_package("circuitscope", exclude=("circuitscope.checks", "circuitscope.course"))
+C.protect_package("circuitscope", exclude=("circuitscope.checks", "circuitscope_course"))
 
 __all__ = [
     "check_direction_objective",

@@ -36,7 +36,7 @@ from ..stimuli import tuning_curve as _ref_tuning
 from . import _core as C
 
 # The library modules the references above use, as they are now (before any learner code).
-C.protect_package("circuitscope", exclude=("circuitscope.checks", "circuitscope.course"))
+C.protect_package("circuitscope", exclude=("circuitscope.checks", "circuitscope_course"))
 
 __all__ = [
     "check_direct_weights",

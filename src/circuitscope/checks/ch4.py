@@ -31,7 +31,7 @@ from ..polysemanticity import label_entropy as _ref_label_entropy
 from ..polysemanticity import planted_images as _ref_planted_images
 from . import _core as C
 
-C.protect_package("circuitscope", exclude=("circuitscope.checks", "circuitscope.course"))
+C.protect_package("circuitscope", exclude=("circuitscope.checks", "circuitscope_course"))
 
 __all__ = [
     "check_diverse_render",

@@ -32,7 +32,7 @@ from ..superposition import importance_decay as _importance_decay
 from ..superposition import importance_weighted_loss as _ref_loss
 from . import _core as C
 
-C.protect_package("circuitscope", exclude=("circuitscope.checks", "circuitscope.course"))
+C.protect_package("circuitscope", exclude=("circuitscope.checks", "circuitscope_course"))
 
 __all__ = [
     "PlantedColourModel",

@@ -2,7 +2,7 @@
 
 ``circuitscope-course`` (:mod:`.cli`) is the command line; the functions are usable from Python::
 
-    from circuitscope.course import Course, generate, check_sync, grade, feedback, export_csv
+    from circuitscope_course import Course, generate, check_sync, grade, feedback, export_csv
     course = Course.find()                  # the repository holding autograder/nbgrader_config.py
     generate(course)                        # exercises/ from solutions/
     outcomes = grade(course, "submissions") # <student>/<assignment>/<notebook>.ipynb

@@ -416,7 +416,7 @@ def _banner(site: Site, exercise: Exercise, classroom: bool) -> str:
 def _runner_source(exercise: Exercise, grade_id: str) -> str:
     return (
         "# Classroom release: the solution runs here (so the cells below work) but is not published.\n"
-        "from circuitscope.course.pages import run_solution\n"
+        "from circuitscope_course.pages import run_solution\n"
         f"run_solution(globals(), {exercise.source!r}, {grade_id!r})"
     )
 
@@ -655,7 +655,7 @@ def _learner_launch_links(app, pagename: str, templatename: str, context: dict, 
 
 
 def setup(app):
-    """Sphinx entry point (``sphinx.extra_extensions: [circuitscope.course.pages]``)."""
+    """Sphinx entry point (``sphinx.extra_extensions: [circuitscope_course.pages]``)."""
     # After sphinx-book-theme made its launch buttons (priority 501).
     app.connect("html-page-context", _learner_launch_links, priority=502)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

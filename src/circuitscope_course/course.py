@@ -49,7 +49,7 @@ class Course:
         for folder in (here, *here.parents):
             if (folder / AUTOGRADER / CONFIG_NAME).is_file():
                 return cls(folder)
-        checkout = Path(__file__).resolve().parents[3]  # src/circuitscope/course/course.py
+        checkout = Path(__file__).resolve().parents[3]  # src/circuitscope_course/course.py
         if (checkout / AUTOGRADER / CONFIG_NAME).is_file():
             return cls(checkout)
         raise CourseError(

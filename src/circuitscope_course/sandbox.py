@@ -36,8 +36,7 @@ sandbox to ``nobody`` instead fails where the Python lives in a folder ``nobody`
 to, such as ``/root/.pyenv``.)
 
 This file imports only the standard library, and the kernelspec runs it by path (not ``-m``):
-``python -m circuitscope.course.sandbox`` would import ``circuitscope`` and torch before every
-kernel, twice.
+the launcher starts before every kernel, so it stays as light as it can.
 
 Environment variables (read by the launcher, so plain ``nbgrader autograde`` honours them):
     CIRCUITSCOPE_SANDBOX          "0": the kernelspec is the plain, unsandboxed one (--no-sandbox)
