@@ -111,3 +111,26 @@ def assert_mistake_fails(check, fn, hint: str, needs_hidden: bool = False) -> st
     message = str(failure.value)
     assert hint in message, f"the message does not say {hint!r}:\n{message}"
     return message
+
+
+class OverTheWire:
+    """Runs a check's cases as the grader does, in one process: each request and each outcome is
+    encoded and decoded with the wire format (so every argument and result must be data)."""
+
+    def __init__(self, fn, name: str = "learner_function"):
+        self.namespace, self.name = {name: fn}, name
+
+    def invoke(self, case):
+        from circuitscope.checks import remote, wire
+
+        request = wire.decode(wire.encode(wire.request(case, self.name)))
+        return wire.decode(wire.encode(remote.answer(request, self.namespace)))
+
+
+def assert_passes_over_the_wire(check, fn, capsys) -> None:
+    """``check`` (an Exercise) passes ``fn`` with all its cases sent over the wire format."""
+    from circuitscope.checks.runner import run
+
+    run(check, OverTheWire(fn), hidden=True)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("\u2714"), out

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from exercise_harness import (
     assert_check_passes,
     assert_mistake_fails,
+    assert_passes_over_the_wire,
     assert_stub_fails,
     graded_checks,
     load_mistakes,
@@ -113,6 +114,20 @@ MISTAKES = {
                     x += lr * x.grad
                     x.clamp_(0, 1)
             return x.detach()
+    """,
+    ),
+    "ascent: clamps once, after an unclamped loop": (
+        "check_pixel_ascent",
+        False,
+        "after EVERY step",
+        """
+        def pixel_ascent(objective, images, steps, lr):
+            x = images.detach().clone()
+            for _ in range(steps):
+                x.requires_grad_(True)
+                (grad,) = torch.autograd.grad(objective(x).sum(), x)
+                x = x.detach() + lr * grad
+            return x.clamp(0, 1)
     """,
     ),
     "ascent: modifies its input": (
@@ -405,3 +420,8 @@ def test_image_grid_says_which_weights_made_the_images(synthetic_model):
     assert len([ax for ax in fig.axes if ax.images]) == 5 and len(fig.axes) == 6
     plain = plotting.image_grid(list(images[:2]), ["a", "b"])
     assert not plain.texts  # no model, no stamp: the images came from no model
+
+
+@pytest.mark.parametrize("check", ["check_pixel_ascent"])  # every check, once each is an Exercise
+def test_reference_passes_over_the_wire(reference, check, capsys):
+    assert_passes_over_the_wire(getattr(checks, check), reference[EXERCISES[check][0]], capsys)

@@ -35,6 +35,7 @@ from ..optvis.transform import pad as _ref_pad
 from ..optvis.transform import rotate_by as _ref_rotate_by
 from ..optvis.transform import scale_by as _ref_scale_by
 from . import _core as C
+from .runner import Case, Exercise, Mistake, Recipe, build, compare, expect_tensor, fail
 
 # The library modules the references above use, as they are now (before any learner code).
 C.protect_package("circuitscope", exclude=("circuitscope.checks", "circuitscope_course"))
@@ -75,7 +76,9 @@ def _tensor_result(got, label: str, shape: tuple, nonfinite_hint: str | None = N
 # =============================================================================================
 # Exercise 1: naive gradient ascent on pixels
 # =============================================================================================
-class _LinearObjective:
+# The objectives the cases pass are course objects: each side of the grader builds its own from
+# the same recipe (a seed or a weight), so only data crosses the sandbox boundary.
+class LinearObjective:
     """``f(x)_i = <w, x_i>``: its gradient is ``w`` everywhere, so ascent has a closed form."""
 
     def __init__(self, w: torch.Tensor):
@@ -85,22 +88,13 @@ class _LinearObjective:
         return (x * self.w).flatten(1).sum(1)
 
 
-def _ref_pixel_ascent(objective, images: torch.Tensor, steps: int, lr: float) -> torch.Tensor:
-    x = images.detach().clone()
-    for _ in range(steps):
-        x.requires_grad_(True)
-        (grad,) = torch.autograd.grad(objective(x).sum(), x)
-        x = (x.detach() + lr * grad).clamp(0, 1)
-    return x.detach()
+class CoupledObjective(LinearObjective):
+    """``f(x)_i = <w, x_i> + sum_p x_p x_(p+1)`` (neighbours along a row): not linear, so where
+    the pixels go depends on where they are. A loop that clamps only once, at the end, lets
+    pixels run past 1 and drags their neighbours with them: a different image."""
 
-
-def _accumulated(w, start, steps, lr):
-    """What a loop that never clears ``x.grad`` computes on the linear objective."""
-    x, total = start.clone(), torch.zeros_like(start)
-    for _ in range(steps):
-        total = total + w
-        x = (x + lr * total).clamp(0, 1)
-    return x
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return super().__call__(x) + (x * x.roll(1, -1)).flatten(1).sum(1)
 
 
 class _PlantedConv(nn.Module):
@@ -123,6 +117,10 @@ class _PlantedConv(nn.Module):
         return torch.relu(self.conv(x * 2 - 1))
 
 
+def planted_conv(seed: int = 0) -> _PlantedConv:
+    return _PlantedConv(seed)
+
+
 def _channel_mean(k: int):
     def objective(acts: torch.Tensor) -> torch.Tensor:
         return acts[:, k].flatten(1).mean(1)
@@ -130,58 +128,88 @@ def _channel_mean(k: int):
     return objective
 
 
+class PlantedObjective:
+    """The mean of channel ``channel`` of the planted conv + ReLU: ``(N, 3, H, W) -> (N,)``."""
+
+    def __init__(self, seed: int, channel: int):
+        self.model, self.channel = _PlantedConv(seed), channel
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return _channel_mean(self.channel)(self.model(x))
+
+
 def _grey(n: int, size: int, seed: int) -> torch.Tensor:
     return (0.5 + 0.01 * torch.randn(n, 3, size, size, generator=_gen(seed))).clamp(0, 1)
 
 
-@C.check
-def check_pixel_ascent(fn, hidden: bool = False) -> None:
-    """Check ``fn(objective, images, steps, lr) -> images`` (exercise 1): plain gradient ascent.
+def _ref_pixel_ascent(objective, images: torch.Tensor, steps: int, lr: float, clamp_each: bool = True,
+                      accumulate: bool = False) -> torch.Tensor:  # fmt: skip
+    """The reference (``clamp_each`` and ``accumulate`` make two likely mistakes of it)."""
+    x, total = images.detach().clone(), torch.zeros_like(images)
+    for _ in range(steps):
+        x.requires_grad_(True)
+        (grad,) = torch.autograd.grad(objective(x).sum(), x)
+        total = total + grad if accumulate else grad
+        x = x.detach() + lr * total
+        x = x.clamp(0, 1) if clamp_each else x
+    return x.detach().clamp(0, 1)
+
+
+def _ascent(case, **variant):
+    objective, images, steps, lr = build(case.args)
+    if "negate" in variant:
+        return _ref_pixel_ascent(lambda x: -objective(x), images, steps, lr)
+    return _ref_pixel_ascent(objective, images, steps, lr, **variant)
+
+
+def _pixel_ascent_cases(hidden: bool):
+    """Linear objectives (ascent has a closed form), a coupled one (clamping every step matters)
+    and a planted conv + ReLU (an objective through a network must rise)."""
+    linear = [(1, 8, 3, 0.01, 0), (2, 6, 20, 0.05, 1)] + ([(3, 5, 1, 0.1, 2), (1, 12, 40, 0.02, 3)] if hidden else [])
+    coupled = [(1, 8, 10, 0.1, 4)] + ([(2, 7, 20, 0.05, 5)] if hidden else [])
+    for kind, rows in (("linear", linear), ("coupled", coupled)):
+        for n, size, steps, lr, seed in rows:
+            w = torch.randn(n, 3, size, size, generator=_gen(100 + seed))
+            factory = f"circuitscope.checks.ch2:{'LinearObjective' if kind == 'linear' else 'CoupledObjective'}"
+            objective = Recipe(factory, w=w)
+            args = (objective, _grey(n, size, seed), steps, lr)
+            yield Case(f"pixel_ascent on a {kind} objective ({n} images, {size} px, {steps} steps, lr {lr})",
+                       args, expect=_ref_pixel_ascent(objective.build(), args[1], steps, lr), rtol=1e-5, atol=1e-5,
+                       hint="each step: x = clamp(x + lr * gradient, 0, 1)")  # fmt: skip
+    for k, steps in [(0, 10)] + ([(2, 25)] if hidden else []):
+        objective = Recipe("circuitscope.checks.ch2:PlantedObjective", seed=5, channel=k)
+        yield Case(f"pixel_ascent on a planted conv + ReLU, channel {k}, {steps} steps",
+                   (objective, _grey(1, 12, 7 + k), steps, 0.05), verify=_objective_rose,
+                   hint="follow +gradient of objective(x).sum() with respect to x")  # fmt: skip
+
+
+def _objective_rose(case, got) -> None:
+    objective, start, _, _ = build(case.args)
+    got = expect_tensor(got, tuple(start.shape), case.label)
+    with torch.no_grad():
+        before, after = float(objective(start).sum()), float(objective(got.float()).sum())
+    if not after > before:
+        fail(f"{case.label}: the objective did not rise", expected=f"more than {before:.4g}", got=f"{after:.4g}")
+
+
+check_pixel_ascent = Exercise(
+    "check_pixel_ascent", "pixel_ascent", _pixel_ascent_cases,
+    doc="""Check ``fn(objective, images, steps, lr) -> images`` (exercise 1): plain gradient ascent.
 
     ``objective(x: (N, 3, H, W)) -> (N,)``; each step ``x <- clamp(x + lr * grad, 0, 1)`` with
-    ``grad`` the gradient of ``objective(x).sum()``; returns ``(N, 3, H, W)`` in [0, 1].
-    """
-    cases = [(1, 8, 3, 0.01, 0), (2, 6, 20, 0.05, 1)]  # (N, size, steps, lr, seed): linear, exact
-    if hidden:
-        cases += [(3, 5, 1, 0.1, 2), (1, 12, 40, 0.02, 3)]
-    n_cases = 0
-    for n, size, steps, lr, seed in cases:
-        w = torch.randn(n, 3, size, size, generator=_gen(100 + seed))
-        start = _grey(n, size, seed)
-        before = start.clone()
-        label = f"pixel_ascent on a linear objective <w, x> ({n} images, {size} px, {steps} steps, lr {lr})"
-        got = C.call(fn, _LinearObjective(w), start, steps, lr, what=label)
-        got = _tensor_result(got, label, (n, 3, size, size))
-        if not C.close(start, before, 0, 0):
-            C.fail(f"{label} changed the images it was given", expected="the input left unchanged",
-                   got="the input tensor was modified in place",
-                   hint="work on a copy: x = images.detach().clone()")  # fmt: skip
-        expected = _ref_pixel_ascent(_LinearObjective(w), start, steps, lr)
-        if not C.close(got, expected, 1e-5, 1e-5):
-            hint = "each step: x = clamp(x + lr * gradient, 0, 1)"
-            if C.close(got, _ref_pixel_ascent(_LinearObjective(-w), start, steps, lr), 1e-5, 1e-5):
-                hint = "the objective went DOWN: that is gradient descent; ascent adds lr * gradient"
-            elif float(got.min()) < -1e-6 or float(got.max()) > 1 + 1e-6:
-                hint = "the images left [0, 1]: clamp the pixels to [0, 1] after every step"
-            elif steps > 1 and C.close(got, _accumulated(w, start, steps, lr), 1e-5, 1e-5):
-                hint = "the gradients accumulate from step to step: use torch.autograd.grad, or zero x.grad"
-            C.fail(f"{label} gives different pixels", expected=C._summary(expected), got=C._summary(got),
-                   hint=hint)  # fmt: skip
-        n_cases += 1
-    # A nonlinear planted objective: the objective must rise.
-    model = _PlantedConv(seed=5)
-    for k, steps in [(0, 10)] + ([(2, 25)] if hidden else []):
-        start = _grey(1, 12, 7 + k)
-        objective = lambda x, k=k: _channel_mean(k)(model(x))
-        label = f"pixel_ascent on a planted conv + ReLU, channel {k}, {steps} steps"
-        got = _tensor_result(C.call(fn, objective, start, steps, 0.05, what=label), label, (1, 3, 12, 12))
-        with torch.no_grad():
-            before, after = float(objective(start).sum()), float(objective(got.float()).sum())
-        if not after > before:
-            C.fail(f"{label}: the objective did not rise", expected=f"more than {before:.4g}",
-                   got=f"{after:.4g}", hint="follow +gradient of objective(x).sum() with respect to x")  # fmt: skip
-        n_cases += 1
-    C.done("pixel_ascent", n_cases, hidden)
+    ``grad`` the gradient of ``objective(x).sum()``; returns ``(N, 3, H, W)`` in [0, 1].""",
+    mistakes=[
+        Mistake("the objective went DOWN: that is gradient descent; ascent adds lr * gradient",
+                result=lambda case: _ascent(case, negate=True)),
+        Mistake("the images left [0, 1]: clamp the pixels to [0, 1] after every step",
+                when=lambda case, got: isinstance(got, torch.Tensor) and got.is_floating_point()
+                and (float(got.min()) < -1e-6 or float(got.max()) > 1 + 1e-6)),
+        Mistake("the gradients accumulate from step to step: use torch.autograd.grad, or zero x.grad",
+                result=lambda case: _ascent(case, accumulate=True) if case.args[2] > 1 else None),
+        Mistake("clamp after EVERY step, not once at the end: a pixel past 1 changes the gradient "
+                "of its neighbours on the next step", result=lambda case: _ascent(case, clamp_each=False)),
+    ],
+)  # fmt: skip
 
 
 # =============================================================================================
