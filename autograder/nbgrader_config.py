@@ -29,7 +29,6 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPrep
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
-    Execute,
     GetGrades,
     IgnorePattern,
     LimitOutput,
@@ -41,6 +40,7 @@ from nbgrader.preprocessors import (
 try:
     from circuitscope_course import nbgrader_ext as _ext
     from circuitscope_course import sandbox as _sandbox
+    from circuitscope_course.verdicts import TrustedExecute
 except ImportError as error:  # pragma: no cover - a setup problem, said plainly
     raise ImportError("circuitscope_course is not installed: pip install -e '.[grade]' from the repository") from error
 
@@ -62,11 +62,11 @@ c.CourseDirectory.feedback_directory = f"{_step}/feedback"
 c.CourseDirectory.db_url = f"sqlite:///{_here / 'gradebook.db'}"
 
 # A cell that runs longer than this is interrupted and its test fails (CellTimeoutError).
-c.Execute.timeout = int(os.environ.get("CIRCUITSCOPE_GRADE_TIMEOUT", "300"))
-c.Execute.interrupt_on_timeout = True
+c.TrustedExecute.timeout = int(os.environ.get("CIRCUITSCOPE_GRADE_TIMEOUT", "300"))
+c.TrustedExecute.interrupt_on_timeout = True
 # After that interrupt, a kernel slow to send the cell's last output must not fail the whole
 # notebook: the cell keeps the timeout error (so it scores 0) and grading goes on.
-c.Execute.raise_on_iopub_timeout = False
+c.TrustedExecute.raise_on_iopub_timeout = False
 
 # The sandbox. Kernels start from the "python3" kernelspec: the one put first on JUPYTER_PATH
 # here runs ipykernel inside bubblewrap (or plainly, with CIRCUITSCOPE_SANDBOX=0). It shadows any
@@ -78,6 +78,10 @@ os.environ["JUPYTER_PATH"] = os.pathsep.join(
 c.KernelManager.transport = "ipc"
 c.KernelManager.ip = _sandbox.ipc_prefix()  # absolute and private to this nbgrader process
 
+# Test cells are judged in the grader's own process (circuitscope_course/verdicts.py): their
+# check modules come from the installed library or from the assignment's folder in solutions/.
+c.TrustedExecute.source_directory = str(_root / "solutions")
+
 # Students are added to the gradebook the first time one of their submissions is graded.
 c.Autograde.create_student = True
 
@@ -85,7 +89,7 @@ c.Autograde.create_student = True
 # scores 0 and is logged. Plain nbgrader leaves it "needs manual grade" (or, on a regrade, keeps
 # the score the cell earned last time).
 c.Autograde.autograde_preprocessors = [
-    Execute,
+    TrustedExecute,
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,

@@ -27,26 +27,30 @@ ASSIGNMENT = "demo"
 NOTEBOOK = "demo"
 POINTS = {"test_add": 1, "test_scale": 2}
 
-#: The check module the notebook imports (copied beside it by nbgrader; learners cannot replace
-#: it: autograde copies the source version over theirs). It uses circuitscope.checks._core, whose
-#: comparisons are bound when the setup cell runs, before any learner code.
-CHECKS = '''"""Checks for the demo assignment (reference answers are plain Python, computed here)."""
+#: The check module the notebook imports. In the notebook it gives instant feedback; when grading,
+#: the grader runs its own copy (solutions/demo/democheck.py) in its own process and only calls
+#: the learner's functions across the sandbox boundary (circuitscope_course.verdicts).
+CHECKS = '''"""Checks for the demo assignment: each a one-case Exercise of circuitscope's check runner."""
 
-from circuitscope.checks._core import as_tensor, call, expect_close, passed
+import torch
+
+from circuitscope.checks.runner import Case, Exercise
+
+
+def _one_case(name, what, args, expected, hint):
+    case = Case(what, tuple(torch.tensor(a) for a in args), expect=torch.tensor(expected), hint=hint)
+    return Exercise(name, what, lambda hidden: [case])
 
 
 def check_add(add, a, b):
     what = f"add({a}, {b})"
-    got = call(add, as_tensor(a, what), as_tensor(b, what), what=what)
-    expect_close(got, [x + y for x, y in zip(a, b)], what, hint="add elementwise: a + b")
-    passed(f"{what} is right")
+    _one_case("check_add", what, (a, b), [x + y for x, y in zip(a, b)], "add elementwise: a + b")(add)
 
 
 def check_scale(scale, x, k):
     what = f"scale({x}, {k})"
-    got = call(scale, as_tensor(x, what), k, what=what)
-    expect_close(got, [v * k for v in x], what, hint="multiply every entry by k")
-    passed(f"{what} is right")
+    case = Case(what, (torch.tensor(x), k), expect=torch.tensor([v * k for v in x]), hint="multiply every entry by k")
+    Exercise("check_scale", what, lambda hidden: [case])(scale)
 '''
 
 HIDDEN_ADD = "democheck.check_add(add, [10.0, -1.0, 3.5], [0.5, 7.25, -3.5])"

@@ -1,0 +1,257 @@
+"""Verdicts computed where no learner code ever ran: nbgrader's Execute, with test cells judged outside.
+
+:class:`TrustedExecute` replaces nbgrader's ``Execute`` in the autograde step (``autograder/
+nbgrader_config.py``, so plain ``nbgrader autograde`` and ``circuitscope-course grade`` both use
+it). It runs every learner cell in the (sandboxed) kernel as usual. A test cell (an nbgrader grade
+cell) is never sent to the kernel. Its source, which nbgrader's ``OverwriteCells`` has restored from
+the gradebook, is read here as a plan (:func:`plan`): check calls such as
+``ch2.check_pixel_ascent(pixel_ascent, hidden=True)``. Each check runs in this process, the
+grader's, on a :class:`RemoteFunction` standing for the learner's ``pixel_ascent``: calling it
+sends the arguments to the kernel as data (:mod:`circuitscope.checks.wire`), the kernel calls the
+learner's function (:mod:`circuitscope.checks.remote`) and sends the result back as data, read with
+``torch.load(weights_only=True)``. The cell's outputs (the success lines, or one error) are written
+here, and nbgrader's ``SaveAutoGrades`` scores them as usual.
+
+So whatever a submission does in its kernel (patch IPython's way of running cells, replace the
+check functions, print fake success lines), the verdict is this process's comparison of the data
+its functions returned with references this process computed. The check modules are trusted
+code: ``circuitscope.checks.*`` from the installed library, or a module in the assignment's source
+folder (``solutions/<assignment>/``, the instructor's), never the copy beside the submission.
+
+A test cell may hold only imports and check calls (``module.check(function_name, literal, ...,
+hidden=literal)``); anything else is refused with a message to the instructor, and the cell
+scores 0 (see ``autograder/README.md``).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import importlib
+import importlib.util
+import io
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nbformat.notebooknode import NotebookNode, from_dict
+from nbformat.v4 import new_code_cell
+from nbgrader import utils
+from nbgrader.preprocessors import Execute
+from traitlets import Unicode
+
+#: Modules a check may come from without being in the assignment's source folder.
+TRUSTED_PREFIX = "circuitscope.checks."
+
+
+class PlanError(ValueError):
+    """A test cell holds code the trusted grader does not run (a problem of the course, not the learner)."""
+
+
+@dataclass
+class CheckCall:
+    """One line of a test cell: ``module.check(function, *args, **kwargs)``."""
+
+    line: int
+    module: str
+    check: str
+    function: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+
+def imports(source: str) -> dict[str, str]:
+    """``{alias: module}`` bound by the import statements of ``source`` (other code ignored)."""
+    aliases: dict[str, str] = {}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return aliases
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            for name in node.names:
+                if name.asname:
+                    aliases[name.asname] = name.name
+                else:
+                    aliases[name.name.split(".")[0]] = name.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for name in node.names:
+                aliases[name.asname or name.name] = f"{node.module}.{name.name}"
+    return aliases
+
+
+def plan(source: str, aliases: dict[str, str]) -> list[CheckCall]:
+    """The check calls of a test cell, in order; :class:`PlanError` for anything else."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as err:
+        raise PlanError(f"the test cell is not valid Python: {err}") from None
+    aliases = {**aliases, **imports(source)}
+    calls = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        call = node.value if isinstance(node, ast.Expr) else None
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and isinstance(call.func.value, ast.Name) and call.args
+                and isinstance(call.args[0], ast.Name)):  # fmt: skip
+            raise PlanError(f"line {node.lineno}: a test cell may hold only imports and check calls "
+                            f"`module.check(function, ...)`, not {ast.unparse(node)[:80]!r}")  # fmt: skip
+        module = aliases.get(call.func.value.id)
+        if module is None:
+            raise PlanError(f"line {node.lineno}: {call.func.value.id!r} is not an imported check module")
+        try:
+            args = tuple(ast.literal_eval(a) for a in call.args[1:])
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
+        except ValueError:
+            raise PlanError(f"line {node.lineno}: a check's other arguments must be literals") from None
+        calls.append(CheckCall(node.lineno, module, call.func.attr, call.args[0].id, args, kwargs))
+    return calls
+
+
+class LearnerError(Exception):
+    """The learner's function raised (in the kernel): ``kind`` is the exception's type name."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(f"{kind}: {message}")
+        self.kind, self.message = kind, message
+
+
+class RemoteFunction:
+    """Stands for the notebook's function ``name`` on the grader's side.
+
+    A runner :class:`~circuitscope.checks.runner.Exercise` calls :meth:`invoke` with each case;
+    a plain check function may also call it like the function (data in, data out; an error in
+    the learner's code raises :class:`LearnerError`).
+    """
+
+    def __init__(self, name: str, send):
+        self.__name__ = self.name = name
+        self._send = send
+
+    def invoke(self, case):
+        from circuitscope.checks import wire
+
+        return self._send(wire.request(case, self.name))
+
+    def __call__(self, *args, **kwargs):
+        from circuitscope.checks.runner import Case
+
+        outcome = self.invoke(Case(self.name, args, kwargs, unchanged=False))
+        if outcome.error is not None:
+            raise LearnerError(*outcome.error)
+        return outcome.value
+
+
+class TrustedExecute(Execute):
+    """nbgrader's ``Execute``, except that test cells are judged in this process (see the module)."""
+
+    source_directory = Unicode(
+        "", help="The course's source folder (solutions/): check modules of an assignment are read from there."
+    ).tag(config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: dict, km=None):
+        self._aliases: dict[str, str] = {}
+        self._assignment = resources.get("nbgrader", {}).get("assignment", "")
+        return super().preprocess(nb, resources, km=km)
+
+    def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int):
+        is_test = cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
+        if cell.cell_type == "code" and utils.is_locked(cell) and cell.metadata.nbgrader.get("grade_id"):
+            # a locked cell, restored from the gradebook by OverwriteCells: its imports name the
+            # check modules (``from circuitscope.checks import ch2``)
+            self._aliases.update(imports(cell.source))
+        if not is_test:
+            return super().preprocess_cell(cell, resources, index)
+        self._index = index
+        cell.outputs = self.verdict(cell.source)
+        cell.execution_count = None
+        self.nb.cells[index] = cell  # nbclient stores each call's stand-in cell at this index
+        return cell, resources
+
+    # -- the verdict --------------------------------------------------------------------------
+    def verdict(self, source: str) -> list[NotebookNode]:
+        """The outputs of a test cell: the checks' printed lines, then the first failure, if any."""
+        from circuitscope.checks.runner import CheckFailed
+
+        printed = io.StringIO()
+        error = None
+        try:
+            calls = plan(source, self._aliases)
+        except PlanError as err:
+            self.log.error("TEST CELL NOT GRADED: %s", err)
+            return [_error("PlanError", f"this test cell cannot be graded ({err}); tell your instructor", 0)]
+        for call in calls:
+            with contextlib.redirect_stdout(printed):
+                try:
+                    check = self.load_check(call)
+                    check(RemoteFunction(call.function, self._send), *call.args, **call.kwargs)
+                except CheckFailed as failure:
+                    error = _error("CheckFailed", failure.block(), call.line)
+                except LearnerError as err:
+                    error = _error(err.kind, err.message, call.line)
+                except PlanError as err:
+                    self.log.error("TEST CELL NOT GRADED: %s", err)
+                    error = _error("PlanError", f"this test cell cannot be graded ({err})", call.line)
+                except Exception as err:  # noqa: BLE001 -- a check that crashes on odd data fails the cell
+                    error = _error(type(err).__name__, f"the check could not judge the answer: {err}", call.line)
+            if error is not None:
+                break
+        outputs = []
+        if printed.getvalue():
+            outputs.append(from_dict({"output_type": "stream", "name": "stdout", "text": printed.getvalue()}))
+        return outputs + ([error] if error is not None else [])
+
+    def load_check(self, call: CheckCall):
+        """The check function ``call`` names, from trusted code only."""
+        module = self._trusted_module(call.module)
+        check = getattr(module, call.check, None)
+        if check is None or call.check.startswith("_") or not callable(check):
+            raise PlanError(f"{call.module} has no check {call.check!r}")
+        return check
+
+    def _trusted_module(self, name: str):
+        if name.startswith(TRUSTED_PREFIX):
+            return importlib.import_module(name)
+        path = Path(self.source_directory) / self._assignment / f"{name}.py"
+        if not self.source_directory or "." in name or not path.is_file():
+            raise PlanError(f"{name!r} is neither a module of {TRUSTED_PREFIX}* nor a file {path}")
+        key = f"circuitscope_trusted_checks.{self._assignment}.{name}"
+        if key not in sys.modules:
+            spec = importlib.util.spec_from_file_location(key, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            sys.modules[key] = module
+        return sys.modules[key]
+
+    # -- one call across the sandbox boundary ---------------------------------------------------
+    def _send(self, request: dict):
+        """Run one request in the kernel; the :class:`Outcome` it sent back (data only)."""
+        from circuitscope.checks import wire
+        from circuitscope.checks.runner import Outcome
+
+        code = f"__import__('circuitscope.checks.remote', fromlist=['serve']).serve({wire.encode(request)!r})"
+        cell = new_code_cell(code)
+        self.execute_cell(cell, self._index, store_history=False)
+        replies = [o for o in cell.outputs if o.get("output_type") == "display_data"
+                   and wire.MIME in o.get("data", {})]  # fmt: skip
+        if not replies:
+            errors = [o for o in cell.outputs if o.get("output_type") == "error"]
+            if errors and errors[-1].get("ename") == "CellTimeoutError":
+                return Outcome(error=("TimeoutError", "your function ran past the time limit and was interrupted"))
+            detail = f": {errors[-1].get('ename')}: {errors[-1].get('evalue')}" if errors else ""
+            return Outcome(error=("NoAnswer", f"the kernel gave no answer{detail}"))
+        try:
+            outcome = wire.decode(replies[-1]["data"][wire.MIME])
+        except Exception as err:  # noqa: BLE001 -- a reply that is not data is no answer
+            return Outcome(error=("NoAnswer", f"the kernel's answer could not be read as data ({err})"))
+        if not isinstance(outcome, Outcome):
+            return Outcome(error=("NoAnswer", "the kernel's answer is not an outcome"))
+        return outcome
+
+
+def _error(ename: str, evalue: str, line: int = 0) -> NotebookNode:
+    """An error output. Its traceback names the test cell's line, as IPython's would, so that
+    the feedback step can tell a visible check's failure from a hidden one's."""
+    return from_dict({"output_type": "error", "ename": ename, "evalue": evalue,
+                      "traceback": [f"Cell In[], line {line}", f"\u2718 {ename}: {evalue}"]})  # fmt: skip
