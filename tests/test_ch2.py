@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from exercise_harness import (
+    OverTheWire,
     assert_check_passes,
     assert_mistake_fails,
     assert_passes_over_the_wire,
@@ -251,6 +252,18 @@ MISTAKES = {
             return acts[:, n, y, x]
     """,
     ),
+    "neuron: x = x or W // 2 (0 taken for missing)": (
+        "check_neuron_objective",
+        False,
+        "x=0 is a real position, the left column: test `x is None`, not `not x`",
+        """
+        def neuron_objective(acts, n, x=None, y=None):
+            h, w = acts.shape[-2:]
+            x = x or w // 2
+            y = y or h // 2
+            return acts[:, n, y, x]
+    """,
+    ),
     "neuron: the channel mean": (
         "check_neuron_objective",
         False,
@@ -312,6 +325,26 @@ MISTAKES = {
             values = []
             for _ in range(steps):
                 value = objective(model(image())).sum()
+                for p, g in zip(params, torch.autograd.grad(-value, params)):
+                    p.grad = g
+                optimizer.step()
+                values.append(float(value.detach()))
+            return image().detach(), values
+    """,
+    ),
+    # A linear objective (a channel mean) cannot tell the batch's activations summed before the
+    # objective from the objective summed after it: the non-linear, batch-coupled case can.
+    "render: objective on the batch's summed activations": (
+        "check_render_loop",
+        False,
+        "the objective values differ from the reference loop's",
+        """
+        def render_loop(model, objective, image, transform, steps=32, lr=0.05):
+            params = list(image.parameters())
+            optimizer = torch.optim.Adam(params, lr=lr)
+            values = []
+            for _ in range(steps):
+                value = objective(model(transform(image())).sum(0, keepdim=True)).sum()
                 for p, g in zip(params, torch.autograd.grad(-value, params)):
                     p.grad = g
                 optimizer.step()
@@ -386,14 +419,40 @@ def test_every_exercise_has_mistakes():
     assert graded_checks(SOLUTION) == EXERCISES
 
 
+class _PatchedKernel(OverTheWire):
+    """The grader and a kernel whose learner cell made every comparison succeed: the patch holds
+    only while the kernel answers (its own process, in grading), not while the grader judges."""
+
+    def __init__(self, fn, monkeypatch):
+        super().__init__(fn)
+        self.monkeypatch = monkeypatch
+
+    def invoke(self, case):
+        from circuitscope.checks import remote, wire
+
+        request = wire.decode(wire.encode(wire.request(case, self.name)))
+        with self.monkeypatch.context() as m:
+            m.setattr(torch, "allclose", lambda *a, **k: True)
+            m.setattr(torch, "isclose", lambda a, b, *r, **k: torch.ones_like(torch.as_tensor(a), dtype=torch.bool))
+            reply = wire.encode(remote.answer(request, self.namespace))
+        return wire.decode(reply)
+
+
 def test_checks_resist_a_patched_allclose(monkeypatch):
-    # A learner cell that makes every comparison succeed must not turn a failure into a pass.
-    monkeypatch.setattr(torch, "allclose", lambda *a, **k: True)
-    monkeypatch.setattr(
-        torch, "isclose", lambda a, b, *r, **k: torch.ones_like(torch.as_tensor(a), dtype=torch.bool)
-    )
-    with pytest.raises(CheckFailed):
-        checks.check_to_rgb(_mistake(MISTAKES["rgb: no sigmoid"][3]))
+    # A learner cell that makes every comparison succeed in its kernel must not turn a failure into a
+    # pass: the verdict is computed in the grader's process, from the result as data.
+    from circuitscope.checks.runner import run
+
+    with pytest.raises(CheckFailed, match="sigmoid"):
+        run(checks.check_to_rgb, _PatchedKernel(_mistake(MISTAKES["rgb: no sigmoid"][3]), monkeypatch))
+
+
+def test_only_the_nonlinear_objective_catches_batch_summed_activations():
+    # the linear cases (a channel mean) pass it; the first failure is the diversity case's
+    code = MISTAKES["render: objective on the batch's summed activations"][3]
+    with pytest.raises(CheckFailed) as failure:
+        checks.check_render_loop(_mistake(code), hidden=True)
+    assert "diversity" in str(failure.value).splitlines()[0]
 
 
 def test_an_equivalent_torchvision_solution_passes():
@@ -422,6 +481,6 @@ def test_image_grid_says_which_weights_made_the_images(synthetic_model):
     assert not plain.texts  # no model, no stamp: the images came from no model
 
 
-@pytest.mark.parametrize("check", ["check_pixel_ascent"])  # every check, once each is an Exercise
+@pytest.mark.parametrize("check", sorted(EXERCISES))
 def test_reference_passes_over_the_wire(reference, check, capsys):
     assert_passes_over_the_wire(getattr(checks, check), reference[EXERCISES[check][0]], capsys)

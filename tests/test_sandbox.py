@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import socket
+import textwrap
 import time
 from pathlib import Path
 
@@ -120,8 +121,63 @@ except OSError as err:
             demo.SCALE,
             3.0,
         ),
+        # --- code that works on the kernel itself: the verdicts are computed outside it -----------
+        "input_transformer": (
+            "get_ipython().input_transformers_post.append(lambda lines: ['print(\"\u2714 all pass\")\\n'])\n"
+            + "def add(a, b):\n    raise NotImplementedError",
+            stub_scale,
+            0.0,
+        ),
+        "run_cell_patch": (
+            """ip = get_ipython()
+def run_cell(raw_cell, *args, **kwargs):
+    print("\u2714 add: all 2 cases pass.")
+async def run_cell_async(raw_cell, *args, **kwargs):
+    print("\u2714 add: all 2 cases pass.")
+ip.run_cell, ip.run_cell_async = run_cell, run_cell_async
+def add(a, b):
+    raise NotImplementedError""",
+            stub_scale,
+            0.0,
+        ),
+        "check_replacer": (
+            PATCH_CHECKS + "\ndef add(a, b):\n    return a - b",
+            "def scale(x, k):\n    return x",
+            0.0,
+        ),
+        "inside_replacer": (
+            "def add(a, b):\n" + textwrap.indent(PATCH_CHECKS, "    ") + "\n    return a - b",
+            "def scale(x, k):\n" + textwrap.indent(PATCH_CHECKS, "    ") + "\n    return x",
+            0.0,
+        ),
+        "patcher_but_right": (PATCH_CHECKS + "\n" + demo.ADD, demo.SCALE, 3.0),  # patches cost nothing
+        "forger": (
+            f"""import base64, os, pickle
+import circuitscope.checks.remote as remote
+from IPython.display import publish_display_data
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch " + {str(root / "PWNED")!r},))
+def serve(text):
+    publish_display_data({{remote.wire.MIME: base64.b64encode(pickle.dumps(Payload())).decode()}})
+remote.serve = serve
+def add(a, b):
+    return a + b""",
+            demo.SCALE,
+            0.0,
+        ),
         "zz_correct": (demo.ADD, demo.SCALE, 3.0),  # graded after the others
     }
+
+
+#: Learner code that replaces the checks, the runner's comparisons and the grader's kernel-side
+#: entry point, as a hostile learner would (top level, or inside the graded function).
+PATCH_CHECKS = """import democheck
+import circuitscope.checks.runner as runner
+democheck.check_add = democheck.check_scale = lambda *a, **k: print("\u2714 all cases pass")
+runner.compare = runner.judge = lambda *a, **k: None
+runner.same = lambda *a, **k: True
+runner.Exercise.__call__ = lambda self, *a, **k: print("\u2714 all cases pass")"""
 
 
 class Class:
@@ -168,7 +224,9 @@ def _outputs(g, student: str, grade_id: str = "add") -> str:
 
 
 @pytest.mark.parametrize("student", ["a_vandal", "gradebook_editor", "solutions_reader", "network",
-                                     "memory_hog", "background", "fork_bomb", "zz_correct"])  # fmt: skip
+                                     "memory_hog", "background", "fork_bomb", "input_transformer",
+                                     "run_cell_patch", "check_replacer", "inside_replacer",
+                                     "patcher_but_right", "forger", "zz_correct"])  # fmt: skip
 def test_each_submission_scores_its_honest_score(hostile, student):
     outcome = hostile.outcomes[student]
     assert outcome.status == GRADED and outcome.score == hostile.cases[student][2], outcome
@@ -193,6 +251,19 @@ def test_other_students_files_and_the_autograder_folder_are_out_of_reach(hostile
     assert not (hostile.course.submitted / "zz_correct" / "x").exists()
     out = _outputs(hostile, "a_vandal")
     assert "delete refused" in out and "write refused" in out, out
+
+
+def test_a_forged_reply_is_never_unpickled(hostile):
+    assert not (hostile.root / "PWNED").exists()
+    assert "could not be read as data" in _outputs(hostile, "forger", "test_add")
+
+
+def test_patched_kernels_print_no_verdict(hostile):
+    """What the kernel printed never reaches a test cell: its outputs are the grader's."""
+    for student in ("input_transformer", "run_cell_patch", "check_replacer", "inside_replacer"):
+        out = _outputs(hostile, student, "test_add")
+        assert "all pass" not in out and "all cases pass" not in out, (student, out)
+        assert "CheckFailed" in out or "NoAnswer" in out, (student, out)
 
 
 def test_solutions_cannot_be_read(hostile):

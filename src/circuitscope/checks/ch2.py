@@ -1,17 +1,12 @@
 """Checks for chapter 2's exercises ("Visualization by optimization").
 
-One function per exercise. ``check_x(fn)`` runs a few seeded cases (the visible cell of the
-notebook); ``check_x(fn, hidden=True)`` runs those and more (other sizes, batches, offsets).
-Each prints one success line or raises :class:`~circuitscope.checks.CheckFailed` with expected
-vs got and a hint.
-
-No check needs InceptionV1's weights: the optimisation exercises run on planted models (a
-linear objective whose gradient ascent has a closed form, a tiny convolution with a ReLU) and
-every other exercise has an exact answer given by the library's own ``optvis`` functions, bound
-here at import. Optimised images are never compared pixel by pixel with an answer computed
-elsewhere unless the whole computation is deterministic (fixed transforms, a fixed seed), so
-an equally correct solution passes. Import this module in the notebook's locked setup cell,
-before any learner code.
+Each check is an :class:`~.runner.Exercise` run by :mod:`.runner`: its seeded cases are data
+(tensors, numbers, or a :class:`~.runner.Recipe` for a planted model, objective, image or
+transform), judged against the library's own ``optvis`` functions or a property, with a table of
+likely mistakes and their hints. ``check_x(fn)`` runs the visible cases, ``check_x(fn,
+hidden=True)`` those and more. No check needs InceptionV1's weights: the optimisation exercises
+run on planted models, and optimised images are compared with a reference only where the whole
+run is deterministic (fixed transforms, a fixed seed), so an equally correct solution passes.
 """
 
 from __future__ import annotations
@@ -34,11 +29,8 @@ from ..optvis.transform import jitter_by as _ref_jitter_by
 from ..optvis.transform import pad as _ref_pad
 from ..optvis.transform import rotate_by as _ref_rotate_by
 from ..optvis.transform import scale_by as _ref_scale_by
-from . import _core as C
-from .runner import Case, Exercise, Mistake, Recipe, build, compare, expect_tensor, fail
-
-# The library modules the references above use, as they are now (before any learner code).
-C.protect_package("circuitscope", exclude=("circuitscope.checks", "circuitscope_course"))
+from .runner import Case, CheckFailed, Exercise, Mistake, Recipe, build, compare, expect_tensor, fail, same
+from .runner import summary as _summary
 
 __all__ = [
     "check_direction_objective",
@@ -52,25 +44,20 @@ __all__ = [
     "check_to_rgb",
 ]
 
-_Tensor = torch.Tensor
-
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _tensor_result(got, label: str, shape: tuple, nonfinite_hint: str | None = None) -> torch.Tensor:
-    """The learner's result as a plain float64 tensor of ``shape`` (or a failure)."""
-    if isinstance(got, tuple) and len(got) and isinstance(got[0], _Tensor):
-        C.fail(f"{label} returned a tuple", expected="one tensor", got=f"a tuple of {len(got)}")
-    got = C.as_tensor(got, label)
-    C.expect_shape(got, shape, label)
-    if not got.is_floating_point():
-        C.fail(f"{label} returned integers", expected="a float tensor", got=str(got.dtype))
-    if not bool(torch.isfinite(got).all()):
-        C.fail(f"{label} contains inf or NaN", expected="finite values", got=C._summary(got),
-               hint=nonfinite_hint)  # fmt: skip
-    return got.detach().double()
+def _is_tensor(got, shape: tuple | None = None) -> bool:
+    """Whether ``got`` is a float tensor (of ``shape``, if given): a mistake's result can be compared."""
+    return isinstance(got, torch.Tensor) and got.is_floating_point() and (
+        shape is None or tuple(got.shape) == tuple(shape))
+
+
+def _not_finite(case, got) -> bool:
+    """``when`` of a mistake: a float tensor with inf or NaN in it."""
+    return _is_tensor(got) and not bool(torch.isfinite(got).all())
 
 
 # =============================================================================================
@@ -219,78 +206,71 @@ def _random_images(n: int, h: int, w: int, seed: int) -> torch.Tensor:
     return torch.rand(n, 3, h, w, generator=_gen(seed))
 
 
-@C.check
-def check_pad_and_jitter(fn, hidden: bool = False) -> None:
-    """Check ``fn(x, width, dy, dx, d, value=0.5)`` (exercise 2): pad by ``width`` of ``value``
-    on every side, then crop ``(H' - d, W' - d)`` starting at row ``dy``, column ``dx``."""
-    cases = [((1, 8, 8), 2, 1, 3, 4, 0.5), ((2, 6, 9), 3, 0, 0, 2, 0.5)]
+def _pad_and_jitter_cases(hidden: bool):
+    """``(x: (N, 3, H, W), width, dy, dx, d, value)``: the reference is the library's pad + jitter_by."""
+    rows = [((1, 8, 8), 2, 1, 3, 4, 0.5), ((2, 6, 9), 3, 0, 0, 2, 0.5)]
     if hidden:
-        cases += [
-            ((1, 5, 7), 0, 2, 1, 3, 0.5),
-            ((3, 10, 10), 12, 8, 0, 8, 0.25),
-            ((1, 12, 6), 1, 4, 4, 4, 0.0),
-        ]
-    for k, ((n, h, w), width, dy, dx, d, value) in enumerate(cases):
+        rows += [((1, 5, 7), 0, 2, 1, 3, 0.5), ((3, 10, 10), 12, 8, 0, 8, 0.25), ((1, 12, 6), 1, 4, 4, 4, 0.0)]
+    for k, ((n, h, w), width, dy, dx, d, value) in enumerate(rows):
         x = _random_images(n, h, w, k)
-        label = f"pad_and_jitter(x of shape {tuple(x.shape)}, width={width}, dy={dy}, dx={dx}, d={d}, value={value})"
-        expected = _ref_jitter_by(_ref_pad(x, width, value), dy, dx, d)
-        got = C.call(fn, x.clone(), width, dy, dx, d, value, what=label)
-        got = C.as_tensor(got, label)
-        hint = None
         hh, ww = h + 2 * width - d, w + 2 * width - d
-        if tuple(got.shape) != tuple(expected.shape):
-            if tuple(got.shape[-2:]) == (h + 2 * width - 2 * d, w + 2 * width - 2 * d):
-                hint = "jitter removes d pixels in all from each side length, not d from each end"
-            elif tuple(got.shape[-2:]) == (h + width - d, w + width - d):
-                hint = "pad adds `width` pixels on EVERY side: the size grows by 2 * width"
-            C.expect_shape(got, tuple(expected.shape), label, hint)
-        if not C.close(got, expected, 0, 1e-6):
-            padded = _ref_pad(x, width, value)
-            if C.close(got, _ref_jitter_by(padded, dx, dy, d), 0, 1e-6):
-                hint = "dy is the row offset (dimension -2), dx the column offset (dimension -1)"
-            elif width and C.close(got, _ref_jitter_by(_ref_pad(x, width, 0.0), dy, dx, d), 0, 1e-6):
-                hint = "pad with the constant `value` (0.5, mid grey), not with zeros"
-            C.expect_close(
-                got, expected, label, 0, 1e-6, hint=hint or f"the crop is x[..., dy:dy + {hh}, dx:dx + {ww}]"
-            )
-    C.done("pad_and_jitter", len(cases), hidden)
+        label = f"pad_and_jitter(x of shape {tuple(x.shape)}, width={width}, dy={dy}, dx={dx}, d={d}, value={value})"
+        yield Case(label, (x, width, dy, dx, d, value), expect=_ref_jitter_by(_ref_pad(x, width, value), dy, dx, d),
+                   rtol=0, atol=1e-6, hint=f"the crop is x[..., dy:dy + {hh}, dx:dx + {ww}]")  # fmt: skip
+
+
+def _crop_size(case, got, grow: int, shrink: int) -> bool:
+    """Whether ``got`` has the wrong shape, and its last two sizes are ``H + grow - shrink``,
+    ``W + grow - shrink`` (H, W: the input's)."""
+    x, width, _, _, d, _ = case.args
+    h, w = x.shape[-2:]
+    wrong = (h + grow * width - shrink * d, w + grow * width - shrink * d)
+    return _is_tensor(got) and tuple(got.shape) != tuple(case.expect.shape) and tuple(got.shape[-2:]) == wrong
+
+
+def _pad_and_jitter_variant(case, dy_dx_swapped: bool = False, zeros: bool = False):
+    x, width, dy, dx, d, value = case.args
+    if zeros and not width:
+        return None
+    padded = _ref_pad(x, width, 0.0 if zeros else value)
+    return _ref_jitter_by(padded, dx, dy, d) if dy_dx_swapped else _ref_jitter_by(padded, dy, dx, d)
+
+
+check_pad_and_jitter = Exercise(
+    "check_pad_and_jitter", "pad_and_jitter", _pad_and_jitter_cases,
+    doc="""Check ``fn(x, width, dy, dx, d, value=0.5)`` (exercise 2): pad by ``width`` of ``value``
+    on every side, then crop ``(H' - d, W' - d)`` starting at row ``dy``, column ``dx``.""",
+    mistakes=[
+        Mistake("jitter removes d pixels in all from each side length, not d from each end",
+                when=lambda case, got: _crop_size(case, got, 2, 2)),
+        Mistake("pad adds `width` pixels on EVERY side: the size grows by 2 * width",
+                when=lambda case, got: _crop_size(case, got, 1, 1)),
+        Mistake("dy is the row offset (dimension -2), dx the column offset (dimension -1)",
+                result=lambda case: _pad_and_jitter_variant(case, dy_dx_swapped=True)),
+        Mistake("pad with the constant `value` (0.5, mid grey), not with zeros",
+                result=lambda case: _pad_and_jitter_variant(case, zeros=True)),
+    ],
+)  # fmt: skip
 
 
 # =============================================================================================
 # Exercise 3: scale and rotate
 # =============================================================================================
-@C.check
-def check_scale_and_rotate(fn, hidden: bool = False) -> None:
-    """Check ``fn(x, factor, degrees)`` (exercise 3): resize to ``int(factor * H), int(factor * W)``
-    (bilinear, half-pixel centres, no antialiasing), then rotate counter-clockwise by ``degrees``
-    about the centre (bilinear, zeros from outside)."""
-    cases = [((1, 16, 16), 1.1, 10.0), ((2, 20, 20), 0.9, -7.0)]
+_HALF_PIXEL_HINT = ("resize bilinearly with half-pixel centres (F.interpolate(..., mode='bilinear', "
+                    "align_corners=False), no antialiasing); rotate with the same convention "
+                    "(F.affine_grid / F.grid_sample with align_corners=False)")  # fmt: skip
+
+
+def _scale_and_rotate_cases(hidden: bool):
+    """``(x: (N, 3, H, W), factor, degrees)``: the reference is the library's scale_by + rotate_by."""
+    rows = [((1, 16, 16), 1.1, 10.0), ((2, 20, 20), 0.9, -7.0)]
     if hidden:
-        cases += [((1, 12, 18), 1.2, 0.0), ((1, 17, 17), 1.0, 90.0), ((2, 30, 24), 0.92, 4.0)]
-    for k, ((n, h, w), factor, degrees) in enumerate(cases):
+        rows += [((1, 12, 18), 1.2, 0.0), ((1, 17, 17), 1.0, 90.0), ((2, 30, 24), 0.92, 4.0)]
+    for k, ((n, h, w), factor, degrees) in enumerate(rows):
         x = _random_images(n, h, w, 10 + k)
-        label = f"scale_and_rotate(x of shape {tuple(x.shape)}, factor={factor}, degrees={degrees})"
-        expected = _ref_rotate_by(_ref_scale_by(x, factor), degrees)
-        got = C.as_tensor(C.call(fn, x.clone(), factor, degrees, what=label), label)
-        hint = None
-        if tuple(got.shape) != tuple(expected.shape):
-            hint = "the new size is (int(factor * H), int(factor * W)); a rotation keeps the size"
-            C.expect_shape(got, tuple(expected.shape), label, hint)
-        if not C.close(got, expected, 1e-4, 1e-4):
-            scaled = _ref_scale_by(x, factor)
-            if degrees and C.close(got, _ref_rotate_by(scaled, -degrees), 1e-4, 1e-4):
-                hint = "the rotation goes the wrong way: positive degrees turn the image counter-clockwise"
-            elif degrees and C.close(got, _nearest_rotation(scaled, degrees), 1e-4, 1e-4):
-                hint = ("rotate with BILINEAR interpolation (torchvision's rotate defaults to nearest: pass "
-                        "interpolation=InterpolationMode.BILINEAR)")  # fmt: skip
-            elif degrees and C.close(got, scaled, 1e-4, 1e-4):
-                hint = "the image was not rotated"
-            elif factor != 1:
-                hint = ("resize bilinearly with half-pixel centres (F.interpolate(..., mode='bilinear', "
-                        "align_corners=False), no antialiasing); rotate with the same convention "
-                        "(F.affine_grid / F.grid_sample with align_corners=False)")  # fmt: skip
-            C.expect_close(got, expected, label, 1e-4, 1e-4, hint=hint)
-    C.done("scale_and_rotate", len(cases), hidden)
+        yield Case(f"scale_and_rotate(x of shape {tuple(x.shape)}, factor={factor}, degrees={degrees})",
+                   (x, factor, degrees), expect=_ref_rotate_by(_ref_scale_by(x, factor), degrees),
+                   rtol=1e-4, atol=1e-4, hint=_HALF_PIXEL_HINT if factor != 1 else None)  # fmt: skip
 
 
 def _nearest_rotation(x: torch.Tensor, degrees: float) -> torch.Tensor:
@@ -299,58 +279,91 @@ def _nearest_rotation(x: torch.Tensor, degrees: float) -> torch.Tensor:
     return TF.rotate(x, float(degrees))  # torchvision's default: nearest neighbour
 
 
+def _rotated(case, how: str):
+    """What a mistaken rotation gives: ``how`` is "backwards", "nearest" or "none" (None when
+    the case does not rotate)."""
+    x, factor, degrees = case.args
+    if not degrees:
+        return None
+    scaled = _ref_scale_by(x, factor)
+    if how == "backwards":
+        return _ref_rotate_by(scaled, -degrees)
+    return _nearest_rotation(scaled, degrees) if how == "nearest" else scaled
+
+
+check_scale_and_rotate = Exercise(
+    "check_scale_and_rotate", "scale_and_rotate", _scale_and_rotate_cases,
+    doc="""Check ``fn(x, factor, degrees)`` (exercise 3): resize to ``int(factor * H), int(factor * W)``
+    (bilinear, half-pixel centres, no antialiasing), then rotate counter-clockwise by ``degrees``
+    about the centre (bilinear, zeros from outside).""",
+    mistakes=[
+        Mistake("the new size is (int(factor * H), int(factor * W)); a rotation keeps the size",
+                when=lambda case, got: _is_tensor(got) and tuple(got.shape) != tuple(case.expect.shape)),
+        Mistake("the rotation goes the wrong way: positive degrees turn the image counter-clockwise",
+                result=lambda case: _rotated(case, "backwards")),
+        Mistake("rotate with BILINEAR interpolation (torchvision's rotate defaults to nearest: pass "
+                "interpolation=InterpolationMode.BILINEAR)", result=lambda case: _rotated(case, "nearest")),
+        Mistake("the image was not rotated", result=lambda case: _rotated(case, "none")),
+    ],
+)  # fmt: skip
+
+
 # =============================================================================================
 # Exercise 4: the Fourier parameterization
 # =============================================================================================
 _ZERO_FREQUENCY_HINT = "a division by a zero frequency? (the constant term has f = 0)"
+_FOURIER_HINT = "scale each coefficient by sqrt(H * W) / max(f, 1 / max(H, W)) ** decay_power, then irfft2 and / 4"
 
 
 def _fourier_reference(spectrum: torch.Tensor, size: tuple[int, int], decay_power: float) -> torch.Tensor:
-    n = spectrum.shape[0]
-    img = _RefFourier(n, size, sd=0.0, decay_power=decay_power, decorrelate=False)
+    """The library's ``FourierImage.raw()`` for this spectrum: ``(N, 3, H, W)``."""
+    img = _RefFourier(spectrum.shape[0], size, sd=0.0, decay_power=decay_power, decorrelate=False)
     with torch.no_grad():
         img.spectrum.copy_(spectrum)
         return img.raw()
 
 
-@C.check
-def check_fourier_image(fn, hidden: bool = False) -> None:
-    """Check ``fn(spectrum, size, decay_power) -> (N, 3, H, W)`` (exercise 4):
-    ``irfft2(complex(spectrum) * scale, s=size) / 4`` with
-    ``scale = sqrt(H W) / max(f, 1 / max(H, W)) ** decay_power``."""
-    cases = [(1, (16, 16), 1.0), (2, (12, 20), 1.0)]
+def _fourier_cases(hidden: bool):
+    """Exact cases ``(spectrum: (N, 3, H, W // 2 + 1, 2), (H, W), decay_power)``, then the property
+    that matters: the amplitude spectrum of 32 random images falls as ``1 / f ** decay_power``."""
+    rows = [(1, (16, 16), 1.0), (2, (12, 20), 1.0)]
     if hidden:
-        cases += [(1, (15, 15), 2.0), (3, (8, 11), 0.5), (1, (32, 32), 1.0)]
-    for k, (n, (h, w), decay) in enumerate(cases):
+        rows += [(1, (15, 15), 2.0), (3, (8, 11), 0.5), (1, (32, 32), 1.0)]
+    for k, (n, (h, w), decay) in enumerate(rows):
         spectrum = torch.randn(n, 3, h, w // 2 + 1, 2, generator=_gen(20 + k))
-        label = (
-            f"fourier_image(spectrum of shape {tuple(spectrum.shape)}, size={(h, w)}, decay_power={decay})"
-        )
-        expected = _fourier_reference(spectrum, (h, w), decay).double()
-        got = C.call(fn, spectrum.clone(), (h, w), decay, what=label)
-        got = _tensor_result(got, label, (n, 3, h, w), _ZERO_FREQUENCY_HINT)
-        if not C.close(got, expected, 1e-4, 1e-4):
-            hint = "scale each coefficient by sqrt(H * W) / max(f, 1 / max(H, W)) ** decay_power, then irfft2 and / 4"
-            ratio = (got.flatten() @ expected.flatten()) / (expected.flatten() @ expected.flatten())
-            if C.close(got, expected * ratio, 1e-3, 1e-4):
-                hint = (f"right shape of spectrum, wrong overall scale (yours is {float(ratio):.4g} times the "
-                        "expected image): multiply by sqrt(H * W) and divide the inverse FFT by 4")  # fmt: skip
-            elif C.close(got, _fourier_reference(spectrum, (h, w), -decay), 1e-4, 1e-4):
-                hint = "the amplitude must FALL with frequency: divide by f ** decay_power, do not multiply"
-            C.expect_close(got, expected, label, 1e-4, 1e-4, hint=hint)
-    # The property that matters: the amplitude spectrum falls as 1 / f ** decay_power.
-    n, size = 32, 32
-    spectrum = torch.randn(n, 3, size, size // 2 + 1, 2, generator=_gen(99))
-    decays = (1.0, 2.0) if hidden else (1.0,)
-    for decay in decays:
-        got = _tensor_result(C.call(fn, spectrum.clone(), (size, size), decay, what="fourier_image"),
-                             "fourier_image", (n, 3, size, size), _ZERO_FREQUENCY_HINT)  # fmt: skip
-        slope = _spectrum_slope(got)
-        if not abs(slope + decay) < 0.1:
-            C.fail(f"the amplitude spectrum of fourier_image(..., decay_power={decay}) does not fall as 1/f^{decay}",
-                   expected=f"log-log slope {-decay}", got=f"{slope:.3f}",
+        yield Case(f"fourier_image(spectrum of shape {tuple(spectrum.shape)}, size={(h, w)}, decay_power={decay})",
+                   (spectrum, (h, w), decay), verify=_fourier_matches,
+                   data={"expected": _fourier_reference(spectrum, (h, w), decay).double()},
+                   rtol=1e-4, atol=1e-4, hint=_FOURIER_HINT)  # fmt: skip
+    spectrum = torch.randn(32, 3, 32, 17, 2, generator=_gen(99))
+    for decay in (1.0, 2.0) if hidden else (1.0,):
+        yield Case(f"the amplitude spectrum of fourier_image(..., decay_power={decay})",
+                   (spectrum, (32, 32), decay), verify=_spectrum_falls, data={"decay": decay},
                    hint="divide each coefficient by its frequency ** decay_power")  # fmt: skip
-    C.done("fourier_image", len(cases) + len(decays), hidden)
+
+
+def _fourier_matches(case, got) -> None:
+    """``got`` equals the reference; an image off by one overall factor gets a hint naming it."""
+    expected = case.data["expected"]
+    try:
+        compare(got, expected, case.label, case.rtol, case.atol)
+    except CheckFailed as failure:
+        if _is_tensor(got, tuple(expected.shape)) and bool(torch.isfinite(got).all()):
+            flat, ref = got.double().flatten(), expected.flatten()
+            ratio = float(flat @ ref / (ref @ ref))
+            if same(got, expected * ratio, 1e-3, 1e-4):
+                failure.hint = (f"right shape of spectrum, wrong overall scale (yours is {ratio:.4g} times "
+                                "the expected image): multiply by sqrt(H * W) and divide the inverse FFT by 4")
+        raise
+
+
+def _spectrum_falls(case, got) -> None:
+    """The log-log slope of ``got``'s amplitude spectrum is ``-decay_power`` (within 0.1)."""
+    decay = case.data["decay"]
+    got = expect_tensor(got, (32, 3, 32, 32), case.label)
+    slope = _spectrum_slope(got)
+    if not abs(slope + decay) < 0.1:
+        fail(f"{case.label} does not fall as 1/f^{decay}", expected=f"log-log slope {-decay}", got=f"{slope:.3f}")
 
 
 def _spectrum_slope(images: torch.Tensor) -> float:
@@ -363,38 +376,64 @@ def _spectrum_slope(images: torch.Tensor) -> float:
     return float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
 
 
+def _growing_spectrum(case):
+    """What dividing by ``f ** -decay_power`` (multiplying) gives, on an exact case."""
+    if "expected" not in case.data:
+        return None
+    spectrum, size, decay = case.args
+    return _fourier_reference(spectrum, size, -decay)
+
+
+check_fourier_image = Exercise(
+    "check_fourier_image", "fourier_image", _fourier_cases,
+    doc="""Check ``fn(spectrum, size, decay_power) -> (N, 3, H, W)`` (exercise 4):
+    ``irfft2(complex(spectrum) * scale, s=size) / 4`` with
+    ``scale = sqrt(H W) / max(f, 1 / max(H, W)) ** decay_power``.""",
+    mistakes=[
+        Mistake(_ZERO_FREQUENCY_HINT, when=_not_finite),
+        Mistake("the amplitude must FALL with frequency: divide by f ** decay_power, do not multiply",
+                result=_growing_spectrum),
+    ],
+)  # fmt: skip
+
+
 # =============================================================================================
 # Exercise 5: decorrelated colours
 # =============================================================================================
-@C.check
-def check_to_rgb(fn, hidden: bool = False) -> None:
-    """Check ``fn(t) -> (N, 3, H, W)`` in (0, 1) (exercise 5): each pixel's 3-vector times the
-    colour correlation matrix normalised by its largest column norm, then a sigmoid."""
+def _to_rgb_cases(hidden: bool):
+    """``t: (N, 3, H, W)`` unbounded: the reference is the library's to_rgb(decorrelate=True)."""
     shapes = [(1, 3, 4, 4), (2, 3, 5, 7)] + ([(3, 3, 1, 1), (1, 3, 16, 9)] if hidden else [])
     for k, shape in enumerate(shapes):
         t = torch.randn(*shape, generator=_gen(30 + k)) * 2
-        label = f"to_rgb(t of shape {shape})"
-        expected = _ref_to_rgb(t, decorrelate=True)
-        got = _tensor_result(C.call(fn, t.clone(), what=label), label, shape)
-        if not C.close(got, expected, 1e-5, 1e-6):
-            variants = {
-                "not normalised": torch.sigmoid(torch.einsum("ij,njhw->nihw", _CORRELATION, t)),
-                "transposed": torch.sigmoid(torch.einsum("ji,njhw->nihw", _NORMALIZED, t)),
-                "no sigmoid": _ref_decorrelate(t),
-                "row norm": torch.sigmoid(
-                    torch.einsum("ij,njhw->nihw", _CORRELATION / _CORRELATION.norm(dim=1).max(), t)
-                ),
-            }
-            hints = {
-                "not normalised": f"divide the matrix by its largest column norm ({_MAX_NORM:.7f}) first",
-                "transposed": "the matrix is applied as M @ v for each pixel's colour vector v (rows give R, G, B): "
-                "you used its transpose",
-                "no sigmoid": "finish with a sigmoid, so the colours lie in (0, 1)",
-                "row norm": "normalise by the largest COLUMN norm (M.norm(dim=0).max()), not the largest row norm",
-            }
-            hint = next((hints[name] for name, v in variants.items() if C.close(got, v, 1e-5, 1e-6)), None)
-            C.expect_close(got, expected, label, 1e-5, 1e-6, hint=hint)
-    C.done("to_rgb", len(shapes), hidden)
+        yield Case(f"to_rgb(t of shape {shape})", (t,), expect=_ref_to_rgb(t, decorrelate=True),
+                   rtol=1e-5, atol=1e-6)
+
+
+def _colours(matrix: torch.Tensor, transposed: bool = False, sigmoid: bool = True):
+    """A mistake's result: ``result(case)`` for ``matrix`` applied to each pixel (or its transpose)."""
+    def result(case):
+        (t,) = case.args
+        out = torch.einsum("ji,njhw->nihw" if transposed else "ij,njhw->nihw", matrix, t)
+        return torch.sigmoid(out) if sigmoid else out
+
+    return result
+
+
+check_to_rgb = Exercise(
+    "check_to_rgb", "to_rgb", _to_rgb_cases,
+    doc="""Check ``fn(t) -> (N, 3, H, W)`` in (0, 1) (exercise 5): each pixel's 3-vector times the
+    colour correlation matrix normalised by its largest column norm, then a sigmoid.""",
+    mistakes=[
+        Mistake(f"divide the matrix by its largest column norm ({_MAX_NORM:.7f}) first",
+                result=_colours(_CORRELATION)),
+        Mistake("the matrix is applied as M @ v for each pixel's colour vector v (rows give R, G, B): "
+                "you used its transpose", result=_colours(_NORMALIZED, transposed=True)),
+        Mistake("finish with a sigmoid, so the colours lie in (0, 1)",
+                result=lambda case: _ref_decorrelate(case.args[0])),
+        Mistake("normalise by the largest COLUMN norm (M.norm(dim=0).max()), not the largest row norm",
+                result=_colours(_CORRELATION / _CORRELATION.norm(dim=1).max())),
+    ],
+)  # fmt: skip
 
 
 # =============================================================================================
@@ -404,99 +443,161 @@ def _acts(n: int, c: int, h: int, w: int, seed: int) -> torch.Tensor:
     return torch.randn(n, c, h, w, generator=_gen(seed))
 
 
-@C.check
-def check_neuron_objective(fn, hidden: bool = False) -> None:
-    """Check ``fn(acts, n, x=None, y=None) -> (N,)`` (exercise 6): channel ``n`` at column ``x``,
-    row ``y``; the centre ``(H // 2, W // 2)`` by default."""
-    cases = [((2, 5, 7, 7), 3, None, None), ((1, 4, 6, 8), 1, None, None), ((3, 6, 5, 9), 2, 7, 1)]
+def _neuron_cases(hidden: bool):
+    """``(acts: (N, C, H, W), n[, x][, y])``. Positions at the edges (x=0, y=0, W-1, H-1) and x or y
+    alone: 0 is a real position, not a missing one. A position left out is passed as nothing."""
+    rows = [((2, 5, 7, 7), 3, None, None), ((1, 4, 6, 8), 1, None, None), ((3, 6, 5, 9), 2, 7, 1),
+            ((2, 3, 5, 7), 2, 0, 4), ((1, 4, 6, 9), 0, 8, 0), ((2, 3, 6, 5), 1, 0, None)]  # fmt: skip
     if hidden:
-        cases += [((2, 3, 4, 4), 0, 0, 3), ((1, 8, 9, 3), 7, None, None), ((2, 2, 6, 6), 1, 5, 0)]
-    for k, (shape, n, x, y) in enumerate(cases):
+        rows += [((2, 3, 4, 4), 0, 0, 3), ((1, 8, 9, 3), 7, None, None), ((2, 2, 6, 6), 1, 5, 0),
+                 ((1, 5, 7, 6), 4, None, 0), ((2, 3, 5, 8), 1, 0, 0), ((1, 2, 4, 6), 1, 5, 3)]  # fmt: skip
+    for k, (shape, n, x, y) in enumerate(rows):
         acts = _acts(*shape, seed=40 + k)
-        where = "" if x is None else f", x={x}, y={y}"
-        label = f"neuron_objective(acts of shape {shape}, n={n}{where})"
-        expected = _ref_neuron("a", n, x, y)({"a": acts})
-        got = (
-            C.call(fn, acts.clone(), n, x, y, what=label)
-            if x is not None
-            else C.call(fn, acts.clone(), n, what=label)
-        )
-        got = _tensor_result(got, label, (shape[0],))
-        if not C.close(got, expected, 1e-6, 1e-6):
-            hint = None
-            h, w = shape[-2:]
-            xx, yy = (w // 2 if x is None else x), (h // 2 if y is None else y)
-            if xx < h and yy < w and C.close(got, acts[:, n, xx, yy], 1e-6, 1e-6):
-                hint = "x is the column (last dimension), y the row: acts[:, n, y, x]"
-            elif x is None and C.close(got, acts[:, n, (h - 1) // 2, (w - 1) // 2], 1e-6, 1e-6):
-                hint = "the centre is (H // 2, W // 2), as in Lucid (with an even size, the lower right of the middle 2x2)"
-            elif C.close(got, acts[:, n].flatten(1).mean(1), 1e-6, 1e-6):
-                hint = "that is the channel objective (mean over positions); a neuron is one position"
-            C.expect_close(got, expected, label, 1e-6, 1e-6, hint=hint)
-    C.done("neuron_objective", len(cases), hidden)
+        given = {name: v for name, v in (("x", x), ("y", y)) if v is not None}
+        args, kwargs = ((acts, n, x, y), {}) if len(given) == 2 else ((acts, n), given)
+        where = "".join(f", {name}={v}" for name, v in given.items())
+        yield Case(f"neuron_objective(acts of shape {shape}, n={n}{where})", args, kwargs,
+                   expect=_ref_neuron("a", n, x, y)({"a": acts}), rtol=1e-6, atol=1e-6,
+                   data={"x": x, "y": y})  # fmt: skip
 
 
-@C.check
-def check_direction_objective(fn, hidden: bool = False) -> None:
-    """Check ``fn(acts, vector) -> (N,)`` (exercise 7): the mean over positions of each position's
-    activation vector dotted with ``vector``; a one-hot vector gives the channel objective."""
-    cases = [((2, 5, 4, 4), None), ((1, 6, 3, 5), 2)]  # (shape, one-hot channel or None)
+def _where(case, default, missing=lambda v: v is None) -> tuple[int, int]:
+    """The ``(row, column)`` a learner's code picks: ``default(size)`` where ``missing(y)`` (or x)."""
+    h, w = case.args[0].shape[-2:]
+    x, y = case.data["x"], case.data["y"]
+    return (default(h) if missing(y) else y, default(w) if missing(x) else x)
+
+
+def _neuron_at(case, row: int, column: int):
+    """``acts[:, n, row, column]``: what a mistaken position gives (None when out of range)."""
+    acts, n = case.args[:2]
+    h, w = acts.shape[-2:]
+    return acts[:, n, row, column] if 0 <= row < h and 0 <= column < w else None
+
+
+def _half(size: int) -> int:
+    return size // 2
+
+
+check_neuron_objective = Exercise(
+    "check_neuron_objective", "neuron_objective", _neuron_cases,
+    doc="""Check ``fn(acts, n, x=None, y=None) -> (N,)`` (exercise 6): channel ``n`` at column ``x``,
+    row ``y``; the centre ``(H // 2, W // 2)`` by default (x=0 and y=0 are positions like any other).""",
+    mistakes=[
+        Mistake("x=0 is a real position, the left column: test `x is None`, not `not x` "
+                "(likewise y=0, the top row)",
+                result=lambda case: _neuron_at(case, *_where(case, _half, missing=lambda v: not v))
+                if 0 in (case.data["x"], case.data["y"]) else None),
+        Mistake("x is the column (last dimension), y the row: acts[:, n, y, x]",
+                result=lambda case: _neuron_at(case, *reversed(_where(case, _half)))),
+        Mistake("the centre is (H // 2, W // 2), as in Lucid (with an even size, the lower right of the "
+                "middle 2x2)",
+                result=lambda case: _neuron_at(case, *_where(case, lambda size: (size - 1) // 2))
+                if None in (case.data["x"], case.data["y"]) else None),
+        Mistake("that is the channel objective (mean over positions); a neuron is one position",
+                result=lambda case: case.args[0][:, case.args[1]].flatten(1).mean(1)),
+    ],
+    # every x, y the cases pass is in range: an index out of bounds means rows and columns swapped
+    errors={"IndexError: out of bounds": "x is the column (last dimension), y the row: acts[:, n, y, x]"},
+)  # fmt: skip
+
+
+def _direction_cases(hidden: bool):
+    """``(acts: (N, C, H, W), vector: (C,))``, random or one-hot (which gives the channel objective)."""
+    rows = [((2, 5, 4, 4), None), ((1, 6, 3, 5), 2)]  # (shape, one-hot channel or None)
     if hidden:
-        cases += [((3, 4, 1, 1), None), ((2, 7, 6, 2), None), ((1, 3, 8, 8), 0)]
-    for k, (shape, hot) in enumerate(cases):
-        acts = _acts(*shape, seed=50 + k)
-        c = shape[1]
-        vector = torch.zeros(c) if hot is not None else torch.randn(c, generator=_gen(60 + k))
-        if hot is not None:
-            vector[hot] = 1.0
+        rows += [((3, 4, 1, 1), None), ((2, 7, 6, 2), None), ((1, 3, 8, 8), 0)]
+    for k, (shape, hot) in enumerate(rows):
+        acts, c = _acts(*shape, seed=50 + k), shape[1]
+        vector = torch.randn(c, generator=_gen(60 + k)) if hot is None else torch.nn.functional.one_hot(
+            torch.tensor(hot), c).float()  # fmt: skip
         kind = "random" if hot is None else f"one-hot channel {hot}"
-        label = f"direction_objective(acts of shape {shape}, vector={kind})"
-        expected = _ref_direction("a", vector)({"a": acts})
-        got = _tensor_result(C.call(fn, acts.clone(), vector.clone(), what=label), label, (shape[0],))
-        if not C.close(got, expected, 1e-5, 1e-5):
-            hint = None
-            dots = torch.einsum("nchw,c->nhw", acts, vector)
-            if C.close(got, dots.flatten(1).sum(1), 1e-5, 1e-5):
-                hint = "take the MEAN over positions, not the sum (so a one-hot vector gives the channel objective)"
-            elif C.close(got, expected / vector.norm(), 1e-5, 1e-5):
-                hint = "do not normalise the vector: the objective is linear in it"
-            C.expect_close(got, expected, label, 1e-5, 1e-5, hint=hint)
-    C.done("direction_objective", len(cases), hidden)
+        yield Case(f"direction_objective(acts of shape {shape}, vector={kind})", (acts, vector),
+                   expect=_ref_direction("a", vector)({"a": acts}), rtol=1e-5, atol=1e-5)  # fmt: skip
 
 
-@C.check
-def check_diversity_objective(fn, hidden: bool = False) -> None:
-    """Check ``fn(acts) -> (N,)`` (exercise 8): for each image the sum over the OTHER images of
-    the cosine similarity of their Gram matrices."""
+check_direction_objective = Exercise(
+    "check_direction_objective", "direction_objective", _direction_cases,
+    doc="""Check ``fn(acts, vector) -> (N,)`` (exercise 7): the mean over positions of each position's
+    activation vector dotted with ``vector``; a one-hot vector gives the channel objective.""",
+    mistakes=[
+        Mistake("take the MEAN over positions, not the sum (so a one-hot vector gives the channel objective)",
+                result=lambda case: torch.einsum("nchw,c->n", *case.args)),
+        Mistake("do not normalise the vector: the objective is linear in it",
+                result=lambda case: case.expect / case.args[1].norm()),
+    ],
+)  # fmt: skip
+
+
+def _gram_similarities(acts: torch.Tensor, normalise: bool) -> torch.Tensor:
+    """``(N, N)``: the inner products of the images' Gram matrices (cosines if ``normalise``)."""
+    flat = acts.reshape(acts.shape[0], acts.shape[1], -1)
+    grams = (flat @ flat.transpose(1, 2)).reshape(acts.shape[0], -1)
+    grams = grams / grams.norm(dim=1, keepdim=True) if normalise else grams
+    return grams @ grams.T
+
+
+def _sum_over_others(sims: torch.Tensor) -> torch.Tensor:
+    """``(N,)``: each row of ``sims: (N, N)`` summed over ``j != i``."""
+    return sims.sum(1) - sims.diagonal()
+
+
+def _diversity_cases(hidden: bool):
+    """``acts: (N, C, H, W)`` after a ReLU; then a batch of 3 identical images (2 each)."""
     shapes = [(3, 4, 5, 5), (2, 6, 3, 3)] + ([(1, 4, 2, 2), (5, 3, 4, 6)] if hidden else [])
     for k, shape in enumerate(shapes):
         acts = _acts(*shape, seed=70 + k).relu()
-        label = f"diversity_objective(acts of shape {shape})"
-        expected = _ref_diversity("a")({"a": acts})
-        got = _tensor_result(C.call(fn, acts.clone(), what=label), label, (shape[0],))
-        if not C.close(got, expected, 1e-4, 1e-5):
-            hint = "G_i = A_i A_i^T with A_i the (C, H*W) activations of image i, divided by its norm; sum <G_i, G_j> over j != i"
-            if C.close(got, expected + 1, 1e-4, 1e-5):
-                hint = "leave out each image's similarity to itself (j != i): it is always 1"
-            else:
-                flat = acts.reshape(shape[0], shape[1], -1)
-                grams = (flat @ flat.transpose(1, 2)).reshape(shape[0], -1)
-                raw = grams @ grams.T
-                if C.close(got, raw.sum(1) - raw.diagonal(), 1e-4, 1e-5):
-                    hint = "normalise each Gram matrix to unit norm (a cosine similarity), or large activations dominate"
-            C.expect_close(got, expected, label, 1e-4, 1e-5, hint=hint)
-    same = _acts(1, 4, 3, 3, seed=79).relu().expand(3, -1, -1, -1).contiguous()
-    got = _tensor_result(C.call(fn, same.clone(), what="diversity_objective(3 identical images)"),
-                         "diversity_objective(3 identical images)", (3,))  # fmt: skip
-    C.expect_close(got, torch.full((3,), 2.0), "diversity_objective(3 identical images)", 1e-4, 1e-5,
-                   hint="identical images have cosine similarity 1 with each of the 2 others")  # fmt: skip
-    C.done("diversity_objective", len(shapes) + 1, hidden)
+        yield Case(f"diversity_objective(acts of shape {shape})", (acts,), expect=_ref_diversity("a")({"a": acts}),
+                   rtol=1e-4, atol=1e-5, hint="G_i = A_i A_i^T with A_i the (C, H*W) activations of image i, "
+                   "divided by its norm; sum <G_i, G_j> over j != i")  # fmt: skip
+    identical = _acts(1, 4, 3, 3, seed=79).relu().expand(3, -1, -1, -1).contiguous()
+    yield Case("diversity_objective(3 identical images)", (identical,), expect=torch.full((3,), 2.0),
+               rtol=1e-4, atol=1e-5,
+               hint="identical images have cosine similarity 1 with each of the 2 others")  # fmt: skip
+
+
+check_diversity_objective = Exercise(
+    "check_diversity_objective", "diversity_objective", _diversity_cases,
+    doc="""Check ``fn(acts) -> (N,)`` (exercise 8): for each image the sum over the OTHER images of
+    the cosine similarity of their Gram matrices.""",
+    mistakes=[
+        Mistake("leave out each image's similarity to itself (j != i): it is always 1",
+                result=lambda case: case.expect + 1),
+        Mistake("normalise each Gram matrix to unit norm (a cosine similarity), or large activations dominate",
+                result=lambda case: _sum_over_others(_gram_similarities(case.args[0], normalise=False))),
+    ],
+)  # fmt: skip
 
 
 # =============================================================================================
 # Exercise 9: the render loop
 # =============================================================================================
-class _FixedShift:
+# The model, objective, image and transform are course objects, rebuilt from a recipe on each
+# side: the learner's loop runs on the kernel's copies, the reference loop on the grader's.
+class ChannelMean:
+    """The mean of channel ``channel``: ``acts (N, C, h, w) -> (N,)`` (linear in the activations)."""
+
+    def __init__(self, channel: int):
+        self.channel = channel
+
+    def __call__(self, acts: torch.Tensor) -> torch.Tensor:
+        return _channel_mean(self.channel)(acts)
+
+
+class DiverseChannel(ChannelMean):
+    """``ChannelMean(channel) - weight * diversity``: NOT linear in the activations, and it couples
+    the images of a batch. A loop that sums the activations over the batch before the objective,
+    or optimises the images one by one, matches the reference on a linear objective, not here."""
+
+    def __init__(self, channel: int, weight: float = 0.5):
+        super().__init__(channel)
+        self.weight = weight
+
+    def __call__(self, acts: torch.Tensor) -> torch.Tensor:
+        return super().__call__(acts) - self.weight * _ref_diversity("a")({"a": acts})
+
+
+class FixedShift:
     """A deterministic, differentiable transform: pad 2 (grey), crop back at offset (1, 2).
     Counts its calls, so the check knows it ran once per step."""
 
@@ -506,6 +607,23 @@ class _FixedShift:
     def __call__(self, x):
         self.calls += 1
         return _ref_jitter_by(_ref_pad(x, 2, 0.5), 1, 2, 4)
+
+
+def fft_image(n: int, size: int, seed: int):
+    """``n`` seeded Fourier-parameterized images of ``size`` px (``image()``: ``(n, 3, size, size)``)."""
+    return _ref_image(size, batch=n, param="fft", sd=0.01, generator=_gen(seed))
+
+
+def render_side_effects(model, objective, image, transform, steps, lr) -> dict:
+    """What the learner's loop left behind: ``{"model_grad": sum of |.grad| over the model's
+    parameters (0.0 if none), "transform_calls": how many times the transform ran}``.
+
+    Observed in the kernel after the call: it proves what an honest kernel did (backward() reached
+    the weights, the transform ran once per step); it cannot prove it against a kernel that
+    rewrites the library or these objects, which can misreport it.
+    """
+    grad = sum(float(p.grad.abs().sum()) for p in model.parameters() if p.grad is not None)
+    return {"model_grad": grad, "transform_calls": transform.calls}
 
 
 def _ref_render_loop(model, objective, image, transform, steps, lr):
@@ -523,65 +641,92 @@ def _ref_render_loop(model, objective, image, transform, steps, lr):
         return image().detach(), values
 
 
-def _make_image(n: int, size: int, seed: int):
-    return _ref_image(size, batch=n, param="fft", sd=0.01, generator=_gen(seed))
+def _render_loop_cases(hidden: bool):
+    """``(model, objective, image, transform, steps, lr)``, all four objects recipes: a planted conv +
+    ReLU, a channel mean (or a non-linear, batch-coupled objective), seeded FFT images, a fixed shift.
+    The whole run is deterministic: the reference loop runs here on its own copies."""
+    rows = [(1, 16, 12, 0.05, 0, None), (2, 16, 12, 0.05, 1, None), (2, 16, 12, 0.05, 6, 0.5)]
+    if hidden:
+        rows += [(3, 20, 20, 0.1, 2, None), (1, 12, 6, 0.02, 3, None), (3, 16, 15, 0.05, 7, 1.0)]
+    for n, size, steps, lr, seed, weight in rows:
+        channel = seed % 4
+        if weight is None:
+            objective, what = Recipe("circuitscope.checks.ch2:ChannelMean", channel=channel), f"channel {channel}"
+        else:
+            objective = Recipe("circuitscope.checks.ch2:DiverseChannel", channel=channel, weight=weight)
+            what = f"channel {channel} - {weight} * diversity"
+        args = (Recipe("circuitscope.checks.ch2:planted_conv", seed=seed), objective,
+                Recipe("circuitscope.checks.ch2:fft_image", n=n, size=size, seed=seed),
+                Recipe("circuitscope.checks.ch2:FixedShift"), steps, lr)  # fmt: skip
+        yield Case(f"render_loop(planted conv, {what}, {n} images of {size} px, {steps} steps, lr {lr})", args,
+                   verify=_render_loop_verify, observe="circuitscope.checks.ch2:render_side_effects",
+                   data={"n": n, "size": size, "steps": steps,
+                         "reference": _ref_render_loop(*build(args))})  # fmt: skip
 
 
-@C.check
-def check_render_loop(fn, hidden: bool = False) -> None:
-    """Check ``fn(model, objective, image, transform, steps, lr) -> (images, values)`` (exercise 9).
+def _render_values(got, label: str) -> list[float]:
+    """The learner's values as a list of floats (a list of numbers or 1-element tensors, or a tensor)."""
+    if isinstance(got, torch.Tensor):
+        got = got.flatten().tolist()
+    if isinstance(got, (list, tuple)):
+        try:
+            return [float(v) for v in got]
+        except (TypeError, ValueError, RuntimeError) as err:
+            fail(f"{label}: values should be numbers", expected="a list of floats", got=str(err))
+    fail(f"{label}: values should be numbers", expected="a list of floats", got=type(got).__name__)
+
+
+def _render_loop_verify(case, got) -> None:
+    """In the old check's order: ``(images, values)``; the model's weights got no gradient; images in
+    [0, 1]; the transform ran once per step; ``steps`` values that rise; both as the reference's."""
+    label, steps = case.label, case.data["steps"]
+    n, size = case.data["n"], case.data["size"]
+    if not (isinstance(got, tuple) and len(got) == 2):
+        fail(f"{label} should return (images, values)", expected="a tuple of 2", got=type(got).__name__)
+    images, values = got
+    images = expect_tensor(images, (n, 3, size, size), f"{label}: the images")
+    seen = case.observed
+    if not isinstance(seen, dict):
+        fail(f"{label}: the model and the transform could not be inspected after the call", got=repr(seen))
+    if seen["model_grad"] > 0:
+        fail(f"{label} computed gradients for the model's weights",
+             expected="no .grad on the model's parameters", got="the model's weights have gradients",
+             hint="differentiate with respect to the image only: torch.autograd.grad(loss, "
+             "image.parameters()) (or set requires_grad_(False) on the model)")  # fmt: skip
+    if float(images.min()) < 0 or float(images.max()) > 1:
+        fail(f"{label}: images outside [0, 1]", expected="values in [0, 1]", got=_summary(images),
+             hint="return image(), which the sigmoid keeps in [0, 1]")  # fmt: skip
+    if seen["transform_calls"] != steps:
+        calls = seen["transform_calls"]
+        fail(f"{label}: the transform ran {calls} times", expected=f"once per step ({steps})", got=calls,
+             hint="transform the image every step, before the model sees it")
+    values = _render_values(values, label)
+    if len(values) != steps:
+        fail(f"{label}: wrong number of values", expected=steps, got=len(values),
+             hint="append the objective's value once per step")  # fmt: skip
+    if not values[-1] > values[0]:
+        fail(f"{label}: the objective did not rise", expected=f"last value > first ({values[0]:.4g})",
+             got=f"{values[-1]:.4g}", hint="maximise: minimise the loss -objective (mind the sign)")  # fmt: skip
+    ref_images, ref_values = case.data["reference"]
+    if not same(torch.tensor(values), torch.tensor(ref_values), 1e-3, 1e-5):
+        fail(f"{label}: the objective values differ from the reference loop's",
+             expected=[round(v, 5) for v in ref_values[:4]] + ["..."],
+             got=[round(v, 5) for v in values[:4]] + ["..."],
+             hint="use torch.optim.Adam(image.parameters(), lr=lr); each step evaluate "
+             "objective(model(transform(image()))).sum() BEFORE the update and record it; clear "
+             "the old gradient every step")  # fmt: skip
+    try:
+        compare(images, ref_images.double(), f"{label}: the final images", 1e-3, 1e-4)
+    except CheckFailed as failure:
+        fail(failure.what, failure.expected, failure.got, hint="return image() after the last step")
+
+
+check_render_loop = Exercise(
+    "check_render_loop", "render_loop", _render_loop_cases,
+    doc="""Check ``fn(model, objective, image, transform, steps, lr) -> (images, values)`` (exercise 9).
 
     Adam on ``image.parameters()`` maximising ``objective(model(transform(image()))).sum()``;
     ``images: (N, 3, H, W)`` in [0, 1] (detached), ``values``: the ``steps`` objective values; the
     model's parameters get no gradient. With fixed transforms the whole run is deterministic, so
-    it is compared with the reference loop.
-    """
-    cases = [(1, 16, 12, 0.05, 0), (2, 16, 12, 0.05, 1)]
-    if hidden:
-        cases += [(3, 20, 20, 0.1, 2), (1, 12, 6, 0.02, 3)]
-    for n, size, steps, lr, seed in cases:
-        model = _PlantedConv(seed=seed)
-        objective = _channel_mean(seed % 4)
-        label = (
-            f"render_loop(planted conv, channel {seed % 4}, {n} images of {size} px, {steps} steps, lr {lr})"
-        )
-        transform = _FixedShift()
-        got = C.call(fn, model, objective, _make_image(n, size, seed), transform, steps, lr, what=label)
-        if not (isinstance(got, tuple) and len(got) == 2):
-            C.fail(f"{label} should return (images, values)", expected="a tuple of 2", got=type(got).__name__)
-        images, values = got
-        images = _tensor_result(images, f"{label}: the images", (n, 3, size, size))
-        if any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.parameters()):
-            C.fail(f"{label} computed gradients for the model's weights",
-                   expected="no .grad on the model's parameters", got="the model's weights have gradients",
-                   hint="differentiate with respect to the image only: torch.autograd.grad(loss, "
-                   "image.parameters()) (or set requires_grad_(False) on the model)")  # fmt: skip
-        if float(images.min()) < 0 or float(images.max()) > 1:
-            C.fail(f"{label}: images outside [0, 1]", expected="values in [0, 1]", got=C._summary(images),
-                   hint="return image(), which the sigmoid keeps in [0, 1]")  # fmt: skip
-        if transform.calls != steps:
-            C.fail(f"{label}: the transform ran {transform.calls} times", expected=f"once per step ({steps})",
-                   got=transform.calls, hint="transform the image every step, before the model sees it")  # fmt: skip
-        try:
-            values = [float(v) for v in values]
-        except (TypeError, ValueError) as err:
-            C.fail(f"{label}: values should be numbers", expected="a list of floats", got=str(err))
-        C.resync()
-        if len(values) != steps:
-            C.fail(f"{label}: wrong number of values", expected=steps, got=len(values),
-                   hint="append the objective's value once per step")  # fmt: skip
-        if not values[-1] > values[0]:
-            C.fail(f"{label}: the objective did not rise", expected=f"last value > first ({values[0]:.4g})",
-                   got=f"{values[-1]:.4g}", hint="maximise: minimise the loss -objective (mind the sign)")  # fmt: skip
-        ref_images, ref_values = _ref_render_loop(_PlantedConv(seed=seed), objective, _make_image(n, size, seed),
-                                                  _FixedShift(), steps, lr)  # fmt: skip
-        if not C.close(torch.tensor(values), torch.tensor(ref_values), 1e-3, 1e-5):
-            C.fail(f"{label}: the objective values differ from the reference loop's",
-                   expected=[round(v, 5) for v in ref_values[:4]] + ["..."],
-                   got=[round(v, 5) for v in values[:4]] + ["..."],
-                   hint="use torch.optim.Adam(image.parameters(), lr=lr); each step evaluate "
-                   "objective(model(transform(image()))).sum() BEFORE the update and record it; clear "
-                   "the old gradient every step")  # fmt: skip
-        C.expect_close(images, ref_images, f"{label}: the final images", 1e-3, 1e-4,
-                       hint="return image() after the last step")  # fmt: skip
-    C.done("render_loop", len(cases), hidden)
+    it is compared with the reference loop.""",
+)  # fmt: skip
