@@ -60,8 +60,6 @@ from .course import Course
 # -- nbgrader's markers and stubs (its defaults, as in autograder/nbgrader_config.py) ------------
 BEGIN_SOLUTION, END_SOLUTION = "BEGIN SOLUTION", "END SOLUTION"
 BEGIN_HIDDEN_TESTS, END_HIDDEN_TESTS = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
-CODE_STUB = "# YOUR CODE HERE\nraise NotImplementedError()"  # ClearSolutions.code_stub["python"]
-TEXT_STUB = "YOUR ANSWER HERE"  # ClearSolutions.text_stub
 
 #: Where the book's chapters live, and the name of an assignment's exercise page.
 BOOK = "book"
@@ -242,41 +240,42 @@ def write_install_cells(root: str | os.PathLike, check: bool = False, log=print)
 def learner_source(source: str, cell_type: str = "code") -> str:
     """``source`` as nbgrader releases it: solution regions replaced by the stub, hidden tests removed.
 
-    Line for line what ``ClearSolutions`` then ``ClearHiddenTests`` do with nbgrader's default
-    delimiters and stubs (``tests/test_pages.py`` compares it with ``exercises/``).
+    nbgrader's own ``ClearSolutions`` then ``ClearHiddenTests`` (the preprocessors of
+    ``generate_assignment``), run on a one-cell notebook; ``tests/test_pages.py`` compares the
+    result with ``exercises/``.
     """
-    stub = (CODE_STUB if cell_type == "code" else TEXT_STUB).split("\n")
-    lines, inside = [], False
-    for line in source.split("\n"):
-        if BEGIN_SOLUTION in line:
-            if inside:
-                raise PagesError(f"nested {BEGIN_SOLUTION} in:\n{source}")
-            inside = True
-            indent = re.match(r"\s*", line).group(0)
-            lines += [indent + s for s in stub]
-        elif END_SOLUTION in line:
-            inside = False
-        elif not inside:
-            lines.append(line)
-    if inside:
-        raise PagesError(f"no {END_SOLUTION} in:\n{source}")
-    return without_hidden_tests("\n".join(lines))
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+
+    hidden = BEGIN_HIDDEN_TESTS in source
+    meta = {"nbgrader": {"solution": BEGIN_SOLUTION in source, "grade": hidden, "locked": False,
+                         "grade_id": "cell", "schema_version": 3, **({"points": 1} if hidden else {})}}  # fmt: skip
+    cell = (new_code_cell if cell_type == "code" else new_markdown_cell)(source, metadata=meta)
+    kernelspec = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nb = new_notebook(cells=[cell], metadata={"kernelspec": kernelspec})
+    try:
+        nb, _ = ClearSolutions().preprocess(nb, {})
+        nb, _ = ClearHiddenTests().preprocess(nb, {})
+    except RuntimeError as err:  # nbgrader's message for an unclosed or nested region
+        raise PagesError(f"{err} in:\n{source}") from None
+    return nb.cells[0].source
 
 
 def without_hidden_tests(source: str) -> str:
-    lines, inside = [], False
-    for line in source.split("\n"):
-        if BEGIN_HIDDEN_TESTS in line:
-            if inside:
-                raise PagesError(f"nested {BEGIN_HIDDEN_TESTS} in:\n{source}")
-            inside = True
-        elif END_HIDDEN_TESTS in line:
-            inside = False
-        elif not inside:
-            lines.append(line)
-    if inside:
-        raise PagesError(f"no {END_HIDDEN_TESTS} in:\n{source}")
-    return "\n".join(lines)
+    """``source`` without its hidden-test regions: nbgrader's ``ClearHiddenTests`` on a graded copy."""
+    from nbformat.v4 import new_code_cell, new_notebook
+    from nbgrader.preprocessors import ClearHiddenTests
+
+    if BEGIN_HIDDEN_TESTS not in source:
+        return source
+    meta = {"nbgrader": {"solution": False, "grade": True, "locked": False, "grade_id": "cell",
+                         "schema_version": 3, "points": 1}}  # fmt: skip
+    nb = new_notebook(cells=[new_code_cell(source, metadata=meta)])
+    try:
+        nb, _ = ClearHiddenTests().preprocess(nb, {})
+    except RuntimeError as err:  # nbgrader's message for a region left open
+        raise PagesError(f"{err} in:\n{source}") from None
+    return nb.cells[0].source
 
 
 def solution_source(source: str) -> str:
