@@ -1,8 +1,9 @@
 """Chapter 3: its exercise checks and its new figures (the notebook's layout: test_course).
 
-* Checks: each passes on the solution notebook's reference code (visible and hidden cases) and
-  fails, with the right hint, on the untouched stub and on plausible mistakes (``MISTAKES``, also
-  the mistakes submission of the nbgrader round trip: ``tests/mistakes/ch3_circuits.py``).
+* Checks: each passes on the solution notebook's reference code (visible and hidden cases, also
+  over the grader's wire format) and on equally right variants (``EQUIVALENT``), and fails, with
+  the right hint, on the untouched stub and on plausible mistakes (``MISTAKES``, also the mistakes
+  submission of the nbgrader round trip: ``tests/mistakes/ch3_circuits.py``).
 * The library itself (expanded weights against autograd, stimuli geometry, the planted circuit,
   NMF) is tested in ``test_circuits.py``, ``test_stimuli.py`` and ``test_planted.py``; here only
   what chapter 3 added: the tuning-curve figure and the planted-model caption.
@@ -19,6 +20,7 @@ import torch
 from exercise_harness import (
     assert_check_passes,
     assert_mistake_fails,
+    assert_passes_over_the_wire,
     assert_stub_fails,
     graded_checks,
     mistake_function,
@@ -28,7 +30,6 @@ from exercise_harness import (
 
 import circuitscope as cs
 from circuitscope import circuits, stimuli
-from circuitscope.checks import CheckFailed
 from circuitscope.checks import ch3 as checks
 from circuitscope.circuits import branch_of, format_unit, parse_unit
 from circuitscope.planted import CURVE_ORIENTATIONS, PLANTED_CAPTION, PlantedCurveModel
@@ -88,6 +89,19 @@ def test_reference_passes(reference, check, hidden, capsys):
 def test_stub_fails(stub, check):
     assert_stub_fails(getattr(checks, check), stub[EXERCISES[check]])
 
+
+NMF = """
+    def nmf(x, k, n_iter=500, seed=0):
+        gen = torch.Generator().manual_seed(seed)
+        x = x.double()
+        w = torch.rand(x.shape[0], k, generator=gen, dtype=torch.float64)
+        h = torch.rand(k, x.shape[1], generator=gen, dtype=torch.float64)
+        for _ in range(n_iter):
+            h = h * (w.T @ x) / (w.T @ w @ h + 1e-12)
+            w = w * (x @ h.T) / (w @ h @ h.T + 1e-12)
+        norms = h.norm(dim=1, keepdim=True)
+        return w * norms.T, h / norms
+"""  # a right NMF (from a start other than the solution's), which the mistakes below change
 
 # Plausible mistakes: (check, hidden cases needed, words the hint must contain, code).
 # The first of each check is also the nbgrader round trip's mistakes submission.
@@ -189,6 +203,40 @@ MISTAKES = {
                                  thickness=thickness)[0]
     """,
     ),
+    "curve: the angle from the orientation not wrapped (an arc facing 270 degrees vanishes)": (
+        "check_curve_stimulus",
+        False,
+        "wrap the angle",
+        """
+        def draw_curve(orientation, radius, width=120.0, size=64, thickness=2.0):
+            c = (size - 1) / 2
+            coords = torch.arange(size, dtype=torch.float64) - c
+            y, x = torch.meshgrid(-coords, coords, indexing="ij")
+            phi, half = math.radians(orientation), math.radians(min(width, 360.0)) / 2
+            cx, cy = -radius * math.cos(phi), -radius * math.sin(phi)
+            angle = torch.atan2(y - cy, x - cx) - phi  # in [-pi - phi, pi - phi]: not wrapped
+            d = (torch.sqrt((x - cx) ** 2 + (y - cy) ** 2) - radius).abs()
+            d = torch.where(angle.abs() <= half, d, torch.full_like(d, 99.0))
+            return (0.5 + thickness / 2 - d).clamp(0, 1).float().expand(3, -1, -1).clone()
+    """,
+    ),
+    "curve: angles in [0, 360), their difference not wrapped (an arc across 0 degrees is cut)": (
+        "check_curve_stimulus",
+        False,
+        "wrap the angle",
+        """
+        def draw_curve(orientation, radius, width=120.0, size=64, thickness=2.0):
+            c = (size - 1) / 2
+            coords = torch.arange(size, dtype=torch.float64) - c
+            y, x = torch.meshgrid(-coords, coords, indexing="ij")
+            phi, half = math.radians(orientation % 360), math.radians(min(width, 360.0)) / 2
+            cx, cy = -radius * math.cos(phi), -radius * math.sin(phi)
+            angle = torch.remainder(torch.atan2(y - cy, x - cx), 2 * math.pi) - phi
+            d = (torch.sqrt((x - cx) ** 2 + (y - cy) ** 2) - radius).abs()
+            d = torch.where(angle.abs() <= half, d, torch.full_like(d, 99.0))
+            return (0.5 + thickness / 2 - d).clamp(0, 1).float().expand(3, -1, -1).clone()
+    """,
+    ),
     # -- exercise 4 --
     "tuning: the maximum over the map": (
         "check_tuning_curve",
@@ -202,9 +250,9 @@ MISTAKES = {
             return acts[:, channel].amax(dim=(1, 2))
     """,
     ),
-    "tuning: the centre as H // 2": (
+    "tuning: the centre as H // 2": (  # a visible case has an even map (10 x 10)
         "check_tuning_curve",
-        True,
+        False,
         "(H - 1) // 2",
         """
         def radial_tuning_curve(model, unit, angles, radius, size):
@@ -325,6 +373,30 @@ MISTAKES = {
             return w * norms.T, h / norms
     """,
     ),
+    "nmf: an unseeded start": (
+        "check_nmf",
+        False,
+        "seed the random start",
+        NMF.replace("gen = torch.Generator().manual_seed(seed)", "gen = None  # not seeded"),
+    ),
+    "nmf: the seed ignored": (
+        "check_nmf",
+        False,
+        "seed the random start",
+        NMF.replace("manual_seed(seed)", "manual_seed(0)"),
+    ),
+    "nmf: n_iter ignored": (
+        "check_nmf",
+        False,
+        "run exactly n_iter updates",
+        NMF.replace("range(n_iter)", "range(500)"),
+    ),
+    "nmf: n_iter counting the updates of h and of w separately": (
+        "check_nmf",
+        False,
+        "run exactly n_iter updates",
+        NMF.replace("range(n_iter)", "range(n_iter // 2)"),
+    ),
 }
 
 
@@ -354,14 +426,93 @@ def test_every_exercise_has_a_mistake_that_fails():
     assert not any(first.values()), "the round trip's mistake of each exercise should fail visibly"
 
 
-def test_checks_resist_a_patched_allclose(monkeypatch):
-    # A learner cell that makes every comparison succeed must not turn a failure into a pass.
-    monkeypatch.setattr(torch, "allclose", lambda *a, **k: True)
-    monkeypatch.setattr(torch, "isclose", lambda a, b, *r, **k: torch.ones_like(a, dtype=torch.bool))
-    with pytest.raises(CheckFailed):
-        checks.check_expanded_weights(
-            _mistake(MISTAKES["expanded: the bottleneck's ReLU applied to its weights"][3])
-        )
+# Equally right variants the checks must accept: (check, code).
+EQUIVALENT = {
+    "circuit: sorted(), ties in channel order": (
+        "check_read_circuit",
+        """
+        def read_circuit(model, target_unit, source_layer, threshold=0.1):
+            totals = circuits.expanded_weights(model, source_layer, target_unit).sum(dim=(1, 2))
+            limit = threshold * float(totals.abs().max())
+            pairs = [(format_unit(source_layer, c), float(t)) for c, t in enumerate(totals)]
+            excites = sorted([p for p in pairs if p[1] > limit], key=lambda p: p[1], reverse=True)
+            inhibits = sorted([p for p in pairs if p[1] < -limit], key=lambda p: p[1])
+            return excites, inhibits
+    """,
+    ),
+    "circuit: torch.argsort, ascending for the inhibitors": (
+        "check_read_circuit",
+        """
+        def read_circuit(model, target_unit, source_layer, threshold=0.1):
+            totals = circuits.expanded_weights(model, source_layer, target_unit).sum(dim=(1, 2))
+            limit = threshold * totals.abs().max()
+            down, up = torch.argsort(totals, descending=True), torch.argsort(totals)
+            excites = [(format_unit(source_layer, int(c)), float(totals[c])) for c in down if totals[c] > limit]
+            inhibits = [(format_unit(source_layer, int(c)), float(totals[c])) for c in up if totals[c] < -limit]
+            return excites, inhibits
+    """,
+    ),
+    "curve: no round caps at the arc's ends": (
+        "check_curve_stimulus",
+        """
+        def draw_curve(orientation, radius, width=120.0, size=64, thickness=2.0):
+            c = (size - 1) / 2
+            coords = torch.arange(size, dtype=torch.float64) - c
+            y, x = torch.meshgrid(-coords, coords, indexing="ij")
+            phi, half = math.radians(orientation), math.radians(min(width, 360.0)) / 2
+            cx, cy = -radius * math.cos(phi), -radius * math.sin(phi)
+            angle = torch.remainder(torch.atan2(y - cy, x - cx) - phi + math.pi, 2 * math.pi) - math.pi
+            d = (torch.sqrt((x - cx) ** 2 + (y - cy) ** 2) - radius).abs()
+            d = torch.where(angle.abs() <= half, d, torch.full_like(d, 99.0))
+            return (0.5 + thickness / 2 - d).clamp(0, 1).float().expand(3, -1, -1).clone()
+    """,
+    ),
+    "nmf: the solution's start without its scale (the updates are scale-invariant)": ("check_nmf", NMF),
+    "nmf: h drawn first, by the global generator": (
+        "check_nmf",
+        NMF.replace("gen = torch.Generator().manual_seed(seed)", "torch.manual_seed(seed); gen = None")
+        .replace("w = torch.rand(x.shape[0], k, generator=gen, dtype=torch.float64)\n        h = torch.rand(k, x.shape[1], generator=gen, dtype=torch.float64)",
+                 "h = torch.rand(k, x.shape[1], dtype=torch.float64)\n        w = torch.rand(x.shape[0], k, dtype=torch.float64)"),
+    ),
+    "nmf: w updated before h": (
+        "check_nmf",
+        NMF.replace("h = h * (w.T @ x) / (w.T @ w @ h + 1e-12)\n            w = w * (x @ h.T) / (w @ h @ h.T + 1e-12)",
+                    "w = w * (x @ h.T) / (w @ h @ h.T + 1e-12)\n            h = h * (w.T @ x) / (w.T @ w @ h + 1e-12)"),
+    ),
+    "nmf: in float32, from |randn|": (
+        "check_nmf",
+        NMF.replace("torch.float64", "torch.float32").replace("x.double()", "x.float()")
+        .replace("torch.rand(", "torch.randn(").replace("generator=gen, dtype=torch.float32)", "generator=gen, dtype=torch.float32).abs()"),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EQUIVALENT))
+def test_an_equally_right_variant_passes(name, capsys):
+    check, code = EQUIVALENT[name]
+    assert_check_passes(getattr(checks, check), _mistake(code), True, capsys, seconds=10)
+
+
+def test_the_variants_differ_from_the_reference(reference):
+    # The tie-breaking variants give another order than the solution on a planted case, and the
+    # NMF variants (but the unscaled start, the same up to scale) other factors: each equivalence
+    # test above tests something.
+    model = PlantedCurveModel()
+    ref = reference["read_circuit"](model, "curves:2", "lines", 0.1)
+    for name in ("circuit: sorted(), ties in channel order", "circuit: torch.argsort, ascending for the inhibitors"):
+        got = _mistake(EQUIVALENT[name][1])(model, "curves:2", "lines", 0.1)
+        assert sorted(got[0]) == sorted(ref[0]) and sorted(got[1]) == sorted(ref[1])
+        assert got != ref, name
+    x = torch.rand(20, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    _, h = reference["nmf"](x, 3, 5, 0)
+    for name in [n for n in EQUIVALENT if n.startswith("nmf") and "scale" not in n]:
+        _, h2 = _mistake(EQUIVALENT[name][1])(x, 3, 5, 0)
+        assert not torch.allclose(h2.double(), h, atol=1e-3), name
+
+
+@pytest.mark.parametrize("check", sorted(EXERCISES))
+def test_reference_passes_over_the_wire(reference, check, capsys):
+    assert_passes_over_the_wire(getattr(checks, check), reference[EXERCISES[check]], capsys)
 
 
 # =============================================================================================

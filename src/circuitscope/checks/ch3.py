@@ -1,469 +1,571 @@
-"""Checks for chapter 3's exercises ("Circuits").
+"""Checks for chapter 3's exercises ("Circuits"), each an :class:`~.runner.Exercise` run by :mod:`.runner`.
 
-One function per exercise. ``check_x(fn)`` runs a few seeded cases (the visible cell of the
-notebook); ``check_x(fn, hidden=True)`` runs those and more (nbgrader's hidden tests). Each
-prints one success line or raises :class:`~circuitscope.checks.CheckFailed` with expected vs
-got and a hint for the likely mistake.
-
-No check needs the real weights: the weight exercises run on an InceptionV1 with PyTorch's
-default (seeded) initialisation, where the answer is the weights' own algebra, and compare the
-expanded weights with a brute-force linearisation by autograd (ReLUs removed); the stimulus,
-tuning-curve and circuit exercises run on :class:`~circuitscope.planted.PlantedCurveModel`,
-whose circuit is known by construction; NMF runs on planted low-rank data. The references are
-bound when this module is imported and every check runs in
-:func:`~circuitscope.checks._core.pristine`, as in chapter 1. Import this module in the
-notebook's locked setup cell, before any learner code.
+The cases are data (unit names, numbers, tensors; a :class:`~.runner.Recipe` for a model); the
+references and properties are computed where the cases are judged, with the library's own
+functions. The weight exercises run on a seeded default-initialised InceptionV1 (checked against
+autograd), the stimulus, tuning and circuit ones on the planted curve model, NMF on planted data.
 """
 
 from __future__ import annotations
 
 import math
 from functools import lru_cache
+from itertools import pairwise
 
 import torch
 
-from ..circuits import branch_of as _branch_of
-from ..circuits import expanded_weights as _ref_expanded
-from ..circuits import expanded_weights_by_gradient as _ref_by_gradient
-from ..circuits import format_unit as _format_unit
-from ..circuits import nmf as _ref_nmf
-from ..circuits import parse_unit as _parse_unit
-from ..device import one_cpu_thread as _one_thread
-from ..hooks import activations as _ref_activations
-from ..planted import PlantedCurveModel as _Planted
-from ..stimuli import curve as _ref_curve
-from ..stimuli import tuning_curve as _ref_tuning
-from . import _core as C
-
-# The library modules the references above use, as they are now (before any learner code).
-C.protect_package("circuitscope", exclude=("circuitscope.checks", "circuitscope_course"))
+from ..circuits import branch_of, expanded_weights, expanded_weights_by_gradient, format_unit, parse_unit
+from ..hooks import activations
+from ..stimuli import curve, tuning_curve
+from .runner import Case, CheckFailed, Exercise, Mistake, Recipe, as_tensor, compare, fail, same
 
 __all__ = [
+    "check_curve_stimulus",
     "check_direct_weights",
     "check_expanded_weights",
-    "check_curve_stimulus",
-    "check_tuning_curve",
-    "check_read_circuit",
     "check_nmf",
+    "check_read_circuit",
+    "check_tuning_curve",
+    "random_curves",
+    "seeded_inception",
 ]
 
-
-def _fresh_inception():
-    """InceptionV1 with PyTorch's default initialisation, seeded (the caller's RNG untouched)."""
-    return C.seeded_inception(3)
+PLANTED = "circuitscope.planted:PlantedCurveModel"
 
 
-#: The reference's copy; learner code gets a fresh twin, so nothing it does reaches this one.
-_default_init_inception = lru_cache(maxsize=1)(_fresh_inception)
+def _wrong_shape(got, expected: torch.Tensor) -> bool:
+    """Whether ``got`` is a tensor (or numbers) whose shape is not ``expected``'s."""
+    try:
+        return tuple(as_tensor(got, "").shape) != tuple(expected.shape)
+    except AssertionError:
+        return False
 
 
-def _weight(model, layer: str) -> torch.Tensor:
-    return getattr(model, f"{layer}_pre_relu_conv").weight.detach()
-
-
-def _as_kernel(got, label: str, shape: tuple) -> torch.Tensor:
-    t = C.as_tensor(got, label)
-    C.expect_shape(
-        t, shape, label, hint="one source unit and one target unit: a single (k, k) spatial kernel"
-    )
-    return t
+def _earlier(case: Case, key):
+    """What an earlier case of this run stored under ``key`` (the runner judges in order)."""
+    store = case.data["store"]
+    if key not in store:
+        raise RuntimeError(f"{case.label}: its earlier case was not judged first")
+    return store[key]
 
 
 # =============================================================================================
 # Exercise 1: the weights between two directly connected units
 # =============================================================================================
+def seeded_inception(seed: int = 3):
+    """InceptionV1 with PyTorch's default initialisation (no weight file), seeded without
+    touching the caller's random state: every call gives the same weights."""
+    from ..models.inceptionv1 import InceptionV1
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return InceptionV1().eval()
+
+
+INCEPTION = Recipe("circuitscope.checks.ch3:seeded_inception", seed=3)
+
+
+@lru_cache(maxsize=1)
+def _inception():
+    """The references' own copy of :data:`INCEPTION` (the learner's function gets a fresh one)."""
+    return INCEPTION.build()
+
+
+def _weight(layer: str) -> torch.Tensor:
+    """``(out, in, k, k)``: the weight of ``layer``'s convolution in the references' model."""
+    return getattr(_inception(), f"{layer}_pre_relu_conv").weight.detach()
+
+
+KERNEL_HINT = "one source unit and one target unit: a single (k, k) spatial kernel"
+
+
 def _direct_cases(hidden: bool):
-    cases = [("conv2d1:5", "conv2d2:7"), ("mixed3b_3x3_bottleneck:12", "3b:140")]
+    pairs = [("conv2d1:5", "conv2d2:7"), ("mixed3b_3x3_bottleneck:12", "3b:140")]
     if hidden:
-        cases += [
+        pairs += [
             ("mixed3b_5x5_bottleneck:3", "3b:379"),
             ("3a:147", "3b:50"),  # the 1x1 branch reads mixed3a directly
             ("mixed4c_5x5_bottleneck:20", "4c:447"),
             ("mixed4b_3x3_bottleneck:40", "mixed4b_3x3:7"),  # a branch unit, by its branch name
         ]
-    return cases
+    for source, target in pairs:
+        yield Case(f"direct_weights(model, {source!r}, {target!r})", (INCEPTION, source, target),
+                   expect=expanded_weights(_inception(), source, target), rtol=1e-5, atol=1e-7,
+                   hint="weight[target_channel, source_channel] of the target's <layer>_pre_relu_conv",
+                   mistakes=_concatenated(target))  # fmt: skip
 
 
-@C.check
-def check_direct_weights(fn, hidden: bool = False) -> None:
-    """Check ``fn(model, source_unit, target_unit) -> (k, k)`` (exercise 1)."""
-    with _one_thread():  # tiny tensors: one thread is several times faster on a busy CPU
-        _check_direct_weights(fn, hidden)
+def _concatenated(target: str) -> tuple:
+    """The mistake of indexing a block's branch with the concatenated channel (for such a target)."""
+    layer = parse_unit(target)[0]
+    if not (layer.startswith("mixed") and "_" not in layer):
+        return ()
+    branch, index = branch_of(target)
+    return (Mistake(f"{target} is a channel of {layer}'s concatenated output: it is channel {index} of its "
+                    f"branch {branch} (circuits.branch_of). Index the branch's weight with that",
+                    result=_concatenated_channel),)  # fmt: skip
 
 
-def _check_direct_weights(fn, hidden: bool) -> None:
-    cases = _direct_cases(hidden)
-    for source, target in cases:
-        expected = _ref_expanded(_default_init_inception(), source, target)
-        label = f"direct_weights(model, {source!r}, {target!r})"
-        got = _as_kernel(
-            C.call(fn, _fresh_inception(), source, target, what=label), label, tuple(expected.shape)
-        )
-        if C.close(got, expected, rtol=1e-5, atol=1e-7):
-            continue
-        (_, s_ch), (t_layer, t_ch) = _parse_unit(source), _parse_unit(target)
-        hint = "weight[target_channel, source_channel] of the target's <layer>_pre_relu_conv"
-        branch = t_layer
-        if t_layer.startswith("mixed") and "_" not in t_layer:
-            branch, t_ch = _branch_of(target)
-        w = _weight(_default_init_inception(), branch)
-        _, concat = _parse_unit(target)
-        if s_ch < w.shape[0] and t_ch < w.shape[1] and C.close(got, w[s_ch, t_ch]):
-            hint = "the indices are swapped: a conv weight is (out_channels, in_channels, k, k), target first"
-        elif concat != t_ch and concat < w.shape[0] and C.close(got, w[concat, s_ch]):
-            hint = (
-                f"{target} is a channel of {t_layer}'s concatenated output: it is channel {t_ch} of its "
-                f"branch {branch} (circuits.branch_of). Index the branch's weight with that"
-            )
-        elif C.close(got, w[t_ch, s_ch].flip(0)) or C.close(got, w[t_ch, s_ch].t()):
-            hint = "return the kernel as stored: row 0 at the top, not flipped or transposed"
-        C.expect_close(got, expected, label, rtol=1e-5, atol=1e-7, hint=hint)
-    C.done("direct_weights", len(cases), hidden)
+def _direct_parts(case: Case) -> tuple[torch.Tensor, int, int, int]:
+    """``(weight of the target's branch, source channel, branch channel, concatenated channel)``."""
+    _, source, target = case.args
+    (_, s), (layer, t) = parse_unit(source), parse_unit(target)
+    branch, b = branch_of(target) if layer.startswith("mixed") and "_" not in layer else (layer, t)
+    return _weight(branch), s, b, t
+
+
+def _swapped(case: Case):
+    w, s, t, _ = _direct_parts(case)
+    return w[s, t] if s < w.shape[0] and t < w.shape[1] else None
+
+
+def _concatenated_channel(case: Case):
+    w, s, t, concat = _direct_parts(case)
+    return w[concat, s] if concat != t and concat < w.shape[0] else None
+
+
+def _flipped_or_transposed(case: Case, got) -> bool:
+    w, s, t, _ = _direct_parts(case)
+    return same(got, w[t, s].flip(0)) or same(got, w[t, s].t())
+
+
+check_direct_weights = Exercise(
+    "check_direct_weights", "direct_weights", _direct_cases,
+    doc="""Check ``fn(model, source_unit, target_unit) -> (k, k)`` (exercise 1).""",
+    mistakes=[
+        Mistake(KERNEL_HINT, when=lambda case, got: _wrong_shape(got, case.expect)),
+        Mistake("the indices are swapped: a conv weight is (out_channels, in_channels, k, k), target first",
+                result=_swapped),
+        Mistake("return the kernel as stored: row 0 at the top, not flipped or transposed",
+                when=_flipped_or_transposed),
+    ],
+)  # fmt: skip
 
 
 # =============================================================================================
 # Exercise 2: expanded weights through a 1x1 bottleneck
 # =============================================================================================
 def _expanded_cases(hidden: bool):
-    cases = [("3a:147", "3b:379"), ("3a:81", "3b:385")]
+    pairs = [("3a:147", "3b:379"), ("3a:81", "3b:385")]
     if hidden:
-        cases += [("3a:50", "3b:200"), ("4b:237", "4c:447"), ("4b:373", "4c:447"), ("4d:3", "4e:300")]
-    return cases
+        pairs += [("3a:50", "3b:200"), ("4b:237", "4c:447"), ("4b:373", "4c:447"), ("4d:3", "4e:300")]
+    for source, target in pairs:
+        branch, index = branch_of(target)
+        # The definition: the gradient of the linearised model (ReLU as identity), by autograd.
+        expected = expanded_weights_by_gradient(_inception(), source, f"{branch}:{index}")
+        yield Case(f"expanded_weights_bottleneck(model, {source!r}, {target!r})", (INCEPTION, source, target),
+                   expect=expected, rtol=1e-4, atol=1e-7 + 1e-5 * float(expected.abs().max()),
+                   hint="sum over the bottleneck channels b: W_branch[target, b] (k x k) times "
+                        "W_bottleneck[b, source] (a 1x1 weight)")  # fmt: skip
 
 
-def _brute_force(source: str, target: str) -> torch.Tensor:
-    """The gradient of the linearised model (ReLU as identity), by autograd: the definition."""
-    branch, index = _branch_of(target)
-    return _ref_by_gradient(_default_init_inception(), source, f"{branch}:{index}")
+def _bottleneck_parts(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(W_branch[target]: (bottleneck, k, k), W_bottleneck[:, source]: (bottleneck,))``."""
+    _, source, target = case.args
+    branch, t = branch_of(target)
+    return _weight(branch)[t], _weight(f"{branch}_bottleneck")[:, parse_unit(source)[1], 0, 0]
 
 
-@C.check
-def check_expanded_weights(fn, hidden: bool = False) -> None:
-    """Check ``fn(model, source_unit, target_unit) -> (k, k)`` (exercise 2) against autograd."""
-    with _one_thread():  # tiny tensors: one thread is several times faster on a busy CPU
-        _check_expanded_weights(fn, hidden)
+def _through_relu(case: Case) -> torch.Tensor:
+    late, neck = _bottleneck_parts(case)
+    return torch.einsum("bij,b->ij", late, neck.clamp(min=0))
 
 
-def _check_expanded_weights(fn, hidden: bool) -> None:
-    cases = _expanded_cases(hidden)
-    for source, target in cases:
-        expected = _brute_force(source, target)
-        label = f"expanded_weights_bottleneck(model, {source!r}, {target!r})"
-        got = _as_kernel(
-            C.call(fn, _fresh_inception(), source, target, what=label), label, tuple(expected.shape)
-        )
-        if C.close(got, expected, rtol=1e-4, atol=1e-7 + 1e-5 * float(expected.abs().max())):
-            continue
-        model = _default_init_inception()
-        branch, t_ch = _branch_of(target)
-        _, s_ch = _parse_unit(source)
-        w_late = _weight(model, branch)[t_ch]  # (bottleneck, k, k)
-        w_neck = _weight(model, f"{branch}_bottleneck")[:, s_ch, 0, 0]  # (bottleneck,)
-        hint = (
-            "sum over the bottleneck channels b: W_branch[target, b] (k x k) times "
-            "W_bottleneck[b, source] (a 1x1 weight)"
-        )
-        if C.close(got, torch.einsum("bij,b->ij", w_late, w_neck.clamp(min=0))):
-            hint = (
-                "did you apply the ReLU? Expanded weights linearise the network: the bottleneck's ReLU "
-                "is the identity, so negative bottleneck weights count too"
-            )
-        elif C.close(got, w_late.sum(0)):
-            hint = "each bottleneck channel must be weighted by its weight from the source unit"
-        elif C.close(got, torch.einsum("bij,b->ij", w_late.abs(), w_neck.abs())):
-            hint = "keep the signs: positive weights excite, negative ones inhibit"
-        C.expect_close(got, expected, label, rtol=1e-4, atol=1e-7, hint=hint)
-    C.done("expanded_weights_bottleneck", len(cases), hidden)
+def _unsigned(case: Case) -> torch.Tensor:
+    late, neck = _bottleneck_parts(case)
+    return torch.einsum("bij,b->ij", late.abs(), neck.abs())
+
+
+check_expanded_weights = Exercise(
+    "check_expanded_weights", "expanded_weights_bottleneck", _expanded_cases,
+    doc="""Check ``fn(model, source_unit, target_unit) -> (k, k)`` (exercise 2) against autograd.""",
+    mistakes=[
+        Mistake(KERNEL_HINT, when=lambda case, got: _wrong_shape(got, case.expect)),
+        Mistake("did you apply the ReLU? Expanded weights linearise the network: the bottleneck's ReLU "
+                "is the identity, so negative bottleneck weights count too",
+                result=_through_relu),
+        Mistake("each bottleneck channel must be weighted by its weight from the source unit",
+                result=lambda case: _bottleneck_parts(case)[0].sum(0)),
+        Mistake("keep the signs: positive weights excite, negative ones inhibit",
+                result=_unsigned),
+    ],
+)  # fmt: skip
 
 
 # =============================================================================================
 # Exercise 3: a curve stimulus
 # =============================================================================================
 def _curve_cases(hidden: bool):
-    cases = [(30.0, 16.0, 90.0, 64, 2.0), (90.0, 12.0, 120.0, 48, 2.0)]
+    """Arcs facing every way round the circle (an angle test that does not wrap fails on some)."""
+    rows = [(30.0, 16.0, 90.0, 64, 2.0), (90.0, 12.0, 120.0, 48, 2.0), (270.0, 14.0, 100.0, 56, 2.0)]
     if hidden:
-        cases += [
+        rows += [
             (200.0, 20.0, 120.0, 64, 3.0),
             (-45.0, 10.0, 180.0, 41, 2.0),
             (135.0, 25.0, 60.0, 80, 1.5),
             (0.0, 8.0, 360.0, 33, 2.0),  # a whole circle
+            (0.0, 14.0, 120.0, 48, 2.0),
+            (180.0, 16.0, 150.0, 56, 2.0),
+            (315.0, 12.0, 120.0, 48, 2.0),
+            (350.0, 15.0, 90.0, 52, 2.5),
+            (-120.0, 12.0, 140.0, 48, 2.0),
+            (480.0, 14.0, 100.0, 50, 2.0),  # = 120 degrees
         ]
-    return cases
+    store = {}  # this run's first image, for the rotation case
+    for args in rows:
+        yield Case(_curve_label(*args), args, verify=_arc, data={"store": store})
+    # Turning the orientation by 90 degrees turns the (square) image by 90 degrees.
+    ori, *rest = rows[0]
+    yield Case("draw_curve(orientation + 90, ...) vs the image rotated by 90 degrees", (ori + 90.0, *rest),
+               verify=_rotated, data={"store": store},
+               hint="orientation is counter-clockwise: 90 degrees more turns the curve a quarter turn to the left")  # fmt: skip
+
+
+def _curve_label(ori, rad, wid, size, thick) -> str:
+    return f"draw_curve(orientation={ori}, radius={rad}, width={wid}, size={size}, thickness={thick})"
 
 
 def _mad(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).abs().mean())
 
 
-@C.check
-def check_curve_stimulus(fn, hidden: bool = False) -> None:
-    """Check ``fn(orientation, radius, width, size, thickness) -> (3, size, size)`` (exercise 3).
+def _reference_curve(ori, rad, wid, size, thick) -> torch.Tensor:
+    """``(3, size, size)`` float64: the library's arc."""
+    return curve(ori, rad, wid, size, thick, dtype=torch.float64)[0]
+
+
+def _image(case: Case, got) -> torch.Tensor:
+    """The learner's ``(3, size, size)`` image as float64 in [0, 1], or a failure."""
+    size = case.args[3]
+    got = as_tensor(got, case.label)
+    if tuple(got.shape) != (3, size, size):
+        fail(f"{case.label} has the wrong shape", expected=(3, size, size), got=tuple(got.shape),
+             hint="one RGB image, channels first: (3, size, size)")  # fmt: skip
+    got = got.double()
+    if not bool(torch.isfinite(got).all()) or float(got.min()) < 0 or float(got.max()) > 1:
+        fail(f"{case.label}: values outside [0, 1]", expected="[0, 1]",
+             got=f"[{float(got.min()):.3g}, {float(got.max()):.3g}]", hint="clamp the coverage to [0, 1]")  # fmt: skip
+    return got
+
+
+def _arc(case: Case, got) -> None:
+    """Property (exact geometry, within anti-aliasing): the ink lies at ``radius`` from the
+    circle's centre, ``radius`` behind the image centre against ``orientation``; there is as much
+    of it as in :func:`circuitscope.stimuli.curve`'s arc, which the image matches on average."""
+    ori, rad, _, size, _ = case.args
+    got = _image(case, got)
+    expected = _reference_curve(*case.args)
+    ink = got.mean(0)
+    c, phi = (size - 1) / 2, math.radians(ori)
+    cx, cy = c - rad * math.cos(phi), c + rad * math.sin(phi)  # (column, row): rows grow downwards
+    rows, cols = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64),
+                                indexing="ij")  # fmt: skip
+    total = float(ink.sum())
+    off = float((ink * (torch.sqrt((cols - cx) ** 2 + (rows - cy) ** 2) - rad).abs()).sum()) / max(total, 1e-9)
+    ink_ratio = total / float(expected.mean(0).sum())  # the arc's length (and thickness) is right
+    if abs(ink_ratio - 1) > 0.15 or off > 1.0 or _mad(got, expected) > 0.04:
+        fail(f"{case.label} is not the expected arc",
+             expected=f"ink at {rad} px from the circle's centre (column {cx:.1f}, row {cy:.1f}); "
+                      f"mean |difference| from stimuli.curve < 0.04",
+             got=f"ink on average {off:.2f} px off that circle, {ink_ratio:.2f} times the expected amount of ink; "
+                 f"mean |difference| {_mad(got, expected):.3f}",
+             hint="the circle's centre is radius pixels behind the image centre, against the orientation; "
+                  "a pixel's intensity is clamp(0.5 + (thickness / 2 - |distance to circle - radius|), 0, 1) "
+                  "inside the arc's angular span")  # fmt: skip
+    case.data["store"].setdefault("first", got)
+
+
+def _rotated(case: Case, got) -> None:
+    """Property: this image (orientation + 90) is the run's first image turned a quarter left."""
+    a, b = _earlier(case, "first"), _image(case, got)
+    difference = _mad(torch.rot90(a, 1, dims=(1, 2)), b)
+    if difference > 0.02:
+        fail(f"{case.label}: not a rotation", expected="mean |difference| < 0.02", got=f"{difference:.3f}")
+
+
+CURVE_VARIANTS = {  # hint -> the arguments of the arc a mistaken drawer draws instead
+    "rows grow downwards: the y axis points UP in the convention (90 = up), so y = (size - 1) / 2 - row":
+        lambda ori, rad, wid, size, thick: (-ori, rad, wid, size, thick),
+    "the circle's centre lies BEHIND the arc's midpoint: centre = image centre - radius * (cos, sin) "
+    "of the orientation, so the curve bulges towards the orientation":
+        lambda ori, rad, wid, size, thick: (ori + 180.0, rad, wid, size, thick),
+    "width is the whole arc's angular extent: it spans orientation - width / 2 to orientation + width / 2":
+        lambda ori, rad, wid, size, thick: (ori, rad, min(2 * wid, 360.0), size, thick),
+    "width is the whole arc's extent (not its half): it spans orientation +- width / 2":
+        lambda ori, rad, wid, size, thick: (ori, rad, wid / 2, size, thick),
+    "angles are in degrees: convert with math.radians before cos and sin":
+        lambda ori, rad, wid, size, thick: (math.degrees(ori) % 360, rad, wid, size, thick),
+}  # fmt: skip
+
+
+def _curve_variant(case: Case, got) -> str | None:
+    """The hint of the mistaken arc ``got`` is closest to (if much closer than to the right
+    one), for an arc case whose image has the right shape and range; else None."""
+    wid, size = case.args[2], case.args[3]
+    if case.verify is not _arc or wid >= 360 or not _plausible_image(got, size):
+        return None
+    got = got.double()
+    mads = {hint: _mad(got, _reference_curve(*variant(*case.args))) for hint, variant in CURVE_VARIANTS.items()}
+    best = min(mads, key=mads.get)
+    return best if mads[best] < 0.5 * _mad(got, _reference_curve(*case.args)) else None
+
+
+def _plausible_image(got, size: int) -> bool:
+    return (isinstance(got, torch.Tensor) and tuple(got.shape) == (3, size, size) and got.is_floating_point()
+            and bool(torch.isfinite(got).all()) and float(got.min()) >= 0 and float(got.max()) <= 1)  # fmt: skip
+
+
+def _black(case: Case, got) -> bool:
+    """A black image, before any arc of this run was drawn right."""
+    return _plausible_image(got, case.args[3]) and float(got.sum()) == 0 and not case.data["store"]
+
+
+def _part_missing(case: Case, got) -> bool:
+    """Ink only where the arc's is, but too little (none, once an arc of this run was right):
+    part of the arc's angular span left out, as an angle test that does not wrap leaves it."""
+    if case.verify is not _arc or not _plausible_image(got, case.args[3]):
+        return False
+    ink, expected = got.double().mean(0), _reference_curve(*case.args).mean(0)
+    total, outside = float(ink.sum()), float((ink * (expected == 0)).sum())
+    return total < 0.85 * float(expected.sum()) and outside <= 0.02 * total and (total > 0 or bool(case.data["store"]))
+
+
+check_curve_stimulus = Exercise(
+    "check_curve_stimulus", "draw_curve", _curve_cases,
+    doc="""Check ``fn(orientation, radius, width, size, thickness) -> (3, size, size)`` (exercise 3).
 
     Properties (exact geometry, within anti-aliasing): the drawn pixels lie at ``radius`` from
     the circle's centre, which lies ``radius`` behind the image centre against ``orientation``;
-    the arc faces ``orientation``; it matches :func:`circuitscope.stimuli.curve` on average.
-    Rotating by 90 degrees rotates the image.
-    """
-    with _one_thread():  # tiny tensors: one thread is several times faster on a busy CPU
-        _check_curve_stimulus(fn, hidden)
-
-
-def _check_curve_stimulus(fn, hidden: bool) -> None:
-    cases = _curve_cases(hidden)
-    for ori, rad, wid, size, thick in cases:
-        label = f"draw_curve(orientation={ori}, radius={rad}, width={wid}, size={size}, thickness={thick})"
-        got = C.as_tensor(C.call(fn, ori, rad, wid, size, thick, what=label), label)
-        C.expect_shape(got, (3, size, size), label, hint="one RGB image, channels first: (3, size, size)")
-        got = got.double()
-        if not bool(torch.isfinite(got).all()) or float(got.min()) < 0 or float(got.max()) > 1:
-            C.fail(f"{label}: values outside [0, 1]", expected="[0, 1]", got=f"[{float(got.min()):.3g}, {float(got.max()):.3g}]",
-                   hint="clamp the coverage to [0, 1]")  # fmt: skip
-        expected = _ref_curve(ori, rad, wid, size, thick, dtype=torch.float64)[0]
-        # Geometry: the ink lies at `radius` from the circle's centre, on the side it faces.
-        ink = got.mean(0)
-        c = (size - 1) / 2
-        phi = math.radians(ori)
-        cx, cy = c - rad * math.cos(phi), c + rad * math.sin(phi)  # (column, row): rows grow downwards
-        rows, cols = torch.meshgrid(
-            torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij"
-        )
-        dist = torch.sqrt((cols - cx) ** 2 + (rows - cy) ** 2)
-        total = float(ink.sum())
-        off = float((ink * (dist - rad).abs()).sum()) / max(total, 1e-9)
-        ink_ratio = total / float(expected.mean(0).sum())  # the arc's length (and thickness) is right
-        if abs(ink_ratio - 1) > 0.15 or off > 1.0 or _mad(got, expected) > 0.04:
-            hint = (
-                "the circle's centre is radius pixels behind the image centre, against the orientation; "
-                "a pixel's intensity is clamp(0.5 + (thickness / 2 - |distance to circle - radius|), 0, 1) "
-                "inside the arc's angular span"
-            )
-            variants = {
-                "rows grow downwards: the y axis points UP in the convention (90 = up), so y = (size - 1) / 2 - row":
-                    _ref_curve(-ori, rad, wid, size, thick, dtype=torch.float64)[0],
-                "the circle's centre lies BEHIND the arc's midpoint: centre = image centre - radius * (cos, sin) "
-                "of the orientation, so the curve bulges towards the orientation":
-                    _ref_curve(ori + 180.0, rad, wid, size, thick, dtype=torch.float64)[0],
-                "width is the whole arc's angular extent: it spans orientation - width / 2 to orientation + width / 2":
-                    _ref_curve(ori, rad, min(2 * wid, 360.0), size, thick, dtype=torch.float64)[0],
-                "width is the whole arc's extent (not its half): it spans orientation +- width / 2":
-                    _ref_curve(ori, rad, wid / 2, size, thick, dtype=torch.float64)[0],
-                "angles are in degrees: convert with math.radians before cos and sin":
-                    _ref_curve(math.degrees(ori) % 360, rad, wid, size, thick, dtype=torch.float64)[0],
-            }  # fmt: skip
-            if total == 0:
-                hint = "the image is black: draw the arc in white (1.0) on black (0.0)"
-            else:
-                best = min(variants, key=lambda h: _mad(got, variants[h]))
-                if _mad(got, variants[best]) < 0.5 * _mad(got, expected) and wid < 360:
-                    hint = best
-            C.fail(
-                f"{label} is not the expected arc",
-                expected=f"ink at {rad} px from the circle's centre (column {cx:.1f}, row {cy:.1f}); "
-                f"mean |difference| from stimuli.curve < 0.04",
-                got=f"ink on average {off:.2f} px off that circle, {ink_ratio:.2f} times the expected amount of ink; "
-                f"mean |difference| {_mad(got, expected):.3f}",
-                hint=hint,
-            )
-    # Rotation: turning the orientation by 90 degrees turns the (square) image by 90 degrees.
-    ori, rad, wid, size, thick = cases[0]
-    label = "draw_curve(orientation + 90, ...) vs the image rotated by 90 degrees"
-    a = C.as_tensor(C.call(fn, ori, rad, wid, size, thick, what=label), label).double()
-    b = C.as_tensor(C.call(fn, ori + 90.0, rad, wid, size, thick, what=label), label).double()
-    if _mad(torch.rot90(a, 1, dims=(1, 2)), b) > 0.02:
-        C.fail(f"{label}: not a rotation", expected="mean |difference| < 0.02",
-               got=f"{_mad(torch.rot90(a, 1, dims=(1, 2)), b):.3f}",
-               hint="orientation is counter-clockwise: 90 degrees more turns the curve a quarter turn to the left")  # fmt: skip
-    C.done("draw_curve", len(cases) + 1, hidden)
+    the arc faces ``orientation`` (any angle, negative or past 360); it matches
+    :func:`circuitscope.stimuli.curve` on average. Rotating by 90 degrees rotates the image.
+    """,
+    mistakes=[
+        Mistake("the image is black: draw the arc in white (1.0) on black (0.0)", when=_black),
+        *(Mistake(hint, when=lambda case, got, hint=hint: _curve_variant(case, got) == hint)
+          for hint in CURVE_VARIANTS),
+        Mistake("part of the arc is missing: wrap the angle from the orientation into [-180, 180) degrees "
+                "(e.g. with torch.remainder) before comparing it with width / 2, so that arcs facing any way "
+                "(270, -45, 480 degrees) are drawn whole", when=_part_missing),
+    ],
+)  # fmt: skip
 
 
 # =============================================================================================
 # Exercise 4: a radial tuning curve
 # =============================================================================================
 @lru_cache(maxsize=4)
-def _planted(**kwargs) -> _Planted:
-    return _Planted(**kwargs)
+def _planted(**kwargs):
+    """The references' own planted model (the learner's function gets a fresh one)."""
+    return Recipe(PLANTED, **kwargs).build()
 
 
 def _tuning_cases(hidden: bool):
-    cases = [({}, "curves:2", 16, 12.0, 44), ({}, "curves:5", 8, 12.0, 44)]
+    """The centre of an even map (H = size / 4) is (H - 1) // 2, not H // 2: some maps are even."""
+    rows = [({}, "curves:2", 16, 12.0, 44), ({}, "curves:5", 8, 12.0, 44), ({}, "curves:1", 8, 12.0, 40)]
     if hidden:
-        cases += [
+        rows += [
             ({"radius": 16.0, "inhibition": 1.0}, "curves:7", 12, 16.0, 52),
             ({}, "curves:0", 8, 12.0, 48),  # an even map (12 x 12): the centre is (H - 1) // 2
             ({}, "lines:3", 8, 12.0, 44),
+            ({"radius": 16.0, "inhibition": 1.0}, "curves:6", 12, 16.0, 56),  # 14 x 14
         ]
-    return cases
-
-
-@C.check
-def check_tuning_curve(fn, hidden: bool = False) -> None:
-    """Check ``fn(model, unit, angles, radius, size) -> (A,)`` (exercise 4) on planted models."""
-    with _one_thread():  # tiny tensors: one thread is several times faster on a busy CPU
-        _check_tuning_curve(fn, hidden)
-
-
-def _check_tuning_curve(fn, hidden: bool) -> None:
-    cases = _tuning_cases(hidden)
-    for kwargs, unit, n, radius, size in cases:
+    for kwargs, unit, n, radius, size in rows:
         angles = torch.arange(n, dtype=torch.float64) * (360.0 / n)
-        ref_model = _planted(**kwargs)
-        expected = _ref_tuning(ref_model, unit, angles=angles, size=size, radius=radius).responses
         args = ", ".join(f"{k}={v}" for k, v in kwargs.items())
-        label = f"radial_tuning_curve(PlantedCurveModel({args}), {unit!r}, {n} angles, radius={radius}, size={size})"
-        got = C.as_tensor(
-            C.call(fn, _Planted(**kwargs), unit, angles.clone(), radius, size, what=label), label
-        )
-        C.expect_shape(
-            got, (n,), label, hint="one response per angle: the unit's activation at the centre position"
-        )
-        if C.close(got, expected, rtol=1e-4, atol=1e-5):
-            continue
-        layer, channel = _parse_unit(unit, ref_model)
-        images = _ref_curve(angles, radius=radius, size=size)
-        acts = _ref_activations(ref_model, images, [layer, f"{layer}_pre_relu"])
-        act, pre = acts[layer][:, channel], acts[f"{layer}_pre_relu"][:, channel]
-        h, w = act.shape[-2:]
-        hint = "draw stimuli.curve(angles, radius=radius, size=size) and read the unit at the centre position ((H - 1) // 2, (W - 1) // 2)"
-        if C.close(got, act.amax(dim=(1, 2))):
-            hint = "read the unit at the centre position, where the curve's midpoint is, not its maximum over the map"
-        elif C.close(got, act.mean(dim=(1, 2))):
-            hint = "read the unit at the centre position, not the mean over the map"
-        elif C.close(got, act[:, h // 2, w // 2]):
-            hint = (
-                "the centre of a map of H positions is (H - 1) // 2 (it differs from H // 2 when H is even)"
-            )
-        elif C.close(got, pre[:, (h - 1) // 2, (w - 1) // 2]):
-            hint = (
-                "did you forget the ReLU? Read the layer's activation (e.g. 'curves'), not its pre-ReLU value"
-            )
-        elif C.close(got.flip(0), expected) or C.close(
-            got, _ref_tuning(ref_model, unit, angles=-angles, size=size, radius=radius).responses
-        ):
-            hint = "draw the curve at each of the given angles, in order"
-        C.expect_close(got, expected, label, rtol=1e-4, atol=1e-5, hint=hint)
-    C.done("radial_tuning_curve", len(cases), hidden)
+        yield Case(f"radial_tuning_curve(PlantedCurveModel({args}), {unit!r}, {n} angles, radius={radius}, size={size})",
+                   (Recipe(PLANTED, **kwargs), unit, angles, radius, size),
+                   expect=tuning_curve(_planted(**kwargs), unit, angles=angles, size=size, radius=radius).responses,
+                   rtol=1e-4, atol=1e-5,
+                   hint="draw stimuli.curve(angles, radius=radius, size=size) and read the unit at the centre "
+                        "position ((H - 1) // 2, (W - 1) // 2)")  # fmt: skip
+
+
+def _unit_maps(case: Case, pre_relu: bool = False) -> torch.Tensor:
+    """``(A, H, W)``: the case's unit over its whole map, for each angle's curve."""
+    model, unit, angles, radius, size = case.args
+    planted = _planted(**model.kwargs)
+    layer, channel = parse_unit(unit, planted)
+    name = f"{layer}_pre_relu" if pre_relu else layer
+    return activations(planted, curve(angles, radius=radius, size=size), [name])[name][:, channel]
+
+
+def _off_centre(case: Case):
+    maps = _unit_maps(case)
+    h, w = maps.shape[-2:]
+    return maps[:, h // 2, w // 2] if (h % 2 == 0 or w % 2 == 0) else None
+
+
+def _pre_relu(case: Case):
+    maps = _unit_maps(case, pre_relu=True)
+    return maps[:, (maps.shape[-2] - 1) // 2, (maps.shape[-1] - 1) // 2]
+
+
+def _angles_reversed(case: Case, got) -> bool:
+    model, unit, angles, radius, size = case.args
+    negated = tuning_curve(_planted(**model.kwargs), unit, angles=-angles, size=size, radius=radius).responses
+    return (isinstance(got, torch.Tensor) and got.dim() == 1) and (same(got.flip(0), case.expect) or same(got, negated))
+
+
+check_tuning_curve = Exercise(
+    "check_tuning_curve", "radial_tuning_curve", _tuning_cases,
+    doc="""Check ``fn(model, unit, angles, radius, size) -> (A,)`` (exercise 4) on planted models.""",
+    mistakes=[
+        Mistake("one response per angle: the unit's activation at the centre position",
+                when=lambda case, got: _wrong_shape(got, case.expect)),
+        Mistake("read the unit at the centre position, where the curve's midpoint is, not its maximum over the map",
+                result=lambda case: _unit_maps(case).amax(dim=(1, 2))),
+        Mistake("read the unit at the centre position, not the mean over the map",
+                result=lambda case: _unit_maps(case).mean(dim=(1, 2))),
+        Mistake("the centre of a map of H positions is (H - 1) // 2 (it differs from H // 2 when H is even)",
+                result=_off_centre),
+        Mistake("did you forget the ReLU? Read the layer's activation (e.g. 'curves'), not its pre-ReLU value",
+                result=_pre_relu),
+        Mistake("draw the curve at each of the given angles, in order", when=_angles_reversed),
+    ],
+)  # fmt: skip
 
 
 # =============================================================================================
 # Exercise 5: recovering the planted circuit
 # =============================================================================================
-def _random_curves(seed: int) -> _Planted:
+def random_curves(seed: int):
     """A planted model whose curve weights are replaced by seeded noise: no pattern to guess."""
-    model = _Planted()
+    model = Recipe(PLANTED).build()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         model.curves_pre_relu_conv.weight.copy_(0.3 * torch.randn(8, 16, 5, 5, generator=gen))
     return model
 
 
+CIRCUIT_MODELS = {
+    "planted": Recipe(PLANTED),
+    "inhibition=1": Recipe(PLANTED, inhibition=1.0),
+    "random 5": Recipe("circuitscope.checks.ch3:random_curves", seed=5),
+    "random 6": Recipe("circuitscope.checks.ch3:random_curves", seed=6),
+}
+ORDER_HINT = "order excites from the largest total down, inhibits from the most negative up"
+
+
 def _circuit_cases(hidden: bool):
-    cases = [("planted", "curves:2", 0.1), ("planted", "curves:0", 0.3)]
+    """The planted circuit is symmetric: some source units have equal totals (any order among
+    them is right)."""
+    rows = [("planted", "curves:2", 0.1), ("planted", "curves:0", 0.3)]
     if hidden:
-        cases += [
-            ("inhibition=1", "curves:4", 0.1),
-            ("random 5", "curves:6", 0.2),
-            ("random 6", "curves:1", 0.05),
-        ]
-    return cases
+        rows += [("inhibition=1", "curves:4", 0.1), ("random 5", "curves:6", 0.2), ("random 6", "curves:1", 0.05)]
+    for name, target, threshold in rows:
+        model = CIRCUIT_MODELS[name]
+        kernels = expanded_weights(model.build(), "lines", target)  # (C, k, k)
+        yield Case(f"read_circuit(<{name} model>, {target!r}, 'lines', threshold={threshold})",
+                   (model, target, "lines", threshold), verify=_circuit, rtol=1e-4, atol=1e-6,
+                   hint="a source unit's total is the sum of its whole k x k kernel; keep units whose total is above "
+                        "threshold * max|total| (excites, largest first) or below -threshold * max|total| "
+                        "(inhibits, most negative first)",
+                   data={"kernels": kernels, "totals": kernels.double().sum(dim=(1, 2))})  # fmt: skip
 
 
-def _circuit_model(name: str) -> _Planted:
-    if name == "planted":
-        return _Planted()
-    if name == "inhibition=1":
-        return _Planted(inhibition=1.0)
-    return _random_curves(int(name.split()[1]))
-
-
-def _ref_circuit(model, target: str, source: str, threshold: float):
-    kernels = _ref_expanded(model, source, target)  # (C, k, k)
-    totals = kernels.double().sum(dim=(1, 2))
-    limit = threshold * float(totals.abs().max())
-    layer = _parse_unit(f"{source}:0", model)[0]
+def _selected(totals: torch.Tensor, limit: float) -> tuple[list[str], list[str]]:
+    """``(excites, inhibits)``: the units whose ``totals`` (C,) are above ``limit`` / below
+    ``-limit``, largest / most negative first."""
     order = torch.argsort(totals, descending=True).tolist()
-    excites = [(_format_unit(layer, c), float(totals[c])) for c in order if float(totals[c]) > limit]
-    inhibits = [
-        (_format_unit(layer, c), float(totals[c])) for c in reversed(order) if float(totals[c]) < -limit
-    ]
-    return excites, inhibits, totals, kernels
+    return ([format_unit("lines", c) for c in order if float(totals[c]) > limit],
+            [format_unit("lines", c) for c in reversed(order) if float(totals[c]) < -limit])  # fmt: skip
 
 
-def _units(pairs) -> list:
-    out = []
-    for pair in pairs:
+def _expected_units(case: Case) -> tuple[list[str], list[str]]:
+    totals = case.data["totals"]
+    return _selected(totals, case.args[3] * float(totals.abs().max()))
+
+
+def _pairs(got, case: Case) -> tuple[list, list]:
+    """The learner's ``(excites, inhibits)`` as two lists of pairs, or a failure."""
+    if not isinstance(got, (tuple, list)) or len(got) != 2 or not all(isinstance(g, (tuple, list)) for g in got):
+        fail(f"{case.label} should return two lists", expected="(excites, inhibits)", got=type(got).__name__)
+    return list(got[0]), list(got[1])
+
+
+def _units(pairs) -> list[str]:
+    """The source unit of each ``(unit, total)`` pair (a malformed pair as its repr)."""
+    return [str(p[0]) if isinstance(p, (tuple, list)) and p else repr(p) for p in pairs]
+
+
+def _circuit(case: Case, got) -> None:
+    """Property: the same units as the reference, in order of their totals (any order among
+    equal totals), each with its total."""
+    g_ex, g_in = _pairs(got, case)
+    got_ex, got_in = _units(g_ex), _units(g_in)
+    exp_ex, exp_in = _expected_units(case)
+    if sorted(got_ex) != sorted(exp_ex) or sorted(got_in) != sorted(exp_in):
+        fail(f"{case.label}: wrong units", expected=f"excites {exp_ex}, inhibits {exp_in}",
+             got=f"excites {got_ex}, inhibits {got_in}")  # fmt: skip
+    totals = case.data["totals"]
+    total = {format_unit("lines", c): float(t) for c, t in enumerate(totals)}  # by unit name
+    tie = 1e-5 * float(totals.abs().max())  # totals closer than this are equal (float32 sums)
+    for units, sign in ((got_ex, 1.0), (got_in, -1.0)):
+        ranked = [sign * total[u] for u in units]
+        if any(a < b - tie for a, b in pairwise(ranked)):
+            fail(f"{case.label}: the right units in the wrong order", expected=f"excites {exp_ex}, inhibits {exp_in}",
+                 got=f"excites {got_ex}, inhibits {got_in}", hint=ORDER_HINT)  # fmt: skip
+    for pairs, units, what in ((g_ex, got_ex, "excites"), (g_in, got_in, "inhibits")):
+        values = [p[1] if isinstance(p, (tuple, list)) and len(p) > 1 else None for p in pairs]
         try:
-            out.append(str(pair[0]))
-        except (TypeError, IndexError, KeyError):
-            out.append(repr(pair))
-    return out
+            compare(values, [total[u] for u in units], f"{case.label}: the totals of {what}",
+                    case.rtol, case.atol)  # fmt: skip
+        except CheckFailed as failure:
+            fail(failure.what, failure.expected, failure.got,
+                 hint="each total is the sum of the unit's k x k kernel (with its sign)")
 
 
-@C.check
-def check_read_circuit(fn, hidden: bool = False) -> None:
-    """Check ``fn(model, target_unit, source_layer, threshold) -> (excites, inhibits)`` (exercise 5)."""
-    with _one_thread():  # tiny tensors: one thread is several times faster on a busy CPU
-        _check_read_circuit(fn, hidden)
+def _circuit_units(got) -> tuple[set, set] | None:
+    try:
+        return tuple(set(_units(part)) for part in got[:2]) if len(got) == 2 else None
+    except TypeError:
+        return None
 
 
-def _check_read_circuit(fn, hidden: bool) -> None:
-    cases = _circuit_cases(hidden)
-    for name, target, threshold in cases:
-        model = _circuit_model(name)
-        excites, inhibits, totals, kernels = _ref_circuit(model, target, "lines", threshold)
-        label = f"read_circuit(<{name} model>, {target!r}, 'lines', threshold={threshold})"
-        got = C.call(fn, _circuit_model(name), target, "lines", threshold, what=label)
-        if not isinstance(got, (tuple, list)) or len(got) != 2:
-            C.fail(f"{label} should return two lists", expected="(excites, inhibits)", got=type(got).__name__)
-        g_ex, g_in = list(got[0]), list(got[1])
-        C.resync()
-        got_ex, got_in = _units(g_ex), _units(g_in)
-        C.resync()
-        exp_ex, exp_in = [u for u, _ in excites], [u for u, _ in inhibits]
-        if got_ex != exp_ex or got_in != exp_in:
-            hint = (
-                "a source unit's total is the sum of its whole k x k kernel; keep units whose total is above "
-                "threshold * max|total| (excites, largest first) or below -threshold * max|total| (inhibits, "
-                "most negative first)"
-            )
-            centre = kernels[:, kernels.shape[-2] // 2, kernels.shape[-1] // 2]
-            if not got_in and exp_in:
-                hint = "no inhibitors? Keep the sign of each total: negative weights inhibit"
-            elif set(got_ex) == set(exp_ex) and set(got_in) == set(exp_in):
-                hint = "order excites from the largest total down, inhibits from the most negative up"
-            elif got_ex == [
-                _format_unit("lines", int(c))
-                for c in torch.argsort(centre, descending=True)
-                if float(centre[c]) > threshold * float(centre.abs().max())
-            ]:
-                hint = "sum the whole k x k kernel, not only its centre entry"
-            elif got_ex == [u for u, t in excites if t > threshold] or (
-                [
-                    _format_unit("lines", int(c))
-                    for c in torch.argsort(totals, descending=True)
-                    if float(totals[c]) > threshold
-                ]
-                == got_ex
-            ):
-                hint = (
-                    "the threshold is relative: compare with threshold * max(|total|), not threshold itself"
-                )
-            C.fail(f"{label}: wrong units", expected=f"excites {exp_ex}, inhibits {exp_in}",
-                   got=f"excites {got_ex}, inhibits {got_in}", hint=hint)  # fmt: skip
-        for got_pairs, exp_pairs, what in ((g_ex, excites, "excites"), (g_in, inhibits, "inhibits")):
-            values = [p[1] for p in got_pairs]
-            C.resync()
-            C.expect_close(torch.tensor([float(v) for v in values], dtype=torch.float64),
-                           torch.tensor([v for _, v in exp_pairs], dtype=torch.float64),
-                           f"{label}: the totals of {what}", rtol=1e-4, atol=1e-6,
-                           hint="each total is the sum of the unit's k x k kernel (with its sign)")  # fmt: skip
-    C.done("read_circuit", len(cases), hidden)
+def _selects(case: Case, got, totals: torch.Tensor, limit: float) -> bool:
+    """Whether ``got``'s excites are those ``totals`` select above ``limit`` (and are wrong)."""
+    units = _circuit_units(got)
+    wrong = _selected(totals, limit)[0]
+    return units is not None and units[0] == set(wrong) and set(wrong) != set(_expected_units(case)[0])
+
+
+def _centre_only(case: Case, got) -> bool:
+    kernels = case.data["kernels"]
+    centre = kernels[:, kernels.shape[-2] // 2, kernels.shape[-1] // 2].double()
+    return _selects(case, got, centre, case.args[3] * float(centre.abs().max()))
+
+
+def _absolute_threshold(case: Case, got) -> bool:
+    return _selects(case, got, case.data["totals"], case.args[3])
+
+
+def _no_inhibitors(case: Case, got) -> bool:
+    units = _circuit_units(got)
+    return units is not None and not units[1] and bool(_expected_units(case)[1])
+
+
+check_read_circuit = Exercise(
+    "check_read_circuit", "read_circuit", _circuit_cases,
+    doc="""Check ``fn(model, target_unit, source_layer, threshold) -> (excites, inhibits)`` (exercise 5).
+
+    The units must be those above (below) the relative threshold, largest (most negative) first;
+    units with equal totals may come in any order.""",
+    mistakes=[
+        Mistake("no inhibitors? Keep the sign of each total: negative weights inhibit", when=_no_inhibitors),
+        Mistake("sum the whole k x k kernel, not only its centre entry", when=_centre_only),
+        Mistake("the threshold is relative: compare with threshold * max(|total|), not threshold itself",
+                when=_absolute_threshold),
+    ],
+)  # fmt: skip
 
 
 # =============================================================================================
 # Exercise 6: NMF
 # =============================================================================================
 def _low_rank(n: int, m: int, k: int, seed: int, zero_column: bool = False):
-    """Non-negative ``x = w0 @ h0`` of rank k; each row of h0 owns some columns (a unique NMF)."""
+    """Non-negative ``x = w0 @ h0`` of rank k; each row of h0 owns some columns (a unique NMF).
+
+    Returns ``x: (n, m)`` and ``h0: (k, m)`` with unit-norm rows (float64)."""
     gen = torch.Generator().manual_seed(seed)
     w0 = torch.rand(n, k, generator=gen, dtype=torch.float64) + 0.1
     h0 = torch.rand(k, m, generator=gen, dtype=torch.float64) * (torch.rand(k, m, generator=gen) < 0.4)
@@ -475,55 +577,167 @@ def _low_rank(n: int, m: int, k: int, seed: int, zero_column: bool = False):
     return w0 @ h0, h0 / h0.norm(dim=1, keepdim=True)
 
 
+SHAPE_HINT = "x (n, m) ~ w (n, k) @ h (k, m)"
+SEED_HINT = ("seed the random start: gen = torch.Generator().manual_seed(seed), then torch.rand(..., generator=gen); "
+             "the same seed must give the same start, another seed another one")  # fmt: skip
+N_ITER_HINT = "run exactly n_iter updates (n_iter=0: the start itself, normalised)"
+UPDATE_HINT = "update h <- h * (w.T x) / (w.T w h + eps), then w <- w * (x h.T) / (w h h.T + eps), n_iter times"
+
+
 def _nmf_cases(hidden: bool):
-    cases = [(30, 20, 3, 0, False)]
-    if hidden:
-        cases += [(60, 40, 5, 1, False), (25, 50, 4, 2, True), (12, 12, 2, 3, False)]
-    return cases
-
-
-@C.check
-def check_nmf(fn, hidden: bool = False) -> None:
-    """Check ``fn(x, k, n_iter, seed) -> (w, h)`` (exercise 6) on planted low-rank data."""
-    with _one_thread():  # tiny tensors: one thread is several times faster on a busy CPU
-        _check_nmf(fn, hidden)
-
-
-def _check_nmf(fn, hidden: bool) -> None:
-    cases = _nmf_cases(hidden)
-    for n, m, k, seed, zero_column in cases:
+    """Each planted factorisation twice: ``n_iter=0`` (the learner's own seeded start) and
+    ``n_iter=500``, which must be the multiplicative updates from that start (so any random
+    start is right, and a poor local minimum is the start's, not the learner's). The first
+    one also: the same seed again (the same start), another seed (another start), 5 updates."""
+    rows = [(30, 20, 3, 0, False)] + ([(60, 40, 5, 1, False), (25, 50, 4, 2, True), (12, 12, 2, 3, False)] if hidden else [])
+    store = {}  # this run's starts, by (x's shape, k, seed): the later calls are judged from them
+    for i, (n, m, k, seed, zero_column) in enumerate(rows):
         x, h0 = _low_rank(n, m, k, seed, zero_column)
-        label = f"nmf(x of shape ({n}, {m}) and rank {k}, k={k}, n_iter=500, seed={seed})"
-        got = C.call(fn, x.clone(), k, 500, seed, what=label)
-        if not isinstance(got, (tuple, list)) or len(got) != 2:
-            C.fail(f"{label} should return two tensors", expected="(w, h)", got=type(got).__name__)
-        w, h = C.as_tensor(got[0], f"{label} w").double(), C.as_tensor(got[1], f"{label} h").double()
-        C.resync()
-        C.expect_shape(w, (n, k), f"{label}: w", hint="x (n, m) ~ w (n, k) @ h (k, m)")
-        C.expect_shape(h, (k, m), f"{label}: h", hint="x (n, m) ~ w (n, k) @ h (k, m)")
-        if not (bool(torch.isfinite(w).all()) and bool(torch.isfinite(h).all())):
-            C.fail(f"{label}: NaN or inf in the factors", expected="finite values", got="NaN/inf",
-                   hint="add a small eps (e.g. 1e-12) to the denominators of the updates: a column of zeros gives 0 / 0")  # fmt: skip
-        if float(w.min()) < 0 or float(h.min()) < 0:
-            C.fail(f"{label}: negative entries", expected="w >= 0 and h >= 0",
-                   got=f"min w {float(w.min()):.3g}, min h {float(h.min()):.3g}",
-                   hint="NMF factors are non-negative: multiplicative updates keep them so (an SVD or a plain gradient step does not)")  # fmt: skip
-        norms = h.norm(dim=1)
-        if not C.close(norms, torch.ones(k, dtype=torch.float64), rtol=1e-4, atol=1e-4):
-            C.fail(f"{label}: the rows of h should have unit L2 norm", expected=[1.0] * k,
-                   got=[round(float(v), 4) for v in norms],
-                   hint="divide each row of h by its norm and multiply the matching column of w by it")  # fmt: skip
-        error = float((x - w @ h).norm() / x.norm())
-        lib_w, lib_h = _ref_nmf(x, k, n_iter=500, init="random", seed=seed)
-        lib_error = float((x - lib_w @ lib_h).norm() / x.norm())
-        if error > max(2 * lib_error, 0.02):
-            C.fail(f"{label}: the reconstruction is poor", expected=f"|x - w h| / |x| <= {max(2 * lib_error, 0.02):.3g} (library: {lib_error:.3g})",
-                   got=f"{error:.3g}",
-                   hint="update h <- h * (w.T x) / (w.T w h + eps), then w <- w * (x h.T) / (w h h.T + eps), n_iter times")  # fmt: skip
-        cosines = (h0 @ h.T).amax(dim=1)  # each planted factor against its best match
-        wanted = min(0.95, float((h0 @ lib_h.double().T).amax(dim=1).min()) - 0.05)  # small cases are harder
-        if float(cosines.min()) < wanted:
-            C.fail(f"{label}: the planted factors were not recovered", expected=f"every planted row of h0 matched (cosine > {wanted:.2f})",
-                   got=f"worst cosine {float(cosines.min()):.3f}",
-                   hint="run all n_iter updates, from a positive start")  # fmt: skip
-    C.done("nmf", len(cases), hidden)
+        about = f"x of shape ({n}, {m}) and rank {k}, k={k}"
+        data = {"store": store, "start": (tuple(x.shape), k, seed), "h0": h0}
+        yield Case(f"nmf({about}, n_iter=0, seed={seed}): the start", (x, k, 0, seed), verify=_start, data=data)
+        if i == 0:
+            yield Case(f"nmf({about}, n_iter=0, seed={seed}) again", (x, k, 0, seed), verify=_same_start, data=data)
+            yield Case(f"nmf({about}, n_iter=0, seed={seed + 1})", (x, k, 0, seed + 1), verify=_another_start,
+                       data=data)  # fmt: skip
+            yield Case(f"nmf({about}, n_iter=5, seed={seed})", (x, k, 5, seed), verify=_updated, data=data)
+        yield Case(f"nmf({about}, n_iter=500, seed={seed})", (x, k, 500, seed), verify=_planted_factors, data=data)
+
+
+def _factors(case: Case, got) -> tuple[torch.Tensor, torch.Tensor]:
+    """The learner's ``(w: (n, k), h: (k, m))`` as float64: non-negative, finite, rows of h of unit norm."""
+    x, k = case.args[0], case.args[1]
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        fail(f"{case.label} should return two tensors", expected="(w, h)", got=type(got).__name__)
+    w, h = as_tensor(got[0], f"{case.label}: w").double(), as_tensor(got[1], f"{case.label}: h").double()
+    for t, shape, what in ((w, (x.shape[0], k), "w"), (h, (k, x.shape[1]), "h")):
+        if tuple(t.shape) != shape:
+            fail(f"{case.label}: {what} has the wrong shape", expected=shape, got=tuple(t.shape), hint=SHAPE_HINT)
+    if not (bool(torch.isfinite(w).all()) and bool(torch.isfinite(h).all())):
+        fail(f"{case.label}: NaN or inf in the factors", expected="finite values", got="NaN/inf",
+             hint="add a small eps (e.g. 1e-12) to the denominators of the updates: a column of zeros gives 0 / 0")  # fmt: skip
+    if float(w.min()) < 0 or float(h.min()) < 0:
+        fail(f"{case.label}: negative entries", expected="w >= 0 and h >= 0",
+             got=f"min w {float(w.min()):.3g}, min h {float(h.min()):.3g}",
+             hint="NMF factors are non-negative: multiplicative updates keep them so (an SVD or a plain gradient step does not)")  # fmt: skip
+    norms = h.norm(dim=1)
+    if not same(norms, torch.ones(k, dtype=torch.float64), 1e-4, 1e-4):
+        fail(f"{case.label}: the rows of h should have unit L2 norm", expected=[1.0] * k,
+             got=[round(float(v), 4) for v in norms],
+             hint="divide each row of h by its norm and multiply the matching column of w by it")  # fmt: skip
+    return w, h
+
+
+def _updates(x: torch.Tensor, w: torch.Tensor, h: torch.Tensor, n_iter: int, h_first: bool = True, eps: float = 1e-12):
+    """Lee and Seung's multiplicative updates of ``w: (n, k)``, ``h: (k, m)`` for ``x: (n, m)``,
+    ``n_iter`` times (h then w, or w then h), rows of h then scaled to unit norm. The updates
+    commute with moving a scale from h's rows to w's columns, so a normalised start is as good
+    as the start itself."""
+    for _ in range(n_iter):
+        if h_first:
+            h = h * (w.T @ x) / (w.T @ w @ h + eps)
+        w = w * (x @ h.T) / (w @ h @ h.T + eps)
+        if not h_first:
+            h = h * (w.T @ x) / (w.T @ w @ h + eps)
+    norms = h.norm(dim=1, keepdim=True).clamp(min=eps)
+    return w * norms.T, h / norms
+
+
+def _near(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> bool:
+    """``a`` equals ``b`` within ``tol`` of ``b``'s largest entry (float32 arithmetic passes)."""
+    return float((a - b).abs().max()) <= tol * float(b.abs().max()) + 1e-12
+
+
+def _agrees(w, h, reference) -> bool:
+    return _near(w @ h, reference[0] @ reference[1]) and _near(h, reference[1])
+
+
+def _from_start(case: Case, w, h) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference: the updates from this run's start (in the update order closer to ``w, h``)."""
+    x, _, n_iter, _ = case.args
+    start = _earlier(case, case.data["start"])
+    both = [_updates(x, *start, n_iter, h_first) for h_first in (True, False)]
+    return min(both, key=lambda ref: float((w @ h - ref[0] @ ref[1]).abs().max()) + float((h - ref[1]).abs().max()))
+
+
+def _error(case: Case, w: torch.Tensor, h: torch.Tensor) -> float:
+    """The relative reconstruction error ``|x - w h| / |x|``."""
+    x = case.args[0]
+    return float((x - w @ h).norm() / x.norm())
+
+
+def _start(case: Case, got) -> None:
+    """Property: n_iter=0 gives the (normalised) start, no fit yet (a random start's relative
+    error is above 0.5 on these data, even at its best scale); kept for the later calls."""
+    w, h = _factors(case, got)
+    if _error(case, w, h) < 0.2:
+        fail(f"{case.label}: already a fit", expected="the random start: |x - w h| / |x| above 0.2",
+             got=f"{_error(case, w, h):.3g}", hint=N_ITER_HINT)  # fmt: skip
+    case.data["store"][case.data["start"]] = (w, h)
+
+
+def _same_start(case: Case, got) -> None:
+    """Property: the same seed gives the same start again."""
+    w, h = _factors(case, got)
+    if not _agrees(w, h, _earlier(case, case.data["start"])):
+        fail(f"{case.label}: another start", expected="the start of the same call before (the same seed)",
+             got="other factors", hint=SEED_HINT)  # fmt: skip
+
+
+def _another_start(case: Case, got) -> None:
+    """Property: another seed gives another start."""
+    w, h = _factors(case, got)
+    if _agrees(w, h, _earlier(case, case.data["start"])):
+        fail(f"{case.label}: the start of seed={case.args[3] - 1}", expected="another start (another seed)",
+             got="the same factors", hint=SEED_HINT)  # fmt: skip
+
+
+def _updated(case: Case, got) -> None:
+    """Property: exactly n_iter updates from the start (a few: a count off by one shows)."""
+    x, _, n_iter, _ = case.args
+    w, h = _factors(case, got)
+    if _agrees(w, h, _from_start(case, w, h)):
+        return
+    start = _earlier(case, case.data["start"])
+    other_counts = any(_agrees(w, h, _updates(x, *start, j, order)) for j in range(2 * n_iter + 2) if j != n_iter
+                       for order in (True, False))  # fmt: skip
+    fewer = other_counts or _error(case, w, h) < 0.5 * _error(case, *_from_start(case, w, h))
+    fail(f"{case.label}: not {n_iter} updates from the start (the n_iter=0 call's factors)",
+         expected=f"|x - w h| / |x| = {_error(case, *_from_start(case, w, h)):.4g}", got=f"{_error(case, w, h):.4g}",
+         hint=N_ITER_HINT if fewer else UPDATE_HINT)  # fmt: skip
+
+
+def _planted_factors(case: Case, got) -> None:
+    """Property: a closer fit than the start's, as close as the updates from the start get,
+    with every planted factor recovered that they recover; then those updates exactly."""
+    w, h = _factors(case, got)
+    ref_w, ref_h = _from_start(case, w, h)
+    error, ref_error = _error(case, w, h), _error(case, ref_w, ref_h)
+    start_error = _error(case, *_earlier(case, case.data["start"]))
+    if not error < 0.5 * start_error:
+        fail(f"{case.label}: no closer a fit than the start (n_iter=0)", expected=f"|x - w h| / |x| below {start_error:.3g}",
+             got=f"{error:.3g}", hint=N_ITER_HINT)  # fmt: skip
+    if error > max(2 * ref_error, 0.02):
+        fail(f"{case.label}: the reconstruction is poor",
+             expected=f"|x - w h| / |x| <= {max(2 * ref_error, 0.02):.3g} (the updates from your start: {ref_error:.3g})",
+             got=f"{error:.3g}", hint=UPDATE_HINT)  # fmt: skip
+    h0 = case.data["h0"]
+    cosines = (h0 @ h.T).amax(dim=1)  # each planted factor against its best match
+    wanted = min(0.95, float((h0 @ ref_h.T).amax(dim=1).min()) - 0.05)  # what the start allows
+    if float(cosines.min()) < wanted:
+        fail(f"{case.label}: the planted factors were not recovered",
+             expected=f"every planted row of h0 matched (cosine > {wanted:.2f})", got=f"worst cosine {float(cosines.min()):.3f}",
+             hint="run all n_iter updates, from a positive start")  # fmt: skip
+    if not _agrees(w, h, (ref_w, ref_h)):
+        fail(f"{case.label}: not {case.args[2]} updates from the start (the n_iter=0 call's factors)",
+             expected=f"|x - w h| / |x| = {ref_error:.4g}", got=f"{error:.4g}", hint=UPDATE_HINT)  # fmt: skip
+
+
+check_nmf = Exercise(
+    "check_nmf", "nmf", _nmf_cases,
+    doc="""Check ``fn(x, k, n_iter, seed) -> (w, h)`` (exercise 6) on planted low-rank data.
+
+    ``fn(x, k, 0, seed)`` is the learner's own (normalised) seeded start; the results after 5 and
+    500 updates must be the multiplicative updates from it. The same seed gives the same start,
+    another seed another one.""",
+)  # fmt: skip
