@@ -22,8 +22,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from exercise_harness import (
+    OverTheWire,
     assert_check_passes,
     assert_mistake_fails,
+    assert_passes_over_the_wire,
     assert_stub_fails,
     graded_checks,
     mistake_function,
@@ -36,6 +38,7 @@ from circuitscope import plotting
 from circuitscope.channels import strongest_channels, strongest_patch, strongest_position
 from circuitscope.checks import CheckFailed
 from circuitscope.checks import ch1 as checks
+from circuitscope.checks.runner import judge
 from circuitscope.classify import class_probabilities, top_k_classes
 from circuitscope.models.inceptionv1 import LAYER_NAMES, PIXEL_OFFSET, PIXEL_SCALE, InceptionV1
 from circuitscope.models.layers import same_padding
@@ -583,6 +586,24 @@ MISTAKES = {
             return store
     """,
     ),
+    "hooks: values zipped with the names in firing order": (
+        "check_capture",
+        True,
+        "order of the forward pass",
+        """
+        def capture_activations(model, images, names):
+            values, handles = [], []
+            for name in names:
+                handles.append(model.hook_points[name].register_forward_hook(lambda m, i, o: values.append(o)))
+            try:
+                with torch.no_grad():
+                    model(images)
+            finally:
+                for h in handles:
+                    h.remove()
+            return dict(zip(names, values))
+    """,
+    ),
     # -- exercise 4 --
     "channels: ranked by the maximum": (
         "check_strongest_channels",
@@ -703,6 +724,24 @@ MISTAKES = {
             return size, jump, int(start)
     """,
     ),
+    "receptive field: starts from the first op": (
+        "check_receptive_field",
+        True,
+        "empty chain of ops",
+        """
+        def receptive_field(ops, input_size):
+            kernel, stride = ops[0]
+            pad, _ = same_padding(input_size, kernel, stride)
+            size, jump, start, n = kernel, stride, (kernel - 1) / 2 - pad, math.ceil(input_size / stride)
+            for kernel, stride in ops[1:]:
+                pad_before, _ = same_padding(n, kernel, stride)
+                size += (kernel - 1) * jump
+                start += ((kernel - 1) / 2 - pad_before) * jump
+                jump *= stride
+                n = math.ceil(n / stride)
+            return size, jump, int(start)
+    """,
+    ),
     # -- exercise 6 --
     "patch: rows and columns swapped": (
         "check_strongest_patch",
@@ -816,6 +855,116 @@ def test_other_correct_preprocessing_passes(name, code):
     ns = _namespace()
     exec(compile(textwrap.dedent(code), "<alternative>", "exec"), ns)  # noqa: S102
     checks.check_preprocess(ns["preprocess"], hidden=True)
+
+
+@pytest.mark.parametrize(
+    "check, code",
+    [
+        (  # the last position of a tied maximum, not the first
+            "check_strongest_patch",
+            """
+        def strongest_patch(acts, channel, layer, input_size=224):
+            m = acts[channel]
+            row, col = divmod(int((m == m.max()).flatten().nonzero()[-1]), m.shape[1])
+            return library_receptive_field(layer, input_size).box(row, col)
+    """,
+        ),
+        (  # among equal means, the larger channel index first
+            "check_strongest_channels",
+            """
+        def strongest_channels(acts, k=10):
+            means = acts.mean(dim=(2, 3))
+            rows = [sorted(range(means.shape[1]), key=lambda c: (-float(row[c]), -c))[:k] for row in means]
+            channels = torch.tensor(rows)
+            return means.gather(1, channels), channels
+    """,
+        ),
+        (  # among equal probabilities, the larger class index first; a namedtuple per class
+            "check_top_k",
+            """
+        def top_k_classes(model, images, k=5):
+            from collections import namedtuple
+            Top = namedtuple("Top", "index label probability")
+            probs = torch.softmax(model(images), dim=-1)
+            return [[Top(c, cs.label(c), float(row[c])) for c in
+                     sorted(range(row.shape[0]), key=lambda c: (-float(row[c]), -c))[:k]] for row in probs]
+    """,
+        ),
+        (  # torch.topk's own return value, and an OrderedDict
+            "check_capture",
+            """
+        def capture_activations(model, images, names):
+            from collections import OrderedDict
+            store = OrderedDict()
+            handles = [model.hook_points[n].register_forward_hook(
+                lambda m, i, o, n=n: store.__setitem__(n, o.detach())) for n in names]
+            try:
+                model(images)
+            finally:
+                for h in handles:
+                    h.remove()
+            return store
+    """,
+        ),
+        (
+            "check_strongest_channels",
+            """
+        def strongest_channels(acts, k=10):
+            return acts.mean(dim=(2, 3)).topk(k, dim=1)
+    """,
+        ),
+    ],
+)
+def test_other_correct_answers_pass(check, code):
+    # Ties may be broken either way (the case labels say so); containers may be namedtuples,
+    # torch.return_types or dict subclasses.
+    fn = _mistake(code)
+    getattr(checks, check)(fn, hidden=True)
+    getattr(checks, check)(OverTheWire(fn), hidden=True)
+
+
+@pytest.mark.parametrize("check", sorted(EXERCISES))
+def test_reference_passes_over_the_wire(reference, check, capsys):
+    assert_passes_over_the_wire(getattr(checks, check), reference[EXERCISES[check]], capsys)
+
+
+def test_hooks_left_after_the_planted_failure_are_named():
+    def leaves_hooks(model, images, names):
+        for name in names:
+            model.hook_points[name].register_forward_hook(lambda *a: None)
+        return {name: model(images) for name in names}
+
+    case = next(c for c in checks.check_capture.cases(True) if c.raises)
+    with pytest.raises(CheckFailed, match="after the forward pass raised an error") as failure:
+        judge(checks.check_capture, case, OverTheWire(leaves_hooks).invoke(case))
+    assert "hook_points.conv2d0_pre_relu" in str(failure.value) and "finally" in str(failure.value)
+
+
+def test_a_global_hook_left_behind_is_named():
+    handles = []
+
+    def capture_activations(model, images, names):
+        store = {}
+        handles.append(torch.nn.modules.module.register_module_forward_hook(
+            lambda m, i, o: store.update({n: o for n in names if m is model.hook_points[n]})))
+        model(images)
+        return store
+
+    try:
+        with pytest.raises(CheckFailed, match="hooks still on the global hooks"):
+            checks.check_capture(capture_activations)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def test_a_global_hook_set_before_the_call_is_not_blamed(reference, capsys):
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda *a: None)
+    try:
+        checks.check_capture(reference["capture_activations"])
+    finally:
+        handle.remove()
+    assert capsys.readouterr().out.startswith("\u2714")
 
 
 def test_checks_resist_a_patched_allclose(reference, monkeypatch):

@@ -1,12 +1,14 @@
-"""Instant-feedback checks for the exercises, one module per chapter (``checks.ch1``, ...).
+"""Instant feedback for the exercises, one module per chapter (``checks.ch1``, ...).
 
-Import this in a notebook's first cell, before any learner code: the comparison functions the
-checks use are bound at import time (see ``_core``).
+Each check is an :class:`~.runner.Exercise`: its cases as data and its likely mistakes with their
+hints, run by :mod:`.runner`. In a notebook, ``ch2.check_pixel_ascent(pixel_ascent)`` calls the
+function in the same kernel (an honest learner is assumed); the grader runs the same cases in its
+own process and calls the function across the sandbox boundary (``circuitscope_course.verdicts``).
 """
 
 import importlib
 
-from ._core import CheckFailed, passed
+from .runner import CheckFailed, passed
 
 __all__ = ["CheckFailed", "passed"]
 

@@ -130,19 +130,19 @@ class Step:
         return hash((self.kind, self.name))
 
 
-def Call(*args, **kwargs) -> Step:  # noqa: N802 -- reads as the step it makes
+def Call(*args, **kwargs) -> Step:
     return Step("call", "", args, kwargs)
 
 
-def Attr(name: str) -> Step:  # noqa: N802
+def Attr(name: str) -> Step:
     return Step("attr", name)
 
 
-def Method(name: str, *args, **kwargs) -> Step:  # noqa: N802
+def Method(name: str, *args, **kwargs) -> Step:
     return Step("method", name, args, kwargs)
 
 
-def Apply(factory: str, **kwargs) -> Step:  # noqa: N802
+def Apply(factory: str, **kwargs) -> Step:
     return Step("apply", factory, (), kwargs)
 
 
@@ -201,9 +201,9 @@ def to_data(value, depth: int = 0):
         return type(value).__mro__[-2](value)
     if isinstance(value, torch.Size):
         return tuple(int(v) for v in value)
-    if type(value) in (list, tuple):
-        return type(value)(to_data(v, depth + 1) for v in value)
-    if type(value) is dict:
+    if isinstance(value, (list, tuple)):  # a namedtuple, torch.return_types.topk: the values only
+        return (list if isinstance(value, list) else tuple)(to_data(v, depth + 1) for v in value)
+    if isinstance(value, dict):  # an OrderedDict too
         out = {}
         for k, v in value.items():
             if type(k) not in (str, int):
@@ -251,7 +251,9 @@ class Case:
     ``verify(case, got)``: a property, which calls :func:`fail`. ``unchanged``: the arguments
     must not be modified in place. ``observe``: a course function ``"module:function"`` applied
     to the arguments after the call; the runner passes what it returns to ``verify`` as
-    ``case.observed``. ``data``: anything the mistakes and properties need (a seed, a weight).
+    ``case.observed``. ``raises``: an error the call may raise (``"RuntimeError: text in its
+    message"``, a planted failure): the case is then judged with the value ``None``. ``data``:
+    anything the mistakes and properties need (a seed, a weight).
     """
 
     label: str
@@ -266,6 +268,7 @@ class Case:
     observe: str | None = None
     mistakes: tuple = ()
     hint: str | None = None
+    raises: str | None = None
     data: dict = field(default_factory=dict)
     observed: Any = None
 
@@ -459,19 +462,16 @@ def compare(got, expected, what: str, rtol: float = 1e-4, atol: float = 1e-5) ->
 def error_hint(exercise: Exercise, error: tuple[str, str]) -> str | None:
     """The hint for an exception the learner's code raised: the exercise's table, then the
     library's (``circuitscope.checks.hints``)."""
-    from .hints import LIBRARY_ERRORS
+    from .hints import first_hint, library_hint
 
     name, message = error
-    for table in (exercise.errors, LIBRARY_ERRORS):
-        for key, hint in table.items():
-            kind, _, text = key.partition(": ")
-            if kind == name and text in message:
-                return hint
-    return None
+    return first_hint(exercise.errors, name, message) or library_hint(name, message)
 
 
 def judge(exercise: Exercise, case: Case, outcome: Outcome) -> None:
     """Fail unless ``outcome`` answers ``case``; the first matching mistake gives the hint."""
+    if outcome.error is not None and case.raises and _matches(case.raises, *outcome.error):
+        outcome = Outcome(None, None, outcome.observed, outcome.args_after)
     if outcome.error is not None:
         name, message = outcome.error
         if name == "NotImplementedError":
@@ -514,6 +514,12 @@ def unchanged(after, before) -> bool:
     return True
 
 
+def _matches(key: str, name: str, message: str) -> bool:
+    """Whether an error ``name: message`` is the one ``key`` (``"Type: text in the message"``) names."""
+    kind, _, text = key.partition(": ")
+    return kind == name and text in message
+
+
 def cases_of(exercise: Exercise, hidden: bool) -> Iterator[Case]:
     yield from exercise.cases(hidden)
 
@@ -534,6 +540,24 @@ def run(exercise: Exercise, invoker, hidden: bool = False) -> int:
 
 
 __all__ = [
-    "Apply", "Attr", "Call", "Case", "CheckFailed", "Exercise", "Local", "Method", "Mistake", "Opaque",
-    "Outcome", "Recipe", "compare", "expect_tensor", "execute", "fail", "passed", "run", "same", "to_data",
+    "Apply",
+    "Attr",
+    "Call",
+    "Case",
+    "CheckFailed",
+    "Exercise",
+    "Local",
+    "Method",
+    "Mistake",
+    "Opaque",
+    "Outcome",
+    "Recipe",
+    "compare",
+    "execute",
+    "expect_tensor",
+    "fail",
+    "passed",
+    "run",
+    "same",
+    "to_data",
 ]  # fmt: skip
