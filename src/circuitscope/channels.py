@@ -15,7 +15,7 @@ import torch
 
 from .receptive_field import receptive_field
 
-__all__ = ["TopChannels", "channel_means", "strongest_channels", "strongest_position", "strongest_patch"]
+__all__ = ["TopChannels", "channel_means", "strongest_channels", "strongest_patch", "strongest_position"]
 
 
 class TopChannels(NamedTuple):

@@ -50,6 +50,8 @@ padding puts that window). Kernels grow as layers compose:
 
 from __future__ import annotations
 
+import difflib
+import operator
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -62,10 +64,22 @@ from .models.inceptionv1 import BLOCKS, LAYER_CHANNELS, POOL_BEFORE, InceptionV1
 from .models.layers import pad_same
 
 __all__ = [
-    "parse_unit", "format_unit", "branch_of", "concat_index", "branch_slices",
-    "expanded_weights", "weights_between", "strongest_inputs", "describe_path",
-    "linearized_forward", "expanded_weights_by_gradient",
-    "nmf", "nmf_weights", "WeightFactors", "plot_weights", "plot_circuit",
+    "WeightFactors",
+    "branch_of",
+    "branch_slices",
+    "concat_index",
+    "describe_path",
+    "expanded_weights",
+    "expanded_weights_by_gradient",
+    "format_unit",
+    "linearized_forward",
+    "nmf",
+    "nmf_weights",
+    "parse_unit",
+    "plot_circuit",
+    "plot_weights",
+    "strongest_inputs",
+    "weights_between",
 ]  # fmt: skip
 
 PoolStandIn = Literal["average", "centre", "exclude"]
@@ -112,6 +126,11 @@ def parse_unit(unit: str | tuple[str, int], model=None) -> tuple[str, int]:
     """
     if isinstance(unit, tuple):
         layer, channel = unit
+        if isinstance(channel, bool) or not isinstance(channel, int):
+            try:
+                channel = operator.index(channel)  # numpy and one-element integer tensors too
+            except TypeError:
+                raise ValueError(f"the channel of {unit!r} is not an integer") from None
     else:
         if not isinstance(unit, str) or unit.count(":") != 1:
             raise ValueError(
@@ -125,8 +144,16 @@ def parse_unit(unit: str | tuple[str, int], model=None) -> tuple[str, int]:
     channels = _layer_channels(model)
     layer = _expand_short(layer.strip(), channels)
     if layer not in channels:
+        close = difflib.get_close_matches(layer, list(channels), n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        if model is None:
+            raise ValueError(
+                f"unknown layer {layer!r} in unit {unit!r}.{hint} Without a model, units are looked up "
+                f"in InceptionV1; for another model's layers pass the model: parse_unit({unit!r}, model)"
+            )
         raise ValueError(
-            f"unknown layer {layer!r} in unit {unit!r}; layers are e.g. {', '.join(list(channels)[:6])}, ..."
+            f"unknown layer {layer!r} in unit {unit!r}.{hint} Layers are e.g. "
+            f"{', '.join(list(channels)[:6])}, ... (all: model.layer_names)"
         )
     if not 0 <= channel < channels[layer]:
         raise ValueError(
@@ -162,7 +189,19 @@ def branch_of(unit: str | tuple[str, int]) -> tuple[str, int]:
     layer, channel = parse_unit(unit)
     layer = layer.removesuffix("_pre_relu")
     if layer not in _BLOCKS:
-        raise ValueError(f"{layer} is not an inception block (mixed3a..mixed5b); its channels have no branch")
+        convolution = _KIND.get(layer) in ("start", "conv") or (
+            layer.startswith("mixed") and not layer.endswith("_pool")
+        )
+        own = f"the convolution {layer}_pre_relu_conv" if convolution else layer
+        what = (
+            "not an inception block's concatenated output:"
+            if layer.startswith("mixed")  # a branch ("mixed3b_5x5") or its bottleneck already
+            else "not an inception block (mixed3a..mixed5b), so its channels have no branch:"
+        )
+        raise ValueError(
+            f"branch_of({unit!r}): {layer} is {what} {format_unit(layer, channel)} is channel "
+            f"{channel} of {own} itself; call branch_of only for a block's channel such as '3b:379'"
+        )
     for branch, sl in branch_slices(layer).items():
         if sl.start <= channel < sl.stop:
             return branch, channel - sl.start

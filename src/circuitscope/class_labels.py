@@ -7,6 +7,7 @@ mirror), labels fall back to ``"class <i>"`` with a one-time warning, so pages s
 
 from __future__ import annotations
 
+import operator
 import warnings
 from functools import lru_cache
 
@@ -45,7 +46,19 @@ def label(index: int) -> str:
 
     Without the label file: ``f"class {index}"`` for 0..1000.
     """
+    try:
+        index = operator.index(index)  # ints, NumPy ints and one-element integer tensors
+    except TypeError:
+        shape = f" of shape {tuple(index.shape)}" if hasattr(index, "shape") else ""
+        raise TypeError(
+            f"label takes one logit index (an int), got a {type(index).__name__}{shape} "
+            f"({index!r:.60}): use label(int(i)) for an integer index i, or "
+            f"[label(int(i)) for i in indices] for several"
+        ) from None
     if not 0 <= index < 1008:
-        raise IndexError(f"logit index {index} is outside 0..1007")
+        raise IndexError(
+            f"logit index {index} is outside 0..1007: an index into the model's 1008 logits "
+            "(the last dimension of model(images)) is needed"
+        )
     names = _labels()
     return names[index] if index < len(names) else f"(unlabelled {index})"

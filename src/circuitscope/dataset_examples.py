@@ -48,8 +48,8 @@ import numpy as np
 import torch
 
 from .datasets import ImageStream, as_stream
-from .progress import bar as progress_bar
 from .hooks import check_layer_names
+from .progress import bar as progress_bar
 from .provenance import weights_state
 
 __all__ = [
@@ -549,7 +549,7 @@ class TopExamples:
         plt.close(fig)  # returned, not left open: a notebook shows it once, as the cell's value
         return fig
 
-    def _weights(self) -> "_Weights":
+    def _weights(self) -> _Weights:
         """What provenance reads: these examples' weights state and source."""
         return _Weights(self.is_synthetic, self.weights_source, self.weights_state)
 

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-from .progress import bar as progress_bar
 from .device import profile
 from .hooks import check_layer_names
 from .optvis import channel, render
+from .progress import bar as progress_bar
 from .provenance import SYNTHETIC_LABEL, weights_caption, weights_state
 
 MIN_DISPLAY_SIZE = 128  # small CPU renders are enlarged (nearest neighbour) so they can be seen

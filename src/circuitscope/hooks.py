@@ -8,8 +8,8 @@ as the deepest name asked for and returns the values by name; gradients flow thr
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator
 
 import torch
 

@@ -40,9 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models.inceptionv1 import HookPoint
+from .models.inceptionv1 import HookPoint, HookPoints, check_images
 
-__all__ = ["PlantedCurveModel", "PLANTED_CAPTION", "LINE_ORIENTATIONS", "CURVE_ORIENTATIONS", "FAMILIES", "FAMILY_WEIGHTS"]
+__all__ = ["CURVE_ORIENTATIONS", "FAMILIES", "FAMILY_WEIGHTS", "LINE_ORIENTATIONS", "PLANTED_CAPTION", "PlantedCurveModel"]
 
 LINE_ORIENTATIONS = tuple(22.5 * i for i in range(8))  # degrees, period 180
 CURVE_ORIENTATIONS = tuple(45.0 * i for i in range(8))  # degrees, period 360
@@ -127,7 +127,7 @@ class PlantedCurveModel(nn.Module):
         self.inhibition, self.falloff = float(inhibition), float(falloff)
         self.lines_pre_relu_conv = nn.Conv2d(3, 16, _LINE_KERNEL, padding=_LINE_KERNEL // 2)
         self.curves_pre_relu_conv = nn.Conv2d(16, 8, _CURVE_KERNEL, padding=_CURVE_KERNEL // 2)
-        self.hook_points = nn.ModuleDict({n: HookPoint(n) for n in self.layer_names})
+        self.hook_points = HookPoints({n: HookPoint(n) for n in self.layer_names})
         with torch.no_grad():
             self.lines_pre_relu_conv.weight.copy_(self._line_weights())
             self.lines_pre_relu_conv.bias.fill_(-line_threshold)
@@ -213,8 +213,7 @@ class PlantedCurveModel(nn.Module):
     # -- forward -----------------------------------------------------------------------------
     def named_forward(self, images: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
         """Yield ``(name, value)`` for each of :attr:`layer_names`; ``images: (N, 3, H, W)`` in [0, 1]."""
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected images of shape (N, 3, H, W) in [0, 1], got {tuple(images.shape)}")
+        check_images(images)
         hp = self.hook_points
         pre = hp["lines_pre_relu"](self.lines_pre_relu_conv(images))
         yield "lines_pre_relu", pre

@@ -13,7 +13,8 @@ Images are ``(3, H, W)`` float tensors in [0, 1] (or batches ``(N, 3, H, W)``), 
 from __future__ import annotations
 
 import math
-from typing import Iterable, NamedTuple, Sequence
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import matplotlib.pyplot as plt  # importing pyplot registers the notebook display of figures
 import numpy as np
@@ -21,31 +22,31 @@ import torch
 from matplotlib.colors import LinearSegmentedColormap, Normalize, TwoSlopeNorm
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
-from .hooks import activations, check_layer_names
 from .channels import strongest_channels, strongest_patch
 from .classify import top_k_classes
+from .hooks import activations, check_layer_names
 from .models.inceptionv1 import BLOCKS, MAIN_LAYERS
 from .provenance import stamp
 from .receptive_field import GRAPH, receptive_field
 
 __all__ = [
     "Provenance",
-    "to_numpy_image",
-    "show_images",
-    "layer_shapes",
-    "architecture_diagram",
-    "inception_block_diagram",
-    "top_k_chart",
     "activation_maps",
-    "strongest_channels_chart",
-    "strongest_patch_figure",
-    "receptive_field_figure",
+    "architecture_diagram",
     "compare_with_published",
     "diverging_cmap",
     "diverging_norm",
     "imshow_diverging",
-    "radial_tuning_plot",
+    "inception_block_diagram",
+    "layer_shapes",
     "radial_tuning_panels",
+    "radial_tuning_plot",
+    "receptive_field_figure",
+    "show_images",
+    "strongest_channels_chart",
+    "strongest_patch_figure",
+    "to_numpy_image",
+    "top_k_chart",
 ]
 
 # Colours by kind of layer (colour-blind safe: Okabe-Ito).

@@ -55,7 +55,7 @@ from torch import nn
 
 from .dataset_examples import WARNINGS, TopExamples, resolve_unit, top_examples, unit_activations
 from .device import profile
-from .models.inceptionv1 import BLOCKS, HookPoint, InceptionV1
+from .models.inceptionv1 import BLOCKS, HookPoint, HookPoints, InceptionV1, check_images
 from .models.layers import conv2d_same, max_pool_same
 from .provenance import weights_state
 
@@ -657,7 +657,7 @@ class PlantedPatternModel(nn.Module):
         # Every weight is set below: skip the random init (it would draw from the caller's RNG).
         self.detectors_pre_relu_conv = nn.utils.skip_init(nn.Conv2d, 3, 2, _PATTERN_SIZE)
         self.units_pre_relu_conv = nn.utils.skip_init(nn.Conv2d, 2, 3, 1)
-        self.hook_points = nn.ModuleDict({n: HookPoint(n) for n in self.layer_names})
+        self.hook_points = HookPoints({n: HookPoint(n) for n in self.layer_names})
         with torch.no_grad():
             cross = _pattern_mask("cross")
             w = cross - cross.mean()
@@ -679,8 +679,7 @@ class PlantedPatternModel(nn.Module):
 
     def named_forward(self, images: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
         """Yield ``(name, value)`` for each of :attr:`layer_names`; ``images: (N, 3, H, W)`` in [0, 1]."""
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected images of shape (N, 3, H, W) in [0, 1], got {tuple(images.shape)}")
+        check_images(images)
         hp = self.hook_points
         pre = hp["detectors_pre_relu"](conv2d_same(images, self.detectors_pre_relu_conv))
         yield "detectors_pre_relu", pre

@@ -33,9 +33,20 @@ from . import registry
 from .registry import DataError, DataUnavailableError
 
 __all__ = [
-    "SOURCES", "credit", "figure", "optional", "published_render", "render_grid", "radial_tuning",
-    "preferred_orientations", "families", "family_of", "dog_cat", "LucidExample", "DataError",
+    "SOURCES",
+    "DataError",
     "DataUnavailableError",
+    "LucidExample",
+    "credit",
+    "dog_cat",
+    "families",
+    "family_of",
+    "figure",
+    "optional",
+    "preferred_orientations",
+    "published_render",
+    "radial_tuning",
+    "render_grid",
 ]  # fmt: skip
 
 
@@ -237,7 +248,6 @@ def published_render(unit: str) -> np.ndarray:
     channel outside it, :class:`DataError` when the sheet cannot be had.
     """
     from .circuits import parse_unit
-
     from .models import LAYER_CHANNELS
 
     layer, channel = parse_unit(unit)
@@ -353,7 +363,7 @@ class LucidExample(NamedTuple):
         weights_source: the credit line.
     """
 
-    image: "torch.Tensor"  # noqa: F821
+    image: torch.Tensor  # noqa: F821
     acts: dict
     weights_state: str
     weights_source: str

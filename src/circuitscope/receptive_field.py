@@ -29,9 +29,10 @@ measurement on the model itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 from .models.inceptionv1 import BLOCKS, LAYER_NAMES, MAIN_LAYERS, POOL_BEFORE, STEM
 from .models.layers import same_padding
@@ -39,11 +40,11 @@ from .models.layers import same_padding
 __all__ = [
     "Op",
     "ReceptiveField",
+    "chain_receptive_field",
+    "kernel_strides",
+    "layer_ops",
     "receptive_field",
     "receptive_fields",
-    "layer_ops",
-    "kernel_strides",
-    "chain_receptive_field",
 ]
 
 # Pools of the forward pass (see InceptionV1.named_forward and models.layers.max_pool_same).

@@ -34,8 +34,14 @@ from functools import partial
 import torch
 
 __all__ = [
-    "curve", "line", "high_low_frequency", "arc_geometry", "tuning_curve", "TuningCurve",
-    "circular_mean", "plot_tuning_curves",
+    "TuningCurve",
+    "arc_geometry",
+    "circular_mean",
+    "curve",
+    "high_low_frequency",
+    "line",
+    "plot_tuning_curves",
+    "tuning_curve",
 ]  # fmt: skip
 
 Number = float | int

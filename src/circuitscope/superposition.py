@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .progress import bar as progress_bar
 from .device import get_device, one_cpu_thread
+from .progress import bar as progress_bar
 
 __all__ = [
     "PHASES",

@@ -53,16 +53,6 @@ def _ints(value, dim: int = 1) -> list | None:
     return t.long().tolist()
 
 
-class _OneThreadExercise(Exercise):
-    """An :class:`~.runner.Exercise` whose instant feedback runs on one CPU thread: every case
-    here runs a tiny model, where waking more threads costs more than they save (a diversity
-    render took 22 s on two threads and 2 s on one)."""
-
-    def __call__(self, fn, hidden: bool = False) -> None:
-        with one_cpu_thread():
-            super().__call__(fn, hidden)
-
-
 # =============================================================================================
 # Recipes: the course objects the cases name (rebuilt on each side of the grader)
 # =============================================================================================
@@ -259,7 +249,7 @@ def _tie_order_wrong(case: Case, got) -> bool:
     return torch.equal(maxes[parts[0]], maxes[want])
 
 
-check_top_k_examples = _OneThreadExercise(
+check_top_k_examples = Exercise(
     "check_top_k_examples", "top_k_examples", _top_k_cases,
     doc="""Check ``fn(model, images, layer, channel, k, batch_size) -> (indices, scores, positions)``.
 
@@ -362,7 +352,7 @@ def _patch_variant(case: Case, **change) -> _Tensor | None:
     return _ref_patch(image, **{**args, **change})
 
 
-check_receptive_patch = _OneThreadExercise(
+check_receptive_patch = Exercise(
     "check_receptive_patch", "receptive_patch", _patch_cases,
     doc="""Check ``fn(image, row, col, size, jump, start, fill) -> (3, size, size)``.
 
@@ -475,7 +465,7 @@ def _no_more_diverse(case: Case, got) -> bool:
     return _diversity_value(images, case.args[5]) >= 0.99 * case.data["similarity"]
 
 
-check_diverse_render = _OneThreadExercise(
+check_diverse_render = Exercise(
     "check_diverse_render", "diverse_render", _render_cases,
     doc="""Check ``fn(model, layer, channel, n, strength, diversity_layer, size, steps, seed)``.
 
@@ -545,7 +535,7 @@ def _each_element_a_class(case: Case) -> float | None:
     return float(sum(1 for v in _labels(case) if v != -1))
 
 
-check_effective_classes = _OneThreadExercise(
+check_effective_classes = Exercise(
     "check_effective_classes", "effective_classes", _class_cases,
     doc="""Check ``fn(labels) -> float``: ``2 ** H`` (H the entropy in bits of the label
     distribution, unlabelled ``-1`` left out); 1 for one class, m for m equal classes.""",
@@ -670,7 +660,7 @@ def _right_targets(case: Case, got) -> bool:
     return parts is not None and parts[0] == case.data["order"]
 
 
-check_outgoing_weights = _OneThreadExercise(
+check_outgoing_weights = Exercise(
     "check_outgoing_weights", "outgoing_weights", _weight_cases,
     doc="""Check ``fn(weight, channel, k) -> (targets, values)`` on weights ``(O, C, kh, kw)``: each
     output's weight from input ``channel`` summed over the kernel; the ``k`` largest, largest first
@@ -745,7 +735,7 @@ def _one_group(case: Case, got) -> bool:
     return groups is not None and len(groups) == 1 and len(case.data["expected"]) == 2
 
 
-check_facets = _OneThreadExercise(
+check_facets = Exercise(
     "check_facets", "facets", _facet_cases,
     doc="""Check ``fn(model, images, layer, channel, k, batch_size) -> list of lists of indices`` on
     the planted model: ``units:0`` responds to two unrelated patterns, so its top examples fall

@@ -1,15 +1,10 @@
 """Checks for chapter 5's exercises ("Closing thoughts and recent work").
 
-One function per exercise. ``check_x(fn)`` runs a few seeded cases (the visible cell of the
-notebook); ``check_x(fn, hidden=True)`` runs those and more (nbgrader's hidden tests). Each prints
-one success line or raises :class:`~circuitscope.checks.CheckFailed` with expected vs got and a
-hint naming the likely mistake.
-
-Nothing here needs InceptionV1's weights: the toy models, the planted sparse features and the
-tiny planted "colour" model used to check feature visualization all have known answers, so the
-checks pass with the real weights, the synthetic ones or none. References are bound when this
-module is imported and every check runs in :func:`~circuitscope.checks._core.pristine` (see
-``ch1``). Import this module in the notebook's locked setup cell, before any learner code.
+Each check is an :class:`~circuitscope.checks.runner.Exercise` run by :mod:`.runner`: seeded cases
+as data (tensors and numbers; the toy model, the sparse autoencoder and the planted colour model as
+:class:`~.runner.Recipe` s), the reference answer or a property, and a table of likely mistakes
+with their hints. ``check_x(fn)`` runs the visible cases, ``check_x(fn, hidden=True)`` those and
+more. Nothing here needs InceptionV1's weights: every case has a known answer.
 """
 
 from __future__ import annotations
@@ -20,19 +15,11 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..device import one_cpu_thread as _one_cpu_thread
-from ..optvis.objectives import direction as _ref_direction
-from ..sae import SparseAutoencoder as _SAE
-from ..sae import mean_max_cosine_similarity as _ref_mmcs
-from ..sae import planted_features as _planted_features
-from ..superposition import ToyModel as _ToyModel
-from ..superposition import feature_norms as _ref_feature_norms
-from ..superposition import features_per_dimension as _ref_fpd
-from ..superposition import importance_decay as _importance_decay
-from ..superposition import importance_weighted_loss as _ref_loss
-from . import _core as C
-
-C.protect_package("circuitscope", exclude=("circuitscope.checks", "circuitscope_course"))
+from ..optvis.objectives import direction
+from ..sae import SparseAutoencoder, mean_max_cosine_similarity, planted_features
+from ..superposition import ToyModel, feature_norms, importance_decay, importance_weighted_loss
+from ..superposition import features_per_dimension as ref_features_per_dimension
+from .runner import Case, Exercise, Mistake, Recipe, as_tensor, build, compare, describe, fail, same
 
 __all__ = [
     "PlantedColourModel",
@@ -43,89 +30,143 @@ __all__ = [
     "check_train_sae",
     "check_train_toy",
     "check_visualize_feature",
+    "planted_sae",
+    "sae_decoder",
+    "seeded_toy_model",
+    "toy_parameters",
 ]
 
 _relu = torch.relu
+SCALAR_HINT = "average over the batch and sum over the features: the loss is one number"
 
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _pair(got, label: str, names: str, n: int = 2) -> tuple:
-    if not isinstance(got, (tuple, list)) or len(got) != n:
-        C.fail(f"{label} should return {n} values", expected=f"({names})", got=type(got).__name__)
+# =============================================================================================
+# Results made of several parts: (out, loss), (x_hat, f, loss), (direction, image)
+# =============================================================================================
+def _tuple(got, label: str, names: tuple[str, ...]) -> tuple:
+    """``got`` as a tuple of ``len(names)`` parts, or a failure saying what it was."""
+    if not isinstance(got, (tuple, list)) or len(got) != len(names):
+        fail(f"{label} should return {len(names)} values", expected=f"({', '.join(names)})",
+             got=describe(got))  # fmt: skip
     return tuple(got)
 
 
-def _scalar(value, what: str) -> float:
-    t = C.as_tensor(value, what)
-    if t.numel() != 1:
-        C.fail(f"{what} should be a single number", expected="a scalar", got=f"shape {tuple(t.shape)}",
-               hint="average over the batch and sum over the features: the loss is one number")  # fmt: skip
-    return float(t.reshape(()))
+def _parts(*names: str, order: tuple[int, ...] | None = None):
+    """A property: the result is the tuple ``names``, each part matching ``case.data["expect"]``
+    (compared in ``order``: the part a mistake starts from first)."""
+
+    def verify(case: Case, got) -> None:
+        parts = _tuple(got, case.label, names)
+        for i in order or range(len(names)):
+            compare(parts[i], case.data["expect"][i], f"{case.label}: {names[i]}", case.rtol, case.atol)
+
+    return verify
+
+
+def _part(got, i: int):
+    return got[i] if isinstance(got, (tuple, list)) and len(got) > i else None
+
+
+def _wrong_part(i: int):
+    """``Mistake.when``: part ``i`` of a tuple result does not match the reference."""
+
+    def when(case: Case, got) -> bool:
+        expect = case.data["expect"]
+        return isinstance(got, (tuple, list)) and len(got) == len(expect) and not same(
+            got[i], expect[i], case.rtol, case.atol)  # fmt: skip
+
+    return when
+
+
+def _part_is(i: int, variant):
+    """``Mistake.when``: part ``i`` is wrong and equals ``variant(case)``, what a mistaken line gives."""
+
+    def when(case: Case, got) -> bool:
+        return _wrong_part(i)(case, got) and same(got[i], variant(case), case.rtol, case.atol)
+
+    return when
+
+
+def _not_scalar(i: int):
+    """``Mistake.when``: part ``i`` is a tensor of more than one number."""
+    return lambda case, got: isinstance(_part(got, i), torch.Tensor) and _part(got, i).numel() != 1
 
 
 # =============================================================================================
 # Exercise 1: the toy model and its importance-weighted loss
 # =============================================================================================
-def _toy_case(m: int, n: int, batch: int, seed: int):
+def _toy_inputs(m: int, n: int, batch: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """``W (m, n)``, ``b (n,)`` (some negative: the ReLU matters), ``x (batch, n)`` sparse in
+    [0, 1], ``importance (n,)``."""
     gen = _gen(seed)
     W = torch.randn(m, n, generator=gen) * 0.8
-    b = torch.randn(n, generator=gen) * 0.5  # some negative: the ReLU matters
+    b = torch.randn(n, generator=gen) * 0.5
     x = torch.rand(batch, n, generator=gen) * (torch.rand(batch, n, generator=gen) < 0.5)
     importance = 0.8 ** torch.arange(n, dtype=torch.float32)
     return W, b, x, importance
 
 
-def _toy_reference(W, b, x, importance):
-    out = _relu(x @ W.T @ W + b)
-    loss = _ref_loss(x[:, None], out[:, None], importance[None])[0]
-    return out, loss
+def _toy_cases(hidden: bool):
+    sizes = [(2, 5, 16, 0), (3, 6, 9, 1)] + ([(1, 2, 30, 2), (5, 20, 64, 3), (4, 4, 7, 4)] if hidden else [])
+    for m, n, batch, seed in sizes:
+        W, b, x, importance = _toy_inputs(m, n, batch, seed)
+        out = _relu(x @ W.T @ W + b)
+        loss = importance_weighted_loss(x[:, None], out[:, None], importance[None])[0]
+        yield Case(f"toy_model(W {m}x{n}, b ({n},), x ({batch}, {n}), importance ({n},))",
+                   (W, b, x, importance), verify=_parts("out", "loss"), data={"expect": (out, float(loss))},
+                   hint="loss = mean over the batch of sum_i I_i (x_i - out_i)^2")  # fmt: skip
 
 
-@C.check
-def check_toy_model(fn, hidden: bool = False) -> None:
-    """Check ``fn(W, b, x, importance) -> (out, loss)`` (exercise 1).
+def _toy_out(relu: bool = True, bias: str | None = "before"):
+    """What a mistaken forward pass gives: ``(batch, n)`` (the bias before or after the ReLU, or none)."""
+
+    def out(case: Case) -> torch.Tensor:
+        W, b, x, _ = case.args
+        pre = x @ W.T @ W + (b if bias == "before" else 0)
+        return (_relu(pre) if relu else pre) + (b if bias == "after" else 0)
+
+    return out
+
+
+def _toy_loss(formula):
+    """What a mistaken loss ``formula(x, out, importance)`` gives on the reference ``out``."""
+    return lambda case: float(formula(case.args[2], case.data["expect"][0], case.args[3]))
+
+
+_TOY_LOSS_MISTAKES = [  # (hint, the loss the mistake computes)
+    ("weight each feature's squared error by its importance I_i",
+     lambda x, out, imp: ((x - out) ** 2).sum(-1).mean()),
+    ("SUM over the features (weighted by importance), then average over the batch",
+     lambda x, out, imp: (imp * (x - out) ** 2).mean()),
+    ("I_i multiplies the squared error, it is not inside the square",
+     lambda x, out, imp: ((imp * (x - out)) ** 2).sum(-1).mean()),
+    ("average over the batch (mean over dim 0), do not sum it",
+     lambda x, out, imp: (imp * (x - out) ** 2).sum()),
+]  # fmt: skip
+
+check_toy_model = Exercise(
+    "check_toy_model", "toy_model", _toy_cases,
+    doc="""Check ``fn(W, b, x, importance) -> (out, loss)`` (exercise 1).
 
     ``W: (m, n)``, ``b: (n,)``, ``x: (batch, n)``, ``importance: (n,)``; ``out = ReLU(x W^T W +
     b)`` ``(batch, n)``; ``loss`` a scalar: mean over the batch of ``sum_i I_i (x_i - out_i)^2``.
-    """
-    cases = [(2, 5, 16, 0), (3, 6, 9, 1)]
-    if hidden:
-        cases += [(1, 2, 30, 2), (5, 20, 64, 3), (4, 4, 7, 4)]
-    for m, n, batch, seed in cases:
-        W, b, x, importance = _toy_case(m, n, batch, seed)
-        label = f"toy_model(W {m}x{n}, b ({n},), x ({batch}, {n}), importance ({n},))"
-        exp_out, exp_loss = _toy_reference(W, b, x, importance)
-        got = C.call(fn, W.clone(), b.clone(), x.clone(), importance.clone(), what=label)
-        out, loss = _pair(got, label, "out, loss")
-        out = C.as_tensor(out, f"{label}: out")
-        C.resync()
-        hint = "out = ReLU(W^T W x + b): for a batch of rows x, that is relu(x @ W.T @ W + b)"
-        if C.close(out, x @ W.T @ W + b):
-            hint = "did you forget the ReLU? out = ReLU(W^T W x + b) is never negative"
-        elif C.close(out, _relu(x @ W.T @ W)):
-            hint = "did you forget the bias b?"
-        elif C.close(out, _relu(x @ W.T @ W) + b):
-            hint = "add the bias BEFORE the ReLU: relu(x @ W.T @ W + b)"
-        C.expect_close(out, exp_out, f"{label}: out", rtol=1e-4, atol=1e-5, hint=hint)
-        value = _scalar(loss, f"{label}: loss")
-        C.resync()
-        if not math.isclose(value, float(exp_loss), rel_tol=1e-4, abs_tol=1e-6):
-            err = (x - exp_out) ** 2
-            variants = [  # (the loss a likely mistake gives, its hint)
-                (err.sum(-1).mean(), "weight each feature's squared error by its importance I_i"),
-                ((importance * err).mean(),
-                 "SUM over the features (weighted by importance), then average over the batch"),
-                (((importance * (x - exp_out)) ** 2).sum(-1).mean(),
-                 "I_i multiplies the squared error, it is not inside the square"),
-                ((importance * err).sum(), "average over the batch (mean over dim 0), do not sum it"),
-            ]  # fmt: skip
-            hint = next((h for v, h in variants if math.isclose(value, float(v), rel_tol=1e-4, abs_tol=1e-6)),
-                        "loss = mean over the batch of sum_i I_i (x_i - out_i)^2")  # fmt: skip
-            C.fail(f"{label}: wrong loss", expected=f"{float(exp_loss):.6g}", got=f"{value:.6g}", hint=hint)
-    C.done("toy_model", len(cases), hidden)
+    """,
+    mistakes=[
+        Mistake("did you forget the ReLU? out = ReLU(W^T W x + b) is never negative",
+                when=_part_is(0, _toy_out(relu=False))),
+        Mistake("did you forget the bias b?", when=_part_is(0, _toy_out(bias=None))),
+        Mistake("add the bias BEFORE the ReLU: relu(x @ W.T @ W + b)",
+                when=_part_is(0, _toy_out(bias="after"))),
+        Mistake("out = ReLU(W^T W x + b): for a batch of rows x, that is relu(x @ W.T @ W + b)",
+                when=_wrong_part(0)),
+        Mistake(SCALAR_HINT, when=_not_scalar(1)),
+        *(Mistake(hint, when=_part_is(1, _toy_loss(formula))) for hint, formula in _TOY_LOSS_MISTAKES),
+    ],
+)  # fmt: skip
 
 
 # =============================================================================================
@@ -133,8 +174,9 @@ def check_toy_model(fn, hidden: bool = False) -> None:
 # =============================================================================================
 def _fpd_cases(hidden: bool):
     angles = torch.arange(5) * 2 * math.pi / 5
+    pair = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     cases = [
-        ("an orthogonal pair, a third feature dropped (2x3)", torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])),
+        ("an orthogonal pair, a third feature dropped (2x3)", pair),
         ("a pentagon of 5 unit features in 2 dimensions", torch.stack([angles.cos(), angles.sin()])),
         ("random W (3x7), norms far from 1", torch.randn(3, 7, generator=_gen(20)) * 0.7),
     ]
@@ -145,168 +187,305 @@ def _fpd_cases(hidden: bool):
             ("a pentagon of length-1.3 vectors", 1.3 * torch.stack([angles.cos(), angles.sin()])),
             ("nothing represented (4x6 zeros)", torch.zeros(4, 6)),
         ]
-    return cases
-
-
-@C.check
-def check_features_per_dimension(fn, hidden: bool = False) -> None:
-    """Check ``fn(W) -> float`` (exercise 2): ``||W||_F^2 / m`` for ``W: (m, n)``."""
-    cases = _fpd_cases(hidden)
     for what, W in cases:
-        label = f"features_per_dimension({what})"
-        expected = float(_ref_fpd(W))
-        got = _scalar(C.call(fn, W.clone(), what=label), label)
-        C.resync()
-        if math.isclose(got, expected, rel_tol=1e-4, abs_tol=1e-6):
-            continue
-        m, n = W.shape
-        norms = _ref_feature_norms(W)
-        frob = float(W.pow(2).sum())
-        hint = "sum the squared lengths of the feature vectors (||W||_F^2), divide by m, the hidden dimensions"
-        if frob > 0 and math.isclose(got, m / frob, rel_tol=1e-4):
-            hint = "inverted: m / ||W||_F^2 is the article's dimensions PER FEATURE; you want features per dimension"
-        elif math.isclose(got, frob / n, rel_tol=1e-4, abs_tol=1e-9):
-            hint = "divide by m, the number of hidden DIMENSIONS (W.shape[0]), not by the number of features"
-        elif math.isclose(got, float(norms.sum()) / m, rel_tol=1e-4, abs_tol=1e-9):
-            hint = "square the norms: ||W||_F^2 = sum_i ||W_i||^2"
-        elif math.isclose(got, float((norms > 0.5).sum()) / m, rel_tol=1e-4, abs_tol=1e-9):
-            hint = "do not count features above a threshold: sum their squared norms (a half-length vector counts 1/4)"
-        C.fail(f"{label} is wrong", expected=f"{expected:.6g}", got=f"{got:.6g}", hint=hint)
-    C.done("features_per_dimension", len(cases), hidden)
+        yield Case(f"features_per_dimension({what})", (W,), expect=float(ref_features_per_dimension(W)),
+                   rtol=1e-4, atol=1e-6,
+                   hint="sum the squared lengths of the feature vectors (||W||_F^2), "
+                   "divide by m, the hidden dimensions")  # fmt: skip
+
+
+def _fpd_variant(formula):
+    """What a mistaken ``formula(W, m, n, ||W||_F^2)`` gives (``None`` where it is undefined)."""
+
+    def result(case: Case):
+        (W,) = case.args
+        return formula(W, W.shape[0], W.shape[1], float(W.pow(2).sum()))
+
+    return result
+
+
+check_features_per_dimension = Exercise(
+    "check_features_per_dimension", "features_per_dimension", _fpd_cases,
+    doc="""Check ``fn(W) -> float`` (exercise 2): ``||W||_F^2 / m`` for ``W: (m, n)``.""",
+    mistakes=[
+        Mistake("inverted: m / ||W||_F^2 is the article's dimensions PER FEATURE; "
+                "you want features per dimension",
+                result=_fpd_variant(lambda W, m, n, frob: m / frob if frob > 0 else None)),
+        Mistake("divide by m, the number of hidden DIMENSIONS (W.shape[0]), not by the number of features",
+                result=_fpd_variant(lambda W, m, n, frob: frob / n)),
+        Mistake("square the norms: ||W||_F^2 = sum_i ||W_i||^2",
+                result=_fpd_variant(lambda W, m, n, frob: float(feature_norms(W).sum()) / m)),
+        Mistake("do not count features above a threshold: "
+                "sum their squared norms (a half-length vector counts 1/4)",
+                result=_fpd_variant(lambda W, m, n, frob: float((feature_norms(W) > 0.5).sum()) / m)),
+    ],
+)  # fmt: skip
 
 
 # =============================================================================================
 # Exercise 3: training toy models: dense features, then sparse ones
 # =============================================================================================
 TOY_SPARSITIES = (0.0, 0.9)  # dense: no superposition; sparse: superposition
+TOY_TRAINING = {"steps": 300, "batch_size": 256, "lr": 2e-2}
+LOSS_UP_HINT = "the loss went UP: minimise it (loss.backward() on the loss itself, not on -loss)"
+NO_STEP_HINT = "did you forget optimizer.step()? (or create the optimizer on other parameters)"
+
+
+def seeded_toy_model(n_features: int = 5, n_hidden: int = 2, sparsity=TOY_SPARSITIES,
+                     seed: int = 0) -> ToyModel:  # fmt: skip
+    """A seeded :class:`~circuitscope.superposition.ToyModel` on the CPU, one instance per
+    sparsity, importances ``0.9 ** i``: ``W (len(sparsity), n_hidden, n_features)``."""
+    return ToyModel(n_features, n_hidden, sparsity=list(sparsity), importance=importance_decay(n_features),
+                    device="cpu", seed=seed)  # fmt: skip
+
+
+def toy_parameters(model: ToyModel, *_) -> dict[str, torch.Tensor]:
+    """The model's ``W`` and ``b`` after the learner's loop (an observation of the kernel).
+
+    It shows the weights as the kernel reports them; a kernel whose library was rewritten
+    could report other weights than it trained."""
+    return {"W": model.W.detach(), "b": model.b.detach()}
 
 
 def _loss_per_step(losses, label: str, steps: int) -> list[float]:
     """A training function's return value as floats, one per step, or a clear failure."""
-    C.resync()
     try:
         losses = [float(v) for v in losses]
     except (TypeError, ValueError, RuntimeError):
-        C.fail(f"{label} should return the loss of every step", expected="a list of floats",
-               got=type(losses).__name__)  # fmt: skip
-    C.resync()
+        fail(f"{label} should return the loss of every step", expected="a list of floats",
+             got=describe(losses))  # fmt: skip
     if len(losses) != steps:
-        C.fail(f"{label}: one loss per step", expected=steps, got=len(losses),
-               hint="append loss.item() once per step")  # fmt: skip
+        fail(f"{label}: one loss per step", expected=steps, got=len(losses),
+             hint="append loss.item() once per step")  # fmt: skip
     return losses
 
 
-@C.check
-def check_train_toy(fn, hidden: bool = False) -> None:
-    """Check ``fn(model, steps, batch_size, lr, seed) -> list of floats`` (exercise 3).
+def _observed_weights(case: Case) -> torch.Tensor:
+    """The trained ``W`` the kernel reported, checked to have moved from its initial value."""
+    W = case.observed.get("W") if isinstance(case.observed, dict) else None
+    if not isinstance(W, torch.Tensor):
+        fail(f"{case.label}: the model's weights could not be read after training",
+             got=describe(case.observed))  # fmt: skip
+    if same(W, build(case.args[0]).W.detach(), 0.0, 1e-7):
+        fail(f"{case.label}: the weights did not change", expected="W trained", got="W as initialised",
+             hint=NO_STEP_HINT)  # fmt: skip
+    return W
 
-    Trains a seeded 5-feature, 2-dimension :class:`~circuitscope.superposition.ToyModel` with a
-    dense instance (S = 0) and a sparse one (S = 0.9) and checks the known regimes: about one
-    feature per dimension when dense, clearly more than one when sparse; the loss falls.
-    """
-    seeds = [0] + ([1] if hidden else [])
-    steps, batch_size, lr = 300, 256, 2e-2
-    for seed in seeds:
-        model = _ToyModel(5, 2, sparsity=list(TOY_SPARSITIES), importance=_importance_decay(5),
-                          device="cpu", seed=seed)  # fmt: skip
-        W0 = model.W.detach().clone()
-        label = f"train_toy(ToyModel(5, 2, sparsity={list(TOY_SPARSITIES)}, seed={seed}), steps={steps})"
-        with _one_cpu_thread():
-            losses = C.call(fn, model, steps, batch_size, lr, seed, what=label)
-        losses = _loss_per_step(losses, label, steps)
-        W = C.plain_tensor(model.W)
-        if C.close(W, W0, rtol=0, atol=1e-7):
-            C.fail(f"{label}: the weights did not change", expected="W trained", got="W as initialised",
-                   hint="did you forget optimizer.step()? (or create the optimizer on other parameters)")  # fmt: skip
-        head, tail = sum(losses[:30]) / 30, sum(losses[-30:]) / 30
-        if not (math.isfinite(tail) and tail < 0.7 * head):
-            hint = "each step: a fresh batch, loss, zero_grad, backward, step"
-            if tail > head:
-                hint = "the loss went UP: minimise it (loss.backward() on the loss itself, not on -loss)"
-            C.fail(f"{label}: the loss did not fall", expected=f"last 30 steps < 0.7 x first 30 ({head:.4g})",
-                   got=f"{tail:.4g}", hint=hint)  # fmt: skip
-        fpd = _ref_fpd(model.W).tolist()
-        dense, sparse = fpd
-        hint = (
-            "train on fresh batches from model.generate_batch(batch_size, generator) with the "
-            "importance-weighted loss, zeroing the gradients every step"
-        )
-        if not 0.8 <= dense <= 1.25:
-            C.fail(f"{label}: the dense instance (S = 0) should store about 1 feature per dimension",
-                   expected="0.8 .. 1.25", got=f"{dense:.3f}", hint=hint)  # fmt: skip
-        if sparse < 1.6:
-            C.fail(f"{label}: the sparse instance (S = 0.9) should be in superposition",
-                   expected="more than 1.6 features per dimension", got=f"{sparse:.3f}", hint=hint)  # fmt: skip
-    C.done("train_toy", len(seeds), hidden)
+
+def _ref_train_toy(case: Case, fresh: bool = True, zero_grad: bool = True, mean: bool = False,
+                   optimizer: str = "adam", maximize: bool = False) -> list[float]:  # fmt: skip
+    """The reference loop's losses on ``case`` (each keyword makes one likely mistake of it)."""
+    model, steps, batch_size, lr, seed = build(case.args)
+    gen = _gen(seed)
+    if optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr, maximize=maximize)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
+    losses, x = [], None
+    for _ in range(steps):
+        x = model.generate_batch(batch_size, gen) if fresh or x is None else x
+        loss = model.loss(x) / (model.n_instances if mean else 1)
+        if zero_grad:
+            opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _trajectory_is(**variant):
+    """``Mistake.when``: the losses are those of the reference loop with ``variant``."""
+
+    def when(case: Case, got) -> bool:
+        try:
+            losses = [float(v) for v in got]
+        except (TypeError, ValueError, RuntimeError):
+            return False
+        return same(losses, _ref_train_toy(case, **variant), case.rtol, case.atol)
+
+    return when
+
+
+def _first_loss_wrong(case: Case, got) -> bool:
+    """``Mistake.when``: one loss per step, but the first (the untrained model's) is wrong."""
+    try:
+        first, n = float(got[0]), len(got)
+    except (TypeError, ValueError, RuntimeError, IndexError):
+        return False
+    expect = case.data["losses"]
+    return n == len(expect) and not math.isclose(first, expect[0], rel_tol=case.rtol, abs_tol=case.atol)
+
+
+_TRAJECTORY_MISTAKES = (
+    Mistake("SUM the per-instance losses over the instances (model.loss(x)), do not average them",
+            when=_trajectory_is(mean=True)),
+    Mistake("the first loss should be the untrained model's model.loss(x) on the first batch of "
+            "model.generate_batch(batch_size, generator), with generator = torch.Generator().manual_seed(seed)",
+            when=_first_loss_wrong),
+    Mistake(LOSS_UP_HINT, when=_trajectory_is(maximize=True)),
+    Mistake("draw a FRESH batch every step: model.generate_batch(batch_size, generator) inside the loop",
+            when=_trajectory_is(fresh=False)),
+    Mistake("zero the gradients every step (optimizer.zero_grad()): otherwise they accumulate",
+            when=_trajectory_is(zero_grad=False)),
+    Mistake("use torch.optim.Adam(model.parameters(), lr=lr), as the exercise says",
+            when=_trajectory_is(optimizer="sgd")),
+)  # fmt: skip
+
+
+def _verify_trajectory(case: Case, got) -> None:
+    """A few steps, compared step by step with the reference loop (the spec fixes every draw)."""
+    losses = _loss_per_step(got, case.label, case.args[1])
+    _observed_weights(case)
+    compare(losses, case.data["losses"], f"{case.label}: the losses", case.rtol, case.atol)
+
+
+def _verify_regimes(case: Case, got) -> None:
+    """A full run: the loss falls, the dense instance has about 1 feature per dimension, the
+    sparse one clearly more."""
+    steps = case.args[1]
+    losses = _loss_per_step(got, case.label, steps)
+    W = _observed_weights(case)
+    head, tail = sum(losses[:30]) / 30, sum(losses[-30:]) / 30
+    if not (math.isfinite(tail) and tail < 0.7 * head):
+        fail(f"{case.label}: the loss did not fall", expected=f"last 30 steps < 0.7 x first 30 ({head:.4g})",
+             got=f"{tail:.4g}",
+             hint=LOSS_UP_HINT if tail > head else "each step: a fresh batch, loss, zero_grad, backward, step")  # fmt: skip
+    dense, sparse = ref_features_per_dimension(W.float()).tolist()
+    if not 0.8 <= dense <= 1.25:
+        fail(f"{case.label}: the dense instance (S = 0) should store about 1 feature per dimension",
+             expected="0.8 .. 1.25", got=f"{dense:.3f}")  # fmt: skip
+    if sparse < 1.6:
+        fail(f"{case.label}: the sparse instance (S = 0.9) should be in superposition",
+             expected="more than 1.6 features per dimension", got=f"{sparse:.3f}")  # fmt: skip
+
+
+def _train_toy_cases(hidden: bool):
+    """A few exact steps on models of other shapes (every draw is fixed by the seed), then full
+    runs of the article's 5-feature, 2-dimension model, dense and sparse."""
+    short = [(5, 2, (0.0, 0.5, 0.9), 5, 64, 0.05, 3)]  # (n, m, sparsity, steps, batch_size, lr, seed)
+    short += [(8, 3, (0.2, 0.95), 6, 32, 0.03, 4)] if hidden else []
+    for n, m, sparsity, steps, batch_size, lr, seed in short:
+        model = Recipe("circuitscope.checks.ch5:seeded_toy_model", n_features=n, n_hidden=m, sparsity=sparsity,
+                       seed=seed)  # fmt: skip
+        case = Case(f"train_toy(ToyModel({n}, {m}, sparsity={list(sparsity)}, seed={seed}), steps={steps}, "
+                    f"batch_size={batch_size}, lr={lr})", (model, steps, batch_size, lr, seed),
+                    verify=_verify_trajectory, rtol=1e-3, atol=1e-6,
+                    observe="circuitscope.checks.ch5:toy_parameters",
+                    mistakes=_TRAJECTORY_MISTAKES,
+                    hint="Adam(model.parameters(), lr=lr); each step a fresh "
+                    "model.generate_batch(batch_size, generator) (generator seeded with seed), "
+                    "model.loss(x), zero_grad, backward, step")  # fmt: skip
+        case.data["losses"] = _ref_train_toy(case)
+        yield case
+    t = TOY_TRAINING
+    for seed in [0] + ([1] if hidden else []):
+        model = Recipe("circuitscope.checks.ch5:seeded_toy_model", seed=seed)
+        yield Case(f"train_toy(ToyModel(5, 2, sparsity={list(TOY_SPARSITIES)}, seed={seed}), "
+                   f"steps={t['steps']})",
+                   (model, t["steps"], t["batch_size"], t["lr"], seed), verify=_verify_regimes,
+                   observe="circuitscope.checks.ch5:toy_parameters",
+                   hint="train on fresh batches from model.generate_batch(batch_size, generator) with the "
+                   "importance-weighted loss, zeroing the gradients every step")  # fmt: skip
+
+
+check_train_toy = Exercise(
+    "check_train_toy", "train_toy", _train_toy_cases,
+    doc="""Check ``fn(model, steps, batch_size, lr, seed) -> list of floats`` (exercise 3).
+
+    A few steps on seeded toy models, loss by loss against the reference loop; then trains a
+    seeded 5-feature, 2-dimension :class:`~circuitscope.superposition.ToyModel` with a dense
+    instance (S = 0) and a sparse one (S = 0.9) and checks the known regimes: about one feature
+    per dimension when dense, clearly more than one when sparse; the loss falls.
+    """,
+)  # fmt: skip
 
 
 # =============================================================================================
 # Exercise 4: the sparse autoencoder's forward pass and loss
 # =============================================================================================
-def _sae_case(d_in: int, d_hidden: int, batch: int, seed: int):
+def _sae_inputs(d_in: int, d_hidden: int, batch: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """``x (batch, d_in)``, ``W_enc (d_hidden, d_in)`` (untied: not ``W_dec^T``), ``b_enc``,
+    ``W_dec (d_in, d_hidden)`` with unit-norm columns, ``b_dec``."""
     gen = _gen(seed)
     W_dec = torch.randn(d_in, d_hidden, generator=gen)
     W_dec /= W_dec.norm(dim=0, keepdim=True)
-    W_enc = torch.randn(d_hidden, d_in, generator=gen) * 0.7  # untied: not W_dec^T
+    W_enc = torch.randn(d_hidden, d_in, generator=gen) * 0.7
     b_enc = torch.randn(d_hidden, generator=gen) * 0.3
     b_dec = torch.randn(d_in, generator=gen) * 0.5
     x = torch.randn(batch, d_in, generator=gen)
     return x, W_enc, b_enc, W_dec, b_dec
 
 
-def _sae_reference(x, W_enc, b_enc, W_dec, b_dec, l1_coeff):
+def _sae_reference(x, W_enc, b_enc, W_dec, b_dec, l1_coeff) -> tuple:
+    """``(x_hat (batch, d_in), f (batch, d_hidden), loss)``, the loss a float."""
     f = _relu((x - b_dec) @ W_enc.T + b_enc)
     x_hat = f @ W_dec.T + b_dec
     loss = (x - x_hat).pow(2).sum(-1).mean() + l1_coeff * f.abs().sum(-1).mean()
-    return x_hat, f, loss
+    return x_hat, f, float(loss)
 
 
-@C.check
-def check_sae_forward(fn, hidden: bool = False) -> None:
-    """Check ``fn(x, W_enc, b_enc, W_dec, b_dec, l1_coeff) -> (x_hat, f, loss)`` (exercise 4)."""
-    cases = [(6, 12, 10, 0.1, 0), (8, 32, 5, 0.5, 1)]
+def _sae_forward_cases(hidden: bool):
+    sizes = [(6, 12, 10, 0.1, 0), (8, 32, 5, 0.5, 1)]
     if hidden:
-        cases += [(3, 3, 40, 0.0, 2), (16, 64, 1, 1.0, 3), (10, 50, 33, 0.03, 4)]
-    for d_in, d_hidden, batch, l1, seed in cases:
-        x, W_enc, b_enc, W_dec, b_dec = _sae_case(d_in, d_hidden, batch, seed)
-        label = f"sae_forward(x ({batch}, {d_in}), W_enc ({d_hidden}, {d_in}), ..., l1_coeff={l1})"
-        exp_xhat, exp_f, exp_loss = _sae_reference(x, W_enc, b_enc, W_dec, b_dec, l1)
-        args = [t.clone() for t in (x, W_enc, b_enc, W_dec, b_dec)]
-        got = C.call(fn, *args, l1, what=label)
-        x_hat, f, loss = _pair(got, label, "x_hat, f, loss", 3)
-        f = C.as_tensor(f, f"{label}: f")
-        C.resync()
-        hint = "f = ReLU(W_enc (x - b_dec) + b_enc): for rows, relu((x - b_dec) @ W_enc.T + b_enc)"
-        if C.close(f, (x - b_dec) @ W_enc.T + b_enc):
-            hint = "did you forget the ReLU? features are never negative"
-        elif C.close(f, _relu(x @ W_enc.T + b_enc)):
-            hint = "subtract the decoder bias before encoding: x - b_dec"
-        elif C.close(f, _relu((x - b_dec) @ W_dec + b_enc)):
-            hint = "that is a TIED encoder (W_dec^T); this SAE is untied: use W_enc"
-        C.expect_close(f, exp_f, f"{label}: f", rtol=1e-4, atol=1e-5, hint=hint)
-        x_hat = C.as_tensor(x_hat, f"{label}: x_hat")
-        C.resync()
-        hint = "x_hat = W_dec f + b_dec: for rows, f @ W_dec.T + b_dec"
-        if C.close(x_hat, exp_f @ W_dec.T):
-            hint = "did you forget the decoder bias b_dec?"
-        C.expect_close(x_hat, exp_xhat, f"{label}: x_hat", rtol=1e-4, atol=1e-5, hint=hint)
-        value = _scalar(loss, f"{label}: loss")
-        C.resync()
-        if not math.isclose(value, float(exp_loss), rel_tol=1e-4, abs_tol=1e-6):
-            mse_sum = (x - exp_xhat).pow(2).sum(-1).mean()
-            mse_mean = (x - exp_xhat).pow(2).mean()
-            l1_sum, l1_mean = exp_f.abs().sum(-1).mean(), exp_f.abs().mean()
-            hint = "loss = mean over the batch of ||x - x_hat||^2 (summed over d_in) + l1_coeff * ||f||_1"
-            if math.isclose(value, float(mse_mean + l1 * l1_sum), rel_tol=1e-4):
-                hint = "the squared error is SUMMED over d_in (then averaged over the batch); F.mse_loss averages it"
-            elif math.isclose(value, float(mse_sum + l1 * l1_mean), rel_tol=1e-4):
-                hint = "the L1 norm is SUMMED over the features (then averaged over the batch)"
-            elif math.isclose(value, float(mse_mean + l1 * l1_mean), rel_tol=1e-4):
-                hint = "sum over the vector's entries, average over the batch, in both terms"
-            elif math.isclose(value, float(mse_sum), rel_tol=1e-4):
-                hint = "did you forget the L1 penalty l1_coeff * ||f||_1?"
-            C.fail(f"{label}: wrong loss", expected=f"{float(exp_loss):.6g}", got=f"{value:.6g}", hint=hint)
-    C.done("sae_forward", len(cases), hidden)
+        sizes += [(3, 3, 40, 0.0, 2), (16, 64, 1, 1.0, 3), (10, 50, 33, 0.03, 4)]
+    for d_in, d_hidden, batch, l1, seed in sizes:
+        args = (*_sae_inputs(d_in, d_hidden, batch, seed), l1)
+        yield Case(f"sae_forward(x ({batch}, {d_in}), W_enc ({d_hidden}, {d_in}), ..., l1_coeff={l1})", args,
+                   verify=_parts("x_hat", "f", "loss", order=(1, 0, 2)), data={"expect": _sae_reference(*args)},
+                   hint="loss = mean over the batch of ||x - x_hat||^2 (summed over d_in) "
+                   "+ l1_coeff * ||f||_1")  # fmt: skip
+
+
+def _sae_f(encoder: str = "untied", relu: bool = True, centre: bool = True):
+    """What a mistaken encoder gives: ``f (batch, d_hidden)``."""
+
+    def f(case: Case) -> torch.Tensor:
+        x, W_enc, b_enc, W_dec, b_dec, _ = case.args
+        pre = (x - b_dec if centre else x) @ (W_enc.T if encoder == "untied" else W_dec) + b_enc
+        return _relu(pre) if relu else pre
+
+    return f
+
+
+def _sae_loss(mse: str, l1: str):
+    """What a mistaken loss gives: each term summed over the vector then averaged over the batch
+    (``"sum"``) or averaged over everything (``"mean"``); ``l1="none"``: no penalty."""
+
+    def loss(case: Case) -> float:
+        x, *_, l1_coeff = case.args
+        x_hat, f, _ = case.data["expect"]
+        err, size = (x - x_hat).pow(2), f.abs()
+        error = err.sum(-1).mean() if mse == "sum" else err.mean()
+        penalty = 0.0 if l1 == "none" else size.sum(-1).mean() if l1 == "sum" else size.mean()
+        return float(error + l1_coeff * penalty)
+
+    return loss
+
+
+check_sae_forward = Exercise(
+    "check_sae_forward", "sae_forward", _sae_forward_cases,
+    doc="""Check ``fn(x, W_enc, b_enc, W_dec, b_dec, l1_coeff) -> (x_hat, f, loss)`` (exercise 4).""",
+    mistakes=[
+        Mistake("did you forget the ReLU? features are never negative", when=_part_is(1, _sae_f(relu=False))),
+        Mistake("subtract the decoder bias before encoding: x - b_dec", when=_part_is(1, _sae_f(centre=False))),
+        Mistake("that is a TIED encoder (W_dec^T); this SAE is untied: use W_enc",
+                when=_part_is(1, _sae_f("tied"))),
+        Mistake("f = ReLU(W_enc (x - b_dec) + b_enc): for rows, relu((x - b_dec) @ W_enc.T + b_enc)",
+                when=_wrong_part(1)),
+        Mistake("did you forget the decoder bias b_dec?",
+                when=_part_is(0, lambda case: case.data["expect"][1] @ case.args[3].T)),
+        Mistake("x_hat = W_dec f + b_dec: for rows, f @ W_dec.T + b_dec", when=_wrong_part(0)),
+        Mistake(SCALAR_HINT, when=_not_scalar(2)),
+        Mistake("the squared error is SUMMED over d_in (then averaged over the batch); F.mse_loss averages it",
+                when=_part_is(2, _sae_loss("mean", "sum"))),
+        Mistake("the L1 norm is SUMMED over the features (then averaged over the batch)",
+                when=_part_is(2, _sae_loss("sum", "mean"))),
+        Mistake("sum over the vector's entries, average over the batch, in both terms",
+                when=_part_is(2, _sae_loss("mean", "mean"))),
+        Mistake("did you forget the L1 penalty l1_coeff * ||f||_1?",
+                when=_part_is(2, _sae_loss("sum", "none"))),
+    ],
+)  # fmt: skip
 
 
 # =============================================================================================
@@ -316,70 +495,92 @@ SAE_PLANTED = {"d": 16, "n_features": 24, "p_active": 0.06, "noise": 0.01, "n_sa
 SAE_TRAINING = {"steps": 400, "lr": 5e-3, "l1_coeff": 0.2, "batch_size": 256}
 
 
-@C.check
-def check_train_sae(fn, hidden: bool = False) -> None:
-    """Check ``fn(sae, data, steps, lr, l1_coeff, batch_size, seed) -> list of floats`` (exercise 5).
+def sae_decoder(sae: SparseAutoencoder, *_) -> torch.Tensor:
+    """The SAE's ``W_dec (d_in, d_hidden)`` after the learner's loop (an observation of the kernel).
+
+    It shows the dictionary as the kernel reports it; a kernel whose library was rewritten could
+    report another one than it trained."""
+    return sae.W_dec.detach()
+
+
+def _train_sae_cases(hidden: bool):
+    p, t = SAE_PLANTED, SAE_TRAINING
+    for seed in [0] + ([1] if hidden else []):
+        planted = planted_features(p["n_samples"], p["d"], p["n_features"], p["p_active"], p["noise"], seed)
+        sae = Recipe("circuitscope.sae:SparseAutoencoder", d_in=p["d"], d_hidden=2 * p["n_features"],
+                     device="cpu", seed=seed)  # fmt: skip
+        yield Case(f"train_sae(SAE {p['d']} -> {2 * p['n_features']}, "
+                   f"planted data {tuple(planted.data.shape)}, steps={t['steps']}, seed={seed})",
+                   (sae, planted.data, t["steps"], t["lr"], t["l1_coeff"], t["batch_size"], seed),
+                   verify=_verify_sae_training, observe="circuitscope.checks.ch5:sae_decoder",
+                   data={"dictionary": planted.dictionary})  # fmt: skip
+
+
+def _verify_sae_training(case: Case, got) -> None:
+    """Unit-norm decoder columns, a falling loss, and the planted dictionary recovered."""
+    losses = _loss_per_step(got, case.label, case.args[2])
+    W_dec = case.observed
+    if not isinstance(W_dec, torch.Tensor) or W_dec.dim() != 2:
+        fail(f"{case.label}: the SAE's decoder could not be read after training", got=describe(W_dec))
+    norms = W_dec.double().norm(dim=0)
+    if not bool(((norms - 1).abs() <= 1e-4).all()):
+        fail(f"{case.label}: the decoder columns should have unit norm", expected="every norm 1",
+             got=f"norms from {float(norms.min()):.4f} to {float(norms.max()):.4f}",
+             hint="after every optimizer step, divide each column of W_dec by its norm "
+             "(inside torch.no_grad()): otherwise the L1 penalty is dodged by shrinking f and growing W_dec")  # fmt: skip
+    head, tail = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
+    if not (math.isfinite(tail) and tail < 0.8 * head):
+        fail(f"{case.label}: the loss did not fall", expected=f"last 20 steps < 0.8 x first 20 ({head:.4g})",
+             got=f"{tail:.4g}",
+             hint="each step: a random batch, loss, zero_grad, backward, step, renormalise")  # fmt: skip
+    score = mean_max_cosine_similarity(W_dec.float(), case.data["dictionary"])
+    if score < 0.9:
+        fail(f"{case.label}: the planted features were not recovered",
+             expected="mean max cosine similarity >= 0.9", got=f"{score:.3f}",
+             hint="use the L1 penalty (l1_coeff) in the loss and sample a fresh random batch each step")  # fmt: skip
+
+
+check_train_sae = Exercise(
+    "check_train_sae", "train_sae", _train_sae_cases,
+    doc="""Check ``fn(sae, data, steps, lr, l1_coeff, batch_size, seed) -> list of floats`` (exercise 5).
 
     On planted data (24 known unit directions in 16 dimensions, a few active per vector): the
     decoder columns end at unit norm, the loss falls, and the learned dictionary recovers the
     planted one (mean max cosine similarity >= 0.9).
-    """
-    seeds = [0] + ([1] if hidden else [])
-    p = SAE_PLANTED
-    for seed in seeds:
-        planted = _planted_features(p["n_samples"], p["d"], p["n_features"], p["p_active"], p["noise"], seed)
-        sae = _SAE(p["d"], 2 * p["n_features"], device="cpu", seed=seed)
-        t = SAE_TRAINING
-        label = (f"train_sae(SAE {p['d']} -> {2 * p['n_features']}, planted data {tuple(planted.data.shape)}, "
-                 f"steps={t['steps']}, seed={seed})")  # fmt: skip
-        with _one_cpu_thread():
-            losses = C.call(fn, sae, planted.data.clone(), t["steps"], t["lr"], t["l1_coeff"], t["batch_size"],
-                            seed, what=label)  # fmt: skip
-        losses = _loss_per_step(losses, label, t["steps"])
-        norms = C.plain_tensor(sae.W_dec).norm(dim=0)
-        if not C.close(norms, torch.ones_like(norms), rtol=0, atol=1e-4):
-            C.fail(f"{label}: the decoder columns should have unit norm", expected="every norm 1",
-                   got=f"norms from {float(norms.min()):.4f} to {float(norms.max()):.4f}",
-                   hint="after every optimizer step, divide each column of W_dec by its norm "
-                   "(inside torch.no_grad()): otherwise the L1 penalty is dodged by shrinking f and growing W_dec")  # fmt: skip
-        head, tail = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
-        if not (math.isfinite(tail) and tail < 0.8 * head):
-            C.fail(f"{label}: the loss did not fall", expected=f"last 20 steps < 0.8 x first 20 ({head:.4g})",
-                   got=f"{tail:.4g}", hint="each step: a random batch, loss, zero_grad, backward, step, renormalise")  # fmt: skip
-        score = _ref_mmcs(sae.W_dec, planted.dictionary)
-        if score < 0.9:
-            C.fail(f"{label}: the planted features were not recovered",
-                   expected="mean max cosine similarity >= 0.9", got=f"{score:.3f}",
-                   hint="use the L1 penalty (l1_coeff) in the loss and sample a fresh random batch each step")  # fmt: skip
-    C.done("train_sae", len(seeds), hidden)
+    """,
+)  # fmt: skip
 
 
 # =============================================================================================
 # Exercise 6: activations to vectors
 # =============================================================================================
-@C.check
-def check_layer_vectors(fn, hidden: bool = False) -> None:
-    """Check ``fn(acts) -> (N*H*W, C)`` (exercise 6): one row per image and position, in the
-    order image, row, column; row ``(n * H + y) * W + x`` is ``acts[n, :, y, x]``."""
-    shapes = [(2, 5, 3, 4), (1, 7, 2, 2)]
-    if hidden:
-        shapes += [(3, 16, 5, 6), (4, 3, 1, 1), (2, 256, 7, 9)]
+def _layer_vectors_cases(hidden: bool):
+    shapes = [(2, 5, 3, 4), (1, 7, 2, 2)] + ([(3, 16, 5, 6), (4, 3, 1, 1), (2, 256, 7, 9)] if hidden else [])
     for c, shape in enumerate(shapes):
         acts = torch.randn(*shape, generator=_gen(60 + c))
-        n, ch, h, w = shape
-        label = f"layer_vectors(acts of shape {shape})"
-        expected = acts.permute(0, 2, 3, 1).reshape(-1, ch)
-        got = C.as_tensor(C.call(fn, acts.clone(), what=label), label)
-        C.resync()
-        hint = "move the channels last (permute(0, 2, 3, 1)), then reshape(-1, C)"
-        if tuple(got.shape) == (ch, n * h * w):
-            hint = "one ROW per position: the result is (N*H*W, C), not (C, N*H*W)"
-        elif C.close(got, acts.reshape(-1, ch)):
-            hint = "reshape alone mixes channels and positions: move C last first, acts.permute(0, 2, 3, 1)"
-        elif C.close(got, acts.permute(0, 3, 2, 1).reshape(-1, ch)):
-            hint = "rows go image, then ROW (y), then column (x): permute(0, 2, 3, 1), not (0, 3, 2, 1)"
-        C.expect_close(got, expected, label, rtol=0, atol=0, hint=hint)
-    C.done("layer_vectors", len(shapes), hidden)
+        yield Case(f"layer_vectors(acts of shape {shape})", (acts,),
+                   expect=acts.permute(0, 2, 3, 1).reshape(-1, shape[1]), rtol=0.0, atol=0.0,
+                   hint="move the channels last (permute(0, 2, 3, 1)), then reshape(-1, C)")  # fmt: skip
+
+
+def _transposed(case: Case, got) -> bool:
+    """``Mistake.when``: ``(C, N*H*W)``, the vectors as columns."""
+    n, ch, h, w = case.args[0].shape
+    return isinstance(got, torch.Tensor) and ch != n * h * w and tuple(got.shape) == (ch, n * h * w)
+
+
+check_layer_vectors = Exercise(
+    "check_layer_vectors", "layer_vectors", _layer_vectors_cases,
+    doc="""Check ``fn(acts) -> (N*H*W, C)`` (exercise 6): one row per image and position, in the
+    order image, row, column; row ``(n * H + y) * W + x`` is ``acts[n, :, y, x]``.""",
+    mistakes=[
+        Mistake("one ROW per position: the result is (N*H*W, C), not (C, N*H*W)", when=_transposed),
+        Mistake("reshape alone mixes channels and positions: move C last first, acts.permute(0, 2, 3, 1)",
+                result=lambda case: case.args[0].reshape(-1, case.args[0].shape[1])),
+        Mistake("rows go image, then ROW (y), then column (x): permute(0, 2, 3, 1), not (0, 3, 2, 1)",
+                result=lambda case: case.args[0].permute(0, 3, 2, 1).reshape(-1, case.args[0].shape[1])),
+    ],
+)  # fmt: skip
 
 
 # =============================================================================================
@@ -421,55 +622,82 @@ class PlantedColourModel(nn.Module):
         return self.conv(images - 0.5)
 
 
-def _planted_sae(d_in: int, d_hidden: int, seed: int) -> _SAE:
-    sae = _SAE(d_in, d_hidden, device="cpu", seed=seed)
-    with torch.no_grad():  # an encoder far from the decoder's transpose, as after training
+def planted_sae(d_in: int, d_hidden: int, seed: int) -> SparseAutoencoder:
+    """A seeded CPU SAE whose encoder is far from its decoder's transpose, as after training."""
+    sae = SparseAutoencoder(d_in, d_hidden, device="cpu", seed=seed)
+    with torch.no_grad():
         sae.W_enc.copy_(torch.randn(d_hidden, d_in, generator=_gen(seed + 100)))
     return sae
 
 
-@C.check
-def check_visualize_feature(fn, hidden: bool = False) -> None:
-    """Check ``fn(model, sae, layer, feature, size, steps, seed) -> (direction, image)`` (exercise 7).
+def _visualize_cases(hidden: bool):
+    rows = [(0, 6, 3, 32, 24)] + ([(1, 6, 5, 24, 24), (4, 8, 7, 24, 24)] if hidden else [])
+    for seed, d_hidden, feature, size, steps in rows:
+        model = Recipe("circuitscope.checks.ch5:PlantedColourModel", channels=4, seed=seed)
+        sae = Recipe("circuitscope.checks.ch5:planted_sae", d_in=4, d_hidden=d_hidden, seed=seed)
+        yield Case(f"visualize_feature(planted colour model, SAE 4 -> {d_hidden}, 'colour', feature={feature}, "
+                   f"size={size})", (model, sae, "colour", feature, size, steps, seed),
+                   verify=_verify_visualization, rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+def _verify_visualization(case: Case, got) -> None:
+    """The decoder column, and a ``(1, 3, size, size)`` image in [0, 1] that raises the direction
+    objective clearly above a grey image's (0)."""
+    model, sae, layer, feature, size, _, _ = build(case.args)
+    vec, image = _tuple(got, case.label, ("direction", "image"))
+    expected = sae.W_dec[:, feature].detach()
+    compare(as_tensor(vec, f"{case.label}: direction").flatten(), expected, f"{case.label}: direction",
+            case.rtol, case.atol)  # fmt: skip
+    image = as_tensor(image, f"{case.label}: image")
+    if tuple(image.shape) != (1, 3, size, size):
+        fail(f"{case.label}: image has the wrong shape", expected=(1, 3, size, size), got=tuple(image.shape),
+             hint="return render(...)'s images: (1, 3, size, size)")  # fmt: skip
+    if not (bool(torch.isfinite(image).all()) and float(image.min()) >= 0 and float(image.max()) <= 1):
+        fail(f"{case.label}: image values out of range", expected="in [0, 1]",
+             got=f"{float(image.min()):.3g} .. {float(image.max()):.3g}",
+             hint="return the images render() gives (already in [0, 1])")  # fmt: skip
+    with torch.no_grad():
+        value = float(direction(layer, expected)({layer: model(image.float())}))
+    best = 0.5 * float((model.A.T @ expected).abs().sum())  # every pixel saturated in the right colour
+    # Lucid's settings move a Fourier image slowly: after 24 steps a correct render reaches
+    # about 8% of the saturated value, the encoder row's render goes negative.
+    if value < 0.03 * best:
+        fail(f"{case.label}: the image does not excite the feature",
+             expected=f"direction objective > {0.03 * best:.3g} (a grey image gives 0)", got=f"{value:.3g}",
+             hint="render the DIRECTION objective for the decoder column: "
+             "direction(layer, W_dec[:, feature])")  # fmt: skip
+
+
+def _direction_is(row: str):
+    """``Mistake.when``: the direction returned (a 2-tuple's first part) is ``row`` of the SAE:
+    ``"encoder"`` (``W_enc[feature]``), or ``"other"`` than the decoder column."""
+
+    def when(case: Case, got) -> bool:
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
+            return False
+        _, sae, _, feature, *_ = build(case.args)
+        vec = got[0].flatten() if isinstance(got[0], torch.Tensor) else got[0]
+        if row == "encoder":
+            return same(vec, sae.W_enc[feature].detach(), case.rtol, case.atol)
+        return not same(vec, sae.W_dec[:, feature].detach(), case.rtol, case.atol)
+
+    return when
+
+
+check_visualize_feature = Exercise(
+    "check_visualize_feature", "visualize_feature", _visualize_cases,
+    doc="""Check ``fn(model, sae, layer, feature, size, steps, seed) -> (direction, image)`` (exercise 7).
 
     On :class:`PlantedColourModel`: ``direction`` is the decoder column ``W_dec[:, feature]``
     (unit norm); ``image`` is ``(1, 3, size, size)`` in [0, 1] and raises the direction objective
     clearly above a grey image's (where it is 0).
-    """
-    cases = [(0, 3, 32, 24)]
-    if hidden:
-        cases += [(1, 5, 24, 24)]
-    for seed, feature, size, steps in cases:
-        model = PlantedColourModel(4, seed=seed)
-        sae = _planted_sae(4, 6, seed)
-        label = f"visualize_feature(planted colour model, SAE 4 -> 6, 'colour', feature={feature}, size={size})"
-        with _one_cpu_thread():
-            got = C.call(fn, model, sae, "colour", feature, size, steps, seed, what=label)
-        vec, image = _pair(got, label, "direction, image")
-        vec = C.as_tensor(vec, f"{label}: direction")
-        C.resync()
-        expected = sae.W_dec[:, feature].detach()
-        hint = "the feature's direction is its decoder column: sae.W_dec[:, feature]"
-        if C.close(vec.flatten(), sae.W_enc[feature].detach()):
-            hint = "that is the ENCODER row; the feature's direction in activation space is W_dec[:, feature]"
-        C.expect_close(vec.flatten(), expected, f"{label}: direction", rtol=1e-5, atol=1e-6, hint=hint)
-        image = C.as_tensor(image, f"{label}: image")
-        C.resync()
-        C.expect_shape(image, (1, 3, size, size), f"{label}: image",
-                       hint="return render(...)'s images: (1, 3, size, size)")  # fmt: skip
-        if not (bool(torch.isfinite(image).all()) and float(image.min()) >= 0 and float(image.max()) <= 1):
-            C.fail(f"{label}: image values out of range", expected="in [0, 1]",
-                   got=f"{float(image.min()):.3g} .. {float(image.max()):.3g}",
-                   hint="return the images render() gives (already in [0, 1])")  # fmt: skip
-        with torch.no_grad():
-            value = float(_ref_direction("colour", expected)({"colour": model(image.float())}))
-        u = model.A.T @ expected  # the colour direction the objective rewards
-        best = 0.5 * float(u.abs().sum())  # every pixel saturated in the right colour
-        # Lucid's settings move a Fourier image slowly: after 24 steps a correct render reaches
-        # about 8% of the saturated value, the encoder row's render goes negative.
-        if value < 0.03 * best:
-            hint = "render the DIRECTION objective for the decoder column: direction(layer, W_dec[:, feature])"
-            C.fail(f"{label}: the image does not excite the feature",
-                   expected=f"direction objective > {0.03 * best:.3g} (a grey image gives 0)",
-                   got=f"{value:.3g}", hint=hint)  # fmt: skip
-    C.done("visualize_feature", len(cases), hidden)
+    """,
+    mistakes=[
+        Mistake("that is the ENCODER row; the feature's direction in activation space is W_dec[:, feature]",
+                when=_direction_is("encoder")),
+        Mistake("the feature's direction is its decoder column: sae.W_dec[:, feature]",
+                when=_direction_is("other")),
+    ],
+    errors={"ValueError: direction has": "the feature's direction is its decoder column: "
+            "sae.W_dec[:, feature], one entry per channel of the layer"},
+)  # fmt: skip

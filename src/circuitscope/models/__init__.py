@@ -24,9 +24,19 @@ from .weights import (
 )
 
 __all__ = [
-    "InceptionV1", "load_inceptionv1", "weights_identity", "BLOCKS", "LAYER_NAMES", "LAYER_CHANNELS",
-    "MAIN_LAYERS", "WeightsError", "WeightsUnavailableError", "WeightsHashError", "WeightsCorruptError",
-    "WeightsNonFiniteError", "WeightsMismatchError",
+    "BLOCKS",
+    "LAYER_CHANNELS",
+    "LAYER_NAMES",
+    "MAIN_LAYERS",
+    "InceptionV1",
+    "WeightsCorruptError",
+    "WeightsError",
+    "WeightsHashError",
+    "WeightsMismatchError",
+    "WeightsNonFiniteError",
+    "WeightsUnavailableError",
+    "load_inceptionv1",
+    "weights_identity",
 ]  # fmt: skip
 
 SYNTHETIC_WARNING = (

@@ -12,8 +12,9 @@ Parameter names and shapes equal those of the public ``inception5h.pth`` file
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -126,6 +127,43 @@ class HookPoint(nn.Module):
         return repr(self.name)
 
 
+class HookPoints(nn.ModuleDict):
+    """``model.hook_points``: the :class:`HookPoint` of each name, ``hook_points["mixed4a"]``.
+
+    An ordinary ``nn.ModuleDict``, except that an unknown name raises a ``KeyError`` that says
+    which names there are (the model's ``layer_names``) instead of repeating the name.
+    """
+
+    def __getitem__(self, key):
+        if isinstance(key, str) and key not in self._modules:
+            names = list(self._modules)
+            close = difflib.get_close_matches(key, names, n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise KeyError(
+                f"no hook point named {key!r}.{hint} The hook points are the model's layer names "
+                f"(model.layer_names): {', '.join(names[:4])}, ..."
+            )
+        return super().__getitem__(key)
+
+
+def check_images(images) -> None:
+    """Raise a clear error unless ``images`` is a float tensor ``(N, 3, H, W)`` (values in [0, 1])."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(
+            f"expected images as a torch.Tensor (N, 3, H, W) float in [0, 1], got {type(images).__name__}"
+        )
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(
+            f"expected images of shape (N, 3, H, W) in [0, 1], got {tuple(images.shape)}; "
+            "for one image use images.unsqueeze(0), for HWC arrays permute(2, 0, 1)"
+        )
+    if not images.is_floating_point():
+        raise TypeError(
+            f"expected float images in [0, 1], got {images.dtype} pixels: for 0..255 pixels "
+            "use images.float() / 255"
+        )
+
+
 class InceptionV1(nn.Module):
     """InceptionV1 with the inception5h weight layout; input images in [0, 1].
 
@@ -155,7 +193,7 @@ class InceptionV1(nn.Module):
             for name, cin, cout, k in block.branches():
                 self.add_module(f"{name}_pre_relu_conv", nn.Conv2d(cin, cout, k))
         self.softmax2_pre_activation_matmul = nn.Linear(1024, NUM_LOGITS)
-        self.hook_points = nn.ModuleDict({n: HookPoint(n) for n in LAYER_NAMES})
+        self.hook_points = HookPoints({n: HookPoint(n) for n in LAYER_NAMES})
         self.requires_grad_(False)  # input optimisation must never build weight gradients
         # Random init is no one's learned features: it must never be stamped as InceptionV1's.
         self.weights_state = "synthetic"
@@ -183,11 +221,7 @@ class InceptionV1(nn.Module):
         and softmax ``(N, 1008)``). Stop iterating to stop computing: nothing after the last
         value taken is evaluated.
         """
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(
-                f"expected images of shape (N, 3, H, W) in [0, 1], got {tuple(images.shape)}; "
-                "for one image use images.unsqueeze(0), for HWC arrays permute(2, 0, 1)"
-            )
+        check_images(images)
         x = images * PIXEL_SCALE - PIXEL_OFFSET
 
         def emit(name: str, value: torch.Tensor):

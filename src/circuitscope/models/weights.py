@@ -18,10 +18,10 @@ import os
 import shutil
 import warnings
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Mapping
 
 import torch
 

@@ -29,6 +29,15 @@ def _batch_size(acts: Acts) -> int:
     raise ValueError("no activations given")
 
 
+def _channel_of(acts: Acts, layer: str, n: int) -> torch.Tensor:
+    """``acts[layer][:, n]``, or an ``IndexError`` that names the layer and its channel count."""
+    value = acts[layer]
+    c = value.shape[1]
+    if not -c <= n < c:
+        raise IndexError(f"channel {n} is out of range for {layer}, which has {c} channels (0..{c - 1})")
+    return value[:, n]
+
+
 def _fmt(x: float) -> str:
     return f"{x:g}"
 
@@ -172,7 +181,7 @@ class Channel(Objective):
         self.layer, self.n, self.layers = layer, int(n), (layer,)
 
     def __call__(self, acts: Acts) -> torch.Tensor:
-        value = acts[self.layer][:, self.n]
+        value = _channel_of(acts, self.layer, self.n)
         return value.flatten(1).mean(1) if value.dim() > 1 else value
 
     @property
@@ -187,7 +196,7 @@ class Neuron(Objective):
         self.layer, self.n, self.x, self.y, self.layers = layer, int(n), x, y, (layer,)
 
     def __call__(self, acts: Acts) -> torch.Tensor:
-        value = acts[self.layer][:, self.n]  # (N, H, W)
+        value = _channel_of(acts, self.layer, self.n)  # (N, H, W)
         h, w = value.shape[-2:]
         y = h // 2 if self.y is None else self.y
         x = w // 2 if self.x is None else self.x
@@ -228,7 +237,7 @@ class Logit(Objective):
         self.n, self.layer, self.layers = int(n), layer, (layer,)
 
     def __call__(self, acts: Acts) -> torch.Tensor:
-        return acts[self.layer][:, self.n]
+        return _channel_of(acts, self.layer, self.n)
 
     @property
     def description(self) -> str:
@@ -285,6 +294,11 @@ class _PerElement(Objective):
             layer: (torch.tensor(idx), torch.tensor([self.objectives[i].n for i in idx]))
             for layer, idx in groups.items()
         }
+        # The channel of each layer furthest out of range, checked before the gather.
+        self._extreme = {
+            layer: max((self.objectives[i].n for i in idx), key=lambda c: c if c >= 0 else -c - 1)
+            for layer, idx in groups.items()
+        }
         self._on_device: dict[torch.device, dict] = {}
         self._order: torch.Tensor | None = None
         # One layer of plain channels, in batch order (a gallery): no reordering needed.
@@ -299,6 +313,7 @@ class _PerElement(Objective):
             self._on_device[device] = {k: (r.to(device), c.to(device)) for k, (r, c) in self._groups.items()}
         values = []
         for layer, (rows, channels) in self._on_device[device].items():
+            _channel_of(acts, layer, self._extreme[layer])  # an IndexError that says which channel
             picked = acts[layer][rows, channels]  # (k, H, W) or (k,)
             values.append(picked.flatten(1).mean(1) if picked.dim() > 1 else picked)
         for i in self._others:

@@ -14,9 +14,9 @@ Both then map their unbounded values to colours the same way (:func:`to_rgb`): m
 square root of ImageNet's colour correlation matrix (so the optimised channels are decorrelated
 colours), then squash with a sigmoid into [0, 1].
 
-Every parameterization is a small ``nn.Module`` whose ``forward()`` returns
-``images: (N, 3, H, W)`` float in [0, 1] and whose ``parameters()`` are what the optimiser
-changes; ``raw()`` returns the values before colour mapping and sigmoid.
+Every parameterization is a small ``nn.Module``: calling it, ``param()``, returns
+``images: (N, 3, H, W)`` float in [0, 1] (there is no ``.image()`` method); its ``parameters()``
+are what the optimiser changes; ``raw()`` returns the values before colour mapping and sigmoid.
 """
 
 from __future__ import annotations
@@ -91,8 +91,15 @@ def spectrum_scale(h: int, w: int, decay_power: float = DEFAULT_DECAY_POWER) -> 
     return (1.0 / f**decay_power * math.sqrt(h * w)).float()
 
 
+# Attributes a learner may look for on a parameterization to get its images: it is called instead.
+_NOT_METHODS = frozenset({"image", "images", "get_image", "get_images", "to_image", "rgb"})
+
+
 class ImageParam(nn.Module):
-    """Base class: ``forward() -> (N, 3, H, W)`` in [0, 1]; ``raw()`` before colours/sigmoid."""
+    """Base class: call it, ``param() -> (N, 3, H, W)`` in [0, 1]; ``raw()`` before colours/sigmoid.
+
+    It has no ``.image()`` method: the object itself is called (``forward``).
+    """
 
     decorrelate: bool
     batch: int
@@ -103,6 +110,18 @@ class ImageParam(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return to_rgb(self.raw(), self.decorrelate)
+
+    def __getattr__(self, name: str):
+        try:  # parameters, buffers and submodules, as for any nn.Module
+            return super().__getattr__(name)
+        except AttributeError:
+            if name not in _NOT_METHODS:
+                raise
+        raise AttributeError(
+            f"{type(self).__name__} is called, not asked for an image: there is no .{name}; call "
+            f"the object itself (param(), or image() if your variable is named image) to get the "
+            f"(N, 3, H, W) images in [0, 1]"
+        )
 
 
 class PixelImage(ImageParam):

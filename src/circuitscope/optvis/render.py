@@ -19,10 +19,9 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-
 from ..device import profile as _profile
-from ..progress import bar as progress_bar
 from ..hooks import check_layer_names
+from ..progress import bar as progress_bar
 from . import objectives as O
 from .param import ImageParam
 from .param import image as make_image
@@ -158,9 +157,14 @@ def forward_to(
     """``{name: value}`` for ``layers``, running the model only as far as the deepest one.
 
     ``stop_early=False`` runs on through ``mixed5b`` (or the logits if asked for), the naive
-    way, for benchmarks.
+    way, for benchmarks. An unknown name raises ``KeyError`` (with the valid names) before
+    anything runs, when the model lists its ``layer_names``.
     """
+    if isinstance(layers, str):
+        raise TypeError(f"forward_to takes a list of layer names, e.g. [{layers!r}], not one string")
     wanted = set(layers)
+    if getattr(model, "layer_names", None) is not None and not wanted.issubset(model.layer_names):
+        check_layer_names(model, layers)
     found: dict[str, torch.Tensor] = {}
     for name, value in model.named_forward(images):
         if name in wanted:
