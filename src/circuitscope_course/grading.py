@@ -135,6 +135,10 @@ def grade(
         )
     cell_timeout = int(timeout or os.environ.get(TIMEOUT_ENV) or DEFAULT_CELL_TIMEOUT)
     env = {TIMEOUT_ENV: str(cell_timeout), sandbox_mod.ENV_SANDBOX: "1" if sandbox else "0"}
+    if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # Each of the `jobs` kernels gets its share of the cores: two kernels that each wake a
+        # thread per core on a two-core machine took twice as long per notebook.
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     if sandbox:
         try:
             sandbox_mod.check()

@@ -31,6 +31,7 @@ import importlib
 import importlib.util
 import io
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,8 +164,10 @@ class TrustedExecute(Execute):
             self._aliases.update(imports(cell.source))
         if not is_test:
             return super().preprocess_cell(cell, resources, index)
-        self._index = index
+        self._index, self._calls, start = index, 0, time.perf_counter()
         cell.outputs = self.verdict(cell.source)
+        self.log.info("judged test cell %s in %.2f s (%d calls of the learner's functions)",
+                      cell.metadata.nbgrader.get("grade_id"), time.perf_counter() - start, self._calls)
         cell.execution_count = None
         self.nb.cells[index] = cell  # nbclient stores each call's stand-in cell at this index
         return cell, resources
@@ -230,6 +233,7 @@ class TrustedExecute(Execute):
         from circuitscope.checks import wire
         from circuitscope.checks.runner import Outcome
 
+        self._calls += 1
         code = f"__import__('circuitscope.checks.remote', fromlist=['serve']).serve({wire.encode(request)!r})"
         cell = new_code_cell(code)
         self.execute_cell(cell, self._index, store_history=False)
