@@ -82,6 +82,12 @@ c.KernelManager.ip = _sandbox.ipc_prefix()  # absolute and private to this nbgra
 # check modules come from the installed library or from the assignment's folder in solutions/.
 c.TrustedExecute.source_directory = str(_root / "solutions")
 
+# The private key that draws the graded hidden cases (circuitscope.checks.runner.hidden_seed):
+# made once by `circuitscope-course hidden-key`, never committed. `circuitscope-course grade`
+# refuses to grade without it; plain `nbgrader autograde` then grades the public hidden cases.
+if (_here / "hidden_key").is_file():
+    os.environ["CIRCUITSCOPE_HIDDEN_KEY"] = str(_here / "hidden_key")
+
 # Students are added to the gradebook the first time one of their submissions is graded.
 c.Autograde.create_student = True
 

@@ -37,7 +37,9 @@ def _course(dest: Path, assignment: str) -> Course:
         shutil.copytree(ROOT / name / assignment, dest / name / assignment)
     (dest / "autograder").mkdir(parents=True)
     shutil.copy(ROOT / "autograder" / "nbgrader_config.py", dest / "autograder" / "nbgrader_config.py")
-    return Course(dest)
+    course = Course(dest)
+    course.make_hidden_key()
+    return course
 
 
 def _class(course: Course, assignment: str, folder: Path, n: int) -> None:

@@ -134,3 +134,16 @@ def assert_passes_over_the_wire(check, fn, capsys) -> None:
     run(check, OverTheWire(fn), hidden=True)
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith("\u2714"), out
+
+
+def copied(function):
+    """A copy of a library function (same code object, own function object): what a learner who
+    copied the library's code has. The checks make the library's own answer to an exercise
+    unavailable by swapping that function's code during the call; a copy keeps working, so a
+    mistake written on top of the library's answer still reaches the check's hints."""
+    import types
+
+    copy = types.FunctionType(function.__code__, function.__globals__, function.__name__,
+                              function.__defaults__, function.__closure__)  # fmt: skip
+    copy.__kwdefaults__ = function.__kwdefaults__
+    return copy

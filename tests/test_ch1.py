@@ -27,6 +27,7 @@ from exercise_harness import (
     assert_mistake_fails,
     assert_passes_over_the_wire,
     assert_stub_fails,
+    copied,
     graded_checks,
     mistake_function,
     reference_functions,
@@ -327,6 +328,10 @@ def _namespace() -> dict:
     from circuitscope.receptive_field import receptive_field as library_receptive_field
 
     return {
+        # the library's answers, copied (see exercise_harness.copied): mistakes written on top of them
+        "library_preprocess": copied(cs.preprocess),
+        "library_patch": copied(strongest_patch),
+        "library_chain": copied(chain_receptive_field),
         "math": math,
         "np": np,
         "torch": torch,
@@ -416,7 +421,7 @@ MISTAKES = {
         "channels first",
         """
         def preprocess(image, size=224):
-            return cs.preprocess(image, size).permute(1, 2, 0)
+            return library_preprocess(image, size).permute(1, 2, 0)
     """,
     ),
     "preprocess: ImageNet normalisation": (
@@ -427,7 +432,7 @@ MISTAKES = {
         def preprocess(image, size=224):
             mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
             std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
-            return (cs.preprocess(image, size) - mean) / std
+            return (library_preprocess(image, size) - mean) / std
     """,
     ),
     "preprocess: BGR": (
@@ -436,7 +441,7 @@ MISTAKES = {
         "RGB",
         """
         def preprocess(image, size=224):
-            return cs.preprocess(image, size).flip(0)
+            return library_preprocess(image, size).flip(0)
     """,
     ),
     "preprocess: float images divided by 255 again": (
@@ -446,7 +451,7 @@ MISTAKES = {
         """
         def preprocess(image, size=224):
             x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255)
-            return cs.preprocess(x.numpy(), size)
+            return library_preprocess(x.numpy(), size)
     """,
     ),
     "preprocess: grey images not handled": (
@@ -456,7 +461,7 @@ MISTAKES = {
         """
         def preprocess(image, size=224):
             x = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)
-            return cs.preprocess(x.permute(1, 2, 0).numpy(), size)
+            return library_preprocess(x.permute(1, 2, 0).numpy(), size)
     """,
     ),
     # -- exercise 2 --
@@ -703,8 +708,7 @@ MISTAKES = {
         "CENTRE",
         """
         def receptive_field(ops, input_size):
-            from circuitscope.receptive_field import chain_receptive_field
-            rf = chain_receptive_field(ops, input_size)
+            rf = library_chain(ops, input_size)
             return rf.size, rf.jump, rf.start - (rf.size - 1) // 2
     """,
     ),
@@ -749,7 +753,6 @@ MISTAKES = {
         "swapped",
         """
         def strongest_patch(acts, channel, layer, input_size=224):
-            from circuitscope.channels import strongest_patch as library_patch
             t, l, b, r = library_patch(acts, channel, layer, input_size)
             return l, t, r, b
     """,
@@ -782,7 +785,6 @@ MISTAKES = {
         "INCLUSIVE",
         """
         def strongest_patch(acts, channel, layer, input_size=224):
-            from circuitscope.channels import strongest_patch as library_patch
             t, l, b, r = library_patch(acts, channel, layer, input_size)
             return t, l, b + 1, r + 1
     """,

@@ -22,6 +22,7 @@ from exercise_harness import (
     assert_mistake_fails,
     assert_passes_over_the_wire,
     assert_stub_fails,
+    copied,
     graded_checks,
     mistake_function,
     reference_functions,
@@ -56,6 +57,7 @@ GRADE_IDS = {check: grade_id for check, (_, grade_id) in graded_checks(SOLUTION)
 def _namespace() -> dict:
     """What the solution notebook's setup cell defines (without loading InceptionV1)."""
     return {
+        "library_curve": copied(stimuli.curve),  # the library's answer, copied (exercise_harness.copied)
         "math": math,
         "torch": torch,
         "cs": cs,
@@ -199,7 +201,7 @@ MISTAKES = {
         "whole arc's angular extent",
         """
         def draw_curve(orientation, radius, width=120.0, size=64, thickness=2.0):
-            return stimuli.curve(orientation, radius=radius, width=min(2 * width, 360.0), size=size,
+            return library_curve(orientation, radius=radius, width=min(2 * width, 360.0), size=size,
                                  thickness=thickness)[0]
     """,
     ),

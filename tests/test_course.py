@@ -7,6 +7,7 @@ the course: the solution notebook must score full marks, the untouched learner n
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 from pathlib import Path
@@ -58,7 +59,9 @@ def _course_copy(dest: Path) -> Course:
         shutil.copytree(ROOT / name, dest / name)
     (dest / "autograder").mkdir(parents=True)
     shutil.copy(COURSE.config_file, dest / "autograder" / "nbgrader_config.py")
-    return Course(dest)
+    course = Course(dest)
+    course.make_hidden_key()
+    return course
 
 
 # --- every source notebook follows the course's layout -------------------------------------------
@@ -195,6 +198,35 @@ def test_round_trip_solution_full_marks_untouched_and_mistakes_zero(assignment, 
         rows = list(csv.DictReader(fh))
     assert sorted((r["student_id"], float(r["score"])) for r in rows) == [
         ("mistakes", 0.0), ("solution", sum(o.max_score for o in solution)), ("untouched", 0.0)]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_librarys_own_answer_scores_zero_with_its_message(tmp_path, monkeypatch):
+    """A preprocess that returns the library's own `cs.preprocess` scores 0 on that exercise, with
+    a message that says to write it yourself; every other exercise of the notebook scores."""
+    from nbgrader.api import Gradebook
+
+    monkeypatch.setenv("CIRCUITSCOPE_OFFLINE", "1")
+    monkeypatch.setenv("CIRCUITSCOPE_PROFILE", "cpu")
+    assignment, notebook = "ch1_introduction", "ch1_exercises"
+    course = _course_copy(tmp_path / "course")
+    folder = tmp_path / "submissions" / "borrower" / assignment
+    shutil.copytree(course.source / assignment, folder)
+    nb = nbformat.read(folder / f"{notebook}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "ch1-preprocess")
+    cell.source = "def preprocess(image, size=224):\n    return cs.preprocess(image, size)"
+    nbformat.write(nb, folder / f"{notebook}.ipynb")
+
+    (outcome,) = grade(course, tmp_path / "submissions", [assignment], progress=False)
+    with Gradebook(course.db_url, "circuitscope") as gb:
+        grades = {g.name: (g.score, g.max_score) for g in
+                  gb.find_submission_notebook(notebook, assignment, "borrower").grades}  # fmt: skip
+    assert grades.pop("ch1-preprocess-test")[0] == 0
+    assert all(score == top for score, top in grades.values()), grades
+    graded = nbformat.read(course.autograded / "borrower" / assignment / f"{notebook}.ipynb", as_version=4)
+    test = next(c for c in graded.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "ch1-preprocess-test")
+    assert "write it yourself" in json.dumps(test.outputs)
+    assert outcome.score == sum(top for _, top in grades.values()) < outcome.max_score
 
 
 def _assert_mistakes_score_zero(course: Course, assignment: str, tests: set[str]) -> None:

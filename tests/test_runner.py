@@ -130,6 +130,19 @@ def test_a_call_over_the_wire_is_the_call_in_process(capsys):
     assert outcome.error[0] == "NameError" and "run the cell that defines it" in outcome.error[1]
 
 
+def test_the_librarys_own_answer_is_unavailable_while_the_function_runs():
+    import circuitscope as cs
+    from circuitscope.images import preprocess as taken_before
+
+    exercise = Exercise("check_pre", "preprocess", lambda hidden: [Case("preprocess(image)", (np.zeros((4, 6, 3)),),
+                        expect=torch.zeros(3, 4, 4))], forbid=("circuitscope.images:preprocess",))  # fmt: skip
+    for borrowed in (lambda image: cs.preprocess(image, 4), lambda image: taken_before(image, 4)):
+        with pytest.raises(CheckFailed, match="write it yourself") as failure:
+            exercise(borrowed)
+        assert "library's own answer" in str(failure.value)
+    assert tuple(cs.preprocess(np.zeros((4, 6, 3)), 4).shape) == (3, 4, 4)  # given back afterwards
+
+
 # --- what the grader reads in a test cell -------------------------------------------------------
 def test_plan_reads_check_calls_and_imports():
     aliases = imports("import torch\nfrom circuitscope.checks import ch2\nimport democheck")

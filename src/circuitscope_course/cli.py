@@ -5,6 +5,7 @@
     circuitscope-course grade SUBMISSIONS [-a ID]     autograde <student>/<assignment>/<notebook>.ipynb
     circuitscope-course feedback [ASSIGNMENT ...]     HTML feedback (hidden tests never shown)
     circuitscope-course export grades.csv [-a ID]     one row per student and assignment
+    circuitscope-course hidden-key                    the private key of the graded hidden cases (once)
     circuitscope-course demo DIR                      a practice course with honest and hostile submissions
     circuitscope-course pages [--check]               the site's exercise pages (book/<assignment>/)
     circuitscope-course install-cells [--check]       the Colab install cell of every learner-facing notebook
@@ -51,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sandbox", action="store_true",
                    help="run the kernels WITHOUT the bubblewrap sandbox (a submission can then change "
                         "any grade); the report marks every row")  # fmt: skip
+
+    sub.add_parser("hidden-key", help="make autograder/hidden_key, the private key of the graded hidden "
+                   "cases (once; keep it, never publish it)")  # fmt: skip
 
     p = sub.add_parser("feedback", help="HTML feedback for graded submissions")
     p.add_argument("assignments", nargs="*", metavar="ASSIGNMENT", help="default: every graded assignment")
@@ -126,6 +130,13 @@ def _run(course: Course, args) -> int:
         if args.no_sandbox:
             print("WARNING: this class was graded WITHOUT the sandbox (--no-sandbox): "
                   "a submission could have changed any grade", file=sys.stderr)  # fmt: skip
+        return 0
+
+    if args.command == "hidden-key":
+        existed = course.hidden_key_file.is_file()
+        path = course.make_hidden_key()
+        print(f"{path} {'already exists: kept' if existed else 'written'}; keep it private (not in git, "
+              "not on the site) and keep it for the whole course")  # fmt: skip
         return 0
 
     if args.command == "feedback":

@@ -16,12 +16,16 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+#: The file in autograder/ that holds the private key of the hidden cases.
+HIDDEN_KEY_NAME = "hidden_key"
 
 CONFIG_NAME = "nbgrader_config.py"
 AUTOGRADER = "autograder"
@@ -84,6 +88,22 @@ class Course:
     @property
     def feedback(self) -> Path:
         return self.autograder / "feedback"
+
+    @property
+    def hidden_key_file(self) -> Path:
+        """``autograder/hidden_key``: the private key that draws the graded hidden cases (never committed)."""
+        return self.autograder / HIDDEN_KEY_NAME
+
+    def make_hidden_key(self) -> Path:
+        """Write a new private key, unless there is one: a new key would change the hidden cases
+        between two gradings of the same class."""
+        path = self.hidden_key_file
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+        return path
 
     @property
     def db_path(self) -> Path:

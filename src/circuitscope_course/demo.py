@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from .course import AUTOGRADER, CONFIG_NAME, SOURCE
+from .course import AUTOGRADER, CONFIG_NAME, SOURCE, Course
 
 ASSIGNMENT = "demo"
 NOTEBOOK = "demo"
@@ -234,4 +234,5 @@ def create(dest: Path, config: Path) -> Path:
     (dest / AUTOGRADER).mkdir(parents=True, exist_ok=True)
     shutil.copy(config, dest / AUTOGRADER / CONFIG_NAME)
     write_source(dest)
+    Course(dest).make_hidden_key()
     return dest

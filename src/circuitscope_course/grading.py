@@ -133,6 +133,13 @@ def grade(
             f"no submissions in {submissions_dir}: expected <student>/<assignment>/<notebook>.ipynb "
             f"for assignment(s) {', '.join(wanted)}"
         )
+    if not course.hidden_key_file.is_file():
+        raise CourseError(
+            f"grading stopped: no hidden-test key ({course.hidden_key_file}). The hidden cases are drawn "
+            "from this private key, so that the graded ones are not those in the package learners install. "
+            "Make it once with `circuitscope-course hidden-key`, keep it (a new key changes the hidden "
+            "cases between two gradings) and never publish it."
+        )
     cell_timeout = int(timeout or os.environ.get(TIMEOUT_ENV) or DEFAULT_CELL_TIMEOUT)
     env = {TIMEOUT_ENV: str(cell_timeout), sandbox_mod.ENV_SANDBOX: "1" if sandbox else "0"}
     if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:

@@ -228,6 +228,7 @@ def _looks_like(name: str):
 
 check_preprocess = Exercise(
     "check_preprocess", "preprocess", _preprocess_cases,
+    forbid=("circuitscope.images:preprocess",),
     mistakes=[Mistake(hint, when=_looks_like(name)) for name, hint in _PREPROCESS_HINTS.items()],
     doc="""Check ``fn(image, size) -> (3, size, size)`` float tensor in [0, 1] (exercise 1).
 
@@ -421,6 +422,7 @@ _TOP_K_MISTAKES = [
 
 check_top_k = Exercise(
     "check_top_k", "top_k_classes", _top_k_cases, mistakes=_TOP_K_MISTAKES,
+    forbid=("circuitscope.classify:top_k_classes",),
     errors={"IndexError": "an index past the end of a list: labels()[i] names logit i (labels()[0] is 'dummy'), "
             "so did you shift indices by one? (cs.label(i) also names logits 1001-1007)"},
     doc="""Check ``fn(model, images, k) -> [[(index, label, probability), ...] per image]`` (exercise 2).""",
@@ -655,6 +657,7 @@ _CAPTURE_MISTAKES = [
 
 check_capture = Exercise(
     "check_capture", "capture_activations", _capture_cases, mistakes=_CAPTURE_MISTAKES,
+    forbid=("circuitscope.hooks:capture", "circuitscope.hooks:activations",),
     doc="""Check ``fn(model, images, names) -> {name: activation}`` with forward hooks (exercise 3).
 
     The hooks go on ``model.hook_points[name]``, one forward pass runs, and every hook is removed
@@ -798,6 +801,7 @@ _STRONGEST_MISTAKES = [
 
 check_strongest_channels = Exercise(
     "check_strongest_channels", "strongest_channels", _strongest_cases, mistakes=_STRONGEST_MISTAKES,
+    forbid=("circuitscope.channels:strongest_channels",),
     doc="""Check ``fn(acts, k) -> (scores, channels)`` (exercise 4).
 
     ``acts: (N, C, H, W)``; a channel's score is its mean over the H x W positions; ``scores``
@@ -912,6 +916,7 @@ _RF_MISTAKES = [
 
 check_receptive_field = Exercise(
     "check_receptive_field", "receptive_field", _rf_cases, mistakes=_RF_MISTAKES,
+    forbid=("circuitscope.receptive_field:chain_receptive_field", "circuitscope.receptive_field:receptive_field",),
     errors={"IndexError": "an empty chain of ops is the pixel itself, (size, jump, start) = (1, 1, 0): start "
             "from those values and loop over every op"},
     doc="""Check ``fn(ops, input_size) -> (size, jump, start)`` (exercise 5).
@@ -1017,6 +1022,7 @@ _PATCH_MISTAKES = [
 
 check_strongest_patch = Exercise(
     "check_strongest_patch", "strongest_patch", _patch_cases, mistakes=_PATCH_MISTAKES,
+    forbid=("circuitscope.channels:strongest_patch",),
     doc="""Check ``fn(acts, channel, layer, input_size) -> (top, left, bottom, right)`` (exercise 6).
 
     ``acts: (C, H, W)`` of ``layer`` for one square ``input_size`` image; the box is the receptive

@@ -238,6 +238,7 @@ def _pad_and_jitter_variant(case, dy_dx_swapped: bool = False, zeros: bool = Fal
 
 check_pad_and_jitter = Exercise(
     "check_pad_and_jitter", "pad_and_jitter", _pad_and_jitter_cases,
+    forbid=("circuitscope.optvis.transform:pad", "circuitscope.optvis.transform:jitter_by",),
     doc="""Check ``fn(x, width, dy, dx, d, value=0.5)`` (exercise 2): pad by ``width`` of ``value``
     on every side, then crop ``(H' - d, W' - d)`` starting at row ``dy``, column ``dx``.""",
     mistakes=[
@@ -293,6 +294,7 @@ def _rotated(case, how: str):
 
 check_scale_and_rotate = Exercise(
     "check_scale_and_rotate", "scale_and_rotate", _scale_and_rotate_cases,
+    forbid=("circuitscope.optvis.transform:scale_by", "circuitscope.optvis.transform:rotate_by",),
     doc="""Check ``fn(x, factor, degrees)`` (exercise 3): resize to ``int(factor * H), int(factor * W)``
     (bilinear, half-pixel centres, no antialiasing), then rotate counter-clockwise by ``degrees``
     about the centre (bilinear, zeros from outside).""",
@@ -421,6 +423,7 @@ def _colours(matrix: torch.Tensor, transposed: bool = False, sigmoid: bool = Tru
 
 check_to_rgb = Exercise(
     "check_to_rgb", "to_rgb", _to_rgb_cases,
+    forbid=("circuitscope.optvis.param:to_rgb", "circuitscope.optvis.param:decorrelate_colors",),
     doc="""Check ``fn(t) -> (N, 3, H, W)`` in (0, 1) (exercise 5): each pixel's 3-vector times the
     colour correlation matrix normalised by its largest column norm, then a sigmoid.""",
     mistakes=[
@@ -481,6 +484,7 @@ def _half(size: int) -> int:
 
 check_neuron_objective = Exercise(
     "check_neuron_objective", "neuron_objective", _neuron_cases,
+    forbid=("circuitscope.optvis.objectives:neuron",),
     doc="""Check ``fn(acts, n, x=None, y=None) -> (N,)`` (exercise 6): channel ``n`` at column ``x``,
     row ``y``; the centre ``(H // 2, W // 2)`` by default (x=0 and y=0 are positions like any other).""",
     mistakes=[
@@ -518,6 +522,7 @@ def _direction_cases(hidden: bool):
 
 check_direction_objective = Exercise(
     "check_direction_objective", "direction_objective", _direction_cases,
+    forbid=("circuitscope.optvis.objectives:direction",),
     doc="""Check ``fn(acts, vector) -> (N,)`` (exercise 7): the mean over positions of each position's
     activation vector dotted with ``vector``; a one-hot vector gives the channel objective.""",
     mistakes=[
@@ -558,6 +563,7 @@ def _diversity_cases(hidden: bool):
 
 check_diversity_objective = Exercise(
     "check_diversity_objective", "diversity_objective", _diversity_cases,
+    forbid=("circuitscope.optvis.objectives:diversity",),
     doc="""Check ``fn(acts) -> (N,)`` (exercise 8): for each image the sum over the OTHER images of
     the cosine similarity of their Gram matrices.""",
     mistakes=[
@@ -723,6 +729,7 @@ def _render_loop_verify(case, got) -> None:
 
 check_render_loop = Exercise(
     "check_render_loop", "render_loop", _render_loop_cases,
+    forbid=("circuitscope.optvis.render:render",),
     doc="""Check ``fn(model, objective, image, transform, steps, lr) -> (images, values)`` (exercise 9).
 
     Adam on ``image.parameters()`` maximising ``objective(model(transform(image()))).sum()``;

@@ -178,6 +178,7 @@ def _unsigned(case: Case) -> torch.Tensor:
 
 check_expanded_weights = Exercise(
     "check_expanded_weights", "expanded_weights_bottleneck", _expanded_cases,
+    forbid=("circuitscope.circuits:expanded_weights", "circuitscope.circuits:expanded_weights_by_gradient",),
     doc="""Check ``fn(model, source_unit, target_unit) -> (k, k)`` (exercise 2) against autograd.""",
     mistakes=[
         Mistake(KERNEL_HINT, when=lambda case, got: _wrong_shape(got, case.expect)),
@@ -332,6 +333,7 @@ def _part_missing(case: Case, got) -> bool:
 
 check_curve_stimulus = Exercise(
     "check_curve_stimulus", "draw_curve", _curve_cases,
+    forbid=("circuitscope.stimuli:curve",),
     doc="""Check ``fn(orientation, radius, width, size, thickness) -> (3, size, size)`` (exercise 3).
 
     Properties (exact geometry, within anti-aliasing): the drawn pixels lie at ``radius`` from
@@ -408,6 +410,7 @@ def _angles_reversed(case: Case, got) -> bool:
 
 check_tuning_curve = Exercise(
     "check_tuning_curve", "radial_tuning_curve", _tuning_cases,
+    forbid=("circuitscope.stimuli:tuning_curve",),
     doc="""Check ``fn(model, unit, angles, radius, size) -> (A,)`` (exercise 4) on planted models.""",
     mistakes=[
         Mistake("one response per angle: the unit's activation at the centre position",
@@ -735,6 +738,7 @@ def _planted_factors(case: Case, got) -> None:
 
 check_nmf = Exercise(
     "check_nmf", "nmf", _nmf_cases,
+    forbid=("circuitscope.circuits:nmf",),
     doc="""Check ``fn(x, k, n_iter, seed) -> (w, h)`` (exercise 6) on planted low-rank data.
 
     ``fn(x, k, 0, seed)`` is the learner's own (normalised) seeded start; the results after 5 and

@@ -251,6 +251,7 @@ def _tie_order_wrong(case: Case, got) -> bool:
 
 check_top_k_examples = Exercise(
     "check_top_k_examples", "top_k_examples", _top_k_cases,
+    forbid=("circuitscope.dataset_examples:top_examples",),
     doc="""Check ``fn(model, images, layer, channel, k, batch_size) -> (indices, scores, positions)``.
 
     ``images: (N, 3, H, W)``; score = the channel's largest value over positions; ``indices``
@@ -467,6 +468,7 @@ def _no_more_diverse(case: Case, got) -> bool:
 
 check_diverse_render = Exercise(
     "check_diverse_render", "diverse_render", _render_cases,
+    forbid=("circuitscope.polysemanticity:diverse_renders",),
     doc="""Check ``fn(model, layer, channel, n, strength, diversity_layer, size, steps, seed)``.
 
     It returns ``(n, 3, size, size)`` in [0, 1]: one batch optimised for ``channel - strength *
@@ -537,6 +539,7 @@ def _each_element_a_class(case: Case) -> float | None:
 
 check_effective_classes = Exercise(
     "check_effective_classes", "effective_classes", _class_cases,
+    forbid=("circuitscope.polysemanticity:effective_classes",),
     doc="""Check ``fn(labels) -> float``: ``2 ** H`` (H the entropy in bits of the label
     distribution, unlabelled ``-1`` left out); 1 for one class, m for m equal classes.""",
     mistakes=[
@@ -662,6 +665,7 @@ def _right_targets(case: Case, got) -> bool:
 
 check_outgoing_weights = Exercise(
     "check_outgoing_weights", "outgoing_weights", _weight_cases,
+    forbid=("circuitscope.polysemanticity:outgoing_weights", "circuitscope.polysemanticity:outgoing_weight_vector",),
     doc="""Check ``fn(weight, channel, k) -> (targets, values)`` on weights ``(O, C, kh, kw)``: each
     output's weight from input ``channel`` summed over the kernel; the ``k`` largest, largest first
     (ties: lower index first).""",

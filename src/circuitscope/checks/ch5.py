@@ -206,6 +206,7 @@ def _fpd_variant(formula):
 
 check_features_per_dimension = Exercise(
     "check_features_per_dimension", "features_per_dimension", _fpd_cases,
+    forbid=("circuitscope.superposition:features_per_dimension",),
     doc="""Check ``fn(W) -> float`` (exercise 2): ``||W||_F^2 / m`` for ``W: (m, n)``.""",
     mistakes=[
         Mistake("inverted: m / ||W||_F^2 is the article's dimensions PER FEATURE; "
@@ -390,6 +391,7 @@ def _train_toy_cases(hidden: bool):
 
 check_train_toy = Exercise(
     "check_train_toy", "train_toy", _train_toy_cases,
+    forbid=("circuitscope.superposition:train_toy_model",),
     doc="""Check ``fn(model, steps, batch_size, lr, seed) -> list of floats`` (exercise 3).
 
     A few steps on seeded toy models, loss by loss against the reference loop; then trains a
@@ -542,6 +544,7 @@ def _verify_sae_training(case: Case, got) -> None:
 
 check_train_sae = Exercise(
     "check_train_sae", "train_sae", _train_sae_cases,
+    forbid=("circuitscope.sae:train_sae",),
     doc="""Check ``fn(sae, data, steps, lr, l1_coeff, batch_size, seed) -> list of floats`` (exercise 5).
 
     On planted data (24 known unit directions in 16 dimensions, a few active per vector): the

@@ -37,7 +37,7 @@ def answer(request: dict, namespace: dict | None = None) -> Outcome:
     if not callable(fn):
         return Outcome(error=("TypeError", f"{name} is a {type(fn).__name__}, not a function"))
     return execute(fn, tuple(request["args"]), dict(request["kwargs"]), tuple(request["then"]),
-                   request["observe"], bool(request["unchanged"]))  # fmt: skip
+                   request["observe"], bool(request["unchanged"]), tuple(request.get("forbid", ())))  # fmt: skip
 
 
 def serve(text: str) -> None:

@@ -25,10 +25,15 @@ model, for example). Such an observation is what the learner's kernel reports; s
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import math
+import os
+import types
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +47,30 @@ NOT_IMPLEMENTED_HINT = "replace `raise NotImplementedError()` with your code"
 
 #: Modules a :class:`Recipe` or a step may name (the course's own code only).
 RECIPE_PREFIX = "circuitscope."
+#: The environment variable naming the grader's private key file (see :func:`hidden_seed`).
+HIDDEN_KEY_ENV = "CIRCUITSCOPE_HIDDEN_KEY"
+
+
+def hidden_key() -> str | None:
+    """The grader's private key (the contents of the file ``$CIRCUITSCOPE_HIDDEN_KEY``), or None."""
+    path = os.environ.get(HIDDEN_KEY_ENV)
+    if not path:
+        return None
+    try:
+        key = Path(path).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return key or None
+
+
+def hidden_seed(n: int) -> int:
+    """The seed of a hidden case: ``n`` itself in public; with the grader's private key, a number
+    drawn from the key and ``n``. The package learners install holds the hidden cases' shapes and
+    rules, never the values they are graded on."""
+    key = hidden_key()
+    if key is None:
+        return n
+    return int.from_bytes(hashlib.sha256(f"{key}:{n}".encode()).digest()[:6], "big")
 
 
 # =============================================================================================
@@ -199,8 +228,9 @@ def to_data(value, depth: int = 0):
             return Opaque("numpy array", str(value.dtype))
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, (bool, int, float, str)):  # a subclass: keep the value only
-        return type(value).__mro__[-2](value)
+    for kind in (bool, int, float, str):  # a subclass (an IntEnum, say): keep the value only
+        if isinstance(value, kind):
+            return kind(value)
     if isinstance(value, torch.Size):
         return tuple(int(v) for v in value)
     if isinstance(value, (list, tuple)):  # a namedtuple, torch.return_types.topk: the values only
@@ -212,7 +242,8 @@ def to_data(value, depth: int = 0):
                 return Opaque("dict", f"a key of type {type(k).__name__}")
             out[k] = to_data(v, depth + 1)
         return out
-    text = repr(value) if isinstance(value, (torch.nn.Module,)) is False else ""
+    # A module's repr runs for pages; a short one-line repr of anything else helps the message.
+    text = "" if isinstance(value, torch.nn.Module) else repr(value)
     return Opaque(type(value).__name__, text[:80] if "\n" not in text else "")
 
 
@@ -254,7 +285,9 @@ class Case:
     must not be modified in place. ``observe``: a course function ``"module:function"`` applied
     to the arguments after the call; the runner passes what it returns to ``verify`` as
     ``case.observed``. ``raises``: an error the call may raise (``"RuntimeError: text in its
-    message"``, a planted failure): the case is then judged with the value ``None``. ``data``:
+    message"``, a planted failure): the case is then judged with the value ``None``. ``forbid``:
+    the library's own answers to the exercise (``"module:function"``), unavailable to the learner's
+    function during the call (set from the exercise's ``forbid``). ``data``:
     anything the mistakes and properties need (a seed, a weight).
     """
 
@@ -271,6 +304,7 @@ class Case:
     mistakes: tuple = ()
     hint: str | None = None
     raises: str | None = None
+    forbid: tuple = ()
     data: dict = field(default_factory=dict)
     observed: Any = None
 
@@ -290,13 +324,17 @@ class Exercise:
 
     ``cases(hidden)`` yields :class:`Case` s (hidden ones only when asked); ``mistakes`` is the
     exercise's table of likely mistakes; ``errors`` maps an exception the learner's code raises
-    (``"TypeError"``, or ``"TypeError: text in the message"``) to a hint.
+    (``"TypeError"``, or ``"TypeError: text in the message"``) to a hint. ``forbid`` names the
+    library functions that answer the exercise (``"circuitscope.images:preprocess"``): while the
+    learner's function runs they raise :class:`WriteItYourself`, in the notebook and when graded.
     """
 
     def __init__(self, name: str, title: str, cases: Callable[[bool], Iterable[Case]], *,
-                 mistakes: Iterable[Mistake] = (), errors: dict | None = None, doc: str = ""):  # fmt: skip
+                 mistakes: Iterable[Mistake] = (), errors: dict | None = None, doc: str = "",
+                 forbid: Iterable[str] = ()):  # fmt: skip
         self.__name__ = self.name = name
         self.title, self.cases, self.mistakes = title, cases, tuple(mistakes)
+        self.forbid = tuple(forbid)  # the library's own answers: "write it yourself"
         self.errors = dict(errors or {})
         self.__doc__ = doc or f"Check the learner's ``{title}`` ({name})."
 
@@ -328,12 +366,13 @@ def apply_steps(value, steps: Iterable[Step]):
 
 
 def execute(fn, args: tuple, kwargs: dict, then: tuple = (), observe: str | None = None,
-            want_args: bool = False) -> Outcome:  # fmt: skip
+            want_args: bool = False, forbid: tuple = ()) -> Outcome:  # fmt: skip
     """Call ``fn`` on freshly built arguments: the same code on both sides of the boundary."""
     built_args, built_kwargs = build(args), build(kwargs)
     outcome = Outcome()
     try:
-        with one_cpu_thread():  # the cases are small: extra threads cost more than they save
+        # the cases are small: extra threads cost more than they save
+        with one_cpu_thread(), unavailable(forbid):
             outcome.value = to_data(apply_steps(fn(*built_args, **built_kwargs), then))
     except Exception as err:  # noqa: BLE001 -- the learner's error is part of the answer
         outcome.error = (type(err).__name__, str(err)[:2000])
@@ -347,6 +386,58 @@ def execute(fn, args: tuple, kwargs: dict, then: tuple = (), observe: str | None
     return outcome
 
 
+class WriteItYourself(RuntimeError):
+    """The learner's function called the library's own answer to the exercise."""
+
+
+_UNAVAILABLE = "__circuitscope_unavailable__"
+
+
+def _raise_unavailable(*args, **kwargs):
+    raise __circuitscope_unavailable__  # noqa: F821 -- set in the function's module while forbidden
+
+
+@contextmanager
+def unavailable(names: Iterable[str]):
+    """While the block runs, each library function ``"module:name"`` raises :class:`WriteItYourself`.
+
+    The function's code is swapped (not only the module attribute), so a reference the learner
+    took before (``from circuitscope.images import preprocess as p``) is caught too. A function
+    with a closure cannot take another code object: its module attribute is replaced instead.
+    This is a rule for honest learners, not a fence: code that copies the function's code
+    beforehand gets around it, and the grader cannot tell who computed an answer.
+    """
+    swapped, patched = [], []
+    try:
+        for name in names:
+            function = resolve(name)
+            error = WriteItYourself(f"{name.replace(':', '.')} is the library's own answer to this exercise: "
+                                    "it is unavailable while your function is checked; write it yourself")  # fmt: skip
+            if isinstance(function, types.FunctionType) and not function.__code__.co_freevars:
+                function.__globals__[_UNAVAILABLE] = error
+                swapped.append((function, function.__code__))
+                function.__code__ = _raise_unavailable.__code__
+            else:
+                module, _, attr = name.partition(":")
+                module = importlib.import_module(module)
+                patched.append((module, attr, function))
+                setattr(module, attr, _raiser(error))
+        yield
+    finally:
+        for function, code in swapped:
+            function.__code__ = code
+            function.__globals__.pop(_UNAVAILABLE, None)
+        for module, attr, function in patched:
+            setattr(module, attr, function)
+
+
+def _raiser(error: Exception):
+    def unavailable_function(*args, **kwargs):
+        raise error
+
+    return unavailable_function
+
+
 class Local:
     """Calls the learner's function in this process (instant feedback: an honest learner)."""
 
@@ -356,7 +447,7 @@ class Local:
     def invoke(self, case: Case) -> Outcome:
         if not callable(self.fn):
             return Outcome(error=("TypeError", f"{self.fn!r} is not a function"))
-        return execute(self.fn, case.args, case.kwargs, case.then, case.observe, case.unchanged)
+        return execute(self.fn, case.args, case.kwargs, case.then, case.observe, case.unchanged, case.forbid)
 
 
 # =============================================================================================
@@ -479,6 +570,10 @@ def judge(exercise: Exercise, case: Case, outcome: Outcome) -> None:
         name, message = outcome.error
         if name == "NotImplementedError":
             fail(f"{case.label}: not implemented yet.", hint=NOT_IMPLEMENTED_HINT)
+        if name == "WriteItYourself":
+            fail(f"{case.label}: your function called the library's own answer", got=message,
+                 hint="this exercise asks you to write it yourself, with PyTorch; the library's version is "
+                      "for the chapter's later cells")  # fmt: skip
         fail(f"{case.label} raised {name}: {message}", hint=error_hint(exercise, outcome.error) or case.hint)
     if case.unchanged and outcome.args_after is not None and not unchanged(outcome.args_after, (case.args, case.kwargs)):
         fail(f"{case.label} changed the arguments it was given", expected="its inputs left unchanged",
@@ -538,6 +633,7 @@ def run(exercise: Exercise, invoker, hidden: bool = False) -> int:
     # times faster on a busy machine than with threads woken for it (10-40x on two cores).
     with one_cpu_thread():
         for case in cases_of(exercise, hidden):
+            case.forbid = case.forbid or exercise.forbid
             judge(exercise, case, invoker.invoke(case))
             n += 1
     extra = " (visible and hidden cases)" if hidden else ""

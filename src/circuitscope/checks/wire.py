@@ -84,4 +84,5 @@ def decode(text: str):
 def request(case: Case, function: str) -> dict:
     """The call ``case`` makes of the notebook's ``function``, as data for :func:`encode`."""
     return {"function": function, "args": tuple(case.args), "kwargs": dict(case.kwargs),
-            "then": tuple(case.then), "observe": case.observe, "unchanged": bool(case.unchanged)}  # fmt: skip
+            "then": tuple(case.then), "observe": case.observe, "unchanged": bool(case.unchanged),
+            "forbid": tuple(case.forbid)}  # fmt: skip
