@@ -325,3 +325,27 @@ def test_grading_stops_where_the_sandbox_cannot_start(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert "grading stopped" in err and "--no-sandbox" in err
     assert not course.submitted.exists() and not (course.autograder / "grading_report.csv").exists()
+
+
+def test_plain_nbgrader_autograde_judges_outside_the_kernel_too(tmp_path):
+    """`nbgrader autograde` itself, from autograder/ (no circuitscope-course): the configuration's
+    TrustedExecute judges the test cells, so a kernel that rewires its cell execution earns
+    nothing, and an honest submission graded after it scores full marks."""
+    _sandbox_or_skip()
+    root = tmp_path / "course"
+    demo.create(root, CONFIG)
+    course = Course(root)
+    generate(course, log=lambda *_: None)
+    release = nbformat.read(course.release / "demo" / "demo.ipynb", as_version=4)
+    cases = _hostile(root, 9)
+    for student in ("run_cell_patch", "check_replacer", "zz_correct"):
+        add, scale, _ = cases[student]
+        nb = copy.deepcopy(release)
+        _cell(nb, "add").source, _cell(nb, "scale").source = add, scale
+        (course.submitted / student / "demo").mkdir(parents=True)
+        nbformat.write(nb, course.submitted / student / "demo" / "demo.ipynb")
+    result = course.nbgrader("autograde", "demo", "--create", env={"CIRCUITSCOPE_GRADE_TIMEOUT": str(CELL_TIMEOUT)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "judged test cell test_add" in result.stdout + result.stderr
+    scores = {s: sum(score for score, _ in grades.values()) for s, grades in _gradebook_state(course).items()}
+    assert scores == {"run_cell_patch": 0.0, "check_replacer": 0.0, "zz_correct": 3.0}
