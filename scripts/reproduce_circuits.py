@@ -74,9 +74,12 @@ PAIRS = {
     "zoom-in": [(147, 379), (81, 385), (145, 342), (71, 330)],
 }
 PAIR_SOURCES = {
-    "curve-circuits": "Curve Circuits, '3a Early Curve Family' "
-    "(figure curve-circuits/circuitWeights/figure.png)",
-    "zoom-in": "Zoom In, 'Circuit 1' (figure zoom-in/images/curve-weights-a.png)",
+    "curve-circuits": "Curve Circuits, '3a Early Curve Family', the figure 'Curves are excited by "
+    "early curves in similar orientations' (post--circuits-curve-circuits, "
+    "pages/curves3a/weightsSimilarOpposing/index.js)",
+    "zoom-in": "Zoom In, 'Circuit 1: Curve Detectors', the figure 'Curve detectors are excited by "
+    "earlier detectors in similar orientations' (post--circuits-zoom-in, "
+    "public/images/CurveOrientationsA.svg)",
 }
 
 CAR = "4c:447"
@@ -298,10 +301,12 @@ def compare(pub: Published, meas: Measured, tolerance: float = TOLERANCE) -> tup
     rows: list[Row] = []
     direction, offset, aligned = align(meas.orientations_3b, pub.orientations_3b)
     notes = [
-        f"Claim 1 alignment: measured angles {'mirrored (x -> -x) and ' if direction < 0 else ''}"
-        f"rotated by {offset:+.2f} deg, the best single "
-        f"{'reflection + rotation' if direction < 0 else 'rotation'} onto the article's angles; "
-        f"a unit AGREES when its aligned angle is within {tolerance:g} deg of the article's.",
+        (
+            f"Claim 1 alignment: measured angles {'mirrored (x -> -x) and ' if direction < 0 else ''}"
+            f"rotated by {offset:+.2f} deg, the best single "
+            f"{'reflection + rotation' if direction < 0 else 'rotation'} onto the article's angles; "
+            f"a unit AGREES when its aligned angle is within {tolerance:g} deg of the article's."
+        ),
     ]
     for u in CURVES_3B:
         art = pub.orientations_3b[u]
@@ -332,8 +337,12 @@ def compare(pub: Published, meas: Measured, tolerance: float = TOLERANCE) -> tup
         want = "+" if kind == "same" else "-"
         what = "same orientation, excites" if kind == "same" else "opposite orientation, inhibits"
         rows.append(
-            Row(f"2. 3a:{a} -> 3b:{b} ({kind})", f"{want} ({what})", f"{_sign(s)} (sum {s:+.4f})",
-                _sign(s) == want)
+            Row(
+                f"2. 3a:{a} -> 3b:{b} ({kind})",
+                f"{want} ({what})",
+                f"{_sign(s)} (sum {s:+.4f})",
+                _sign(s) == want,
+            )
         )
 
     for unit, name, part, want in CAR_CLAIMS:

@@ -3,8 +3,9 @@
 "Feature Visualization" (Olah, Mordvintsev and Schubert, Distill 2017, section "Dataset
 Examples") pairs every visualization with "examples from the dataset that cause the neuron to
 activate strongly"; "Zoom In" (Olah et al. 2020, "Claim 1: Features", "Polysemantic Neurons")
-reads them to find out what a unit responds to, and finds units such as 4e:55 whose top
-examples show unrelated things (cat faces, fronts of cars, cat legs).
+reads them to find out what a unit responds to, and shows units such as 4e:55 that respond to
+unrelated things (cat faces, fronts of cars, cat legs: its figure of 4e:55 shows feature
+visualizations, and it points to "Feature Visualization" for more).
 
 ``top_examples(model, "my_photos", "4e:55", k=9)`` streams the folder through the model in
 batches (on the GPU when the model is there), scores each image by the unit's largest

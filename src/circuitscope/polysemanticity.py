@@ -5,7 +5,8 @@ feature into the next layer.
 several unrelated inputs: 4e:55 fires for cat faces, fronts of cars and cat legs. The evidence
 is of two kinds, both here:
 
-* **dataset examples from several unrelated groups**: :func:`measure_polysemanticity` takes a unit's
+* **dataset examples from several unrelated groups**: :func:`measure_polysemanticity` (a
+  heuristic of this course: the articles count nothing, they look) takes a unit's
   top examples (:func:`circuitscope.dataset_examples.top_examples`) and asks how many
   different things they are, in two ways: by their class labels (:func:`label_entropy`,
   :func:`effective_classes`, when the folder has classes) and by clustering what the network
@@ -14,10 +15,11 @@ is of two kinds, both here:
   unit at once with a penalty on their similarity ("Feature Visualization", Olah et al. 2017,
   section "Diversity").
 
-"Zoom In" (section "Superposition") then follows a feature into the next layer: the car
-feature of 4c:447 is carried by large weights into mixed4d units that mostly detect dogs
-(4d:417, 4d:277, 4d:241). :func:`outgoing_weights` lists a unit's largest outgoing weights
-(through bottlenecks as expanded weights, summed over space).
+"Zoom In" (section "Cars in Superposition") then follows a feature into the next layer: the
+car feature of 4c:447 goes, with positive weights, to mixed4d units that mostly detect dogs; its
+figure names 4d:417, 4d:241 and 4d:277 as examples, followed by "...", without ranking them.
+:func:`outgoing_weights` ranks a unit's outgoing weights (through bottlenecks as expanded
+weights, summed over space): that ranking is this library's own measurement.
 
 What the measures measure, and their limits:
 
@@ -309,7 +311,8 @@ def example_features(
 
 @dataclass
 class Polysemanticity:
-    """How many unrelated things a unit's top examples show ("Zoom In", "Polysemantic Neurons").
+    """How many unrelated things a unit's top examples show: this course's heuristics for the
+    polysemantic neurons of "Zoom In" ("Polysemantic Neurons"), not measures from the article.
 
     Attributes:
         unit: the unit (``"4e:55"``).
@@ -476,8 +479,9 @@ def outgoing_weights(
 ) -> list[tuple[str, float]]:
     """The ``k`` largest outgoing weights of ``unit``: ``[("4d:417", w), ...]``, strongest first.
 
-    "Zoom In", "Superposition": ``outgoing_weights(model, "4c:447", "mixed4d", k=3)`` with the
-    real weights leads to the mostly-dog units 4d:417, 4d:277, 4d:241. ``sign``:
+    "Zoom In", "Cars in Superposition", names 4d:417, 4d:241 and 4d:277 as examples of the
+    mostly-dog units that 4c:447's car feature goes to; ``outgoing_weights(model, "4c:447",
+    "mixed4d")`` ranks all of mixed4d by the weights at hand (the article gives no ranking). ``sign``:
     ``"positive"`` (largest excitatory), ``"negative"`` (most inhibitory) or ``"abs"``
     (largest magnitude). Weights are summed over space (:func:`outgoing_weight_vector`).
     """

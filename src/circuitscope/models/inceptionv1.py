@@ -22,7 +22,10 @@ from torch import nn
 
 from .layers import conv2d_same, local_response_norm, max_pool_same
 
-# The graph was trained on pixels in [-117, 138]: ``image01 * 255 - 117``.
+# The TensorFlow graph has no preprocessing of its own: it is fed pixels in [-117, 138],
+# ``image01 * 255 - 117``, by Lucid (``image_value_range = (-117, 255 - 117)``) and by the
+# TensorFlow tutorial that released the weights (``imagenet_mean = 117``). This model does it
+# first thing in :meth:`InceptionV1.named_forward`, so it takes images in [0, 1].
 PIXEL_SCALE = 255.0
 PIXEL_OFFSET = 117.0
 NUM_LOGITS = 1008

@@ -4,7 +4,7 @@
 transform the image a little at random, run the model as far as the objectives need, and take
 an Adam step up the objective's gradient. Everything Lucid does by default is done here:
 Fourier parameterization with decorrelated colours, the standard transforms, Adam with lr 0.05,
-and for the first 16 steps the *redirected ReLU* gradient (:func:`redirected_relu`), so that a
+and for the first 17 updates the *redirected ReLU* gradient (:func:`redirected_relu`), so that a
 unit that starts inactive still gets a gradient.
 
 ``render(model, [channel("mixed3a", c) for c in range(8)])`` optimises the 8 images in one
@@ -27,7 +27,9 @@ from .param import ImageParam
 from .param import image as make_image
 from .transform import make_transforms
 
-REDIRECT_STEPS = 16  # Lucid overrides the ReLU gradient for the first 16 steps
+# Lucid's redirected_relu_grad keeps the redirected gradient while ``global_step <= 16``; the
+# step counter starts at 0 and counts updates, so the first 17 updates are redirected.
+REDIRECT_STEPS = 17
 DEEPEST_CONV = "mixed5b"
 
 
@@ -105,7 +107,7 @@ def redirected_relu(model) -> Iterator[_Redirect]:
 
         with redirected_relu(model) as switch:
             for step in range(steps):
-                switch.enabled = step < 16
+                switch.enabled = step < 17  # Lucid: global_step <= 16
     """
     switch = _Redirect()
 
@@ -217,7 +219,7 @@ def render(
         progress: show a tqdm progress bar.
         batch: the batch size for a single objective (ignored for a list).
         sd, decay_power: the parameterization's initial sd (0.01) and spectrum decay (1).
-        redirect_steps: steps with the redirected ReLU gradient (Lucid: 16; 0 to turn off).
+        redirect_steps: updates with the redirected ReLU gradient (Lucid: 17; 0 to turn off).
         autocast: e.g. ``torch.bfloat16`` to run the model under autocast (GPU speed-up).
         channels_last: feed the model channels-last tensors; ``None`` (default): on the CPU
             only, where it makes a render step about 1.3-1.4x faster (max pooling most of all).

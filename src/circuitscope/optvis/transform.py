@@ -61,8 +61,11 @@ def jitter_by(x: torch.Tensor, dy: int, dx: int, d: int) -> torch.Tensor:
 def scale_by(x: torch.Tensor, factor: float) -> torch.Tensor:
     """Resize ``x: (N, C, H, W)`` to ``(int(factor H), int(factor W))``, bilinear, no antialias.
 
-    As TensorFlow's ``resize_bilinear`` (half-pixel centres), which Lucid's ``random_scale``
-    uses. ``factor == 1`` returns ``x`` unchanged.
+    Half-pixel centres (PyTorch's ``align_corners=False``): output pixel ``i`` samples the input
+    at ``(i + 0.5) * H / H' - 0.5``. Lucid's ``random_scale`` differs here: it calls TensorFlow
+    1's ``resize_bilinear``, whose default is the older "legacy" sampling, ``i * H / H'``,
+    without the half-pixel offset, a shift of a fraction of a pixel that does not matter for
+    transformation robustness. ``factor == 1`` returns ``x`` unchanged.
     """
     h, w = x.shape[-2:]
     size = [int(factor * h), int(factor * w)]
