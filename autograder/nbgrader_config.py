@@ -109,3 +109,16 @@ c.Autograde.autograde_preprocessors = [
 # tests and their tracebacks included. HideHiddenTests removes the hidden regions and replaces
 # the outputs of cells that ran them with a one-line verdict.
 c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
+
+# Late work (circuitscope_course/deadlines.py). The due date is nbgrader's (the gradebook's
+# assignment duedate); each assignment's penalty (`circuitscope-course due ... --penalty`) and the
+# students' extensions (`circuitscope-course extend`) are applied by this AssignLatePenalties plugin.
+from circuitscope_course.deadlines import CoursePenalty
+
+c.AssignLatePenalties.plugin_class = CoursePenalty
+
+# Feedback pages name each exercise, say how late the submission was, and show nothing of the
+# grading machine (its folders, its warnings): circuitscope_course/results.py, FeedbackExporter.
+from circuitscope_course.results import FeedbackExporter
+
+c.GenerateFeedback.exporter_class = FeedbackExporter

@@ -5,6 +5,8 @@
     circuitscope-course grade SUBMISSIONS [-a ID]     autograde <student>/<assignment>/<notebook>.ipynb
     circuitscope-course feedback [ASSIGNMENT ...]     HTML feedback (hidden tests never shown)
     circuitscope-course export grades.csv [-a ID]     one row per student and assignment
+    circuitscope-course due [ASSIGNMENT DATE]         due dates and late penalties (no argument: show them)
+    circuitscope-course extend STUDENT ASSIGNMENT     a student's extension (--hours H, --until DATE, --remove)
     circuitscope-course hidden-key                    the private key of the graded hidden cases (once)
     circuitscope-course demo DIR                      a practice course with honest and hostile submissions
     circuitscope-course pages [--check]               the site's exercise pages (book/<assignment>/)
@@ -75,7 +77,77 @@ def _parser() -> argparse.ArgumentParser:
                             "learner-facing notebook")  # fmt: skip
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if a notebook lacks the current install cell")  # fmt: skip
+    _add_lms_parsers(sub)
+    _add_deadline_parsers(sub)
     return parser
+
+
+def _add_deadline_parsers(sub) -> None:
+    """``due`` and ``extend``: due dates, late penalties, extensions (:mod:`.deadlines`)."""
+    from .deadlines import TIME_EXAMPLES
+
+    p = sub.add_parser("due", help="set an assignment's due date and late penalty (no argument: show all)")
+    p.add_argument("assignment", nargs="?", metavar="ASSIGNMENT")
+    p.add_argument("when", nargs="?", metavar="DATE", help=f"with its time zone: {TIME_EXAMPLES}")
+    p.add_argument("--penalty", metavar="METHOD",
+                   help="none (default), zero, or per-day:P (P%% of the score per started day late)")  # fmt: skip
+    p.add_argument("--clear", action="store_true", help="remove the due date (nothing is late)")
+
+    p = sub.add_parser("extend", help="give a student more time on one assignment")
+    p.add_argument("student", metavar="STUDENT")
+    p.add_argument("assignment", metavar="ASSIGNMENT")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--hours", type=float, metavar="H", help="H hours after the due date")
+    how.add_argument("--until", metavar="DATE", help=f"until this time ({TIME_EXAMPLES})")
+    how.add_argument("--remove", action="store_true", help="take the extension back")
+
+
+def _run_deadlines(course: Course, args) -> int:
+    from . import deadlines
+
+    if args.command == "extend":
+        print(deadlines.extend(course, args.student, args.assignment, hours=args.hours, until=args.until,
+                               remove=args.remove))  # fmt: skip
+    elif args.assignment is None:
+        if args.when or args.penalty or args.clear:
+            raise CourseError("name the assignment: circuitscope-course due ASSIGNMENT [DATE] [--penalty M]")
+        print(deadlines.describe_all(course))
+    elif args.clear and args.when:
+        raise CourseError("give a DATE or --clear, not both")
+    else:
+        print(deadlines.set_due(course, args.assignment, args.when, args.penalty, clear=args.clear))
+    return 0
+
+
+def _add_lms_parsers(sub) -> None:
+    """``collect``, ``roster import``, ``lms-export``, ``lms-feedback``: the LMS round trip (:mod:`.lms`)."""
+    p = sub.add_parser("collect", help="normalise a Canvas or Moodle submissions zip into "
+                                        "<student>/<assignment>/<notebook>.ipynb")  # fmt: skip
+    p.add_argument("zip", type=Path, metavar="ZIP", help="the LMS's 'download submissions' zip")
+    p.add_argument("-a", "--assignment", required=True, metavar="ID", help="the assignment it holds")
+    p.add_argument("--roster", type=Path, metavar="CSV",
+                   help="maps LMS ids and names to student ids (default: the gradebook's students)")  # fmt: skip
+    p.add_argument("--into", type=Path, metavar="DIR",
+                   help="where to put the submissions (default: autograder/submitted, nbgrader's own)")  # fmt: skip
+    p.add_argument("--lms", choices=["canvas", "moodle", "auto"], default="auto",
+                   help="which LMS made the zip (default: from its file names)")  # fmt: skip
+
+    p = sub.add_parser("roster", help="the class list in the gradebook")
+    roster = p.add_subparsers(dest="roster_command", required=True, metavar="ACTION")
+    p = roster.add_parser("import", help="add or update students from a CSV (nbgrader's, or a Canvas or "
+                                         "Moodle export); running it again changes nothing")  # fmt: skip
+    p.add_argument("csv", type=Path, metavar="CSV")
+
+    p = sub.add_parser("lms-export", help="grades in Canvas's or Moodle's import CSV")
+    p.add_argument("--lms", choices=["canvas", "moodle"], required=True)
+    p.add_argument("csv", type=Path, metavar="OUT.csv")
+    p.add_argument("-a", "--assignment", action="append", dest="assignments", metavar="ID",
+                   help="export only this assignment (repeatable; Moodle: exactly one)")  # fmt: skip
+
+    p = sub.add_parser("lms-feedback", help="feedback pages named for the LMS's bulk upload, in one zip")
+    p.add_argument("--lms", choices=["canvas", "moodle"], required=True)
+    p.add_argument("zip", type=Path, metavar="OUT.zip")
+    p.add_argument("-a", "--assignment", required=True, metavar="ID")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,8 +195,11 @@ def _run(course: Course, args) -> int:
         graded = sum(o.status == GRADED for o in outcomes)
         zeroed = len(outcomes) - graded
         students = len({o.student_id for o in outcomes})
+        late = {(o.student_id, o.assignment) for o in outcomes if o.hours_late > 0}
+        lost = sum(o.late_penalty for o in outcomes)
         print(f"{len(outcomes)} notebook(s) from {students} student(s): {graded} graded, "
-              f"{zeroed} scored 0 with a reason (see above); every score is in "
+              f"{zeroed} scored 0 with a reason (see above), {len(late)} submission(s) late "
+              f"({lost:g} point(s) of late penalty, in every score shown); every score is in "
               f"{course.db_path.relative_to(course.root)}, every row in "
               f"{(course.autograder / REPORT_NAME).relative_to(course.root)}")  # fmt: skip
         if args.no_sandbox:
@@ -206,7 +281,39 @@ def _run(course: Course, args) -> int:
             print("every install cell was already current")
         return 0
 
+    if args.command in ("collect", "roster", "lms-export", "lms-feedback"):
+        return _run_lms(course, args)
+
+    if args.command in ("due", "extend"):
+        return _run_deadlines(course, args)
+
     raise AssertionError(args.command)
+
+
+def _run_lms(course: Course, args) -> int:
+    from . import lms
+
+    if args.command == "collect":
+        result = lms.collect(
+            course, args.zip, args.assignment, roster=args.roster, into=args.into, lms=args.lms
+        )
+        print("\n".join(result.lines()))
+        if result.placed:
+            print(f"next: circuitscope-course grade {result.dest} -a {args.assignment}")
+        return 0
+    if args.command == "roster":
+        print("\n".join(lms.import_roster(course, args.csv).lines()))
+        return 0
+    if args.command == "lms-export" and args.lms == "canvas":
+        written = lms.export_canvas(course, args.csv, args.assignments)
+    elif args.command == "lms-export":
+        if not args.assignments or len(args.assignments) != 1:
+            raise CourseError("a Moodle grading worksheet holds one assignment: give exactly one -a ID")
+        written = lms.export_moodle(course, args.csv, args.assignments[0])
+    else:
+        written = lms.feedback_zip(course, args.zip, args.assignment, args.lms)
+    print("\n".join(written.lines()))
+    return 0
 
 
 if __name__ == "__main__":

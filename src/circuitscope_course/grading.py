@@ -31,11 +31,12 @@ import tempfile
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import nbformat
 
+from . import deadlines
 from . import sandbox as sandbox_mod
 from .course import Course, CourseError
 from .generate import SyncReport, _compare, _generate_one
@@ -73,16 +74,31 @@ class Outcome:
     max_score: float = 0.0
     seconds: float = 0.0
     problem: str = ""  # why it scored zero, or what grading noticed (deleted test cells, ...)
+    # From the gradebook (see update_from_gradebook); `score` is raw_score - late_penalty.
+    raw_score: float = 0.0
+    late_penalty: float = 0.0
+    hours_late: float = 0.0  # past the student's own due date (extension included); 0 if on time
+    needs_manual_grade: str = ""  # cells nobody has scored yet (a written answer, say)
 
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.student_id, self.assignment, self.notebook)
 
 
-def find_submissions(folder: Path, assignments: list[str], known: list[str], log=print) -> list[Submission]:
+def find_submissions(
+    folder: Path,
+    assignments: list[str],
+    known: list[str],
+    log=print,
+    expected: dict[str, list[str]] | None = None,
+) -> list[Submission]:
     """Submissions in ``folder``: ``<student>/<assignment>/<notebook>.ipynb``.
 
     With exactly one assignment asked for, ``<student>/<notebook>.ipynb`` is accepted too.
+    ``expected`` (assignment -> its notebook names, as ``Course.notebooks`` gives them): a notebook
+    of a submission that matches none is logged by name, with the name expected. nbgrader grades
+    only the expected names, so such a file (an LMS's ``renamed_12345_678_demo.ipynb``) would
+    otherwise just score "not submitted".
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -96,8 +112,21 @@ def find_submissions(folder: Path, assignments: list[str], known: list[str], log
                 matched = True
             elif sub.name not in known:
                 log(f"skipping {sub}: there is no assignment called {sub.name!r}")
-        if not matched and len(assignments) == 1 and any(student_dir.glob("*.ipynb")):
+        loose = sorted(p.name for p in student_dir.glob("*.ipynb"))
+        if not matched and len(assignments) == 1 and loose:
             found.append(Submission(student_dir.name, assignments[0], student_dir))
+        elif loose:
+            where = "beside its assignment folders" if matched else "with no assignment folder"
+            log(f"skipping {', '.join(loose)} in {student_dir} ({where}): put notebooks in "
+                "<student>/<assignment>/, or grade one assignment (-a ID)")  # fmt: skip
+    for sub in found:
+        names = (expected or {}).get(sub.assignment)
+        stray = sorted(p.name for p in sub.folder.glob("*.ipynb") if names and p.stem not in names)
+        if stray:
+            missing = [f"{n}.ipynb" for n in names if not (sub.folder / f"{n}.ipynb").is_file()]
+            log(f"{sub.student}/{sub.assignment}: {', '.join(stray)} match(es) no notebook of {sub.assignment} "
+                f"and will not be graded; expected {', '.join(f'{n}.ipynb' for n in names)}"
+                + (f" ({', '.join(missing)} missing: rename the file?)" if missing else ""))  # fmt: skip
     return found
 
 
@@ -127,7 +156,8 @@ def grade(
     wanted = course.require_assignments(assignments)
     if not wanted:
         raise CourseError(f"{course.source} has no assignments to grade")
-    submissions = find_submissions(Path(submissions_dir), wanted, course.assignments(), log=log)
+    submissions = find_submissions(Path(submissions_dir), wanted, course.assignments(), log=log,
+                                   expected={a: course.notebooks(a) for a in wanted})
     if not submissions:
         raise CourseError(
             f"no submissions in {submissions_dir}: expected <student>/<assignment>/<notebook>.ipynb "
@@ -174,6 +204,8 @@ def grade(
 
     outcomes: list[Outcome] = []
     tasks: list[tuple[Submission, list[str]]] = []
+    store = deadlines.Deadlines.of(course)
+    untimed: dict[str, list[str]] = {}  # assignment -> students without a submission time
     with Gradebook(course.db_url, "circuitscope") as gb, warnings.catch_warnings():
         # nbgrader's own add_submission trips SQLAlchemy's autoflush warning; it is harmless.
         warnings.filterwarnings("ignore", message=".*not in session.*")
@@ -182,7 +214,10 @@ def grade(
             gb.update_or_create_student(sub.student)
             timestamp = _timestamp(dest)
             extra = {"timestamp": timestamp} if timestamp else {}
-            gb.update_or_create_submission(sub.assignment, sub.student, **extra)
+            row = gb.update_or_create_submission(sub.assignment, sub.student, **extra)
+            deadlines.sync_extension(gb, store, sub.assignment, sub.student)
+            if row.assignment.duedate is not None and not timestamp:
+                untimed.setdefault(sub.assignment, []).append(sub.student)
             runnable = []
             for notebook in course.notebooks(sub.assignment):
                 problem = _unreadable(dest / f"{notebook}.ipynb")
@@ -195,6 +230,10 @@ def grade(
         for outcome in outcomes:
             _zero(gb, course, outcome)
             log(f"ZERO {'/'.join(outcome.key)}: {outcome.problem}")
+    for name, students in sorted(untimed.items()):
+        log(f"{name} has a due date, but {len(students)} submission(s) have no timestamp.txt beside the "
+            f"notebook ({', '.join(students[:5])}{', ...' if len(students) > 5 else ''}): "
+            "they count as on time")  # fmt: skip
 
     total = sum(len(nbs) for _, nbs in tasks)
     bar = _progress(total, progress)
@@ -218,15 +257,45 @@ def grade(
 
     with Gradebook(course.db_url, "circuitscope") as gb:
         for outcome in outcomes:
-            nb = gb.find_submission_notebook(outcome.notebook, outcome.assignment, outcome.student_id)
-            outcome.score, outcome.max_score = float(nb.score), float(nb.max_score)
-            if outcome.status == GRADED and nb.needs_manual_grade:
-                outcome.problem = _join(outcome.problem, "needs manual grading (formgrader)")
+            update_from_gradebook(gb, outcome)
             if not sandbox:
                 outcome.problem = _join(outcome.problem, NO_SANDBOX)
+        _log_gradebook_notes(gb, store, outcomes, log)
     outcomes.sort(key=lambda o: o.key)
     write_report(course, outcomes)
     return outcomes
+
+
+def update_from_gradebook(gb, outcome: Outcome) -> Outcome:
+    """Fill ``outcome``'s scores, lateness and unscored cells from the gradebook as it is now.
+
+    ``score`` is what the export and the feedback show: nbgrader's score (a grader's manual score
+    where there is one) less the late penalty.
+    """
+    nb = gb.find_submission_notebook(outcome.notebook, outcome.assignment, outcome.student_id)
+    outcome.raw_score, outcome.max_score = float(nb.score), float(nb.max_score)
+    outcome.late_penalty = min(float(nb.late_submission_penalty or 0.0), outcome.raw_score)
+    outcome.score = round(outcome.raw_score - outcome.late_penalty, 4)
+    outcome.hours_late = round(nb.assignment.total_seconds_late / 3600, 2)
+    # A grader's override (manual_score) is a decision, not a problem, even though nbgrader flags
+    # it for review again after every regrade; only a cell nobody has scored needs a grader.
+    outcome.needs_manual_grade = ", ".join(
+        g.name for g in nb.grades if g.needs_manual_grade and g.manual_score is None
+    )
+    return outcome
+
+
+def _log_gradebook_notes(gb, store, outcomes: list[Outcome], log) -> None:
+    """One line per late submission and per notebook waiting for a grader."""
+    seen = set()
+    for o in sorted(outcomes, key=lambda o: o.key):
+        if o.hours_late > 0 and (o.student_id, o.assignment) not in seen:
+            seen.add((o.student_id, o.assignment))
+            late = deadlines.lateness(gb, store, o.assignment, o.student_id)
+            lost = sum(x.late_penalty for x in outcomes if x.key[:2] == o.key[:2])
+            log(f"LATE {o.student_id}/{o.assignment}: {late.describe()}, {lost:g} point(s) off")
+        if o.needs_manual_grade:
+            log(f"needs manual grading (formgrader) {'/'.join(o.key)}: {o.needs_manual_grade}")
 
 
 def _grade_submission(course: Course, sub: Submission, notebooks: list[str], cell_timeout: int,
@@ -349,6 +418,7 @@ def _zero(gb, course: Course, outcome: Outcome) -> None:
     for grade in nb.grades:
         grade.auto_score = 0.0
         grade.needs_manual_grade = grade.manual_score is not None
+    nb.late_submission_penalty = None  # a penalty on the score it had before would now exceed it
     gb.db.commit()
     # Graded in an earlier run? Its graded copy and feedback would contradict the zero.
     (course.autograded / outcome.student_id / outcome.assignment / f"{outcome.notebook}.ipynb").unlink(
@@ -400,6 +470,7 @@ REPORT_FIELDS = [f.name for f in fields(Outcome)]
 
 
 def read_report(course: Course) -> list[Outcome]:
+    """The rows of the grading report (a report from before a column existed reads its default)."""
     path = course.autograder / REPORT_NAME
     if not path.is_file():
         return []
@@ -407,14 +478,19 @@ def read_report(course: Course) -> list[Outcome]:
         rows = list(csv.DictReader(fh))
     out = []
     for row in rows:
+        values = {}
         try:
-            out.append(Outcome(
-                row["student_id"], row["assignment"], row["notebook"], row["status"],
-                float(row["score"] or 0), float(row["max_score"] or 0), float(row["seconds"] or 0),
-                row.get("problem", ""),
-            ))  # fmt: skip
+            for f in fields(Outcome):
+                text = row.get(f.name)
+                if text is None and f.default is MISSING:
+                    raise KeyError(f.name)
+                if text is not None:
+                    values[f.name] = float(text or 0) if isinstance(f.default, float) else text
         except (KeyError, ValueError):
             continue
+        if "raw_score" not in row:  # written before lateness was reported: no penalty then
+            values["raw_score"] = values.get("score", 0.0)
+        out.append(Outcome(**values))
     return out
 
 
