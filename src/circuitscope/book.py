@@ -24,11 +24,17 @@ The build is strict and self-contained:
   changes them when a solution notebook changed;
 * ``--classroom`` builds a release without solutions: the book is staged in a temporary folder
   whose exercise pages show the stubs only (the working tree is not touched), and the site is
-  written to ``<output or root>/_build`` as usual;
+  written to ``<output or root>/_build`` as usual; it leaves out the instructors' page, and
+  links to no repository (no repository, issue, Colab or Binder button, no clone hint, install
+  cells that install nothing), unless ``--learner-repo URL`` (or ``classroom.learner_repository``
+  in ``_config.yml``) names a repository made for the class without ``solutions/``: then they
+  all point there (:class:`circuitscope_course.pages.Classroom`);
 * after the build, :func:`check_weights_notices` checks that every executed page that loads the
   model shows :func:`circuitscope.notice` right after loading it, and
   :func:`circuitscope_course.pages.check_published` that no file of the site shows a hidden
-  test (nor, with ``--classroom``, a solution);
+  test (nor, with ``--classroom``, a solution), and with ``--classroom``
+  :func:`circuitscope_course.pages.check_classroom` that no file links to the course's
+  repository, to ``solutions/`` or to the instructors' page, nor is that page;
 * after the build, :func:`check_page_truth` checks what the pages say against the weights the
   build used: every notice is the build's state, no page says what is false in that state
   (:data:`CONTRADICTIONS`), no figure is shown twice on a page, no progress widget is left;
@@ -520,12 +526,14 @@ def build(
     extra_args: list[str] | tuple[str, ...] = (),
     classroom: bool = False,
     require_real: bool = False,
+    learner_repo: str | None = None,
 ) -> int:
     """Build the site of the book at ``root`` into ``<output or root>/_build/html``; the exit status.
 
-    ``classroom=True``: the release without solutions; ``require_real=True``: fail unless every
-    page is made with the verified real weights and every published file (see the module's
-    docstring).
+    ``classroom=True``: the release without solutions, whose links lead to ``learner_repo`` (default
+    ``_config.yml``'s ``classroom.learner_repository``) or nowhere; ``require_real=True``: fail
+    unless every page is made with the verified real weights and every published file (see the
+    module's docstring).
     """
     from circuitscope import registry
     from circuitscope_course import pages
@@ -537,6 +545,14 @@ def build(
     out_root = Path(output).resolve() if output is not None else root
     build_path = build_dir(root, out_root)
     has_exercises = bool(pages.exercises(root))
+    if learner_repo and not classroom:
+        print("error: --learner-repo is for the classroom release: add --classroom", file=sys.stderr)
+        return 2
+    try:
+        release = pages.Classroom.read(root, learner_repo) if classroom else None
+    except pages.PagesError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
     # Published data: fetched now (the kernels run offline), unless the user said offline.
     if not registry.offline():
@@ -564,7 +580,9 @@ def build(
     try:
         if has_exercises and not classroom:
             pages.write_pages(root)
-        with pages.classroom_stage(root) if classroom else contextlib.nullcontext(root) as source:
+        if classroom:  # a page left by an earlier build (the instructors' page, a solution) must not ship
+            shutil.rmtree(build_path / "html", ignore_errors=True)
+        with pages.classroom_stage(root, release) if classroom else contextlib.nullcontext(root) as source:
             status, elapsed = _jupyter_book(source, out_root, extra_args, env)
             if classroom:
                 pages.forget_staged_notebooks(cache, source)
@@ -597,10 +615,20 @@ def build(
         for leak in leaks:
             print(f"  - {leak}", file=sys.stderr)
         return 1
+    links = pages.check_classroom(build_path / "html", root) if classroom else []
+    if links:
+        print("\nBook build FAILED: the classroom site leads to what the class must not see "
+              "(the course's repository, solutions/, the instructors' page):", file=sys.stderr)  # fmt: skip
+        for link in links:
+            print(f"  - {link}", file=sys.stderr)
+        return 1
     if not classroom:
         _report_times(execution_times(root, cache))
-    release = " (classroom release: no solutions)" if classroom else ""
-    print(f"\nBook built in {elapsed:.0f} s with weights {identity}{release}: {build_path / 'html' / 'index.html'}")
+    what = ""
+    if release is not None:
+        where = f"links to {release.learner_repo}" if release.learner_repo else "links to no repository"
+        what = f" (classroom release: no solutions, no instructors' page, {where})"
+    print(f"\nBook built in {elapsed:.0f} s with weights {identity}{what}: {build_path / 'html' / 'index.html'}")
     return 0
 
 
@@ -629,13 +657,19 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--output", type=Path, default=None,
                    help="write <OUTPUT>/_build instead of <root>/_build (jupyter-book --path-output)")  # fmt: skip
     b.add_argument("--classroom", action="store_true",
-                   help="a release without solutions: exercise pages show the stubs only")  # fmt: skip
+                   help="a release for a class: exercise pages show the stubs only, no instructors' "
+                        "page, no link to this repository (see --learner-repo)")  # fmt: skip
+    b.add_argument("--learner-repo", default=None, metavar="URL",
+                   help="with --classroom: the repository made for the class (https://github.com/"
+                        "<owner>/<repo>, without solutions/) that the site's repository and launch "
+                        "buttons, banners and install cells use (default: _config.yml's "
+                        "classroom.learner_repository; none: no links)")  # fmt: skip
     b.add_argument("--require-real", action="store_true",
                    help="fail unless every page is made with the verified real weights and every "
                         "published figure could be had (the hosted site)")  # fmt: skip
     args, extra = parser.parse_known_args(argv)
     return build(args.root or repo_root(), args.output, extra, classroom=args.classroom,
-                 require_real=args.require_real)  # fmt: skip
+                 require_real=args.require_real, learner_repo=args.learner_repo)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -24,6 +24,13 @@ is never in the page, its source file, or its outputs), so the figures and check
 work. After every build, :func:`check_published` searches the site for hidden test code (and,
 in a classroom build, solution code) and fails the build if it finds any.
 
+The classroom site also stands alone (:class:`Classroom`): the instructors' page is left out
+(:data:`LEFT_OUT`; links to it become plain text), and nothing links to this repository, which
+holds ``solutions/``: no repository, issue, edit, Colab or Binder button, no clone hint, and
+install cells that install nothing, unless the instructor names a learner repository (made for
+the class, without ``solutions/``), where they all point instead. :func:`check_classroom` fails
+the build on any link to this repository, to ``solutions/`` or to a left-out page.
+
 **Install cell.** Every learner-facing notebook (``solutions/`` and so ``exercises/``, and the
 chapter notebooks ``book/**/*.ipynb`` that run code) starts with one generated cell that installs
 the library, pinned to this course's release tag ``v<version>`` (``pyproject.toml``), from the
@@ -35,12 +42,15 @@ id ``install``, the tags ``install`` and ``remove-cell`` (not shown on the site)
     circuitscope-course install-cells [--check]   write (or check) the install cells
 
 The module is also a Sphinx extension (``_config.yml``: ``sphinx.extra_extensions``): on an
-exercise page, the theme's Colab and Binder buttons open the learner notebook, not the page.
+exercise page, the theme's Colab and Binder buttons open the learner notebook, not the page; in a
+classroom build, references to a left-out page become their text.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import html
 import json
 import os
@@ -50,6 +60,7 @@ import tempfile
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
@@ -89,6 +100,10 @@ class PagesError(RuntimeError):
 
 
 # -- the one place: _config.yml and pyproject.toml ------------------------------------------------
+#: A repository the pages may link to: Colab opens notebooks from GitHub only.
+GITHUB_REPO = re.compile(r"https://github\.com/[\w.-]+/[\w.-]+")
+
+
 @dataclass(frozen=True)
 class Site:
     """What the generated text depends on: the repository (``_config.yml``) and the release.
@@ -111,7 +126,7 @@ class Site:
         config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8")) or {}
         repository = config.get("repository") or {}
         url = str(repository.get("url") or "").rstrip("/")
-        if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url):
+        if not GITHUB_REPO.fullmatch(url):
             raise PagesError(
                 f"_config.yml: repository.url must be https://github.com/<owner>/<repo> (Colab opens "
                 f"notebooks from GitHub), not {url!r}"
@@ -400,14 +415,20 @@ def _banner(site: Site, exercise: Exercise, classroom: bool) -> str:
             "This page shows the exercises **with their solutions**: each stub is followed by its "
             f"solution, folded (*{SHOW_SOLUTION}*), and by its check, run. Try each exercise yourself first."
         )
+    download_line = f"- {{download}}`Download the exercises notebook <{download}>` (`{name}`)"
+    if site.repo_url:
+        links = (
+            f"- **[Open the exercises in Colab]({site.colab_url(exercise.learner)})** (it installs the "
+            "course library, pinned to this release, when it is missing)\n"
+            f"{download_line}, or open `{exercise.learner}` in a clone of [the repository]({site.repo_url})\n"
+        )
+    else:  # a classroom release without a learner repository (Classroom.site): nothing to link to
+        links = f"{download_line}\n"
     return (
         ":::{admonition} Do the exercises in the learner notebook\n"
         ":class: tip circuitscope-exercises-banner\n"
         f"{what} The learner notebook has the stubs and checks, and no solutions:\n\n"
-        f"- **[Open the exercises in Colab]({site.colab_url(exercise.learner)})** (it installs the "
-        "course library, pinned to this release, when it is missing)\n"
-        f"- {{download}}`Download the exercises notebook <{download}>` (`{name}`), or open "
-        f"`{exercise.learner}` in a clone of [the repository]({site.repo_url})\n"
+        f"{links}"
         ":::"
     )
 
@@ -480,15 +501,17 @@ def write_pages(
     dest: str | os.PathLike | None = None,
     check: bool = False,
     log=print,
+    site: Site | None = None,
 ) -> list[Path]:
     """Write every exercise page under ``dest`` (default ``root``); returns the pages that changed.
 
     ``check=True`` writes nothing and returns the pages that are missing or differ from a fresh
     generation. Pages whose source is gone are not deleted (remove them from ``_toc.yml`` too).
+    ``site`` (default: ``root``'s) is where the pages' links point (a classroom's: :class:`Classroom`).
     """
     root = Path(root).resolve()
     dest = Path(dest).resolve() if dest else root
-    site = Site.read(root)
+    site = site or Site.read(root)
     changed = []
     for exercise in exercises(root):
         text = _dumps(make_page(site, exercise, classroom))
@@ -503,29 +526,195 @@ def write_pages(
 
 
 # -- the classroom build: a staged copy of the book -----------------------------------------------
-@contextlib.contextmanager
-def classroom_stage(root: str | os.PathLike) -> Iterator[Path]:
-    """A temporary book root whose exercise pages are the classroom versions; removed afterwards.
+#: Pages the classroom release leaves out (Sphinx document names): the instructors' guide lists
+#: what the grader cannot stop and where the solutions are.
+LEFT_OUT = ("book/instructors",)
+#: The folder of learner notebooks (``exercises/``): the stage holds a copy, with its install cells.
+LEARNER_DIR = "exercises"
+#: What the classroom site says in place of the repository's address when it has none to give.
+NO_REPOSITORY = "ask your instructor for its address"
 
-    ``book/`` is copied (and its pages replaced); every other top-level entry is a symbolic link
-    to the repository's (``solutions/`` for the hidden solution cells, ``exercises/`` for the
-    download links, ...). The working tree is left as it is.
+
+@dataclass(frozen=True)
+class Classroom:
+    """Where a classroom release may send learners: a learner repository, or nowhere.
+
+    ``learner_repo`` (``https://github.com/<owner>/<repo>``) is a repository the instructor made
+    for the class: this course without ``solutions/``, ``autograder/`` and the instructors' page,
+    with no history that held them, tagged like this one. The site's repository and launch
+    buttons, the exercise banners, ``{{ repo_url }}`` and the install cells point at it.
+    ``None`` (the default): the site names no repository at all, has no launch buttons, and its
+    notebooks expect the library installed (a JupyterHub, or as the instructor says).
+    ``public`` is the course's own :class:`Site`, the one the site must never lead to.
+    """
+
+    public: Site
+    learner_repo: str | None = None
+    learner_branch: str = "main"
+
+    @classmethod
+    def read(cls, root: str | os.PathLike, learner_repo: str | None = None) -> Classroom:
+        """The ``classroom`` key of ``_config.yml``; ``learner_repo`` (``--learner-repo``) wins."""
+        import yaml
+
+        public = Site.read(root)
+        config = yaml.safe_load((public.root / "_config.yml").read_text(encoding="utf-8")) or {}
+        settings = config.get("classroom") or {}
+        url = str(learner_repo or settings.get("learner_repository") or "").rstrip("/").removesuffix(".git")
+        if url and not GITHUB_REPO.fullmatch(url):
+            raise PagesError(
+                f"the learner repository must be https://github.com/<owner>/<repo> (Colab opens "
+                f"notebooks from GitHub), not {url!r}: fix --learner-repo or classroom.learner_repository "
+                "in _config.yml, or leave it empty for a site that links to no repository"
+            )
+        if url and url.lower() == public.repo_url.lower():
+            raise PagesError(
+                f"the learner repository {url} is the course's own repository, which holds solutions/: "
+                "name a repository made for the class (without solutions/), or none"
+            )
+        return cls(public, url or None, str(settings.get("learner_branch") or "main"))
+
+    @property
+    def site(self) -> Site:
+        """The :class:`Site` the classroom pages link to: the learner repository's, or none (``""``)."""
+        return dataclasses.replace(self.public, repo_url=self.learner_repo or "", branch=self.learner_branch)
+
+    def install_source(self) -> str:
+        """The install cell of the classroom's notebooks: from the learner repository, or none."""
+        if self.learner_repo:
+            return install_source(self.site)
+        package = self.public.package
+        return (
+            "# The course library must be installed already: this release does not say where from.\n"
+            "# Generated by `python -m circuitscope.book build --classroom`: do not edit.\n"
+            "import importlib.util\n"
+            f'if importlib.util.find_spec("{package}") is None:\n'
+            f'    raise ModuleNotFoundError("The course library {package} is not installed: install it as '
+            'your instructor says, then run this notebook again.")'
+        )
+
+    def config(self, config: dict) -> dict:
+        """``_config.yml`` (as read) for the classroom site: links to the learner repository or none."""
+        config = copy.deepcopy(config)
+        learner = self.learner_repo
+        # Jupyter Book fills a missing key from its defaults (its own repository, say): set every one.
+        config.setdefault("html", {}).update(
+            use_repository_button=bool(learner), use_issues_button=False, use_edit_page_button=False
+        )
+        config["repository"] = {**(config.get("repository") or {}), "url": learner or "",
+                                "branch": self.learner_branch}  # fmt: skip
+        if not learner:  # Colab and Binder open notebooks from a repository: none to open
+            launch = config.setdefault("launch_buttons", {})
+            launch.update({key: "" for key in _LAUNCH_URLS}, thebe=False)
+        substitutions = config.setdefault("parse", {}).setdefault("myst_substitutions", {})
+        if "repo_url" in substitutions:
+            substitutions["repo_url"] = learner or NO_REPOSITORY
+        config.setdefault("sphinx", {}).setdefault("config", {})["circuitscope_left_out"] = list(LEFT_OUT)
+        return config
+
+
+#: Jupyter Book's ``launch_buttons`` keys that name a service opening the page's repository.
+_LAUNCH_URLS = ("binderhub_url", "jupyterhub_url", "colab_url", "deepnote_url", "jupyterlite_url")
+
+
+def without_pages(toc, pages: tuple[str, ...] = LEFT_OUT):
+    """``_toc.yml`` (as read) without the entries of ``pages``, nor the parts they leave empty."""
+    if isinstance(toc, list):
+        kept = [without_pages(item, pages) for item in toc if not _is_entry_of(item, pages)]
+        return [item for item in kept if not _emptied(item)]
+    if isinstance(toc, dict):
+        if page_name(toc.get("root")) in pages:
+            raise PagesError(f"_toc.yml: the classroom release leaves out {toc['root']}, the root page")
+        return {key: without_pages(value, pages) for key, value in toc.items()}
+    return toc
+
+
+def page_name(path) -> str:
+    """The document name of a page's path: ``book/instructors.md`` is ``book/instructors``."""
+    return re.sub(r"\.(md|ipynb|rst|html)$", "", str(path or "").strip("/"))
+
+
+def _is_entry_of(item, pages: tuple[str, ...]) -> bool:
+    return isinstance(item, dict) and "file" in item and page_name(item["file"]) in pages
+
+
+#: The keys of ``_toc.yml`` that hold a list of entries.
+_TOC_LISTS = ("parts", "chapters", "sections", "entries", "subtrees")
+
+
+def _emptied(item) -> bool:
+    """A part or subtree whose entries were all left out (Jupyter Book refuses an empty one)."""
+    if not isinstance(item, dict) or "file" in item or "url" in item:
+        return False
+    lists = [key for key in _TOC_LISTS if key in item]
+    return bool(lists) and not any(item[key] for key in lists)
+
+
+def retarget_install_cells(folder: Path, source: str) -> list[Path]:
+    """Give every install cell of the notebooks under ``folder`` the code ``source``; the notebooks changed.
+
+    The cell keeps its id, tags and nbgrader metadata; a locked cell's nbgrader checksum is
+    recomputed (nbgrader's own), so ``nbgrader validate`` does not report a changed cell.
+    """
+    from nbgrader.utils import compute_checksum
+
+    changed = []
+    for path in sorted(folder.rglob("*.ipynb")):
+        nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+        cells = [c for c in nb.cells if is_install_cell(c) and c.source != source]
+        for cell in cells:
+            cell.source = source
+            if "checksum" in cell.metadata.get("nbgrader", {}):
+                cell.metadata.nbgrader["checksum"] = compute_checksum(cell)
+        if cells:
+            path.write_text(_dumps(nb), encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
+def _write_yaml(path: Path, data) -> None:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def _read_yaml(path: Path):
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+@contextlib.contextmanager
+def classroom_stage(root: str | os.PathLike, classroom: Classroom | None = None) -> Iterator[Path]:
+    """A temporary book root for the classroom release (``classroom``, default ``_config.yml``'s).
+
+    ``book/`` and ``exercises/`` are copied: the exercise pages are the classroom versions, the
+    :data:`LEFT_OUT` pages are gone, and every install cell installs from the learner repository
+    (or from nowhere). ``_config.yml`` and ``_toc.yml`` are rewritten (:meth:`Classroom.config`,
+    :func:`without_pages`). Every other top-level entry is a symbolic link to the repository's
+    (``solutions/`` for the hidden solution cells, ...). The working tree is left as it is.
     """
     root = Path(root).resolve()
+    classroom = classroom or Classroom.read(root)
     stage = Path(tempfile.mkdtemp(prefix="circuitscope-classroom-"))
+    ignore = shutil.ignore_patterns("_build", ".ipynb_checkpoints", "__pycache__")
     try:
         for entry in sorted(root.iterdir()):
-            if entry.name in ("_build", ".git", BOOK):
+            if entry.name in ("_build", ".git", BOOK, LEARNER_DIR, "_config.yml", "_toc.yml"):
                 continue
-            if entry.name in ("_config.yml", "_toc.yml"):
-                shutil.copy2(entry, stage / entry.name)
-            else:
-                (stage / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
-        shutil.copytree(
-            root / BOOK, stage / BOOK, symlinks=True,
-            ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints", "__pycache__"),
-        )  # fmt: skip
-        write_pages(root, classroom=True, dest=stage, log=lambda *_: None)
+            (stage / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+        for folder in (BOOK, LEARNER_DIR):
+            if (root / folder).is_dir():
+                shutil.copytree(root / folder, stage / folder, symlinks=True, ignore=ignore)
+        _write_yaml(stage / "_config.yml", classroom.config(_read_yaml(root / "_config.yml")))
+        _write_yaml(stage / "_toc.yml", without_pages(_read_yaml(root / "_toc.yml")))
+        for page in LEFT_OUT:
+            for path in (stage / page).parent.glob(Path(page).name + ".*"):
+                path.unlink()
+        write_pages(root, classroom=True, dest=stage, log=lambda *_: None, site=classroom.site)
+        for folder in (BOOK, LEARNER_DIR):
+            if (stage / folder).is_dir():
+                retarget_install_cells(stage / folder, classroom.install_source())
         yield stage
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -629,7 +818,104 @@ def check_published(html_dir: Path, root: str | os.PathLike, classroom: bool) ->
     return problems
 
 
-# -- the Sphinx extension: launch buttons of an exercise page open the learner notebook ----------
+# -- what a classroom site must never lead to -----------------------------------------------------
+#: Attributes of HTML elements that hold a link.
+_LINK_ATTRIBUTES = frozenset({"href", "src", "action", "formaction", "data-url"})
+#: Absolute URLs in text (code blocks, notebooks, sources offered for download).
+_URL = re.compile(r"""https?://[^\s<>"'`)\]]+""")
+#: A host name that is never real (RFC 2606): relative links are resolved against it.
+_SITE_HOST = "classroom.invalid"
+#: The kinds of file a reader can open or download from the site.
+_READABLE = (".html", ".htm", ".ipynb", ".md", ".txt", ".py")
+
+
+class _LinkParser(HTMLParser):
+    """The values of every link attribute (:data:`_LINK_ATTRIBUTES`) of an HTML document."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.links += [value for name, value in attrs if name in _LINK_ATTRIBUTES and value]
+
+
+def site_links(path: Path) -> list[str]:
+    """Every link a reader can follow from ``path``: HTML link attributes, and URLs in its text."""
+    links = []
+    if path.suffix in (".html", ".htm"):
+        parser = _LinkParser()
+        parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+        links += parser.links
+    links += _URL.findall(published_text(path))
+    return list(dict.fromkeys(links))
+
+
+def repository_pattern(repo_url: str) -> re.Pattern:
+    """A link into the repository ``repo_url`` (``https://github.com/<owner>/<repo>``), in any form:
+    GitHub, Colab (``/github/<owner>/<repo>``), Binder (``/gh/<owner>/<repo>``), raw files, a
+    ``git+`` requirement, or its GitHub Pages site (``<owner>.github.io/<repo>``)."""
+    owner, repo = (re.escape(part) for part in repo_url.split("github.com/", 1)[1].split("/"))
+    end = r"(?:\.git)?(?=$|[/?#@\"'\s])"
+    return re.compile(
+        rf"(?:github\.com|/github|/gh|githubusercontent\.com)/{owner}/{repo}{end}"
+        rf"|{owner}\.github\.io/{repo}{end}",
+        re.IGNORECASE,
+    )
+
+
+def forbidden_link(
+    link: str, where: str, public: re.Pattern, left_out: tuple[str, ...] = LEFT_OUT
+) -> str | None:
+    """Why a classroom site must not have ``link`` (found in the site's file ``where``), or None.
+
+    It leads to the course's public repository (``public``: :func:`repository_pattern`), to
+    anything under a ``solutions/`` folder, or to a page the release leaves out (``left_out``).
+    """
+    from urllib.parse import unquote, urljoin, urlsplit
+
+    url = unquote(unquote(link))  # Binder and Colab quote a repository once more inside their URLs
+    if public.search(url):
+        return "the course's repository, which holds solutions/"
+    resolved = urlsplit(urljoin(f"https://{_SITE_HOST}/{where}", url))  # relative links: in the site
+    segments = [s for s in resolved.path.split("/") if s]
+    if "solutions" in segments:
+        return "solutions/"
+    if resolved.netloc == _SITE_HOST:
+        page = "/".join(segments).removeprefix("_sources/")
+        if any(page == name or page.startswith(name + ".") for name in left_out):
+            return "a page the classroom release leaves out"
+    return None
+
+
+def check_classroom(
+    html_dir: Path, root: str | os.PathLike, left_out: tuple[str, ...] = LEFT_OUT
+) -> list[str]:
+    """What leads a classroom site (``html_dir``) to the solutions: one line per file and link.
+
+    A page of ``left_out`` that was built (or its source offered), and every link of a readable
+    file (:func:`site_links`) that :func:`forbidden_link` refuses: to the course's repository of
+    ``root``'s ``_config.yml``, to ``solutions/``, to a left-out page.
+    """
+    html_dir = Path(html_dir)
+    public = repository_pattern(Site.read(root).repo_url)
+    problems = []
+    for name in left_out:
+        for path in [html_dir / f"{name}.html", *(html_dir / "_sources").glob(f"{name}.*")]:
+            if path.is_file():
+                problems.append(f"{path.relative_to(html_dir)} is a page the classroom release leaves out")
+    for path in sorted(html_dir.rglob("*")):
+        if path.suffix not in _READABLE or not path.is_file():
+            continue
+        where = path.relative_to(html_dir).as_posix()
+        for link in site_links(path):
+            why = None if link.startswith("#") else forbidden_link(link, where, public, left_out)
+            if why:
+                problems.append(f"{where} links to {why}: {link}")
+    return problems
+
+
+# -- the Sphinx extension: launch buttons open the learner notebook; left-out pages are not linked --
 def _learner_launch_links(app, pagename: str, templatename: str, context: dict, doctree) -> None:
     path = Path(app.env.doc2path(pagename))  # also for pages that are not documents (search)
     if path.suffix != ".ipynb" or not path.is_file():
@@ -653,8 +939,48 @@ def _learner_launch_links(app, pagename: str, templatename: str, context: dict, 
                     button["tooltip"] += ": the exercises notebook"
 
 
+def referenced_page(node, refdoc: str) -> str | None:
+    """The page (document name) a cross-reference ``node`` (a ``pending_xref``) of page ``refdoc``
+    names, or None when it names no page: a MyST link ``[text](instructors)``, or a ``{doc}`` role."""
+    import posixpath
+
+    target = str(node.get("reftarget", ""))
+    if node.get("reftype") == "myst" and node.get("refdomain") == "doc":
+        return target  # MyST resolved the path to a document name already
+    if node.get("reftype") not in ("myst", "doc"):
+        return None
+    target = target.split("#", 1)[0]
+    if target.startswith("/"):
+        return page_name(target)
+    return page_name(posixpath.normpath(posixpath.join(posixpath.dirname(refdoc), target)))
+
+
+def _left_out_references():
+    """A post-transform: a reference to a page the classroom release leaves out
+    (``circuitscope_left_out``) becomes its text, where MyST or Sphinx would warn about a missing
+    page (an error in the strict build). Made on demand: only the book's build needs Sphinx."""
+    from docutils import nodes
+    from sphinx import addnodes
+    from sphinx.transforms.post_transforms import SphinxPostTransform
+
+    class LeftOutReferences(SphinxPostTransform):
+        default_priority = 8  # before MyST's resolver (9) and Sphinx's (10)
+
+        def run(self, **kwargs) -> None:
+            left_out = set(self.config.circuitscope_left_out)
+            for node in list(self.document.findall(addnodes.pending_xref)) if left_out else []:
+                if referenced_page(node, self.env.docname) in left_out:
+                    text = node.astext() or str(node["reftarget"])
+                    node.replace_self(nodes.inline(text, text))
+
+    return LeftOutReferences
+
+
 def setup(app):
     """Sphinx entry point (``sphinx.extra_extensions: [circuitscope_course.pages]``)."""
     # After sphinx-book-theme made its launch buttons (priority 501).
     app.connect("html-page-context", _learner_launch_links, priority=502)
+    # Pages a classroom release leaves out (Classroom.config sets it; empty otherwise).
+    app.add_config_value("circuitscope_left_out", [], "env")
+    app.add_post_transform(_left_out_references())
     return {"parallel_read_safe": True, "parallel_write_safe": True}
