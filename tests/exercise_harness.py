@@ -8,8 +8,10 @@ stands for the notebook's setup cell. The chapter tests then call the checks on 
 from __future__ import annotations
 
 import re
+import tempfile
 import textwrap
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -147,3 +149,76 @@ def copied(function):
                               function.__defaults__, function.__closure__)  # fmt: skip
     copy.__kwdefaults__ = function.__kwdefaults__
     return copy
+
+
+@contextmanager
+def private_key(text: str):
+    """The grader's private key ``text`` in force (a temporary file named by
+    ``$CIRCUITSCOPE_HIDDEN_KEY``, as the grader sets it): the hidden cases draw their values from
+    it. The variable is restored, and the file removed, afterwards."""
+    from circuitscope.checks.runner import HIDDEN_KEY_ENV
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "hidden_key"
+        path.write_text(text, encoding="utf-8")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(HIDDEN_KEY_ENV, str(path))
+            yield
+
+
+def case_values(case) -> list:
+    """The values a case's arguments hold, flattened: tensors, arrays, numbers and strings, a
+    recipe as its factory and keyword arguments (the seed of a course object among them)."""
+    from circuitscope.checks.runner import Recipe
+
+    def walk(value):
+        if isinstance(value, Recipe):
+            yield value.factory
+            yield from walk(value.kwargs)
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                yield key
+                yield from walk(value[key])
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                yield from walk(item)
+        else:
+            yield value
+
+    return list(walk((case.args, case.kwargs)))
+
+
+def same_values(a: list, b: list) -> bool:
+    """Whether two :func:`case_values` lists are equal, tensor by tensor (exactly)."""
+    import numpy as np
+    import torch
+
+    def equal(x, y) -> bool:
+        if isinstance(x, (torch.Tensor, np.ndarray)) or isinstance(y, (torch.Tensor, np.ndarray)):
+            x, y = torch.as_tensor(x), torch.as_tensor(y)
+            return x.shape == y.shape and x.dtype == y.dtype and bool(torch.equal(x, y))
+        return type(x) is type(y) and x == y
+
+    return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b))
+
+
+#: The private keys the chapter tests grade the hidden cases under (any key must give fair cases).
+PRIVATE_KEYS = ("k1", "k2", "k3")
+
+
+def assert_hidden_cases_change(check, changes: bool = True, key: str = PRIVATE_KEYS[0]) -> None:
+    """Under a private ``key`` the visible cases of ``check`` keep their public values, and (if
+    ``changes``) at least one hidden case gets other values; a check without random values
+    (``changes=False``) has the same hidden cases under any key."""
+    visible, everything = list(check.cases(False)), list(check.cases(True))
+    with private_key(key):
+        visible_private, everything_private = list(check.cases(False)), list(check.cases(True))
+    assert len(visible) == len(visible_private) and len(everything) == len(everything_private)
+    for public, private in zip(visible, visible_private):
+        assert same_values(case_values(public), case_values(private)), f"a visible case changed: {public.label}"
+    changed = [p.label for p, q in zip(everything, everything_private)
+               if not same_values(case_values(p), case_values(q))]  # fmt: skip
+    if changes:
+        assert changed, f"{check.__name__}: no hidden case draws its values from the private key"
+    else:
+        assert not changed, f"{check.__name__}: hidden cases changed with the key: {changed}"

@@ -20,14 +20,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 from exercise_harness import (
+    PRIVATE_KEYS,
     OverTheWire,
     assert_check_passes,
+    assert_hidden_cases_change,
     assert_mistake_fails,
     assert_passes_over_the_wire,
     assert_stub_fails,
     graded_checks,
     load_mistakes,
     mistake_function,
+    private_key,
     reference_functions,
     solution_cells,
     stub_functions,
@@ -79,6 +82,18 @@ def stub():
 @pytest.mark.parametrize("check", sorted(EXERCISES))
 def test_reference_passes(reference, check, hidden, capsys):
     assert_check_passes(getattr(checks, check), reference[EXERCISES[check][0]], hidden, capsys, seconds=10)
+
+
+@pytest.mark.parametrize("key", PRIVATE_KEYS)
+@pytest.mark.parametrize("check", sorted(EXERCISES))
+def test_reference_passes_the_hidden_cases_under_private_keys(reference, check, key, capsys):
+    with private_key(key):
+        assert_check_passes(getattr(checks, check), reference[EXERCISES[check][0]], True, capsys, seconds=10)
+
+
+@pytest.mark.parametrize("check", sorted(EXERCISES))
+def test_hidden_cases_change_with_the_key(check):
+    assert_hidden_cases_change(getattr(checks, check))
 
 
 @pytest.mark.parametrize("check", sorted(EXERCISES))
@@ -395,20 +410,39 @@ def _fails_with(check: str, fn, hint: str, needs_hidden: bool = False) -> None:
     assert "expected" in message
 
 
-@pytest.mark.parametrize("name", sorted(MISTAKES))
-def test_plausible_mistake_fails_with_a_hint(name):
+def _assert_mistake_caught(name: str) -> None:
     check, needs_hidden, hint, code = MISTAKES[name]
     _fails_with(check, _mistake(code), hint, needs_hidden)
 
 
-@pytest.mark.parametrize("grade_id", sorted(MODULE_HINTS))
-def test_round_trip_mistakes_fail_with_a_hint(grade_id):
+def _assert_round_trip_mistake_caught(grade_id: str) -> None:
     code = load_mistakes(ASSIGNMENT_ID)[grade_id]
     check = next(c for c, (_, gid) in EXERCISES.items() if gid == grade_id)
     _fails_with(check, _mistake(code), MODULE_HINTS[grade_id])
     # the visible cases catch it too: the learner sees it before grading
     with pytest.raises(CheckFailed):
         getattr(checks, check)(_mistake(code), hidden=False)
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_plausible_mistake_fails_with_a_hint(name):
+    _assert_mistake_caught(name)
+
+
+@pytest.mark.parametrize("grade_id", sorted(MODULE_HINTS))
+def test_round_trip_mistakes_fail_with_a_hint(grade_id):
+    _assert_round_trip_mistake_caught(grade_id)
+
+
+@pytest.mark.parametrize(
+    "caught, name",
+    [pytest.param(_assert_mistake_caught, name, id=name) for name in sorted(MISTAKES)]
+    + [pytest.param(_assert_round_trip_mistake_caught, gid, id=f"round trip {gid}") for gid in sorted(MODULE_HINTS)],
+)
+def test_mistakes_fail_under_a_private_key(caught, name):
+    # The hidden cases the grader runs (other values, the same shapes) catch them all the same.
+    with private_key(PRIVATE_KEYS[0]):
+        caught(name)
 
 
 def test_every_exercise_has_mistakes():

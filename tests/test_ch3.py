@@ -18,13 +18,16 @@ import nbformat
 import pytest
 import torch
 from exercise_harness import (
+    PRIVATE_KEYS,
     assert_check_passes,
+    assert_hidden_cases_change,
     assert_mistake_fails,
     assert_passes_over_the_wire,
     assert_stub_fails,
     copied,
     graded_checks,
     mistake_function,
+    private_key,
     reference_functions,
     stub_functions,
 )
@@ -85,6 +88,22 @@ def stub():
 @pytest.mark.parametrize("check", sorted(EXERCISES))
 def test_reference_passes(reference, check, hidden, capsys):
     assert_check_passes(getattr(checks, check), reference[EXERCISES[check]], hidden, capsys, seconds=10)
+
+
+@pytest.mark.parametrize("key", PRIVATE_KEYS)
+@pytest.mark.parametrize("check", sorted(EXERCISES))
+def test_reference_passes_the_hidden_cases_under_private_keys(reference, check, key, capsys):
+    with private_key(key):
+        assert_check_passes(getattr(checks, check), reference[EXERCISES[check]], True, capsys, seconds=10)
+
+
+# Their hidden cases are exact geometry on fixed arguments and the planted model: nothing random.
+WITHOUT_RANDOM_VALUES = {"check_curve_stimulus", "check_tuning_curve"}
+
+
+@pytest.mark.parametrize("check", sorted(EXERCISES))
+def test_hidden_cases_change_with_the_key(check):
+    assert_hidden_cases_change(getattr(checks, check), changes=check not in WITHOUT_RANDOM_VALUES)
 
 
 @pytest.mark.parametrize("check", sorted(EXERCISES))
@@ -406,11 +425,22 @@ def _mistake(code: str):
     return mistake_function(code, _namespace(), EXERCISES.values())
 
 
-@pytest.mark.parametrize("name", sorted(MISTAKES))
-def test_plausible_mistake_fails_with_a_hint(name):
+def _assert_mistake_caught(name: str) -> None:
     check, needs_hidden, hint, code = MISTAKES[name]
     message = assert_mistake_fails(getattr(checks, check), _mistake(code), hint, needs_hidden)
     assert "expected" in message
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_plausible_mistake_fails_with_a_hint(name):
+    _assert_mistake_caught(name)
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_mistakes_fail_under_a_private_key(name):
+    # The hidden cases the grader runs (other values, the same shapes) catch them all the same.
+    with private_key(PRIVATE_KEYS[0]):
+        _assert_mistake_caught(name)
 
 
 def test_each_test_cell_checks_the_function_its_solution_cell_defines():

@@ -22,12 +22,15 @@ import nbformat
 import pytest
 import torch
 from exercise_harness import (
+    PRIVATE_KEYS,
     assert_check_passes,
+    assert_hidden_cases_change,
     assert_mistake_fails,
     assert_passes_over_the_wire,
     assert_stub_fails,
     load_mistakes,
     mistake_function,
+    private_key,
     reference_functions,
     solution_cells,
     stub_functions,
@@ -82,6 +85,18 @@ def stub():
 def test_reference_passes(reference, check, hidden, capsys):
     fn = reference[EXERCISES[check][0]]
     assert_check_passes(getattr(checks, check), fn, hidden, capsys, seconds=CHECK_SECONDS)
+
+
+@pytest.mark.parametrize("key", PRIVATE_KEYS)
+@pytest.mark.parametrize("check", sorted(EXERCISES))
+def test_reference_passes_the_hidden_cases_under_private_keys(reference, check, key, capsys):
+    with private_key(key):
+        assert_check_passes(getattr(checks, check), reference[EXERCISES[check][0]], True, capsys, seconds=CHECK_SECONDS)
+
+
+@pytest.mark.parametrize("check", sorted(EXERCISES))
+def test_hidden_cases_change_with_the_key(check):
+    assert_hidden_cases_change(getattr(checks, check))
 
 
 @pytest.mark.parametrize("check", sorted(EXERCISES))
@@ -395,11 +410,22 @@ def _mistake(code: str):
     return mistake_function(code, _namespace(), FUNCTIONS)
 
 
-@pytest.mark.parametrize("name", sorted(MISTAKES))
-def test_plausible_mistake_fails_with_a_hint(name):
+def _assert_mistake_caught(name: str) -> None:
     check, needs_hidden, hint, code = MISTAKES[name]
     message = assert_mistake_fails(getattr(checks, check), _mistake(code), hint, needs_hidden)
     assert "expected" in message and "hint" in message
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_plausible_mistake_fails_with_a_hint(name):
+    _assert_mistake_caught(name)
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_mistakes_fail_under_a_private_key(name):
+    # The hidden cases the grader runs (other values, the same shapes) catch them all the same.
+    with private_key(PRIVATE_KEYS[0]):
+        _assert_mistake_caught(name)
 
 
 def test_a_row_of_the_decoder_gets_the_decoder_column_hint():

@@ -5,6 +5,9 @@ visible cases, ``check_x(fn, hidden=True)`` those and more. A case is data (tens
 lists) or a :class:`~.runner.Recipe` for a course object defined here (a test photo, a planted
 classifier, a tiny hooked network, a seeded InceptionV1), which each side builds for itself. The
 answers come from the library's own functions, computed where the verdict is; no weights needed.
+
+Every random value of a hidden case comes from a seed passed through :func:`~.runner.hidden_seed`:
+the public number here, another one drawn from the grader's private key when it grades.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from .runner import (
     compare,
     describe,
     fail,
+    hidden_seed,
 )
 
 __all__ = [
@@ -58,9 +62,6 @@ HERE = "circuitscope.checks.ch1:"
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-
 
 
 # =============================================================================================
@@ -114,14 +115,16 @@ def _preprocess_cases(hidden: bool):
     ]
     if hidden:
         rows += [
-            ("a portrait 200x120 float32 image in [0, 1], size=64", _photo(200, 120, 1, "float32"), 64, 0.02),
-            ("a square 90x90 uint8 image, size=48", _photo(90, 90, 2), 48, 0.02),
-            ("a grey (H, W) 100x150 uint8 image, size=64", _photo(100, 150, 3, "grey"), 64, 0.02),
-            ("a small 40x60 uint8 image enlarged, size=96", _photo(40, 60, 4), 96, 0.02),
-            ("an odd 131x257 float64 image, size=100", _photo(131, 257, 5, "float64"), 100, 0.02),
+            ("a portrait 200x120 float32 image in [0, 1], size=64",
+             _photo(200, 120, hidden_seed(1), "float32"), 64, 0.02),
+            ("a square 90x90 uint8 image, size=48", _photo(90, 90, hidden_seed(2)), 48, 0.02),
+            ("a grey (H, W) 100x150 uint8 image, size=64", _photo(100, 150, hidden_seed(3), "grey"), 64, 0.02),
+            ("a small 40x60 uint8 image enlarged, size=96", _photo(40, 60, hidden_seed(4)), 96, 0.02),
+            ("an odd 131x257 float64 image, size=100", _photo(131, 257, hidden_seed(5), "float64"), 100, 0.02),
             ("the chelsea photo, size=128", Recipe(HERE + "chelsea"), 128, 0.03),
-            ("a 64x97 uint8 image, size=64 (the shorter side already fits)", _photo(64, 97, 6), 64, 0.02),
-        ]
+            ("a 64x97 uint8 image, size=64 (the shorter side already fits)",
+             _photo(64, 97, hidden_seed(6)), 64, 0.02),
+        ]  # fmt: skip
     for what, image, size, tol in rows:
         yield Case(f"preprocess(image, {size}) for {what}", (image, size), verify=_preprocess_ok,
                    then=(Apply(HERE + "numpy_marked"),),
@@ -281,17 +284,19 @@ def images_for(n: int) -> torch.Tensor:
 def _top_k_cases(hidden: bool):
     """Batches of 1 to 4 images; k from 1 to 10; class 0 ("dummy") and 1000+ among the answers;
     and tied logits (any order among classes of equal probability is accepted)."""
-    rows = [("3 images, k=5", [[1, 55, 8, 174, 10], [947, 859, 996, 2, 0], [234, 251, 542, 1000, 7]], 5, False)]
+    # (what, planted top classes per image, k, tied, the seed of the other logits)
+    rows = [("3 images, k=5", [[1, 55, 8, 174, 10], [947, 859, 996, 2, 0], [234, 251, 542, 1000, 7]], 5, False,
+             100)]  # fmt: skip
     if hidden:
         rows += [
-            ("1 image, k=1", [[449]], 1, False),
-            ("4 images, k=10", [[3 * i + j * 7 + 11 for j in range(6)] for i in range(4)], 10, False),
-            ("2 images, k=3", [[1000, 1, 500], [0, 999, 2]], 3, False),
+            ("1 image, k=1", [[449]], 1, False, hidden_seed(101)),
+            ("4 images, k=10", [[3 * i + j * 7 + 11 for j in range(6)] for i in range(4)], 10, False, hidden_seed(102)),
+            ("2 images, k=3", [[1000, 1, 500], [0, 999, 2]], 3, False, hidden_seed(103)),
             ("2 images, k=3, classes tied in pairs (any order among equal probabilities)",
-             [[17, 3, 640, 88, 5, 6], [1007, 0, 12, 13, 14, 15]], 3, True),
+             [[17, 3, 640, 88, 5, 6], [1007, 0, 12, 13, 14, 15]], 3, True, hidden_seed(104)),
         ]  # fmt: skip
-    for c, (what, tops, k, tied) in enumerate(rows):
-        model = Recipe(HERE + "planted_classifier", seed=100 + c, tops=tops, tied=tied)
+    for what, tops, k, tied, seed in rows:
+        model = Recipe(HERE + "planted_classifier", seed=seed, tops=tops, tied=tied)
         images = images_for(len(tops))
         with torch.no_grad():
             logits = model.build()(images)
@@ -537,48 +542,51 @@ def _capture_case(label: str, model: Recipe, images: torch.Tensor, names: list[s
                 data={"expected": dict(store), "fired": list(store), "before": hooks_left(built)}, **tol)  # fmt: skip
 
 
-@lru_cache(maxsize=1)
-def _capture_images() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(2, 3, 8, 8)``, ``(3, 3, 11, 7)`` and ``(1, 3, 224, 224)`` images in [0, 1] (seed 3)."""
-    gen = _gen(3)
-    return tuple(torch.rand(*shape, generator=gen) for shape in ((2, 3, 8, 8), (3, 3, 11, 7), (1, 3, 224, 224)))
+@lru_cache(maxsize=2)
+def _capture_images(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(2, 3, 8, 8)``, ``(3, 3, 11, 7)`` and ``(1, 3, 224, 224)`` images in [0, 1]."""
+    gen = _gen(seed)
+    return tuple(torch.rand(*shape, generator=gen) for shape in ((2, 3, 8, 8), (3, 3, 11, 7), (1, 3, 224, 224)))  # fmt: skip
 
 
-@lru_cache(maxsize=1)
-def _inception_answer(names: tuple[str, ...]) -> tuple[dict, dict]:
-    """The activations of InceptionV1 (seed 0) for the 224x224 image, and its hooks (with an
-    OwnHook on mixed3b): computed once, the model is large."""
-    model = with_own_hook(seeded_inception(0), "mixed3b")
+@lru_cache(maxsize=2)
+def _inception_answer(names: tuple[str, ...], seed: int, image_seed: int) -> tuple[dict, dict]:
+    """The activations of InceptionV1 (``seed``) for the 224x224 image of ``image_seed``, and its
+    hooks (with an OwnHook on mixed3b): computed once, the model is large."""
+    model = with_own_hook(seeded_inception(seed), "mixed3b")
     with torch.no_grad():
-        return _ref_activations(model, _capture_images()[2], list(names)), hooks_left(model)
+        return _ref_activations(model, _capture_images(image_seed)[2], list(names)), hooks_left(model)
 
 
 def _capture_cases(hidden: bool):
     """The tiny network (one or all hook points, in forward order or not, other image sizes), one
     whose forward pass raises, and the real InceptionV1 structure."""
-    images, other, image = _capture_images()
+    images = _capture_images(3)[0]
     for names in (["conv2d0", "maxpool0"], ["softmax2_pre_activation"]):
         yield _capture_case(f"capture_activations(tiny_model, images, {names})",
                             _model("TinyHooked", names[0], seed=1), images, names)  # fmt: skip
     if not hidden:
         return
+    # The hidden cases' images and weights: the same shapes, drawn from the hidden seeds.
+    image_seed, tiny, inception = hidden_seed(3), hidden_seed(1), hidden_seed(0)
+    images, other, image = _capture_images(image_seed)
     names = list(TinyHooked.layer_names)
     yield _capture_case("capture_activations(tiny_model, 3 images 11x7, all four names)",
-                        _model("TinyHooked", names[0], seed=1), other, names)  # fmt: skip
+                        _model("TinyHooked", names[0], seed=tiny), other, names)  # fmt: skip
     # The forward pass fails: the hooks must go all the same (the planted error may pass through).
-    failing = _model("TinyHooked", None, seed=1, fail_after="conv2d0")
+    failing = _model("TinyHooked", None, seed=tiny, fail_after="conv2d0")
     yield Case("capture_activations(model whose forward pass raises, images, ['conv2d0_pre_relu', 'maxpool0'])",
                (failing, images, ["conv2d0_pre_relu", "maxpool0"]), verify=_capture_ok,
                observe=HERE + "hooks_left", raises=_PLANTED, data={"before": hooks_left(failing.build())})  # fmt: skip
     # The real InceptionV1 structure (default initialisation: no weights needed).
     names = ["conv2d0", "mixed3b", "mixed4a_3x3_pre_relu"]
-    expected, before = _inception_answer(tuple(names))
+    expected, before = _inception_answer(tuple(names), inception, image_seed)
     yield Case(f"capture_activations(InceptionV1, one 224x224 image, {names})",
-               (_model("seeded_inception", "mixed3b", seed=0), image, names), verify=_capture_ok,
+               (_model("seeded_inception", "mixed3b", seed=inception), image, names), verify=_capture_ok,
                observe=HERE + "hooks_left", data={"expected": expected, "before": before}, rtol=1e-4, atol=1e-4)  # fmt: skip
     names = ["maxpool0", "conv2d0_pre_relu"]
     yield _capture_case(f"capture_activations(tiny_model, 3 images 11x7, {names}) (names not in forward order)",
-                        _model("TinyHooked", "maxpool0", seed=1), other, names)  # fmt: skip
+                        _model("TinyHooked", "maxpool0", seed=tiny), other, names)  # fmt: skip
 
 
 def _capture_ok(case: Case, got) -> None:
@@ -700,13 +708,14 @@ def _with_ties(acts: torch.Tensor, k: int) -> torch.Tensor:
 def _strongest_cases(hidden: bool):
     """Square and oblong maps, 1x1 maps, k from 1 to all channels, negative values, a real layer's
     size, and channels with equal means (any order among them is accepted)."""
-    rows = [((2, 12, 6, 6), 3, False, "")]
+    rows = [((2, 12, 6, 6), 3, False, "", 40)]  # (shape, k, signed, note, seed)
     if hidden:
-        rows += [((3, 40, 5, 9), 5, False, ""), ((1, 7, 1, 1), 7, False, ""), ((2, 20, 4, 4), 4, True, ""),
-                 ((1, 480, 28, 28), 10, False, ""), ((2, 9, 3, 5), 1, False, ""),
-                 ((2, 15, 3, 3), 4, False, ", channels with equal means (any order among them)")]  # fmt: skip
-    for c, (shape, k, signed, note) in enumerate(rows):
-        acts = planted_acts(*shape, seed=40 + c, signed=signed)
+        rows += [((3, 40, 5, 9), 5, False, "", hidden_seed(41)), ((1, 7, 1, 1), 7, False, "", hidden_seed(42)),
+                 ((2, 20, 4, 4), 4, True, "", hidden_seed(43)), ((1, 480, 28, 28), 10, False, "", hidden_seed(44)),
+                 ((2, 9, 3, 5), 1, False, "", hidden_seed(45)),
+                 ((2, 15, 3, 3), 4, False, ", channels with equal means (any order among them)", hidden_seed(46))]  # fmt: skip
+    for shape, k, signed, note, seed in rows:
+        acts = planted_acts(*shape, seed=seed, signed=signed)
         acts = _with_ties(acts, k) if note else acts
         scores, channels = _ref_strongest(acts, k)
         yield Case(f"strongest_channels(acts of shape {shape}, k={k}){note}", (acts, k),
@@ -825,9 +834,19 @@ def _variant_fields(ops: list[tuple[int, int]], n: int) -> dict[str, float]:
             "start_inpad": start_inpad, "jump_sum": sum(s for _, s in ops)}  # fmt: skip
 
 
+def _telling(ops: list[tuple[int, int]], n: int) -> bool:
+    """Whether the mistakes that get ``start`` wrong give different wrong values on the chain
+    ``ops`` at size ``n``: a random chain on which two of them agree could not tell the learner
+    which one was made (without padding at the input, padding from the image size looks like none)."""
+    size, _, start = _ref_chain(ops, n).as_tuple()
+    variants = _variant_fields(ops, n)
+    wrong = [v for v in (variants["start_nopad"], variants["start_inpad"], start - (size - 1) / 2) if v != start]
+    return len(set(wrong)) == len(wrong)
+
+
 def _rf_cases(hidden: bool):
     """Hand-made chains, InceptionV1's own paths at several sizes (odd, even, not a multiple of
-    the strides), random chains, no op at all and a 1-pixel input."""
+    the strides), random chains (each telling the mistakes apart), no op at all and a 1-pixel input."""
     rows = [
         ("[(3, 1)], 10", [(3, 1)], 10),
         ("[(3, 1), (3, 1)], 10", [(3, 1), (3, 1)], 10),
@@ -835,12 +854,14 @@ def _rf_cases(hidden: bool):
         ("the path to mixed3a at 224", kernel_strides("mixed3a"), 224),
     ]
     if hidden:
-        gen = np.random.default_rng(5)
-        for _ in range(8):
+        gen = np.random.default_rng(hidden_seed(5))  # random chains: another 8 under the grader's key
+        chains = len(rows) + 8
+        while len(rows) < chains:
             length = int(gen.integers(1, 7))
             ops = [(int(gen.choice([1, 3, 5, 7])), int(gen.choice([1, 1, 2, 3]))) for _ in range(length)]
             n = int(gen.choice([224, 225, 97, 33, 7]))
-            rows.append((f"random chain {ops}, {n}", ops, n))
+            if _telling(ops, n):
+                rows.append((f"random chain {ops}, {n}", ops, n))
         for layer, n in (("mixed3b", 225), ("mixed4c", 224), ("mixed4c", 227), ("mixed5b", 224), ("maxpool10", 300)):
             rows.append((f"the path to {layer} at {n}", kernel_strides(layer), n))
         rows += [("no ops at all: [], 10", [], 10), ("a 1-pixel input: [(3, 2), (5, 3)], 1", [(3, 2), (5, 3)], 1)]
@@ -932,13 +953,16 @@ check_receptive_field = Exercise(
 def _patch_cases(hidden: bool):
     """Shallow and deep layers, even and odd input sizes, maxima at an edge or a corner (clipped
     boxes), and a channel whose maximum is at two positions (either box is accepted)."""
-    rows = [("mixed3a", 224, (5, 20)), ("conv2d0", 224, (0, 111))]
+    # (layer, input size, the planted maximum, the background's seed): the planted maxima below are
+    # the case's structure, only the background is random.
+    rows = [("mixed3a", 224, (5, 20), 60), ("conv2d0", 224, (0, 111), 61)]
     if hidden:
-        rows += [("mixed4a", 224, (3, 11)), ("mixed3b", 225, (27, 2)), ("conv2d2", 97, (12, 24)),
-                 ("mixed4d", 224, (13, 0)), ("mixed3a", 224, (27, 27)), ("maxpool1", 225, (4, 9))]  # fmt: skip
-    for c, (layer, n, (row, col)) in enumerate(rows):
+        rows += [("mixed4a", 224, (3, 11), hidden_seed(62)), ("mixed3b", 225, (27, 2), hidden_seed(63)),
+                 ("conv2d2", 97, (12, 24), hidden_seed(64)), ("mixed4d", 224, (13, 0), hidden_seed(65)),
+                 ("mixed3a", 224, (27, 27), hidden_seed(66)), ("maxpool1", 225, (4, 9), hidden_seed(67))]  # fmt: skip
+    for c, (layer, n, (row, col), seed) in enumerate(rows):
         rf = _ref_rf(layer, n)
-        acts = torch.rand(6, rf.positions, rf.positions, generator=_gen(60 + c))
+        acts = torch.rand(6, rf.positions, rf.positions, generator=_gen(seed))
         channel = 2 + c % 3
         acts[channel, row, col] = 5.0
         other = (channel + 1) % 6  # another channel peaks higher elsewhere

@@ -7,6 +7,9 @@ likely mistakes and their hints. ``check_x(fn)`` runs the visible cases, ``check
 hidden=True)`` those and more. No check needs InceptionV1's weights: the optimisation exercises
 run on planted models, and optimised images are compared with a reference only where the whole
 run is deterministic (fixed transforms, a fixed seed), so an equally correct solution passes.
+
+Every random value of a hidden case comes from a seed passed through :func:`~.runner.hidden_seed`:
+the public number here, another one drawn from the grader's private key when it grades.
 """
 
 from __future__ import annotations
@@ -29,7 +32,19 @@ from ..optvis.transform import jitter_by as _ref_jitter_by
 from ..optvis.transform import pad as _ref_pad
 from ..optvis.transform import rotate_by as _ref_rotate_by
 from ..optvis.transform import scale_by as _ref_scale_by
-from .runner import Case, CheckFailed, Exercise, Mistake, Recipe, build, compare, expect_tensor, fail, same
+from .runner import (
+    Case,
+    CheckFailed,
+    Exercise,
+    Mistake,
+    Recipe,
+    build,
+    compare,
+    expect_tensor,
+    fail,
+    hidden_seed,
+    same,
+)
 from .runner import summary as _summary
 
 __all__ = [
@@ -152,8 +167,11 @@ def _ascent(case, **variant):
 def _pixel_ascent_cases(hidden: bool):
     """Linear objectives (ascent has a closed form), a coupled one (clamping every step matters)
     and a planted conv + ReLU (an objective through a network must rise)."""
-    linear = [(1, 8, 3, 0.01, 0), (2, 6, 20, 0.05, 1)] + ([(3, 5, 1, 0.1, 2), (1, 12, 40, 0.02, 3)] if hidden else [])
-    coupled = [(1, 8, 10, 0.1, 4)] + ([(2, 7, 20, 0.05, 5)] if hidden else [])
+    linear = [(1, 8, 3, 0.01, 0), (2, 6, 20, 0.05, 1)]  # (n, size, steps, lr, seed)
+    coupled = [(1, 8, 10, 0.1, 4)]
+    if hidden:
+        linear += [(3, 5, 1, 0.1, hidden_seed(2)), (1, 12, 40, 0.02, hidden_seed(3))]
+        coupled += [(2, 7, 20, 0.05, hidden_seed(5))]
     for kind, rows in (("linear", linear), ("coupled", coupled)):
         for n, size, steps, lr, seed in rows:
             w = torch.randn(n, 3, size, size, generator=_gen(100 + seed))
@@ -163,10 +181,12 @@ def _pixel_ascent_cases(hidden: bool):
             yield Case(f"pixel_ascent on a {kind} objective ({n} images, {size} px, {steps} steps, lr {lr})",
                        args, expect=_ref_pixel_ascent(objective.build(), args[1], steps, lr), rtol=1e-5, atol=1e-5,
                        hint="each step: x = clamp(x + lr * gradient, 0, 1)")  # fmt: skip
-    for k, steps in [(0, 10)] + ([(2, 25)] if hidden else []):
-        objective = Recipe("circuitscope.checks.ch2:PlantedObjective", seed=5, channel=k)
+    # (channel, steps, the conv's seed, the image's seed)
+    planted = [(0, 10, 5, 7)] + ([(2, 25, hidden_seed(5), hidden_seed(9))] if hidden else [])
+    for k, steps, conv_seed, image_seed in planted:
+        objective = Recipe("circuitscope.checks.ch2:PlantedObjective", seed=conv_seed, channel=k)
         yield Case(f"pixel_ascent on a planted conv + ReLU, channel {k}, {steps} steps",
-                   (objective, _grey(1, 12, 7 + k), steps, 0.05), verify=_objective_rose,
+                   (objective, _grey(1, 12, image_seed), steps, 0.05), verify=_objective_rose,
                    hint="follow +gradient of objective(x).sum() with respect to x")  # fmt: skip
 
 
@@ -208,11 +228,12 @@ def _random_images(n: int, h: int, w: int, seed: int) -> torch.Tensor:
 
 def _pad_and_jitter_cases(hidden: bool):
     """``(x: (N, 3, H, W), width, dy, dx, d, value)``: the reference is the library's pad + jitter_by."""
-    rows = [((1, 8, 8), 2, 1, 3, 4, 0.5), ((2, 6, 9), 3, 0, 0, 2, 0.5)]
+    rows = [((1, 8, 8), 2, 1, 3, 4, 0.5, 0), ((2, 6, 9), 3, 0, 0, 2, 0.5, 1)]  # ..., the images' seed
     if hidden:
-        rows += [((1, 5, 7), 0, 2, 1, 3, 0.5), ((3, 10, 10), 12, 8, 0, 8, 0.25), ((1, 12, 6), 1, 4, 4, 4, 0.0)]
-    for k, ((n, h, w), width, dy, dx, d, value) in enumerate(rows):
-        x = _random_images(n, h, w, k)
+        rows += [((1, 5, 7), 0, 2, 1, 3, 0.5, hidden_seed(2)), ((3, 10, 10), 12, 8, 0, 8, 0.25, hidden_seed(3)),
+                 ((1, 12, 6), 1, 4, 4, 4, 0.0, hidden_seed(4))]  # fmt: skip
+    for (n, h, w), width, dy, dx, d, value, seed in rows:
+        x = _random_images(n, h, w, seed)
         hh, ww = h + 2 * width - d, w + 2 * width - d
         label = f"pad_and_jitter(x of shape {tuple(x.shape)}, width={width}, dy={dy}, dx={dx}, d={d}, value={value})"
         yield Case(label, (x, width, dy, dx, d, value), expect=_ref_jitter_by(_ref_pad(x, width, value), dy, dx, d),
@@ -264,11 +285,12 @@ _HALF_PIXEL_HINT = ("resize bilinearly with half-pixel centres (F.interpolate(..
 
 def _scale_and_rotate_cases(hidden: bool):
     """``(x: (N, 3, H, W), factor, degrees)``: the reference is the library's scale_by + rotate_by."""
-    rows = [((1, 16, 16), 1.1, 10.0), ((2, 20, 20), 0.9, -7.0)]
+    rows = [((1, 16, 16), 1.1, 10.0, 10), ((2, 20, 20), 0.9, -7.0, 11)]  # ..., the images' seed
     if hidden:
-        rows += [((1, 12, 18), 1.2, 0.0), ((1, 17, 17), 1.0, 90.0), ((2, 30, 24), 0.92, 4.0)]
-    for k, ((n, h, w), factor, degrees) in enumerate(rows):
-        x = _random_images(n, h, w, 10 + k)
+        rows += [((1, 12, 18), 1.2, 0.0, hidden_seed(12)), ((1, 17, 17), 1.0, 90.0, hidden_seed(13)),
+                 ((2, 30, 24), 0.92, 4.0, hidden_seed(14))]  # fmt: skip
+    for (n, h, w), factor, degrees, seed in rows:
+        x = _random_images(n, h, w, seed)
         yield Case(f"scale_and_rotate(x of shape {tuple(x.shape)}, factor={factor}, degrees={degrees})",
                    (x, factor, degrees), expect=_ref_rotate_by(_ref_scale_by(x, factor), degrees),
                    rtol=1e-4, atol=1e-4, hint=_HALF_PIXEL_HINT if factor != 1 else None)  # fmt: skip
@@ -328,17 +350,18 @@ def _fourier_reference(spectrum: torch.Tensor, size: tuple[int, int], decay_powe
 def _fourier_cases(hidden: bool):
     """Exact cases ``(spectrum: (N, 3, H, W // 2 + 1, 2), (H, W), decay_power)``, then the property
     that matters: the amplitude spectrum of 32 random images falls as ``1 / f ** decay_power``."""
-    rows = [(1, (16, 16), 1.0), (2, (12, 20), 1.0)]
+    rows = [(1, (16, 16), 1.0, 20), (2, (12, 20), 1.0, 21)]  # (n, size, decay_power, the spectrum's seed)
     if hidden:
-        rows += [(1, (15, 15), 2.0), (3, (8, 11), 0.5), (1, (32, 32), 1.0)]
-    for k, (n, (h, w), decay) in enumerate(rows):
-        spectrum = torch.randn(n, 3, h, w // 2 + 1, 2, generator=_gen(20 + k))
+        rows += [(1, (15, 15), 2.0, hidden_seed(22)), (3, (8, 11), 0.5, hidden_seed(23)),
+                 (1, (32, 32), 1.0, hidden_seed(24))]  # fmt: skip
+    for n, (h, w), decay, seed in rows:
+        spectrum = torch.randn(n, 3, h, w // 2 + 1, 2, generator=_gen(seed))
         yield Case(f"fourier_image(spectrum of shape {tuple(spectrum.shape)}, size={(h, w)}, decay_power={decay})",
                    (spectrum, (h, w), decay), verify=_fourier_matches,
                    data={"expected": _fourier_reference(spectrum, (h, w), decay).double()},
                    rtol=1e-4, atol=1e-4, hint=_FOURIER_HINT)  # fmt: skip
-    spectrum = torch.randn(32, 3, 32, 17, 2, generator=_gen(99))
-    for decay in (1.0, 2.0) if hidden else (1.0,):
+    for decay, seed in [(1.0, 99)] + ([(2.0, hidden_seed(99))] if hidden else []):
+        spectrum = torch.randn(32, 3, 32, 17, 2, generator=_gen(seed))
         yield Case(f"the amplitude spectrum of fourier_image(..., decay_power={decay})",
                    (spectrum, (32, 32), decay), verify=_spectrum_falls, data={"decay": decay},
                    hint="divide each coefficient by its frequency ** decay_power")  # fmt: skip
@@ -404,9 +427,10 @@ check_fourier_image = Exercise(
 # =============================================================================================
 def _to_rgb_cases(hidden: bool):
     """``t: (N, 3, H, W)`` unbounded: the reference is the library's to_rgb(decorrelate=True)."""
-    shapes = [(1, 3, 4, 4), (2, 3, 5, 7)] + ([(3, 3, 1, 1), (1, 3, 16, 9)] if hidden else [])
-    for k, shape in enumerate(shapes):
-        t = torch.randn(*shape, generator=_gen(30 + k)) * 2
+    shapes = [((1, 3, 4, 4), 30), ((2, 3, 5, 7), 31)]  # (shape, seed)
+    shapes += [((3, 3, 1, 1), hidden_seed(32)), ((1, 3, 16, 9), hidden_seed(33))] if hidden else []
+    for shape, seed in shapes:
+        t = torch.randn(*shape, generator=_gen(seed)) * 2
         yield Case(f"to_rgb(t of shape {shape})", (t,), expect=_ref_to_rgb(t, decorrelate=True),
                    rtol=1e-5, atol=1e-6)
 
@@ -449,13 +473,15 @@ def _acts(n: int, c: int, h: int, w: int, seed: int) -> torch.Tensor:
 def _neuron_cases(hidden: bool):
     """``(acts: (N, C, H, W), n[, x][, y])``. Positions at the edges (x=0, y=0, W-1, H-1) and x or y
     alone: 0 is a real position, not a missing one. A position left out is passed as nothing."""
-    rows = [((2, 5, 7, 7), 3, None, None), ((1, 4, 6, 8), 1, None, None), ((3, 6, 5, 9), 2, 7, 1),
-            ((2, 3, 5, 7), 2, 0, 4), ((1, 4, 6, 9), 0, 8, 0), ((2, 3, 6, 5), 1, 0, None)]  # fmt: skip
+    # (shape, n, x, y, the activations' seed)
+    rows = [((2, 5, 7, 7), 3, None, None, 40), ((1, 4, 6, 8), 1, None, None, 41), ((3, 6, 5, 9), 2, 7, 1, 42),
+            ((2, 3, 5, 7), 2, 0, 4, 43), ((1, 4, 6, 9), 0, 8, 0, 44), ((2, 3, 6, 5), 1, 0, None, 45)]  # fmt: skip
     if hidden:
-        rows += [((2, 3, 4, 4), 0, 0, 3), ((1, 8, 9, 3), 7, None, None), ((2, 2, 6, 6), 1, 5, 0),
-                 ((1, 5, 7, 6), 4, None, 0), ((2, 3, 5, 8), 1, 0, 0), ((1, 2, 4, 6), 1, 5, 3)]  # fmt: skip
-    for k, (shape, n, x, y) in enumerate(rows):
-        acts = _acts(*shape, seed=40 + k)
+        rows += [((2, 3, 4, 4), 0, 0, 3, hidden_seed(46)), ((1, 8, 9, 3), 7, None, None, hidden_seed(47)),
+                 ((2, 2, 6, 6), 1, 5, 0, hidden_seed(48)), ((1, 5, 7, 6), 4, None, 0, hidden_seed(49)),
+                 ((2, 3, 5, 8), 1, 0, 0, hidden_seed(50)), ((1, 2, 4, 6), 1, 5, 3, hidden_seed(51))]  # fmt: skip
+    for shape, n, x, y, seed in rows:
+        acts = _acts(*shape, seed=seed)
         given = {name: v for name, v in (("x", x), ("y", y)) if v is not None}
         args, kwargs = ((acts, n, x, y), {}) if len(given) == 2 else ((acts, n), given)
         where = "".join(f", {name}={v}" for name, v in given.items())
@@ -508,12 +534,15 @@ check_neuron_objective = Exercise(
 
 def _direction_cases(hidden: bool):
     """``(acts: (N, C, H, W), vector: (C,))``, random or one-hot (which gives the channel objective)."""
-    rows = [((2, 5, 4, 4), None), ((1, 6, 3, 5), 2)]  # (shape, one-hot channel or None)
+    # (shape, one-hot channel or None, the activations' seed, the vector's seed)
+    rows = [((2, 5, 4, 4), None, 50, 60), ((1, 6, 3, 5), 2, 51, 61)]
     if hidden:
-        rows += [((3, 4, 1, 1), None), ((2, 7, 6, 2), None), ((1, 3, 8, 8), 0)]
-    for k, (shape, hot) in enumerate(rows):
-        acts, c = _acts(*shape, seed=50 + k), shape[1]
-        vector = torch.randn(c, generator=_gen(60 + k)) if hot is None else torch.nn.functional.one_hot(
+        rows += [((3, 4, 1, 1), None, hidden_seed(52), hidden_seed(62)),
+                 ((2, 7, 6, 2), None, hidden_seed(53), hidden_seed(63)),
+                 ((1, 3, 8, 8), 0, hidden_seed(54), hidden_seed(64))]  # fmt: skip
+    for shape, hot, acts_seed, vector_seed in rows:
+        acts, c = _acts(*shape, seed=acts_seed), shape[1]
+        vector = torch.randn(c, generator=_gen(vector_seed)) if hot is None else torch.nn.functional.one_hot(
             torch.tensor(hot), c).float()  # fmt: skip
         kind = "random" if hot is None else f"one-hot channel {hot}"
         yield Case(f"direction_objective(acts of shape {shape}, vector={kind})", (acts, vector),
@@ -549,9 +578,10 @@ def _sum_over_others(sims: torch.Tensor) -> torch.Tensor:
 
 def _diversity_cases(hidden: bool):
     """``acts: (N, C, H, W)`` after a ReLU; then a batch of 3 identical images (2 each)."""
-    shapes = [(3, 4, 5, 5), (2, 6, 3, 3)] + ([(1, 4, 2, 2), (5, 3, 4, 6)] if hidden else [])
-    for k, shape in enumerate(shapes):
-        acts = _acts(*shape, seed=70 + k).relu()
+    shapes = [((3, 4, 5, 5), 70), ((2, 6, 3, 3), 71)]  # (shape, seed)
+    shapes += [((1, 4, 2, 2), hidden_seed(72)), ((5, 3, 4, 6), hidden_seed(73))] if hidden else []
+    for shape, seed in shapes:
+        acts = _acts(*shape, seed=seed).relu()
         yield Case(f"diversity_objective(acts of shape {shape})", (acts,), expect=_ref_diversity("a")({"a": acts}),
                    rtol=1e-4, atol=1e-5, hint="G_i = A_i A_i^T with A_i the (C, H*W) activations of image i, "
                    "divided by its norm; sum <G_i, G_j> over j != i")  # fmt: skip
@@ -651,11 +681,12 @@ def _render_loop_cases(hidden: bool):
     """``(model, objective, image, transform, steps, lr)``, all four objects recipes: a planted conv +
     ReLU, a channel mean (or a non-linear, batch-coupled objective), seeded FFT images, a fixed shift.
     The whole run is deterministic: the reference loop runs here on its own copies."""
-    rows = [(1, 16, 12, 0.05, 0, None), (2, 16, 12, 0.05, 1, None), (2, 16, 12, 0.05, 6, 0.5)]
+    # (n, size, steps, lr, channel, diversity weight or None, the seed of the conv's weights and the images)
+    rows = [(1, 16, 12, 0.05, 0, None, 0), (2, 16, 12, 0.05, 1, None, 1), (2, 16, 12, 0.05, 2, 0.5, 6)]
     if hidden:
-        rows += [(3, 20, 20, 0.1, 2, None), (1, 12, 6, 0.02, 3, None), (3, 16, 15, 0.05, 7, 1.0)]
-    for n, size, steps, lr, seed, weight in rows:
-        channel = seed % 4
+        rows += [(3, 20, 20, 0.1, 2, None, hidden_seed(2)), (1, 12, 6, 0.02, 3, None, hidden_seed(3)),
+                 (3, 16, 15, 0.05, 3, 1.0, hidden_seed(7))]  # fmt: skip
+    for n, size, steps, lr, channel, weight, seed in rows:
         if weight is None:
             objective, what = Recipe("circuitscope.checks.ch2:ChannelMean", channel=channel), f"channel {channel}"
         else:

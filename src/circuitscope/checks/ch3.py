@@ -4,6 +4,11 @@ The cases are data (unit names, numbers, tensors; a :class:`~.runner.Recipe` for
 references and properties are computed where the cases are judged, with the library's own
 functions. The weight exercises run on a seeded default-initialised InceptionV1 (checked against
 autograd), the stimulus, tuning and circuit ones on the planted curve model, NMF on planted data.
+
+Every random value of a hidden case comes from a seed passed through :func:`~.runner.hidden_seed`:
+the public number here, another one drawn from the grader's private key when it grades (the hidden
+weight cases' InceptionV1, the random circuits, the planted NMF data). The curve stimulus and the
+tuning curve have no random value: their hidden cases are the same under any key.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import torch
 from ..circuits import branch_of, expanded_weights, expanded_weights_by_gradient, format_unit, parse_unit
 from ..hooks import activations
 from ..stimuli import curve, tuning_curve
-from .runner import Case, CheckFailed, Exercise, Mistake, Recipe, as_tensor, compare, fail, same
+from .runner import Case, CheckFailed, Exercise, Mistake, Recipe, as_tensor, compare, fail, hidden_seed, same
 
 __all__ = [
     "check_curve_stimulus",
@@ -62,18 +67,30 @@ def seeded_inception(seed: int = 3):
         return InceptionV1().eval()
 
 
-INCEPTION = Recipe("circuitscope.checks.ch3:seeded_inception", seed=3)
+#: The seed of the visible cases' InceptionV1 (the hidden cases' is ``hidden_seed`` of it).
+INCEPTION_SEED = 3
 
 
-@lru_cache(maxsize=1)
-def _inception():
-    """The references' own copy of :data:`INCEPTION` (the learner's function gets a fresh one)."""
-    return INCEPTION.build()
+def _inception_recipe(seed: int) -> Recipe:
+    return Recipe("circuitscope.checks.ch3:seeded_inception", seed=seed)
 
 
-def _weight(layer: str) -> torch.Tensor:
-    """``(out, in, k, k)``: the weight of ``layer``'s convolution in the references' model."""
-    return getattr(_inception(), f"{layer}_pre_relu_conv").weight.detach()
+@lru_cache(maxsize=2)
+def _inception(seed: int):
+    """The references' own copy of the case's model (the learner's function gets a fresh one)."""
+    return _inception_recipe(seed).build()
+
+
+def _weight(case: Case, layer: str) -> torch.Tensor:
+    """``(out, in, k, k)``: the weight of ``layer``'s convolution in the references' copy of the case's model."""
+    return getattr(_inception(case.args[0].kwargs["seed"]), f"{layer}_pre_relu_conv").weight.detach()
+
+
+def _weight_cases(visible: list, hidden: list | None) -> list[tuple[Recipe, str, str]]:
+    """``(model, source, target)``: the visible pairs on the public model, the hidden ones (if
+    asked) on the model of the hidden seed."""
+    public, private = _inception_recipe(INCEPTION_SEED), _inception_recipe(hidden_seed(INCEPTION_SEED))
+    return [(public, *pair) for pair in visible] + [(private, *pair) for pair in hidden or ()]
 
 
 KERNEL_HINT = "one source unit and one target unit: a single (k, k) spatial kernel"
@@ -81,16 +98,15 @@ KERNEL_HINT = "one source unit and one target unit: a single (k, k) spatial kern
 
 def _direct_cases(hidden: bool):
     pairs = [("conv2d1:5", "conv2d2:7"), ("mixed3b_3x3_bottleneck:12", "3b:140")]
-    if hidden:
-        pairs += [
-            ("mixed3b_5x5_bottleneck:3", "3b:379"),
-            ("3a:147", "3b:50"),  # the 1x1 branch reads mixed3a directly
-            ("mixed4c_5x5_bottleneck:20", "4c:447"),
-            ("mixed4b_3x3_bottleneck:40", "mixed4b_3x3:7"),  # a branch unit, by its branch name
-        ]
-    for source, target in pairs:
-        yield Case(f"direct_weights(model, {source!r}, {target!r})", (INCEPTION, source, target),
-                   expect=expanded_weights(_inception(), source, target), rtol=1e-5, atol=1e-7,
+    more = [
+        ("mixed3b_5x5_bottleneck:3", "3b:379"),
+        ("3a:147", "3b:50"),  # the 1x1 branch reads mixed3a directly
+        ("mixed4c_5x5_bottleneck:20", "4c:447"),
+        ("mixed4b_3x3_bottleneck:40", "mixed4b_3x3:7"),  # a branch unit, by its branch name
+    ]
+    for model, source, target in _weight_cases(pairs, more if hidden else None):
+        yield Case(f"direct_weights(model, {source!r}, {target!r})", (model, source, target),
+                   expect=expanded_weights(_inception(model.kwargs["seed"]), source, target), rtol=1e-5, atol=1e-7,
                    hint="weight[target_channel, source_channel] of the target's <layer>_pre_relu_conv",
                    mistakes=_concatenated(target))  # fmt: skip
 
@@ -111,7 +127,7 @@ def _direct_parts(case: Case) -> tuple[torch.Tensor, int, int, int]:
     _, source, target = case.args
     (_, s), (layer, t) = parse_unit(source), parse_unit(target)
     branch, b = branch_of(target) if layer.startswith("mixed") and "_" not in layer else (layer, t)
-    return _weight(branch), s, b, t
+    return _weight(case, branch), s, b, t
 
 
 def _swapped(case: Case):
@@ -147,13 +163,12 @@ check_direct_weights = Exercise(
 # =============================================================================================
 def _expanded_cases(hidden: bool):
     pairs = [("3a:147", "3b:379"), ("3a:81", "3b:385")]
-    if hidden:
-        pairs += [("3a:50", "3b:200"), ("4b:237", "4c:447"), ("4b:373", "4c:447"), ("4d:3", "4e:300")]
-    for source, target in pairs:
+    more = [("3a:50", "3b:200"), ("4b:237", "4c:447"), ("4b:373", "4c:447"), ("4d:3", "4e:300")]
+    for model, source, target in _weight_cases(pairs, more if hidden else None):
         branch, index = branch_of(target)
         # The definition: the gradient of the linearised model (ReLU as identity), by autograd.
-        expected = expanded_weights_by_gradient(_inception(), source, f"{branch}:{index}")
-        yield Case(f"expanded_weights_bottleneck(model, {source!r}, {target!r})", (INCEPTION, source, target),
+        expected = expanded_weights_by_gradient(_inception(model.kwargs["seed"]), source, f"{branch}:{index}")
+        yield Case(f"expanded_weights_bottleneck(model, {source!r}, {target!r})", (model, source, target),
                    expect=expected, rtol=1e-4, atol=1e-7 + 1e-5 * float(expected.abs().max()),
                    hint="sum over the bottleneck channels b: W_branch[target, b] (k x k) times "
                         "W_bottleneck[b, source] (a 1x1 weight)")  # fmt: skip
@@ -163,7 +178,7 @@ def _bottleneck_parts(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
     """``(W_branch[target]: (bottleneck, k, k), W_bottleneck[:, source]: (bottleneck,))``."""
     _, source, target = case.args
     branch, t = branch_of(target)
-    return _weight(branch)[t], _weight(f"{branch}_bottleneck")[:, parse_unit(source)[1], 0, 0]
+    return _weight(case, branch)[t], _weight(case, f"{branch}_bottleneck")[:, parse_unit(source)[1], 0, 0]
 
 
 def _through_relu(case: Case) -> torch.Tensor:
@@ -440,23 +455,22 @@ def random_curves(seed: int):
     return model
 
 
-CIRCUIT_MODELS = {
-    "planted": Recipe(PLANTED),
-    "inhibition=1": Recipe(PLANTED, inhibition=1.0),
-    "random 5": Recipe("circuitscope.checks.ch3:random_curves", seed=5),
-    "random 6": Recipe("circuitscope.checks.ch3:random_curves", seed=6),
-}
 ORDER_HINT = "order excites from the largest total down, inhibits from the most negative up"
+
+
+def _random_curves(seed: int) -> Recipe:
+    return Recipe("circuitscope.checks.ch3:random_curves", seed=seed)
 
 
 def _circuit_cases(hidden: bool):
     """The planted circuit is symmetric: some source units have equal totals (any order among
     them is right)."""
-    rows = [("planted", "curves:2", 0.1), ("planted", "curves:0", 0.3)]
+    rows = [("planted", Recipe(PLANTED), "curves:2", 0.1), ("planted", Recipe(PLANTED), "curves:0", 0.3)]
     if hidden:
-        rows += [("inhibition=1", "curves:4", 0.1), ("random 5", "curves:6", 0.2), ("random 6", "curves:1", 0.05)]
-    for name, target, threshold in rows:
-        model = CIRCUIT_MODELS[name]
+        rows += [("inhibition=1", Recipe(PLANTED, inhibition=1.0), "curves:4", 0.1),
+                 ("random", _random_curves(hidden_seed(5)), "curves:6", 0.2),
+                 ("another random", _random_curves(hidden_seed(6)), "curves:1", 0.05)]  # fmt: skip
+    for name, model, target, threshold in rows:
         kernels = expanded_weights(model.build(), "lines", target)  # (C, k, k)
         yield Case(f"read_circuit(<{name} model>, {target!r}, 'lines', threshold={threshold})",
                    (model, target, "lines", threshold), verify=_circuit, rtol=1e-4, atol=1e-6,
@@ -592,10 +606,14 @@ def _nmf_cases(hidden: bool):
     ``n_iter=500``, which must be the multiplicative updates from that start (so any random
     start is right, and a poor local minimum is the start's, not the learner's). The first
     one also: the same seed again (the same start), another seed (another start), 5 updates."""
-    rows = [(30, 20, 3, 0, False)] + ([(60, 40, 5, 1, False), (25, 50, 4, 2, True), (12, 12, 2, 3, False)] if hidden else [])
+    # (n, m, k, the learner's seed, a zero column, the planted data's seed)
+    rows = [(30, 20, 3, 0, False, 0)]
+    if hidden:
+        rows += [(60, 40, 5, 1, False, hidden_seed(1)), (25, 50, 4, 2, True, hidden_seed(2)),
+                 (12, 12, 2, 3, False, hidden_seed(3))]  # fmt: skip
     store = {}  # this run's starts, by (x's shape, k, seed): the later calls are judged from them
-    for i, (n, m, k, seed, zero_column) in enumerate(rows):
-        x, h0 = _low_rank(n, m, k, seed, zero_column)
+    for i, (n, m, k, seed, zero_column, data_seed) in enumerate(rows):
+        x, h0 = _low_rank(n, m, k, data_seed, zero_column)
         about = f"x of shape ({n}, {m}) and rank {k}, k={k}"
         data = {"store": store, "start": (tuple(x.shape), k, seed), "h0": h0}
         yield Case(f"nmf({about}, n_iter=0, seed={seed}): the start", (x, k, 0, seed), verify=_start, data=data)

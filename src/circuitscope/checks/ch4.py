@@ -5,6 +5,10 @@ objects they need (the planted model, a seeded random-weights variant that recor
 sizes); :mod:`.runner` calls the learner's function on them, here or in the grader's sandbox over
 :mod:`.wire`, and judges the result on the trusted side against the library's own functions and
 brute force. No check needs InceptionV1's weights: the answers are known by construction.
+
+Every random value of a hidden case comes from a seed passed through :func:`~.runner.hidden_seed`:
+the public number here, another one drawn from the grader's private key when it grades. What a
+case plants (the patterns, the ties) stays; only the random rest changes.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from ..optvis import channel as channel_objective
 from ..optvis import diversity, render
 from ..polysemanticity import PlantedPatternModel, label_entropy, planted_images
 from ..polysemanticity import effective_classes as ref_effective_classes
-from .runner import Case, Exercise, Mistake, Opaque, Recipe, as_tensor, describe, fail, same
+from .runner import Case, Exercise, Mistake, Opaque, Recipe, as_tensor, describe, fail, hidden_seed, same
 
 __all__ = [
     "check_diverse_render",
@@ -117,23 +121,36 @@ def _top_k_cases(hidden: bool):
         ("planted units:2 (checkerboard only)", None, "units", 2, 6, 3, 40, 3, 5, 1),
     ]
     if hidden:
+        s = hidden_seed
         rows += [
-            ("random-weights model, detectors:1", 11, "detectors", 1, 9, 2, 36, 7, 4, 2),
-            ("random-weights model, units:1", 12, "units", 1, 13, 1, 33, 5, 3, 3),
-            ("planted units:1 (cross only), one image per batch", None, "units", 1, 4, 2, 32, 2, 1, 4),
-            ("random-weights model, units_pre_relu:0, k = N", 13, "units_pre_relu", 0, 5, 1, 28, 7, 2, 5),
-            ("planted units:2, k past the checkerboards (ties at 0)", None, "units", 2, 5, 2, 31, 6, 3, 6),
-            ("planted units:0, batch_size larger than the dataset", None, "units", 0, 3, 2, 30, 4, 50, 7),
+            ("random-weights model, detectors:1", s(11), "detectors", 1, 9, 2, 36, 7, 4, s(2)),
+            ("random-weights model, units:1", s(12), "units", 1, 13, 1, 33, 5, 3, s(3)),
+            ("planted units:1 (cross only), one image per batch", None, "units", 1, 4, 2, 32, 2, 1, s(4)),
+            ("random-weights model, units_pre_relu:0, k = N", s(13), "units_pre_relu", 0, 5, 1, 28, 7, 2, s(5)),
+            ("planted units:2, k past the checkerboards (ties at 0)", None, "units", 2, 5, 2, 31, 6, 3, s(6)),
+            ("planted units:0, batch_size larger than the dataset", None, "units", 0, 3, 2, 30, 4, 50, s(7)),
         ]
     for what, mseed, layer, channel, n_plain, n_per, size, k, batch, iseed in rows:
         model = planted if mseed is None else Recipe(f"{_HERE}:counting_planted", seed=mseed)
         images = planted_images(n_plain, n_per, size, seed=iseed)[0]
         yield _top_k_case(what, model, images, layer, channel, k, batch)
     if hidden:
-        images = torch.rand(11, 3, 27, 44, generator=_gen(8))
-        model = Recipe(f"{_HERE}:counting_planted", seed=14)
-        what = "random-weights model, non-square 27x44 images, units:2"
-        yield _top_k_case(what, model, images, "units", 2, 5, 4)
+        yield _non_square_case(hidden_seed(14), hidden_seed(8))
+
+
+def _non_square_case(model_seed: int, image_seed: int, tries: int = 20) -> Case:
+    """A random-weights model on non-square 27x44 images: the first draw (from the seeds, then the
+    next ones) on which reading a flat index with the grid's height lands off a maximum in some
+    example (when every example peaks in the grid's top row, the two readings agree); the last
+    draw if none of ``tries`` does (a fair case all the same, only that mistake would pass it)."""
+    what = "random-weights model, non-square 27x44 images, units:2"
+    for i in range(tries):
+        images = torch.rand(11, 3, 27, 44, generator=_gen(image_seed + i))
+        case = _top_k_case(what, Recipe(f"{_HERE}:counting_planted", seed=model_seed + i), images, "units", 2, 5, 4)
+        h, w = case.data["acts"].shape[-2:]
+        if not _at_maxima(case, case.data["order"], [divmod(r * w + c, h) for r, c in case.data["positions"]]):
+            break
+    return case
 
 
 def _top_k_parts(got) -> tuple | None:
@@ -302,23 +319,24 @@ def _shifted_patch(image, row, col, size, jump, start, fill) -> _Tensor:
 def _patch_cases(hidden: bool):
     """Inside, at a corner, past the far edge, larger than the image, negative start, size 1,
     odd and non-square images, a field wholly outside the image (all `fill`)."""
-    # (what, image (H, W), row, col, size, jump, start, fill)
+    # (what, image (H, W), row, col, size, jump, start, fill, the image's seed)
     rows = [
-        ("inside the image", (40, 40), 5, 7, 11, 2, 1.0, 0.5),
-        ("at the corner (the field reaches outside)", (40, 40), 0, 0, 11, 2, 0.0, 0.5),
+        ("inside the image", (40, 40), 5, 7, 11, 2, 1.0, 0.5, 200),
+        ("at the corner (the field reaches outside)", (40, 40), 0, 0, 11, 2, 0.0, 0.5, 201),
     ]
     if hidden:
+        s = hidden_seed
         rows += [
-            ("a non-square image, far edge", (30, 50), 14, 24, 9, 2, 1.0, 0.0),
-            ("mixed3a-like: jump 8, start 3", (224, 224), 27, 3, 59, 8, 3.0, 0.5),
-            ("mixed4a-like: larger than the image", (224, 224), 7, 13, 171, 16, 7.0, 1.0),
-            ("negative start", (64, 48), 2, 11, 21, 4, -2.0, 0.25),
-            ("size 1", (16, 16), 3, 9, 1, 1, 0.0, 0.5),
-            ("the last position of an odd-sized grid", (33, 47), 16, 23, 7, 2, 1.0, 0.75),
-            ("a field wholly past the image's bottom edge", (20, 20), 15, 2, 5, 2, 0.0, 0.5),
+            ("a non-square image, far edge", (30, 50), 14, 24, 9, 2, 1.0, 0.0, s(202)),
+            ("mixed3a-like: jump 8, start 3", (224, 224), 27, 3, 59, 8, 3.0, 0.5, s(203)),
+            ("mixed4a-like: larger than the image", (224, 224), 7, 13, 171, 16, 7.0, 1.0, s(204)),
+            ("negative start", (64, 48), 2, 11, 21, 4, -2.0, 0.25, s(205)),
+            ("size 1", (16, 16), 3, 9, 1, 1, 0.0, 0.5, s(206)),
+            ("the last position of an odd-sized grid", (33, 47), 16, 23, 7, 2, 1.0, 0.75, s(207)),
+            ("a field wholly past the image's bottom edge", (20, 20), 15, 2, 5, 2, 0.0, 0.5, s(208)),
         ]
-    for c, (what, (h, w), row, col, size, jump, start, fill) in enumerate(rows):
-        image = torch.rand(3, h, w, generator=_gen(200 + c))
+    for what, (h, w), row, col, size, jump, start, fill, seed in rows:
+        image = torch.rand(3, h, w, generator=_gen(seed))
         yield Case(
             f"receptive_patch({what}: image {tuple(image.shape)}, row={row}, col={col}, size={size}, "
             f"jump={jump}, start={start}, fill={fill})",
@@ -395,17 +413,25 @@ def _channel_mean(images: _Tensor, layer: str, channel: int) -> float:
         return float(channel_objective(layer, channel)(acts).mean())
 
 
+@functools.lru_cache(maxsize=8)
+def _plain_render(layer: str, channel: int, n: int, size: int, steps: int, seed: int) -> _Tensor:
+    """The library's render without the diversity term (the same for every run of the check:
+    computed once; the cases only read it)."""
+    with one_cpu_thread():  # a tiny model: one thread is many times faster on a busy CPU
+        return render(_planted_for_render(), channel_objective(layer, channel), batch=n, size=size,
+                      steps=steps, seed=seed, progress=False).detach()  # fmt: skip
+
+
 def _render_cases(hidden: bool):
     """Each setting twice: without the diversity term (``strength=0``) and with it; the images
     with it are compared with the library's own plain render (same seed)."""
-    rows = [("units", 0, 4, 1.0, "units", 32, 40, 0)]
+    rows = [("units", 0, 4, 1.0, "units", 32, 40, 0)]  # the seed: the learner's render's, and the plain one's
     if hidden:
-        rows += [("units", 0, 3, 10.0, "detectors", 28, 40, 1), ("units", 0, 2, 3.0, "units", 24, 40, 2)]
+        rows += [("units", 0, 3, 10.0, "detectors", 28, 40, hidden_seed(1)),
+                 ("units", 0, 2, 3.0, "units", 24, 40, hidden_seed(2))]  # fmt: skip
     model = Recipe("circuitscope.polysemanticity:PlantedPatternModel", threshold=0.0)
     for layer, channel, n, strength, div_layer, size, steps, seed in rows:
-        with one_cpu_thread():  # a tiny model: one thread is many times faster on a busy CPU
-            plain = render(_planted_for_render(), channel_objective(layer, channel), batch=n, size=size,
-                           steps=steps, seed=seed, progress=False).detach()  # fmt: skip
+        plain = _plain_render(layer, channel, n, size, steps, seed)
         grey = _channel_mean(torch.full((1, 3, size, size), 0.5), layer, channel)
         for s in (0.0, strength):
             yield Case(
@@ -501,7 +527,7 @@ def _class_cases(hidden: bool):
             ("a tensor of labels", torch.tensor([9, 9, 1, 1, 1, 0])),
             ("one example", [7]),
             ("class names", ["cat", "car", "cat", "car", "leg"]),
-            ("random labels", torch.randint(0, 6, (40,), generator=_gen(4))),
+            ("random labels", torch.randint(0, 6, (40,), generator=_gen(hidden_seed(4)))),
             ("a tensor with unlabelled examples (-1)", torch.tensor([-1, 3, 3, -1, 8, 8, 8, 3])),
             ("one labelled example among unlabelled ones", [-1, -1, 6, -1]),
             ("eight classes, once each", list(range(10, 18))),
@@ -559,36 +585,45 @@ check_effective_classes = Exercise(
 # =============================================================================================
 # Exercise 5: outgoing weights
 # =============================================================================================
-@functools.lru_cache(maxsize=1)
-def _inception_4d_1x1() -> _Tensor:
-    """``(112, 528, 1, 1)``: mixed4d's 1x1 weights at PyTorch's initialisation, seed 0 (the
+@functools.lru_cache(maxsize=2)
+def _inception_4d_1x1(seed: int) -> _Tensor:
+    """``(112, 528, 1, 1)``: mixed4d's 1x1 weights at PyTorch's initialisation, seeded (the
     caller's random state untouched)."""
     from ..models.inceptionv1 import InceptionV1
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         return InceptionV1().eval().mixed4d_1x1_pre_relu_conv.weight.detach().clone()
+
+
+def _random_weights(seed: int) -> list[_Tensor]:
+    """The random float kernels of the cases, in order, from one generator: the first two are the
+    visible cases' (from the public seed), the rest the hidden cases' (from the hidden one)."""
+    g = _gen(seed)
+    shapes = [(6, 4, 1, 1), (8, 5, 3, 3), (20, 16, 5, 5), (5, 3, 3, 3), (10, 4, 3, 3)]
+    return [torch.randn(*shape, generator=g) for shape in shapes]
 
 
 def _weight_cases(hidden: bool):
     """Random kernels (1x1, 3x3, 5x5, 2x2, 1x3), the planted model's (a tie: lower index first),
     integer weights full of ties, the first and the last input channel, k = 1 and k = O."""
-    g = _gen(5)
+    one, three = _random_weights(5)[:2]
     planted = PlantedPatternModel().units_pre_relu_conv.weight.detach().clone()  # (3, 2, 1, 1)
     rows = [
-        ("random 1x1 weights (6, 4, 1, 1)", torch.randn(6, 4, 1, 1, generator=g), 2, 3),
-        ("random 3x3 weights (8, 5, 3, 3)", torch.randn(8, 5, 3, 3, generator=g), 4, 4),
+        ("random 1x1 weights (6, 4, 1, 1)", one, 2, 3),
+        ("random 3x3 weights (8, 5, 3, 3)", three, 4, 4),
         ("the planted model's units layer", planted, 1, 2),
     ]
     if hidden:
+        five, all_outputs, negative = _random_weights(hidden_seed(5))[2:]
         rows += [
-            ("random 5x5 weights (20, 16, 5, 5)", torch.randn(20, 16, 5, 5, generator=g), 15, 6),
-            ("k = all outputs", torch.randn(5, 3, 3, 3, generator=g), 0, 5),
-            ("mostly negative weights", torch.randn(10, 4, 3, 3, generator=g) - 1.0, 3, 3),
-            ("InceptionV1 mixed4d_1x1 (PyTorch's random init), from 4c:447", _inception_4d_1x1(), 447, 5),
+            ("random 5x5 weights (20, 16, 5, 5)", five, 15, 6),
+            ("k = all outputs", all_outputs, 0, 5),
+            ("mostly negative weights", negative - 1.0, 3, 3),
+            ("InceptionV1 mixed4d_1x1 (PyTorch's random init), from 4c:447", _inception_4d_1x1(hidden_seed(0)), 447, 5),
             ("integer 2x2 weights, many ties (9, 4, 2, 2), the last input channel",
-             torch.randint(-1, 2, (9, 4, 2, 2), generator=_gen(6)).float(), 3, 6),
-            ("a 1x3 kernel (7, 6, 1, 3), k = 1", torch.randn(7, 6, 1, 3, generator=_gen(7)), 0, 1),
+             torch.randint(-1, 2, (9, 4, 2, 2), generator=_gen(hidden_seed(6))).float(), 3, 6),
+            ("a 1x3 kernel (7, 6, 1, 3), k = 1", torch.randn(7, 6, 1, 3, generator=_gen(hidden_seed(7))), 0, 1),
         ]  # fmt: skip
     for what, weight, channel, k in rows:
         yield Case(f"outgoing_weights({what}, channel={channel}, k={k})", (weight, channel, k),
@@ -693,8 +728,9 @@ def _facet_cases(hidden: bool):
     # (unit channel, n_plain, n_per, size, k, batch, seed)
     rows = [(0, 6, 3, 40, 9, 4, 0), (1, 6, 3, 40, 6, 4, 1)]
     if hidden:
-        rows += [(0, 8, 4, 48, 12, 5, 2), (2, 5, 3, 36, 8, 3, 3), (0, 4, 2, 32, 6, 2, 4),
-                 (1, 5, 2, 33, 5, 2, 5), (2, 3, 3, 35, 9, 1, 6)]  # fmt: skip
+        s = hidden_seed
+        rows += [(0, 8, 4, 48, 12, 5, s(2)), (2, 5, 3, 36, 8, 3, s(3)), (0, 4, 2, 32, 6, 2, s(4)),
+                 (1, 5, 2, 33, 5, 2, s(5)), (2, 3, 3, 35, 9, 1, s(6))]  # fmt: skip
     model = Recipe("circuitscope.polysemanticity:PlantedPatternModel")
     for channel, n_plain, n_per, size, k, batch, seed in rows:
         images, _labels, truth = planted_images(n_plain, n_per, size, seed=seed)

@@ -5,11 +5,15 @@ as data (tensors and numbers; the toy model, the sparse autoencoder and the plan
 :class:`~.runner.Recipe` s), the reference answer or a property, and a table of likely mistakes
 with their hints. ``check_x(fn)`` runs the visible cases, ``check_x(fn, hidden=True)`` those and
 more. Nothing here needs InceptionV1's weights: every case has a known answer.
+
+Every random value of a hidden case comes from a seed passed through :func:`~.runner.hidden_seed`:
+the public number here, another one drawn from the grader's private key when it grades.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import ClassVar
 
 import torch
@@ -19,7 +23,19 @@ from ..optvis.objectives import direction
 from ..sae import SparseAutoencoder, mean_max_cosine_similarity, planted_features
 from ..superposition import ToyModel, feature_norms, importance_decay, importance_weighted_loss
 from ..superposition import features_per_dimension as ref_features_per_dimension
-from .runner import Case, Exercise, Mistake, Recipe, as_tensor, build, compare, describe, fail, same
+from .runner import (
+    Case,
+    Exercise,
+    Mistake,
+    Recipe,
+    as_tensor,
+    build,
+    compare,
+    describe,
+    fail,
+    hidden_seed,
+    same,
+)
 
 __all__ = [
     "PlantedColourModel",
@@ -111,7 +127,8 @@ def _toy_inputs(m: int, n: int, batch: int, seed: int) -> tuple[torch.Tensor, ..
 
 
 def _toy_cases(hidden: bool):
-    sizes = [(2, 5, 16, 0), (3, 6, 9, 1)] + ([(1, 2, 30, 2), (5, 20, 64, 3), (4, 4, 7, 4)] if hidden else [])
+    sizes = [(2, 5, 16, 0), (3, 6, 9, 1)]  # (m, n, batch, seed)
+    sizes += [(1, 2, 30, hidden_seed(2)), (5, 20, 64, hidden_seed(3)), (4, 4, 7, hidden_seed(4))] if hidden else []
     for m, n, batch, seed in sizes:
         W, b, x, importance = _toy_inputs(m, n, batch, seed)
         out = _relu(x @ W.T @ W + b)
@@ -183,7 +200,7 @@ def _fpd_cases(hidden: bool):
     if hidden:
         cases += [
             ("an antipodal pair in 1 dimension", torch.tensor([[1.0, -1.0]])),
-            ("random W (10x40)", torch.randn(10, 40, generator=_gen(21)) * 0.3),
+            ("random W (10x40)", torch.randn(10, 40, generator=_gen(hidden_seed(21))) * 0.3),
             ("a pentagon of length-1.3 vectors", 1.3 * torch.stack([angles.cos(), angles.sin()])),
             ("nothing represented (4x6 zeros)", torch.zeros(4, 6)),
         ]
@@ -273,10 +290,16 @@ def _observed_weights(case: Case) -> torch.Tensor:
     return W
 
 
-def _ref_train_toy(case: Case, fresh: bool = True, zero_grad: bool = True, mean: bool = False,
-                   optimizer: str = "adam", maximize: bool = False) -> list[float]:  # fmt: skip
-    """The reference loop's losses on ``case`` (each keyword makes one likely mistake of it)."""
-    model, steps, batch_size, lr, seed = build(case.args)
+def _ref_train_toy(case: Case, **variant) -> list[float]:
+    """The reference loop's losses on ``case`` (each keyword of :func:`_train_toy` makes one
+    likely mistake of it)."""
+    return _train_toy(*build(case.args), **variant)
+
+
+def _train_toy(model: ToyModel, steps: int, batch_size: int, lr: float, seed: int, fresh: bool = True,
+               zero_grad: bool = True, mean: bool = False, optimizer: str = "adam",
+               maximize: bool = False) -> list[float]:  # fmt: skip
+    """The reference loop: trains ``model`` in place, returns its losses."""
     gen = _gen(seed)
     if optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=lr, maximize=maximize)
@@ -340,18 +363,41 @@ def _verify_trajectory(case: Case, got) -> None:
     compare(losses, case.data["losses"], f"{case.label}: the losses", case.rtol, case.atol)
 
 
+def _regimes(losses: list[float], W: torch.Tensor) -> tuple[float, float, float, float]:
+    """``(first, last, dense, sparse)``: the mean loss of the first and of the last 30 steps, and
+    the features per dimension of the dense and the sparse instance of ``W``."""
+    head, tail = sum(losses[:30]) / 30, sum(losses[-30:]) / 30
+    dense, sparse = ref_features_per_dimension(W.float()).tolist()
+    return head, tail, dense, sparse
+
+
+@lru_cache(maxsize=4)
+def _fair_regime_seed(start: int, tries: int = 20) -> int:
+    """The seed of a hidden full run: the first of ``start``, ``start + 1``, ... (``start`` a
+    hidden seed) on which the reference loop shows both regimes with a margin. About one seed in
+    ten does not after 300 steps (the dense instance not settled yet, or the loss falling slowly):
+    a right answer would fail there."""
+    t = TOY_TRAINING
+    for seed in range(start, start + tries):
+        model = seeded_toy_model(seed=seed)
+        head, tail, dense, sparse = _regimes(_train_toy(model, t["steps"], t["batch_size"], t["lr"], seed),
+                                             model.W.detach())  # fmt: skip
+        if tail < 0.6 * head and 0.9 <= dense <= 1.15 and sparse >= 1.8:  # the case's bounds, with a margin
+            return seed
+    raise RuntimeError(f"no seed from {start} to {start + tries - 1} shows the toy model's regimes")
+
+
 def _verify_regimes(case: Case, got) -> None:
     """A full run: the loss falls, the dense instance has about 1 feature per dimension, the
     sparse one clearly more."""
     steps = case.args[1]
     losses = _loss_per_step(got, case.label, steps)
     W = _observed_weights(case)
-    head, tail = sum(losses[:30]) / 30, sum(losses[-30:]) / 30
+    head, tail, dense, sparse = _regimes(losses, W)
     if not (math.isfinite(tail) and tail < 0.7 * head):
         fail(f"{case.label}: the loss did not fall", expected=f"last 30 steps < 0.7 x first 30 ({head:.4g})",
              got=f"{tail:.4g}",
              hint=LOSS_UP_HINT if tail > head else "each step: a fresh batch, loss, zero_grad, backward, step")  # fmt: skip
-    dense, sparse = ref_features_per_dimension(W.float()).tolist()
     if not 0.8 <= dense <= 1.25:
         fail(f"{case.label}: the dense instance (S = 0) should store about 1 feature per dimension",
              expected="0.8 .. 1.25", got=f"{dense:.3f}")  # fmt: skip
@@ -364,7 +410,7 @@ def _train_toy_cases(hidden: bool):
     """A few exact steps on models of other shapes (every draw is fixed by the seed), then full
     runs of the article's 5-feature, 2-dimension model, dense and sparse."""
     short = [(5, 2, (0.0, 0.5, 0.9), 5, 64, 0.05, 3)]  # (n, m, sparsity, steps, batch_size, lr, seed)
-    short += [(8, 3, (0.2, 0.95), 6, 32, 0.03, 4)] if hidden else []
+    short += [(8, 3, (0.2, 0.95), 6, 32, 0.03, hidden_seed(4))] if hidden else []
     for n, m, sparsity, steps, batch_size, lr, seed in short:
         model = Recipe("circuitscope.checks.ch5:seeded_toy_model", n_features=n, n_hidden=m, sparsity=sparsity,
                        seed=seed)  # fmt: skip
@@ -379,7 +425,7 @@ def _train_toy_cases(hidden: bool):
         case.data["losses"] = _ref_train_toy(case)
         yield case
     t = TOY_TRAINING
-    for seed in [0] + ([1] if hidden else []):
+    for seed in [0] + ([_fair_regime_seed(hidden_seed(1))] if hidden else []):
         model = Recipe("circuitscope.checks.ch5:seeded_toy_model", seed=seed)
         yield Case(f"train_toy(ToyModel(5, 2, sparsity={list(TOY_SPARSITIES)}, seed={seed}), "
                    f"steps={t['steps']})",
@@ -429,7 +475,7 @@ def _sae_reference(x, W_enc, b_enc, W_dec, b_dec, l1_coeff) -> tuple:
 def _sae_forward_cases(hidden: bool):
     sizes = [(6, 12, 10, 0.1, 0), (8, 32, 5, 0.5, 1)]
     if hidden:
-        sizes += [(3, 3, 40, 0.0, 2), (16, 64, 1, 1.0, 3), (10, 50, 33, 0.03, 4)]
+        sizes += [(3, 3, 40, 0.0, hidden_seed(2)), (16, 64, 1, 1.0, hidden_seed(3)), (10, 50, 33, 0.03, hidden_seed(4))]
     for d_in, d_hidden, batch, l1, seed in sizes:
         args = (*_sae_inputs(d_in, d_hidden, batch, seed), l1)
         yield Case(f"sae_forward(x ({batch}, {d_in}), W_enc ({d_hidden}, {d_in}), ..., l1_coeff={l1})", args,
@@ -507,7 +553,7 @@ def sae_decoder(sae: SparseAutoencoder, *_) -> torch.Tensor:
 
 def _train_sae_cases(hidden: bool):
     p, t = SAE_PLANTED, SAE_TRAINING
-    for seed in [0] + ([1] if hidden else []):
+    for seed in [0] + ([hidden_seed(1)] if hidden else []):
         planted = planted_features(p["n_samples"], p["d"], p["n_features"], p["p_active"], p["noise"], seed)
         sae = Recipe("circuitscope.sae:SparseAutoencoder", d_in=p["d"], d_hidden=2 * p["n_features"],
                      device="cpu", seed=seed)  # fmt: skip
@@ -558,9 +604,11 @@ check_train_sae = Exercise(
 # Exercise 6: activations to vectors
 # =============================================================================================
 def _layer_vectors_cases(hidden: bool):
-    shapes = [(2, 5, 3, 4), (1, 7, 2, 2)] + ([(3, 16, 5, 6), (4, 3, 1, 1), (2, 256, 7, 9)] if hidden else [])
-    for c, shape in enumerate(shapes):
-        acts = torch.randn(*shape, generator=_gen(60 + c))
+    shapes = [((2, 5, 3, 4), 60), ((1, 7, 2, 2), 61)]  # (shape, seed)
+    if hidden:
+        shapes += [((3, 16, 5, 6), hidden_seed(62)), ((4, 3, 1, 1), hidden_seed(63)), ((2, 256, 7, 9), hidden_seed(64))]
+    for shape, seed in shapes:
+        acts = torch.randn(*shape, generator=_gen(seed))
         yield Case(f"layer_vectors(acts of shape {shape})", (acts,),
                    expect=acts.permute(0, 2, 3, 1).reshape(-1, shape[1]), rtol=0.0, atol=0.0,
                    hint="move the channels last (permute(0, 2, 3, 1)), then reshape(-1, C)")  # fmt: skip
@@ -634,7 +682,8 @@ def planted_sae(d_in: int, d_hidden: int, seed: int) -> SparseAutoencoder:
 
 
 def _visualize_cases(hidden: bool):
-    rows = [(0, 6, 3, 32, 24)] + ([(1, 6, 5, 24, 24), (4, 8, 7, 24, 24)] if hidden else [])
+    rows = [(0, 6, 3, 32, 24)]  # (seed, d_hidden, feature, size, steps)
+    rows += [(hidden_seed(1), 6, 5, 24, 24), (hidden_seed(4), 8, 7, 24, 24)] if hidden else []
     for seed, d_hidden, feature, size, steps in rows:
         model = Recipe("circuitscope.checks.ch5:PlantedColourModel", channels=4, seed=seed)
         sae = Recipe("circuitscope.checks.ch5:planted_sae", d_in=4, d_hidden=d_hidden, seed=seed)

@@ -70,7 +70,8 @@ def hidden_seed(n: int) -> int:
     key = hidden_key()
     if key is None:
         return n
-    return int.from_bytes(hashlib.sha256(f"{key}:{n}".encode()).digest()[:6], "big")
+    # 31 bits: a seed the library may multiply (sae._Stream: seed * 1_000_003) stays a valid torch seed
+    return int.from_bytes(hashlib.sha256(f"{key}:{n}".encode()).digest()[:4], "big") >> 1
 
 
 # =============================================================================================
