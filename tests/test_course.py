@@ -301,6 +301,9 @@ def test_hide_hidden_tests_keeps_visible_failures_and_hides_the_rest():
         new_code_cell("print(In)", execution_count=5, outputs=[_stream("['check(f, 12345, secret=True)']")]),
         new_code_cell("print(1)", execution_count=6, outputs=[_stream("1\n")]),
         _test_cell(7, [nbformat.from_dict({"output_type": "stream", "name": "stderr", "text": "Warn"})]),
+        _test_cell(8, [_error("CheckFailed", "f(12345) is wrong", _traceback(8, 3) + ["hidden case: a grey image"])]),
+        _test_cell(9, [_error("CheckFailed", "f(12345) is wrong",
+                              _traceback(9, 3) + ["hidden case: check(f, 12345, secret=True)"])]),
     ])  # fmt: skip
     nb, _ = HideHiddenTests().preprocess(nb, {})
     for cell in nb.cells[:4]:
@@ -314,6 +317,9 @@ def test_hide_hidden_tests_keeps_visible_failures_and_hides_the_rest():
     assert "output removed" in nb.cells[4].outputs[0].text
     assert nb.cells[5].outputs[0].text == "1\n"
     assert "wrote to stderr" in nb.cells[6].outputs[0].text  # nbgrader scored it 0: no "passed" here
+    # the grader's words for a failing hidden case are shown; words that quote hidden code are not
+    assert nb.cells[7].outputs[0].evalue == "a hidden test failed: a grey image (hidden tests are not shown)"
+    assert nb.cells[8].outputs[0].evalue == "a hidden test failed (hidden tests are not shown)"
     assert "12345" not in nbformat.writes(nb)
 
 

@@ -201,6 +201,9 @@ def test_feedback_verdicts_replace_hidden_test_output(graded):
     assert "Every test in this cell passed, the hidden ones included" in text("correct")
     assert "not implemented yet" in text("blank")  # a visible check's message is kept
     assert "ran past the time limit" in text("infinite_loop")
+    # a hidden failure is named in words (Case.about), without its values or code
+    assert "a hidden test failed: tensors of 3 numbers" in text("hidden_only")
+    assert "[10.0" not in text("hidden_only")
     # Hidden tests never run in the kernel (the grader judges them), so printing the kernel's
     # history (`In`) shows none of them; the feedback holds no hidden test line either way.
     leak = text("history_leak")

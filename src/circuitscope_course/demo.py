@@ -38,7 +38,8 @@ from circuitscope.checks.runner import Case, Exercise
 
 
 def _one_case(name, what, args, expected, hint):
-    case = Case(what, tuple(torch.tensor(a) for a in args), expect=torch.tensor(expected), hint=hint)
+    about = f"tensors of {len(expected)} numbers"  # the case in words, no value (shown for a hidden case)
+    case = Case(what, tuple(torch.tensor(a) for a in args), expect=torch.tensor(expected), hint=hint, about=about)
     return Exercise(name, what, lambda hidden: [case])
 
 
@@ -49,7 +50,8 @@ def check_add(add, a, b):
 
 def check_scale(scale, x, k):
     what = f"scale({x}, {k})"
-    case = Case(what, (torch.tensor(x), k), expect=torch.tensor([v * k for v in x]), hint="multiply every entry by k")
+    case = Case(what, (torch.tensor(x), k), expect=torch.tensor([v * k for v in x]), hint="multiply every entry by k",
+                about=f"a tensor of {len(x)} numbers and a factor")
     Exercise("check_scale", what, lambda hidden: [case])(scale)
 '''
 
@@ -137,6 +139,7 @@ EXPECTED = {
     "kernel_killer": ("calls os._exit(1) after defining add", 0.0),
     "invalid_json": ("a file that is not JSON", 0.0),
     "history_leak": ("both right, and a last cell printing In (every cell run, hidden tests too)", 3.0),
+    "hidden_only": ("`add` right on the visible case only (fails a hidden one); `scale` right", 2.0),
 }
 
 PATCHES = """import math
@@ -197,6 +200,9 @@ def submissions(release: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNo
     nb = _answer(_answer(fresh(), "add", ADD), "scale", SCALE)
     nb.cells.append(nbformat.v4.new_code_cell("print('\\n'.join(In))"))
     out["history_leak"] = nb
+
+    nb = _answer(fresh(), "add", "def add(a, b):\n    return a + b if len(a) == 2 else a - b")
+    out["hidden_only"] = _answer(nb, "scale", SCALE)
     return out
 
 

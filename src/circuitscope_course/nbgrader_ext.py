@@ -137,7 +137,11 @@ class HideHiddenTests(ClearHiddenTests):
         if timeouts:
             evalue = "this cell ran past the time limit, so it was interrupted"
         elif line is None or line in hidden_numbers:
+            about = _about(error.get("traceback", []))
             evalue = "a hidden test failed (hidden tests are not shown)"
+            if about and not self._quotes_hidden(about):
+                # the grader's words for the failing case's property (Case.about), never its values
+                evalue = f"a hidden test failed: {about} (hidden tests are not shown)"
         elif self._quotes_hidden(evalue):
             evalue = "a test failed"
         return from_dict({"output_type": "error", "ename": ename, "evalue": evalue,
@@ -158,6 +162,19 @@ class HideHiddenTests(ClearHiddenTests):
 
 def _stream(text: str) -> NotebookNode:
     return from_dict({"output_type": "stream", "name": "stdout", "text": text})
+
+
+#: The line of a test cell's error in which the grader names the failing case's property
+#: (``circuitscope_course.verdicts``, from ``Case.about``).
+ABOUT_PREFIX = "hidden case: "
+
+
+def _about(traceback: list[str]) -> str | None:
+    for line in traceback:
+        text = _ANSI.sub("", line)
+        if text.startswith(ABOUT_PREFIX):
+            return text[len(ABOUT_PREFIX):].strip() or None
+    return None
 
 
 def _cell_line(traceback: list[str], execution_count: int | None) -> int | None:

@@ -190,7 +190,7 @@ class TrustedExecute(Execute):
                     check = self.load_check(call)
                     check(RemoteFunction(call.function, self._send), *call.args, **call.kwargs)
                 except CheckFailed as failure:
-                    error = _error("CheckFailed", failure.block(), call.line)
+                    error = _error("CheckFailed", failure.block(), call.line, getattr(failure, "about", None))
                 except LearnerError as err:
                     error = _error(err.kind, err.message, call.line)
                 except PlanError as err:
@@ -254,8 +254,13 @@ class TrustedExecute(Execute):
         return outcome
 
 
-def _error(ename: str, evalue: str, line: int = 0) -> NotebookNode:
+def _error(ename: str, evalue: str, line: int = 0, about: str | None = None) -> NotebookNode:
     """An error output. Its traceback names the test cell's line, as IPython's would, so that
-    the feedback step can tell a visible check's failure from a hidden one's."""
-    return from_dict({"output_type": "error", "ename": ename, "evalue": evalue,
-                      "traceback": [f"Cell In[], line {line}", f"\u2718 {ename}: {evalue}"]})  # fmt: skip
+    the feedback step can tell a visible check's failure from a hidden one's; and the failing
+    case's property in words (``Case.about``), which the feedback shows for a hidden case."""
+    from .nbgrader_ext import ABOUT_PREFIX
+
+    traceback = [f"Cell In[], line {line}", f"\u2718 {ename}: {evalue}"]
+    if about:
+        traceback.append(ABOUT_PREFIX + about)
+    return from_dict({"output_type": "error", "ename": ename, "evalue": evalue, "traceback": traceback})

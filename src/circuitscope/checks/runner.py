@@ -86,6 +86,7 @@ class CheckFailed(AssertionError):
 
     def __init__(self, what: str, expected=None, got=None, hint: str | None = None):
         self.what, self.expected, self.got, self.hint = what, expected, got, hint
+        self.about: str | None = None  # the failing case's property in words (see Case.about)
         super().__init__(self.block())
 
     def block(self) -> str:
@@ -288,7 +289,9 @@ class Case:
     ``case.observed``. ``raises``: an error the call may raise (``"RuntimeError: text in its
     message"``, a planted failure): the case is then judged with the value ``None``. ``forbid``:
     the library's own answers to the exercise (``"module:function"``), unavailable to the learner's
-    function during the call (set from the exercise's ``forbid``). ``data``:
+    function during the call (set from the exercise's ``forbid``). ``about``: for a hidden case,
+    the property it tests in words, with no value of the case (the graded feedback names it when
+    the case fails, instead of the case itself). ``data``:
     anything the mistakes and properties need (a seed, a weight).
     """
 
@@ -306,6 +309,7 @@ class Case:
     hint: str | None = None
     raises: str | None = None
     forbid: tuple = ()
+    about: str | None = None
     data: dict = field(default_factory=dict)
     observed: Any = None
 
@@ -635,7 +639,11 @@ def run(exercise: Exercise, invoker, hidden: bool = False) -> int:
     with one_cpu_thread():
         for case in cases_of(exercise, hidden):
             case.forbid = case.forbid or exercise.forbid
-            judge(exercise, case, invoker.invoke(case))
+            try:
+                judge(exercise, case, invoker.invoke(case))
+            except CheckFailed as failure:
+                failure.about = case.about
+                raise
             n += 1
     extra = " (visible and hidden cases)" if hidden else ""
     passed(f"{exercise.title}: all {n} cases pass{extra}.")
