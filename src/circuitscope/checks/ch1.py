@@ -110,24 +110,31 @@ def _preprocess_cases(hidden: bool):
     """Landscape, portrait and square images; uint8, float32, float64 and grey; shrunk and
     enlarged; odd sizes; a size equal to the shorter side (nothing to resize)."""
     rows = [
-        ("a smooth 120x200 uint8 image, size=64", _photo(120, 200, 0), 64, 0.02),
-        ("the chelsea photo (300x451 uint8), size=224", Recipe(HERE + "chelsea"), 224, 0.03),
+        ("a smooth 120x200 uint8 image, size=64", _photo(120, 200, 0), 64, 0.02, None),
+        ("the chelsea photo (300x451 uint8), size=224", Recipe(HERE + "chelsea"), 224, 0.03, None),
     ]
     if hidden:
         rows += [
             ("a portrait 200x120 float32 image in [0, 1], size=64",
-             _photo(200, 120, hidden_seed(1), "float32"), 64, 0.02),
-            ("a square 90x90 uint8 image, size=48", _photo(90, 90, hidden_seed(2)), 48, 0.02),
-            ("a grey (H, W) 100x150 uint8 image, size=64", _photo(100, 150, hidden_seed(3), "grey"), 64, 0.02),
-            ("a small 40x60 uint8 image enlarged, size=96", _photo(40, 60, hidden_seed(4)), 96, 0.02),
-            ("an odd 131x257 float64 image, size=100", _photo(131, 257, hidden_seed(5), "float64"), 100, 0.02),
-            ("the chelsea photo, size=128", Recipe(HERE + "chelsea"), 128, 0.03),
+             _photo(200, 120, hidden_seed(1), "float32"), 64, 0.02,
+             "a portrait (taller than wide) float32 image with values in [0, 1]"),
+            ("a square 90x90 uint8 image, size=48", _photo(90, 90, hidden_seed(2)), 48, 0.02,
+             "a square uint8 image"),
+            ("a grey (H, W) 100x150 uint8 image, size=64", _photo(100, 150, hidden_seed(3), "grey"), 64, 0.02,
+             "a grey (H, W) uint8 image, with no channel axis"),
+            ("a small 40x60 uint8 image enlarged, size=96", _photo(40, 60, hidden_seed(4)), 96, 0.02,
+             "a small uint8 image that must be enlarged (size larger than both sides)"),
+            ("an odd 131x257 float64 image, size=100", _photo(131, 257, hidden_seed(5), "float64"), 100, 0.02,
+             "a float64 image with odd side lengths"),
+            ("the chelsea photo, size=128", Recipe(HERE + "chelsea"), 128, 0.03,
+             "the cat photo at another output size"),
             ("a 64x97 uint8 image, size=64 (the shorter side already fits)",
-             _photo(64, 97, hidden_seed(6)), 64, 0.02),
+             _photo(64, 97, hidden_seed(6)), 64, 0.02,
+             "an image whose shorter side already equals size (no resizing needed, only the crop)"),
         ]  # fmt: skip
-    for what, image, size, tol in rows:
+    for what, image, size, tol, about in rows:
         yield Case(f"preprocess(image, {size}) for {what}", (image, size), verify=_preprocess_ok,
-                   then=(Apply(HERE + "numpy_marked"),),
+                   then=(Apply(HERE + "numpy_marked"),), about=about,
                    data={"tol": tol, "expected": _ref_preprocess(image.build(), size)})  # fmt: skip
 
 
@@ -286,22 +293,27 @@ def _top_k_cases(hidden: bool):
     and tied logits (any order among classes of equal probability is accepted)."""
     # (what, planted top classes per image, k, tied, the seed of the other logits)
     rows = [("3 images, k=5", [[1, 55, 8, 174, 10], [947, 859, 996, 2, 0], [234, 251, 542, 1000, 7]], 5, False,
-             100)]  # fmt: skip
+             100, None)]  # fmt: skip
     if hidden:
         rows += [
-            ("1 image, k=1", [[449]], 1, False, hidden_seed(101)),
-            ("4 images, k=10", [[3 * i + j * 7 + 11 for j in range(6)] for i in range(4)], 10, False, hidden_seed(102)),
-            ("2 images, k=3", [[1000, 1, 500], [0, 999, 2]], 3, False, hidden_seed(103)),
+            ("1 image, k=1", [[449]], 1, False, hidden_seed(101),
+             "a batch of a single image, asking for the top class only"),
+            ("4 images, k=10", [[3 * i + j * 7 + 11 for j in range(6)] for i in range(4)], 10, False, hidden_seed(102),
+             "a larger batch and a larger k"),
+            ("2 images, k=3", [[1000, 1, 500], [0, 999, 2]], 3, False, hidden_seed(103),
+             'the "dummy" class and the last labelled class among the top classes'),
             ("2 images, k=3, classes tied in pairs (any order among equal probabilities)",
-             [[17, 3, 640, 88, 5, 6], [1007, 0, 12, 13, 14, 15]], 3, True, hidden_seed(104)),
+             [[17, 3, 640, 88, 5, 6], [1007, 0, 12, 13, 14, 15]], 3, True, hidden_seed(104),
+             ("logits with classes tied in pairs, a tie at the k-th place and an unlabelled class among the top "
+             "(any order among equal probabilities is accepted)")),
         ]  # fmt: skip
-    for what, tops, k, tied, seed in rows:
+    for what, tops, k, tied, seed, about in rows:
         model = Recipe(HERE + "planted_classifier", seed=seed, tops=tops, tied=tied)
         images = images_for(len(tops))
         with torch.no_grad():
             logits = model.build()(images)
         yield Case(f"top_k_classes(model, images, k={k}) for {what}", (model, images, k),
-                   verify=_top_k_ok, data={"logits": logits, "expected": _ref_top_k(model.build(), images, k)})  # fmt: skip
+                   verify=_top_k_ok, about=about, data={"logits": logits, "expected": _ref_top_k(model.build(), images, k)})  # fmt: skip
 
 
 def _triples(case: Case, got) -> list[list[tuple[int, str, float]]]:
@@ -572,21 +584,26 @@ def _capture_cases(hidden: bool):
     images, other, image = _capture_images(image_seed)
     names = list(TinyHooked.layer_names)
     yield _capture_case("capture_activations(tiny_model, 3 images 11x7, all four names)",
-                        _model("TinyHooked", names[0], seed=tiny), other, names)  # fmt: skip
+                        _model("TinyHooked", names[0], seed=tiny), other, names,
+                        about="every hook point of the tiny network at once, on oblong images of another size")  # fmt: skip
     # The forward pass fails: the hooks must go all the same (the planted error may pass through).
     failing = _model("TinyHooked", None, seed=tiny, fail_after="conv2d0")
     yield Case("capture_activations(model whose forward pass raises, images, ['conv2d0_pre_relu', 'maxpool0'])",
                (failing, images, ["conv2d0_pre_relu", "maxpool0"]), verify=_capture_ok,
-               observe=HERE + "hooks_left", raises=_PLANTED, data={"before": hooks_left(failing.build())})  # fmt: skip
+               observe=HERE + "hooks_left", raises=_PLANTED, data={"before": hooks_left(failing.build())},
+               about="a model whose forward pass raises an error: your hooks must be removed all the same")  # fmt: skip
     # The real InceptionV1 structure (default initialisation: no weights needed).
     names = ["conv2d0", "mixed3b", "mixed4a_3x3_pre_relu"]
     expected, before = _inception_answer(tuple(names), inception, image_seed)
     yield Case(f"capture_activations(InceptionV1, one 224x224 image, {names})",
                (_model("seeded_inception", "mixed3b", seed=inception), image, names), verify=_capture_ok,
-               observe=HERE + "hooks_left", data={"expected": expected, "before": before}, rtol=1e-4, atol=1e-4)  # fmt: skip
+               observe=HERE + "hooks_left", data={"expected": expected, "before": before}, rtol=1e-4, atol=1e-4,
+               about="the real InceptionV1 structure, including a pre-ReLU hook point and a layer that already "
+               "carries a hook of the model's own (it must stay)")  # fmt: skip
     names = ["maxpool0", "conv2d0_pre_relu"]
     yield _capture_case(f"capture_activations(tiny_model, 3 images 11x7, {names}) (names not in forward order)",
-                        _model("TinyHooked", "maxpool0", seed=tiny), other, names)  # fmt: skip
+                        _model("TinyHooked", "maxpool0", seed=tiny), other, names,
+                        about="names asked for in an order other than the forward pass's")  # fmt: skip
 
 
 def _capture_ok(case: Case, got) -> None:
@@ -708,18 +725,22 @@ def _with_ties(acts: torch.Tensor, k: int) -> torch.Tensor:
 def _strongest_cases(hidden: bool):
     """Square and oblong maps, 1x1 maps, k from 1 to all channels, negative values, a real layer's
     size, and channels with equal means (any order among them is accepted)."""
-    rows = [((2, 12, 6, 6), 3, False, "", 40)]  # (shape, k, signed, note, seed)
+    rows = [((2, 12, 6, 6), 3, False, "", 40, None)]  # (shape, k, signed, note, seed, about)
     if hidden:
-        rows += [((3, 40, 5, 9), 5, False, "", hidden_seed(41)), ((1, 7, 1, 1), 7, False, "", hidden_seed(42)),
-                 ((2, 20, 4, 4), 4, True, "", hidden_seed(43)), ((1, 480, 28, 28), 10, False, "", hidden_seed(44)),
-                 ((2, 9, 3, 5), 1, False, "", hidden_seed(45)),
-                 ((2, 15, 3, 3), 4, False, ", channels with equal means (any order among them)", hidden_seed(46))]  # fmt: skip
-    for shape, k, signed, note, seed in rows:
+        rows += [((3, 40, 5, 9), 5, False, "", hidden_seed(41), "a batch of oblong (H != W) activation maps"),
+                 ((1, 7, 1, 1), 7, False, "", hidden_seed(42),
+                  "maps of a single position (H and W both one), with k equal to the number of channels"),
+                 ((2, 20, 4, 4), 4, True, "", hidden_seed(43), "activations with negative values"),
+                 ((1, 480, 28, 28), 10, False, "", hidden_seed(44), "activations the size of a real InceptionV1 layer"),
+                 ((2, 9, 3, 5), 1, False, "", hidden_seed(45), "k of one: only the strongest channel"),
+                 ((2, 15, 3, 3), 4, False, ", channels with equal means (any order among them)", hidden_seed(46),
+                  "channels with equal means, including a tie at the k-th place (any order among them is accepted)")]  # fmt: skip
+    for shape, k, signed, note, seed, about in rows:
         acts = planted_acts(*shape, seed=seed, signed=signed)
         acts = _with_ties(acts, k) if note else acts
         scores, channels = _ref_strongest(acts, k)
         yield Case(f"strongest_channels(acts of shape {shape}, k={k}){note}", (acts, k),
-                   verify=_strongest_ok, data={"scores": scores, "channels": channels})  # fmt: skip
+                   verify=_strongest_ok, data={"scores": scores, "channels": channels}, about=about)  # fmt: skip
 
 
 def _two_tensors(case: Case, got) -> tuple[torch.Tensor, torch.Tensor]:
@@ -847,11 +868,11 @@ def _telling(ops: list[tuple[int, int]], n: int) -> bool:
 def _rf_cases(hidden: bool):
     """Hand-made chains, InceptionV1's own paths at several sizes (odd, even, not a multiple of
     the strides), random chains (each telling the mistakes apart), no op at all and a 1-pixel input."""
-    rows = [
-        ("[(3, 1)], 10", [(3, 1)], 10),
-        ("[(3, 1), (3, 1)], 10", [(3, 1), (3, 1)], 10),
-        ("conv2d0 then maxpool0: [(7, 2), (3, 2)], 224", [(7, 2), (3, 2)], 224),
-        ("the path to mixed3a at 224", kernel_strides("mixed3a"), 224),
+    rows = [  # (what, ops, input size, about: None for a visible case)
+        ("[(3, 1)], 10", [(3, 1)], 10, None),
+        ("[(3, 1), (3, 1)], 10", [(3, 1), (3, 1)], 10, None),
+        ("conv2d0 then maxpool0: [(7, 2), (3, 2)], 224", [(7, 2), (3, 2)], 224, None),
+        ("the path to mixed3a at 224", kernel_strides("mixed3a"), 224, None),
     ]
     if hidden:
         gen = np.random.default_rng(hidden_seed(5))  # random chains: another 8 under the grader's key
@@ -861,13 +882,23 @@ def _rf_cases(hidden: bool):
             ops = [(int(gen.choice([1, 3, 5, 7])), int(gen.choice([1, 1, 2, 3]))) for _ in range(length)]
             n = int(gen.choice([224, 225, 97, 33, 7]))
             if _telling(ops, n):
-                rows.append((f"random chain {ops}, {n}", ops, n))
-        for layer, n in (("mixed3b", 225), ("mixed4c", 224), ("mixed4c", 227), ("mixed5b", 224), ("maxpool10", 300)):
-            rows.append((f"the path to {layer} at {n}", kernel_strides(layer), n))
-        rows += [("no ops at all: [], 10", [], 10), ("a 1-pixel input: [(3, 2), (5, 3)], 1", [(3, 2), (5, 3)], 1)]
-    for what, ops, n in rows:
+                rows.append((f"random chain {ops}, {n}", ops, n,
+                             "a random chain of (kernel, stride) ops at a random input size"))
+        paths = (("mixed3b", 225, "InceptionV1's path to a layer, at an odd input size"),
+                 ("mixed4c", 224, "InceptionV1's path to a deeper layer"),
+                 ("mixed4c", 227, ("InceptionV1's path to a deeper layer, at an input size that is not a multiple "
+                  "of its strides")),
+                 ("mixed5b", 224, "InceptionV1's path to its last layer before the final pooling"),
+                 ("maxpool10", 300, ("InceptionV1's path to a pooling layer, at a larger input size that is not a "
+                  "multiple of its strides")))
+        for layer, n, about in paths:
+            rows.append((f"the path to {layer} at {n}", kernel_strides(layer), n, about))
+        rows += [("no ops at all: [], 10", [], 10, "an empty chain of ops (the field of a pixel itself)"),
+                 ("a 1-pixel input: [(3, 2), (5, 3)], 1", [(3, 2), (5, 3)], 1,
+                  "an input of a single pixel, through strided ops")]
+    for what, ops, n, about in rows:
         ops = [tuple(op) for op in ops]
-        yield Case(f"receptive_field({what})", (ops, n), verify=_rf_ok,
+        yield Case(f"receptive_field({what})", (ops, n), verify=_rf_ok, about=about,
                    data={"expected": _ref_chain(ops, n).as_tuple(), "variants": _variant_fields(ops, n)})  # fmt: skip
 
 
@@ -955,12 +986,21 @@ def _patch_cases(hidden: bool):
     boxes), and a channel whose maximum is at two positions (either box is accepted)."""
     # (layer, input size, the planted maximum, the background's seed): the planted maxima below are
     # the case's structure, only the background is random.
-    rows = [("mixed3a", 224, (5, 20), 60), ("conv2d0", 224, (0, 111), 61)]
+    # The last item: what a hidden case tests, in words (None for a visible case).
+    rows = [("mixed3a", 224, (5, 20), 60, None), ("conv2d0", 224, (0, 111), 61, None)]
     if hidden:
-        rows += [("mixed4a", 224, (3, 11), hidden_seed(62)), ("mixed3b", 225, (27, 2), hidden_seed(63)),
-                 ("conv2d2", 97, (12, 24), hidden_seed(64)), ("mixed4d", 224, (13, 0), hidden_seed(65)),
-                 ("mixed3a", 224, (27, 27), hidden_seed(66)), ("maxpool1", 225, (4, 9), hidden_seed(67))]  # fmt: skip
-    for c, (layer, n, (row, col), seed) in enumerate(rows):
+        rows += [("mixed4a", 224, (3, 11), hidden_seed(62), "a deeper layer, whose fields are large"),
+                 ("mixed3b", 225, (27, 2), hidden_seed(63), "an odd input size, the maximum near the map's edges"),
+                 ("conv2d2", 97, (12, 24), hidden_seed(64),
+                  "an early layer at a small odd input size, the maximum in the map's last column (a clipped box)"),
+                 ("mixed4d", 224, (13, 0), hidden_seed(65),
+                  "the maximum in the bottom-left corner of the map (a clipped box)"),
+                 ("mixed3a", 224, (27, 27), hidden_seed(66),
+                  "the maximum in the bottom-right corner of the map (a clipped box)"),
+                 ("maxpool1", 225, (4, 9), hidden_seed(67),
+                  ("a pooling layer at an odd input size, where two positions tie for the channel's maximum "
+                  "(either box is accepted)"))]  # fmt: skip
+    for c, (layer, n, (row, col), seed, about) in enumerate(rows):
         rf = _ref_rf(layer, n)
         acts = torch.rand(6, rf.positions, rf.positions, generator=_gen(seed))
         channel = 2 + c % 3
@@ -972,7 +1012,7 @@ def _patch_cases(hidden: bool):
             acts[channel, row + 5, col - 7] = 5.0
             note = " (two positions tie for the maximum: either box is accepted)"
         yield Case(f"strongest_patch(acts of {layer} {tuple(acts.shape)}, channel={channel}, {layer!r}, {n}){note}",
-                   (acts, channel, layer, n), verify=_patch_ok,
+                   (acts, channel, layer, n), verify=_patch_ok, about=about,
                    data={"expected": tuple(int(v) for v in _ref_patch(acts, channel, layer, n)), "other": other})  # fmt: skip
 
 

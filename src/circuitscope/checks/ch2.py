@@ -167,27 +167,34 @@ def _ascent(case, **variant):
 def _pixel_ascent_cases(hidden: bool):
     """Linear objectives (ascent has a closed form), a coupled one (clamping every step matters)
     and a planted conv + ReLU (an objective through a network must rise)."""
-    linear = [(1, 8, 3, 0.01, 0), (2, 6, 20, 0.05, 1)]  # (n, size, steps, lr, seed)
-    coupled = [(1, 8, 10, 0.1, 4)]
+    # (n, size, steps, lr, seed, about: what the case tests, for the graded feedback; set on every case
+    # that comes after the hidden ones, so that the words fit a visible case too)
+    linear = [(1, 8, 3, 0.01, 0, None), (2, 6, 20, 0.05, 1, None)]
+    coupled = [(1, 8, 10, 0.1, 4, "a coupled objective (clamping after every step matters)")]
     if hidden:
-        linear += [(3, 5, 1, 0.1, hidden_seed(2)), (1, 12, 40, 0.02, hidden_seed(3))]
-        coupled += [(2, 7, 20, 0.05, hidden_seed(5))]
+        linear += [(3, 5, 1, 0.1, hidden_seed(2), "a batch of several images on a linear objective, a single step"),
+                   (1, 12, 40, 0.02, hidden_seed(3), "a larger image on a linear objective, over many steps")]
+        coupled += [(2, 7, 20, 0.05, hidden_seed(5),
+                     "a batch of images on a coupled objective (clamping after every step matters)")]
     for kind, rows in (("linear", linear), ("coupled", coupled)):
-        for n, size, steps, lr, seed in rows:
+        for n, size, steps, lr, seed, about in rows:
             w = torch.randn(n, 3, size, size, generator=_gen(100 + seed))
             factory = f"circuitscope.checks.ch2:{'LinearObjective' if kind == 'linear' else 'CoupledObjective'}"
             objective = Recipe(factory, w=w)
             args = (objective, _grey(n, size, seed), steps, lr)
             yield Case(f"pixel_ascent on a {kind} objective ({n} images, {size} px, {steps} steps, lr {lr})",
                        args, expect=_ref_pixel_ascent(objective.build(), args[1], steps, lr), rtol=1e-5, atol=1e-5,
-                       hint="each step: x = clamp(x + lr * gradient, 0, 1)")  # fmt: skip
-    # (channel, steps, the conv's seed, the image's seed)
-    planted = [(0, 10, 5, 7)] + ([(2, 25, hidden_seed(5), hidden_seed(9))] if hidden else [])
-    for k, steps, conv_seed, image_seed in planted:
+                       hint="each step: x = clamp(x + lr * gradient, 0, 1)", about=about)  # fmt: skip
+    # (channel, steps, the conv's seed, the image's seed, about)
+    planted = [(0, 10, 5, 7, "a planted conv + ReLU (the objective must rise)")]
+    if hidden:
+        planted += [(2, 25, hidden_seed(5), hidden_seed(9),
+                     "another planted conv + ReLU and channel, over more steps (the objective must rise)")]
+    for k, steps, conv_seed, image_seed, about in planted:
         objective = Recipe("circuitscope.checks.ch2:PlantedObjective", seed=conv_seed, channel=k)
         yield Case(f"pixel_ascent on a planted conv + ReLU, channel {k}, {steps} steps",
                    (objective, _grey(1, 12, image_seed), steps, 0.05), verify=_objective_rose,
-                   hint="follow +gradient of objective(x).sum() with respect to x")  # fmt: skip
+                   hint="follow +gradient of objective(x).sum() with respect to x", about=about)  # fmt: skip
 
 
 def _objective_rose(case, got) -> None:
@@ -228,16 +235,20 @@ def _random_images(n: int, h: int, w: int, seed: int) -> torch.Tensor:
 
 def _pad_and_jitter_cases(hidden: bool):
     """``(x: (N, 3, H, W), width, dy, dx, d, value)``: the reference is the library's pad + jitter_by."""
-    rows = [((1, 8, 8), 2, 1, 3, 4, 0.5, 0), ((2, 6, 9), 3, 0, 0, 2, 0.5, 1)]  # ..., the images' seed
+    # ..., the images' seed, what a hidden case tests (None for a visible one)
+    rows = [((1, 8, 8), 2, 1, 3, 4, 0.5, 0, None), ((2, 6, 9), 3, 0, 0, 2, 0.5, 1, None)]
     if hidden:
-        rows += [((1, 5, 7), 0, 2, 1, 3, 0.5, hidden_seed(2)), ((3, 10, 10), 12, 8, 0, 8, 0.25, hidden_seed(3)),
-                 ((1, 12, 6), 1, 4, 4, 4, 0.0, hidden_seed(4))]  # fmt: skip
-    for (n, h, w), width, dy, dx, d, value, seed in rows:
+        rows += [((1, 5, 7), 0, 2, 1, 3, 0.5, hidden_seed(2), "no padding at all (width zero), on an oblong image"),
+                 ((3, 10, 10), 12, 8, 0, 8, 0.25, hidden_seed(3),
+                  "a batch padded by more than the image's own size, with another pad value and no column offset"),
+                 ((1, 12, 6), 1, 4, 4, 4, 0.0, hidden_seed(4),
+                  "padding with zeros as the value, and both offsets at their largest (dy and dx equal to d)")]  # fmt: skip
+    for (n, h, w), width, dy, dx, d, value, seed, about in rows:
         x = _random_images(n, h, w, seed)
         hh, ww = h + 2 * width - d, w + 2 * width - d
         label = f"pad_and_jitter(x of shape {tuple(x.shape)}, width={width}, dy={dy}, dx={dx}, d={d}, value={value})"
         yield Case(label, (x, width, dy, dx, d, value), expect=_ref_jitter_by(_ref_pad(x, width, value), dy, dx, d),
-                   rtol=0, atol=1e-6, hint=f"the crop is x[..., dy:dy + {hh}, dx:dx + {ww}]")  # fmt: skip
+                   rtol=0, atol=1e-6, hint=f"the crop is x[..., dy:dy + {hh}, dx:dx + {ww}]", about=about)  # fmt: skip
 
 
 def _crop_size(case, got, grow: int, shrink: int) -> bool:
@@ -285,15 +296,19 @@ _HALF_PIXEL_HINT = ("resize bilinearly with half-pixel centres (F.interpolate(..
 
 def _scale_and_rotate_cases(hidden: bool):
     """``(x: (N, 3, H, W), factor, degrees)``: the reference is the library's scale_by + rotate_by."""
-    rows = [((1, 16, 16), 1.1, 10.0, 10), ((2, 20, 20), 0.9, -7.0, 11)]  # ..., the images' seed
+    # ..., the images' seed, what a hidden case tests (None for a visible one)
+    rows = [((1, 16, 16), 1.1, 10.0, 10, None), ((2, 20, 20), 0.9, -7.0, 11, None)]
     if hidden:
-        rows += [((1, 12, 18), 1.2, 0.0, hidden_seed(12)), ((1, 17, 17), 1.0, 90.0, hidden_seed(13)),
-                 ((2, 30, 24), 0.92, 4.0, hidden_seed(14))]  # fmt: skip
-    for (n, h, w), factor, degrees, seed in rows:
+        rows += [((1, 12, 18), 1.2, 0.0, hidden_seed(12), "an oblong image scaled up, with no rotation"),
+                 ((1, 17, 17), 1.0, 90.0, hidden_seed(13),
+                  "an odd-sized square image turned by a right angle, with no scaling"),
+                 ((2, 30, 24), 0.92, 4.0, hidden_seed(14),
+                  "a batch of oblong images scaled down slightly and turned by a small angle")]  # fmt: skip
+    for (n, h, w), factor, degrees, seed, about in rows:
         x = _random_images(n, h, w, seed)
         yield Case(f"scale_and_rotate(x of shape {tuple(x.shape)}, factor={factor}, degrees={degrees})",
                    (x, factor, degrees), expect=_ref_rotate_by(_ref_scale_by(x, factor), degrees),
-                   rtol=1e-4, atol=1e-4, hint=_HALF_PIXEL_HINT if factor != 1 else None)  # fmt: skip
+                   rtol=1e-4, atol=1e-4, hint=_HALF_PIXEL_HINT if factor != 1 else None, about=about)  # fmt: skip
 
 
 def _nearest_rotation(x: torch.Tensor, degrees: float) -> torch.Tensor:
@@ -350,21 +365,27 @@ def _fourier_reference(spectrum: torch.Tensor, size: tuple[int, int], decay_powe
 def _fourier_cases(hidden: bool):
     """Exact cases ``(spectrum: (N, 3, H, W // 2 + 1, 2), (H, W), decay_power)``, then the property
     that matters: the amplitude spectrum of 32 random images falls as ``1 / f ** decay_power``."""
-    rows = [(1, (16, 16), 1.0, 20), (2, (12, 20), 1.0, 21)]  # (n, size, decay_power, the spectrum's seed)
+    # (n, size, decay_power, the spectrum's seed, what a hidden case tests: None for a visible one)
+    rows = [(1, (16, 16), 1.0, 20, None), (2, (12, 20), 1.0, 21, None)]
     if hidden:
-        rows += [(1, (15, 15), 2.0, hidden_seed(22)), (3, (8, 11), 0.5, hidden_seed(23)),
-                 (1, (32, 32), 1.0, hidden_seed(24))]  # fmt: skip
-    for n, (h, w), decay, seed in rows:
+        rows += [(1, (15, 15), 2.0, hidden_seed(22), "an odd-sized square image with a steeper decay"),
+                 (3, (8, 11), 0.5, hidden_seed(23), "a batch of oblong images with an odd width and a gentler decay"),
+                 (1, (32, 32), 1.0, hidden_seed(24), "a larger square image")]  # fmt: skip
+    for n, (h, w), decay, seed, about in rows:
         spectrum = torch.randn(n, 3, h, w // 2 + 1, 2, generator=_gen(seed))
         yield Case(f"fourier_image(spectrum of shape {tuple(spectrum.shape)}, size={(h, w)}, decay_power={decay})",
                    (spectrum, (h, w), decay), verify=_fourier_matches,
                    data={"expected": _fourier_reference(spectrum, (h, w), decay).double()},
-                   rtol=1e-4, atol=1e-4, hint=_FOURIER_HINT)  # fmt: skip
-    for decay, seed in [(1.0, 99)] + ([(2.0, hidden_seed(99))] if hidden else []):
+                   rtol=1e-4, atol=1e-4, hint=_FOURIER_HINT, about=about)  # fmt: skip
+    # (decay_power, seed, about: set on the visible case too, which comes after the hidden ones)
+    spectra = [(1.0, 99, "the amplitude spectrum of many random images (it must fall with frequency)")]
+    if hidden:
+        spectra += [(2.0, hidden_seed(99), "the amplitude spectrum of many random images, with a steeper decay")]
+    for decay, seed, about in spectra:
         spectrum = torch.randn(32, 3, 32, 17, 2, generator=_gen(seed))
         yield Case(f"the amplitude spectrum of fourier_image(..., decay_power={decay})",
                    (spectrum, (32, 32), decay), verify=_spectrum_falls, data={"decay": decay},
-                   hint="divide each coefficient by its frequency ** decay_power")  # fmt: skip
+                   hint="divide each coefficient by its frequency ** decay_power", about=about)  # fmt: skip
 
 
 def _fourier_matches(case, got) -> None:
@@ -427,12 +448,13 @@ check_fourier_image = Exercise(
 # =============================================================================================
 def _to_rgb_cases(hidden: bool):
     """``t: (N, 3, H, W)`` unbounded: the reference is the library's to_rgb(decorrelate=True)."""
-    shapes = [((1, 3, 4, 4), 30), ((2, 3, 5, 7), 31)]  # (shape, seed)
-    shapes += [((3, 3, 1, 1), hidden_seed(32)), ((1, 3, 16, 9), hidden_seed(33))] if hidden else []
-    for shape, seed in shapes:
+    shapes = [((1, 3, 4, 4), 30, None), ((2, 3, 5, 7), 31, None)]  # (shape, seed, about: hidden cases only)
+    shapes += [((3, 3, 1, 1), hidden_seed(32), "a batch of single-pixel images"),
+               ((1, 3, 16, 9), hidden_seed(33), "a larger oblong image")] if hidden else []  # fmt: skip
+    for shape, seed, about in shapes:
         t = torch.randn(*shape, generator=_gen(seed)) * 2
         yield Case(f"to_rgb(t of shape {shape})", (t,), expect=_ref_to_rgb(t, decorrelate=True),
-                   rtol=1e-5, atol=1e-6)
+                   rtol=1e-5, atol=1e-6, about=about)
 
 
 def _colours(matrix: torch.Tensor, transposed: bool = False, sigmoid: bool = True):
@@ -476,18 +498,26 @@ def _neuron_cases(hidden: bool):
     # (shape, n, x, y, the activations' seed)
     rows = [((2, 5, 7, 7), 3, None, None, 40), ((1, 4, 6, 8), 1, None, None, 41), ((3, 6, 5, 9), 2, 7, 1, 42),
             ((2, 3, 5, 7), 2, 0, 4, 43), ((1, 4, 6, 9), 0, 8, 0, 44), ((2, 3, 6, 5), 1, 0, None, 45)]  # fmt: skip
+    rows = [(*row, None) for row in rows]  # the last item: what a hidden case tests (None for a visible one)
     if hidden:
-        rows += [((2, 3, 4, 4), 0, 0, 3, hidden_seed(46)), ((1, 8, 9, 3), 7, None, None, hidden_seed(47)),
-                 ((2, 2, 6, 6), 1, 5, 0, hidden_seed(48)), ((1, 5, 7, 6), 4, None, 0, hidden_seed(49)),
-                 ((2, 3, 5, 8), 1, 0, 0, hidden_seed(50)), ((1, 2, 4, 6), 1, 5, 3, hidden_seed(51))]  # fmt: skip
-    for shape, n, x, y, seed in rows:
+        rows += [((2, 3, 4, 4), 0, 0, 3, hidden_seed(46),
+                  "the left column (x = 0) and the bottom row of a square map, on the first channel"),
+                 ((1, 8, 9, 3), 7, None, None, hidden_seed(47),
+                  "the default centre of a tall, narrow map, on the last channel"),
+                 ((2, 2, 6, 6), 1, 5, 0, hidden_seed(48),
+                  "the right column and the top row (y = 0) of an even-sized square map"),
+                 ((1, 5, 7, 6), 4, None, 0, hidden_seed(49),
+                  "y = 0 given alone (the top row), x left to its default on an even width"),
+                 ((2, 3, 5, 8), 1, 0, 0, hidden_seed(50), "x = 0 and y = 0 both given (the top-left corner)"),
+                 ((1, 2, 4, 6), 1, 5, 3, hidden_seed(51), "the bottom-right corner of an even-sized oblong map")]  # fmt: skip
+    for shape, n, x, y, seed, about in rows:
         acts = _acts(*shape, seed=seed)
         given = {name: v for name, v in (("x", x), ("y", y)) if v is not None}
         args, kwargs = ((acts, n, x, y), {}) if len(given) == 2 else ((acts, n), given)
         where = "".join(f", {name}={v}" for name, v in given.items())
         yield Case(f"neuron_objective(acts of shape {shape}, n={n}{where})", args, kwargs,
                    expect=_ref_neuron("a", n, x, y)({"a": acts}), rtol=1e-6, atol=1e-6,
-                   data={"x": x, "y": y})  # fmt: skip
+                   data={"x": x, "y": y}, about=about)  # fmt: skip
 
 
 def _where(case, default, missing=lambda v: v is None) -> tuple[int, int]:
@@ -535,18 +565,21 @@ check_neuron_objective = Exercise(
 def _direction_cases(hidden: bool):
     """``(acts: (N, C, H, W), vector: (C,))``, random or one-hot (which gives the channel objective)."""
     # (shape, one-hot channel or None, the activations' seed, the vector's seed)
-    rows = [((2, 5, 4, 4), None, 50, 60), ((1, 6, 3, 5), 2, 51, 61)]
+    # ..., what a hidden case tests (None for a visible one)
+    rows = [((2, 5, 4, 4), None, 50, 60, None), ((1, 6, 3, 5), 2, 51, 61, None)]
     if hidden:
-        rows += [((3, 4, 1, 1), None, hidden_seed(52), hidden_seed(62)),
-                 ((2, 7, 6, 2), None, hidden_seed(53), hidden_seed(63)),
-                 ((1, 3, 8, 8), 0, hidden_seed(54), hidden_seed(64))]  # fmt: skip
-    for shape, hot, acts_seed, vector_seed in rows:
+        rows += [((3, 4, 1, 1), None, hidden_seed(52), hidden_seed(62),
+                  "a random vector on a batch of single-position maps"),
+                 ((2, 7, 6, 2), None, hidden_seed(53), hidden_seed(63), "a random vector on tall, narrow maps"),
+                 ((1, 3, 8, 8), 0, hidden_seed(54), hidden_seed(64),
+                  "a one-hot vector on the first channel (it must give the channel objective)")]  # fmt: skip
+    for shape, hot, acts_seed, vector_seed, about in rows:
         acts, c = _acts(*shape, seed=acts_seed), shape[1]
         vector = torch.randn(c, generator=_gen(vector_seed)) if hot is None else torch.nn.functional.one_hot(
             torch.tensor(hot), c).float()  # fmt: skip
         kind = "random" if hot is None else f"one-hot channel {hot}"
         yield Case(f"direction_objective(acts of shape {shape}, vector={kind})", (acts, vector),
-                   expect=_ref_direction("a", vector)({"a": acts}), rtol=1e-5, atol=1e-5)  # fmt: skip
+                   expect=_ref_direction("a", vector)({"a": acts}), rtol=1e-5, atol=1e-5, about=about)  # fmt: skip
 
 
 check_direction_objective = Exercise(
@@ -578,16 +611,17 @@ def _sum_over_others(sims: torch.Tensor) -> torch.Tensor:
 
 def _diversity_cases(hidden: bool):
     """``acts: (N, C, H, W)`` after a ReLU; then a batch of 3 identical images (2 each)."""
-    shapes = [((3, 4, 5, 5), 70), ((2, 6, 3, 3), 71)]  # (shape, seed)
-    shapes += [((1, 4, 2, 2), hidden_seed(72)), ((5, 3, 4, 6), hidden_seed(73))] if hidden else []
-    for shape, seed in shapes:
+    shapes = [((3, 4, 5, 5), 70, None), ((2, 6, 3, 3), 71, None)]  # (shape, seed, about: hidden cases only)
+    shapes += [((1, 4, 2, 2), hidden_seed(72), "a batch of a single image (there are no other images)"),
+               ((5, 3, 4, 6), hidden_seed(73), "a larger batch of oblong maps")] if hidden else []  # fmt: skip
+    for shape, seed, about in shapes:
         acts = _acts(*shape, seed=seed).relu()
         yield Case(f"diversity_objective(acts of shape {shape})", (acts,), expect=_ref_diversity("a")({"a": acts}),
                    rtol=1e-4, atol=1e-5, hint="G_i = A_i A_i^T with A_i the (C, H*W) activations of image i, "
-                   "divided by its norm; sum <G_i, G_j> over j != i")  # fmt: skip
+                   "divided by its norm; sum <G_i, G_j> over j != i", about=about)  # fmt: skip
     identical = _acts(1, 4, 3, 3, seed=79).relu().expand(3, -1, -1, -1).contiguous()
     yield Case("diversity_objective(3 identical images)", (identical,), expect=torch.full((3,), 2.0),
-               rtol=1e-4, atol=1e-5,
+               rtol=1e-4, atol=1e-5, about="a batch of identical images",
                hint="identical images have cosine similarity 1 with each of the 2 others")  # fmt: skip
 
 
@@ -682,11 +716,16 @@ def _render_loop_cases(hidden: bool):
     ReLU, a channel mean (or a non-linear, batch-coupled objective), seeded FFT images, a fixed shift.
     The whole run is deterministic: the reference loop runs here on its own copies."""
     # (n, size, steps, lr, channel, diversity weight or None, the seed of the conv's weights and the images)
-    rows = [(1, 16, 12, 0.05, 0, None, 0), (2, 16, 12, 0.05, 1, None, 1), (2, 16, 12, 0.05, 2, 0.5, 6)]
+    # ..., what a hidden case tests (None for a visible one)
+    rows = [(1, 16, 12, 0.05, 0, None, 0, None), (2, 16, 12, 0.05, 1, None, 1, None),
+            (2, 16, 12, 0.05, 2, 0.5, 6, None)]
     if hidden:
-        rows += [(3, 20, 20, 0.1, 2, None, hidden_seed(2)), (1, 12, 6, 0.02, 3, None, hidden_seed(3)),
-                 (3, 16, 15, 0.05, 3, 1.0, hidden_seed(7))]  # fmt: skip
-    for n, size, steps, lr, channel, weight, seed in rows:
+        rows += [(3, 20, 20, 0.1, 2, None, hidden_seed(2),
+                  "a batch of several larger images on a channel objective, over more steps"),
+                 (1, 12, 6, 0.02, 3, None, hidden_seed(3), "a single small image over few steps, on another channel"),
+                 (3, 16, 15, 0.05, 3, 1.0, hidden_seed(7),
+                  "a batch of images on a non-linear objective that couples them (a channel minus diversity)")]  # fmt: skip
+    for n, size, steps, lr, channel, weight, seed, about in rows:
         if weight is None:
             objective, what = Recipe("circuitscope.checks.ch2:ChannelMean", channel=channel), f"channel {channel}"
         else:
@@ -696,7 +735,7 @@ def _render_loop_cases(hidden: bool):
                 Recipe("circuitscope.checks.ch2:fft_image", n=n, size=size, seed=seed),
                 Recipe("circuitscope.checks.ch2:FixedShift"), steps, lr)  # fmt: skip
         yield Case(f"render_loop(planted conv, {what}, {n} images of {size} px, {steps} steps, lr {lr})", args,
-                   verify=_render_loop_verify, observe="circuitscope.checks.ch2:render_side_effects",
+                   verify=_render_loop_verify, observe="circuitscope.checks.ch2:render_side_effects", about=about,
                    data={"n": n, "size": size, "steps": steps,
                          "reference": _ref_render_loop(*build(args))})  # fmt: skip
 

@@ -104,8 +104,20 @@ def _direct_cases(hidden: bool):
         ("mixed4c_5x5_bottleneck:20", "4c:447"),
         ("mixed4b_3x3_bottleneck:40", "mixed4b_3x3:7"),  # a branch unit, by its branch name
     ]
-    for model, source, target in _weight_cases(pairs, more if hidden else None):
+    # What each hidden case tests, in words (all on a model initialised from another seed).
+    abouts = {
+        ("mixed3b_5x5_bottleneck:3", "3b:379"): "a target in another branch of a block, named by its channel of "
+        "the block's concatenated output, read from that branch's bottleneck (another model's weights)",
+        ("3a:147", "3b:50"): "a target in the block's 1x1 branch, which reads the previous block directly "
+        "(another model's weights)",
+        ("mixed4c_5x5_bottleneck:20", "4c:447"): "a deeper block's unit, named by its channel of the concatenated "
+        "output (another model's weights)",
+        ("mixed4b_3x3_bottleneck:40", "mixed4b_3x3:7"): "a target named by its branch's own layer name, not the "
+        "block's (another model's weights)",
+    }  # fmt: skip
+    for i, (model, source, target) in enumerate(_weight_cases(pairs, more if hidden else None)):
         yield Case(f"direct_weights(model, {source!r}, {target!r})", (model, source, target),
+                   about=abouts[source, target] if i >= len(pairs) else None,
                    expect=expanded_weights(_inception(model.kwargs["seed"]), source, target), rtol=1e-5, atol=1e-7,
                    hint="weight[target_channel, source_channel] of the target's <layer>_pre_relu_conv",
                    mistakes=_concatenated(target))  # fmt: skip
@@ -164,12 +176,20 @@ check_direct_weights = Exercise(
 def _expanded_cases(hidden: bool):
     pairs = [("3a:147", "3b:379"), ("3a:81", "3b:385")]
     more = [("3a:50", "3b:200"), ("4b:237", "4c:447"), ("4b:373", "4c:447"), ("4d:3", "4e:300")]
-    for model, source, target in _weight_cases(pairs, more if hidden else None):
+    # What each hidden case tests, in words (all on a model initialised from another seed).
+    abouts = {
+        ("3a:50", "3b:200"): "a target in a block's 3x3 branch (another model's weights)",
+        ("4b:237", "4c:447"): "a pair of deeper blocks (another model's weights)",
+        ("4b:373", "4c:447"): "another source unit for the same deeper target (another model's weights)",
+        ("4d:3", "4e:300"): "a pair of later blocks, a target in a 3x3 branch (another model's weights)",
+    }
+    for i, (model, source, target) in enumerate(_weight_cases(pairs, more if hidden else None)):
         branch, index = branch_of(target)
         # The definition: the gradient of the linearised model (ReLU as identity), by autograd.
         expected = expanded_weights_by_gradient(_inception(model.kwargs["seed"]), source, f"{branch}:{index}")
         yield Case(f"expanded_weights_bottleneck(model, {source!r}, {target!r})", (model, source, target),
                    expect=expected, rtol=1e-4, atol=1e-7 + 1e-5 * float(expected.abs().max()),
+                   about=abouts[source, target] if i >= len(pairs) else None,
                    hint="sum over the bottleneck channels b: W_branch[target, b] (k x k) times "
                         "W_bottleneck[b, source] (a 1x1 weight)")  # fmt: skip
 
@@ -214,6 +234,20 @@ check_expanded_weights = Exercise(
 def _curve_cases(hidden: bool):
     """Arcs facing every way round the circle (an angle test that does not wrap fails on some)."""
     rows = [(30.0, 16.0, 90.0, 64, 2.0), (90.0, 12.0, 120.0, 48, 2.0), (270.0, 14.0, 100.0, 56, 2.0)]
+    visible = len(rows)
+    # What each hidden case tests, in words, in the order of the rows below.
+    abouts = [
+        "an arc facing past 180 degrees, with a larger radius and a thicker line",
+        "a negative orientation, a half-circle arc, on an odd-sized image",
+        "a narrow arc of a large radius facing up and to the left, with a thinner line",
+        "a whole circle (the arc's width a full turn), on an odd-sized image",
+        "an arc facing right (orientation zero)",
+        "an arc facing left (exactly 180 degrees, where the angle wraps)",
+        "an arc facing down and to the right, given as an angle between 270 and 360 degrees",
+        "an orientation just short of a full turn, with a thicker line",
+        "a negative orientation of more than a quarter turn",
+        "an orientation of more than a full turn (it must wrap)",
+    ]
     if hidden:
         rows += [
             (200.0, 20.0, 120.0, 64, 3.0),
@@ -228,12 +262,14 @@ def _curve_cases(hidden: bool):
             (480.0, 14.0, 100.0, 50, 2.0),  # = 120 degrees
         ]
     store = {}  # this run's first image, for the rotation case
-    for args in rows:
-        yield Case(_curve_label(*args), args, verify=_arc, data={"store": store})
+    for i, args in enumerate(rows):
+        yield Case(_curve_label(*args), args, verify=_arc, data={"store": store},
+                   about=abouts[i - visible] if i >= visible else None)  # fmt: skip
     # Turning the orientation by 90 degrees turns the (square) image by 90 degrees.
     ori, *rest = rows[0]
     yield Case("draw_curve(orientation + 90, ...) vs the image rotated by 90 degrees", (ori + 90.0, *rest),
                verify=_rotated, data={"store": store},
+               about="the orientation turned by a quarter turn: the image must turn with it",
                hint="orientation is counter-clockwise: 90 degrees more turns the curve a quarter turn to the left")  # fmt: skip
 
 
@@ -386,13 +422,20 @@ def _tuning_cases(hidden: bool):
             ({}, "lines:3", 8, 12.0, 44),
             ({"radius": 16.0, "inhibition": 1.0}, "curves:6", 12, 16.0, 56),  # 14 x 14
         ]
-    for kwargs, unit, n, radius, size in rows:
+    # What each hidden case tests, in words, in the order of the hidden rows.
+    abouts = [
+        "a planted model with inhibition and another curve radius, more angles, an odd-sized map",
+        "an even-sized activation map (the centre is (H - 1) // 2)",
+        "a unit of the earlier layer (lines), not of curves",
+        "an even-sized map, on a planted model with inhibition and another curve radius",
+    ]
+    for i, (kwargs, unit, n, radius, size) in enumerate(rows):
         angles = torch.arange(n, dtype=torch.float64) * (360.0 / n)
         args = ", ".join(f"{k}={v}" for k, v in kwargs.items())
         yield Case(f"radial_tuning_curve(PlantedCurveModel({args}), {unit!r}, {n} angles, radius={radius}, size={size})",
                    (Recipe(PLANTED, **kwargs), unit, angles, radius, size),
                    expect=tuning_curve(_planted(**kwargs), unit, angles=angles, size=size, radius=radius).responses,
-                   rtol=1e-4, atol=1e-5,
+                   rtol=1e-4, atol=1e-5, about=abouts[i - 3] if i >= 3 else None,
                    hint="draw stimuli.curve(angles, radius=radius, size=size) and read the unit at the centre "
                         "position ((H - 1) // 2, (W - 1) // 2)")  # fmt: skip
 
@@ -470,10 +513,15 @@ def _circuit_cases(hidden: bool):
         rows += [("inhibition=1", Recipe(PLANTED, inhibition=1.0), "curves:4", 0.1),
                  ("random", _random_curves(hidden_seed(5)), "curves:6", 0.2),
                  ("another random", _random_curves(hidden_seed(6)), "curves:1", 0.05)]  # fmt: skip
-    for name, model, target, threshold in rows:
+    # What each hidden case tests, in words, in the order of the hidden rows.
+    abouts = ["the planted model with inhibition (negative weights to read)",
+              "a model whose curve weights are random noise (no pattern to guess)",
+              "random curve weights and a low threshold (many source units kept)"]  # fmt: skip
+    for i, (name, model, target, threshold) in enumerate(rows):
         kernels = expanded_weights(model.build(), "lines", target)  # (C, k, k)
         yield Case(f"read_circuit(<{name} model>, {target!r}, 'lines', threshold={threshold})",
                    (model, target, "lines", threshold), verify=_circuit, rtol=1e-4, atol=1e-6,
+                   about=abouts[i - 2] if i >= 2 else None,
                    hint="a source unit's total is the sum of its whole k x k kernel; keep units whose total is above "
                         "threshold * max|total| (excites, largest first) or below -threshold * max|total| "
                         "(inhibits, most negative first)",
@@ -612,17 +660,24 @@ def _nmf_cases(hidden: bool):
         rows += [(60, 40, 5, 1, False, hidden_seed(1)), (25, 50, 4, 2, True, hidden_seed(2)),
                  (12, 12, 2, 3, False, hidden_seed(3))]  # fmt: skip
     store = {}  # this run's starts, by (x's shape, k, seed): the later calls are judged from them
+    # What each hidden row tests, in words (None for the visible one).
+    kinds = [None, "a larger planted matrix of higher rank", ("a wide planted matrix with a column of zeros "
+             "(a division of zero by zero without an epsilon)"), "a small square planted matrix of low rank"]
     for i, (n, m, k, seed, zero_column, data_seed) in enumerate(rows):
         x, h0 = _low_rank(n, m, k, data_seed, zero_column)
-        about = f"x of shape ({n}, {m}) and rank {k}, k={k}"
+        what = f"x of shape ({n}, {m}) and rank {k}, k={k}"
+        start = f"{kinds[i]}: your seeded start (no updates)" if kinds[i] else None
+        factors = f"{kinds[i]}: the factors after many updates from your own start" if kinds[i] else None
         data = {"store": store, "start": (tuple(x.shape), k, seed), "h0": h0}
-        yield Case(f"nmf({about}, n_iter=0, seed={seed}): the start", (x, k, 0, seed), verify=_start, data=data)
+        yield Case(f"nmf({what}, n_iter=0, seed={seed}): the start", (x, k, 0, seed), verify=_start, data=data,
+                   about=start)  # fmt: skip
         if i == 0:
-            yield Case(f"nmf({about}, n_iter=0, seed={seed}) again", (x, k, 0, seed), verify=_same_start, data=data)
-            yield Case(f"nmf({about}, n_iter=0, seed={seed + 1})", (x, k, 0, seed + 1), verify=_another_start,
+            yield Case(f"nmf({what}, n_iter=0, seed={seed}) again", (x, k, 0, seed), verify=_same_start, data=data)
+            yield Case(f"nmf({what}, n_iter=0, seed={seed + 1})", (x, k, 0, seed + 1), verify=_another_start,
                        data=data)  # fmt: skip
-            yield Case(f"nmf({about}, n_iter=5, seed={seed})", (x, k, 5, seed), verify=_updated, data=data)
-        yield Case(f"nmf({about}, n_iter=500, seed={seed})", (x, k, 500, seed), verify=_planted_factors, data=data)
+            yield Case(f"nmf({what}, n_iter=5, seed={seed})", (x, k, 5, seed), verify=_updated, data=data)
+        yield Case(f"nmf({what}, n_iter=500, seed={seed})", (x, k, 500, seed), verify=_planted_factors, data=data,
+                   about=factors)  # fmt: skip
 
 
 def _factors(case: Case, got) -> tuple[torch.Tensor, torch.Tensor]:

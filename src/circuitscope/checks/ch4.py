@@ -94,7 +94,7 @@ def seen_batches(model: CountingPlanted, *args, **kwargs) -> list[int]:
 # Exercise 1: top-k dataset examples, streamed in batches
 # =============================================================================================
 def _top_k_case(what: str, model: Recipe, images: _Tensor, layer: str, channel: int, k: int,
-                batch: int) -> Case:  # fmt: skip
+                batch: int, about: str | None = None) -> Case:  # fmt: skip
     """One call; ``data``: the channel's maps ``acts (N, H', W')``, brute force over all images."""
     with torch.no_grad():
         acts = activations(model.build(), images, [layer])[layer][:, channel]
@@ -104,7 +104,7 @@ def _top_k_case(what: str, model: Recipe, images: _Tensor, layer: str, channel: 
     return Case(
         f"top_k_examples({what}, {len(images)} images, k={k}, batch_size={batch})",
         (model, images, layer, channel, k, batch), verify=_verify_top_k,
-        observe=f"{_HERE}:seen_batches", rtol=1e-4, atol=1e-5,
+        observe=f"{_HERE}:seen_batches", rtol=1e-4, atol=1e-5, about=about,
         data={"acts": acts, "maxes": maxes, "order": order.tolist(), "k": k, "batch": batch,
               "positions": torch.stack([flat[order] // w, flat[order] % w], dim=1).tolist()},
     )  # fmt: skip
@@ -130,12 +130,23 @@ def _top_k_cases(hidden: bool):
             ("planted units:2, k past the checkerboards (ties at 0)", None, "units", 2, 5, 2, 31, 6, 3, s(6)),
             ("planted units:0, batch_size larger than the dataset", None, "units", 0, 3, 2, 30, 4, 50, s(7)),
         ]
-    for what, mseed, layer, channel, n_plain, n_per, size, k, batch, iseed in rows:
+    # What each hidden case tests, in words, in the order of the hidden rows.
+    abouts = [
+        "a random-weights model, a unit of the first layer, a dataset that does not split evenly into batches",
+        "a random-weights model on an odd image size",
+        "a batch size of one image",
+        "a pre-ReLU layer (negative scores) of a random-weights model, with k equal to the number of images",
+        "k past the images that excite the unit (ties at zero: the lower index first)",
+        "a batch size larger than the whole dataset",
+    ]
+    for i, (what, mseed, layer, channel, n_plain, n_per, size, k, batch, iseed) in enumerate(rows):
         model = planted if mseed is None else Recipe(f"{_HERE}:counting_planted", seed=mseed)
         images = planted_images(n_plain, n_per, size, seed=iseed)[0]
-        yield _top_k_case(what, model, images, layer, channel, k, batch)
+        yield _top_k_case(what, model, images, layer, channel, k, batch, about=abouts[i - 2] if i >= 2 else None)
     if hidden:
-        yield _non_square_case(hidden_seed(14), hidden_seed(8))
+        case = _non_square_case(hidden_seed(14), hidden_seed(8))
+        case.about = "non-square images (the activation grid's height is not its width), a random-weights model"
+        yield case
 
 
 def _non_square_case(model_seed: int, image_seed: int, tries: int = 20) -> Case:
@@ -335,13 +346,24 @@ def _patch_cases(hidden: bool):
             ("the last position of an odd-sized grid", (33, 47), 16, 23, 7, 2, 1.0, 0.75, s(207)),
             ("a field wholly past the image's bottom edge", (20, 20), 15, 2, 5, 2, 0.0, 0.5, s(208)),
         ]
-    for what, (h, w), row, col, size, jump, start, fill, seed in rows:
+    # What each hidden case tests, in words, in the order of the hidden rows.
+    abouts = [
+        "a non-square image, with the field past its far edge",
+        "a real-sized image and a field like a mixed layer's (a large jump, a start past zero)",
+        "a field larger than the whole image",
+        "a negative start, on a non-square image",
+        "a field of a single pixel",
+        "the last position of an odd-sized, non-square grid",
+        "a field wholly past the image's bottom edge (all fill)",
+    ]
+    for i, (what, (h, w), row, col, size, jump, start, fill, seed) in enumerate(rows):
         image = torch.rand(3, h, w, generator=_gen(seed))
         yield Case(
             f"receptive_patch({what}: image {tuple(image.shape)}, row={row}, col={col}, size={size}, "
             f"jump={jump}, start={start}, fill={fill})",
             (image, row, col, size, jump, start, fill), verify=_verify_patch,
             data={"expected": _ref_patch(image, row, col, size, jump, start, fill)},
+            about=abouts[i - 2] if i >= 2 else None,
         )  # fmt: skip
 
 
@@ -430,15 +452,23 @@ def _render_cases(hidden: bool):
         rows += [("units", 0, 3, 10.0, "detectors", 28, 40, hidden_seed(1)),
                  ("units", 0, 2, 3.0, "units", 24, 40, hidden_seed(2))]  # fmt: skip
     model = Recipe("circuitscope.polysemanticity:PlantedPatternModel", threshold=0.0)
-    for layer, channel, n, strength, div_layer, size, steps, seed in rows:
+    # What each hidden row tests, in words: (without the diversity term, with it).
+    abouts = [
+        ("a batch of another size and seed, without the diversity term",
+         "a strong diversity term, measured on the earlier layer (detectors)"),
+        ("a pair of smaller images on another seed, without the diversity term",
+         "a diversity term on a pair of smaller images"),
+    ]
+    for i, (layer, channel, n, strength, div_layer, size, steps, seed) in enumerate(rows):
         plain = _plain_render(layer, channel, n, size, steps, seed)
         grey = _channel_mean(torch.full((1, 3, size, size), 0.5), layer, channel)
-        for s in (0.0, strength):
+        for j, s in enumerate((0.0, strength)):
             yield Case(
                 f"diverse_render(planted model, {layer!r}, {channel}, n={n}, strength={s}, "
                 f"diversity_layer={div_layer!r}, size={size}, steps={steps}, seed={seed})",
                 (model, layer, channel, n, s, div_layer, size, steps, seed), verify=_verify_render,
                 data={"plain": plain, "similarity": _diversity_value(plain, div_layer), "grey": grey},
+                about=abouts[i - 1][j] if i >= 1 else None,
             )  # fmt: skip
 
 
@@ -532,10 +562,21 @@ def _class_cases(hidden: bool):
             ("one labelled example among unlabelled ones", [-1, -1, 6, -1]),
             ("eight classes, once each", list(range(10, 18))),
         ]
-    for what, labels in rows:
+    # What each hidden case tests, in words, in the order of the hidden rows.
+    abouts = [
+        "unlabelled examples (label -1), which must be left out",
+        "labels given as a tensor, not a list",
+        "a single example",
+        "class names (strings) as the labels",
+        "many random labels",
+        "a tensor of labels with unlabelled examples",
+        "a single labelled example among unlabelled ones",
+        "many classes, each seen once",
+    ]
+    for i, (what, labels) in enumerate(rows):
         shown = labels.tolist() if isinstance(labels, _Tensor) else labels
         yield Case(f"effective_classes({what}: {shown})", (labels,), expect=ref_effective_classes(labels),
-                   rtol=1e-5, atol=1e-6,
+                   rtol=1e-5, atol=1e-6, about=abouts[i - 4] if i >= 4 else None,
                    hint="compute the entropy in bits of the label frequencies, H = -sum p log2 p, "
                         "then return 2 ** H")  # fmt: skip
 
@@ -625,9 +666,19 @@ def _weight_cases(hidden: bool):
              torch.randint(-1, 2, (9, 4, 2, 2), generator=_gen(hidden_seed(6))).float(), 3, 6),
             ("a 1x3 kernel (7, 6, 1, 3), k = 1", torch.randn(7, 6, 1, 3, generator=_gen(hidden_seed(7))), 0, 1),
         ]  # fmt: skip
-    for what, weight, channel, k in rows:
+    # What each hidden case tests, in words, in the order of the hidden rows.
+    abouts = [
+        "random kernels larger than the visible cases', from the last input channel",
+        "k equal to the number of output channels, from the first input channel",
+        "mostly negative weights",
+        "a real InceptionV1 layer's 1x1 weights (randomly initialised), with many outputs",
+        "integer weights full of ties (the lower index first) in even-sized kernels, from the last input channel",
+        "a non-square kernel, with k of one",
+    ]
+    for i, (what, weight, channel, k) in enumerate(rows):
         yield Case(f"outgoing_weights({what}, channel={channel}, k={k})", (weight, channel, k),
-                   verify=_verify_weights, data=_outgoing(weight, channel, k))  # fmt: skip
+                   verify=_verify_weights, data=_outgoing(weight, channel, k),
+                   about=abouts[i - 3] if i >= 3 else None)  # fmt: skip
 
 
 def _outgoing(weight: _Tensor, channel: int, k: int) -> dict:
@@ -732,7 +783,15 @@ def _facet_cases(hidden: bool):
         rows += [(0, 8, 4, 48, 12, 5, s(2)), (2, 5, 3, 36, 8, 3, s(3)), (0, 4, 2, 32, 6, 2, s(4)),
                  (1, 5, 2, 33, 5, 2, s(5)), (2, 3, 3, 35, 9, 1, s(6))]  # fmt: skip
     model = Recipe("circuitscope.polysemanticity:PlantedPatternModel")
-    for channel, n_plain, n_per, size, k, batch, seed in rows:
+    # What each hidden case tests, in words, in the order of the hidden rows.
+    abouts = [
+        "the two-facet unit with more examples of each pattern, in uneven batches",
+        "the checkerboard-only unit (a single facet), in uneven batches",
+        "the two-facet unit with few examples of each pattern",
+        "the cross-only unit on an odd image size, with too few examples to split",
+        "the checkerboard-only unit with k equal to the number of images, one image per batch",
+    ]
+    for i, (channel, n_plain, n_per, size, k, batch, seed) in enumerate(rows):
         images, _labels, truth = planted_images(n_plain, n_per, size, seed=seed)
         kinds = {0: ("cross", "checker"), 1: ("cross",), 2: ("checker",)}[channel]
         expected = sorted(sorted(i for i, (kind, _) in enumerate(truth) if kind == p) for p in kinds)
@@ -743,6 +802,7 @@ def _facet_cases(hidden: bool):
             data={"expected": expected, "plain": [i for i, (kind, _) in enumerate(truth) if kind is None]},
             hint="take the top-k examples, keep those that excite the unit (score > 0), read the layer's "
                  "other channels at each one's best position, and cluster them with count_clusters",
+            about=abouts[i - 2] if i >= 2 else None,
         )  # fmt: skip
 
 

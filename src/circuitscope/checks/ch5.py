@@ -127,15 +127,17 @@ def _toy_inputs(m: int, n: int, batch: int, seed: int) -> tuple[torch.Tensor, ..
 
 
 def _toy_cases(hidden: bool):
-    sizes = [(2, 5, 16, 0), (3, 6, 9, 1)]  # (m, n, batch, seed)
-    sizes += [(1, 2, 30, hidden_seed(2)), (5, 20, 64, hidden_seed(3)), (4, 4, 7, hidden_seed(4))] if hidden else []
-    for m, n, batch, seed in sizes:
+    sizes = [(2, 5, 16, 0, None), (3, 6, 9, 1, None)]  # (m, n, batch, seed, about: hidden cases only)
+    sizes += [(1, 2, 30, hidden_seed(2), "a single hidden dimension"),
+              (5, 20, 64, hidden_seed(3), "many features in a larger model, with a larger batch"),
+              (4, 4, 7, hidden_seed(4), "as many hidden dimensions as features (a square W)")] if hidden else []  # fmt: skip
+    for m, n, batch, seed, about in sizes:
         W, b, x, importance = _toy_inputs(m, n, batch, seed)
         out = _relu(x @ W.T @ W + b)
         loss = importance_weighted_loss(x[:, None], out[:, None], importance[None])[0]
         yield Case(f"toy_model(W {m}x{n}, b ({n},), x ({batch}, {n}), importance ({n},))",
                    (W, b, x, importance), verify=_parts("out", "loss"), data={"expect": (out, float(loss))},
-                   hint="loss = mean over the batch of sum_i I_i (x_i - out_i)^2")  # fmt: skip
+                   hint="loss = mean over the batch of sum_i I_i (x_i - out_i)^2", about=about)  # fmt: skip
 
 
 def _toy_out(relu: bool = True, bias: str | None = "before"):
@@ -204,11 +206,14 @@ def _fpd_cases(hidden: bool):
             ("a pentagon of length-1.3 vectors", 1.3 * torch.stack([angles.cos(), angles.sin()])),
             ("nothing represented (4x6 zeros)", torch.zeros(4, 6)),
         ]
-    for what, W in cases:
+    # What each hidden case tests, in words, in the order of the hidden cases.
+    abouts = ["an antipodal pair of features in a single dimension", "a larger random W",
+              "a pentagon of features longer than unit length", "a W of zeros (nothing represented)"]
+    for i, (what, W) in enumerate(cases):
         yield Case(f"features_per_dimension({what})", (W,), expect=float(ref_features_per_dimension(W)),
                    rtol=1e-4, atol=1e-6,
                    hint="sum the squared lengths of the feature vectors (||W||_F^2), "
-                   "divide by m, the hidden dimensions")  # fmt: skip
+                   "divide by m, the hidden dimensions", about=abouts[i - 3] if i >= 3 else None)  # fmt: skip
 
 
 def _fpd_variant(formula):
@@ -409,28 +414,32 @@ def _verify_regimes(case: Case, got) -> None:
 def _train_toy_cases(hidden: bool):
     """A few exact steps on models of other shapes (every draw is fixed by the seed), then full
     runs of the article's 5-feature, 2-dimension model, dense and sparse."""
-    short = [(5, 2, (0.0, 0.5, 0.9), 5, 64, 0.05, 3)]  # (n, m, sparsity, steps, batch_size, lr, seed)
-    short += [(8, 3, (0.2, 0.95), 6, 32, 0.03, hidden_seed(4))] if hidden else []
-    for n, m, sparsity, steps, batch_size, lr, seed in short:
+    # (n, m, sparsity, steps, batch_size, lr, seed, about: hidden cases only)
+    short = [(5, 2, (0.0, 0.5, 0.9), 5, 64, 0.05, 3, None)]
+    short += [(8, 3, (0.2, 0.95), 6, 32, 0.03, hidden_seed(4),
+               "a few exact steps on a model of another shape and other sparsities, on another seed")] if hidden else []
+    for n, m, sparsity, steps, batch_size, lr, seed, about in short:
         model = Recipe("circuitscope.checks.ch5:seeded_toy_model", n_features=n, n_hidden=m, sparsity=sparsity,
                        seed=seed)  # fmt: skip
         case = Case(f"train_toy(ToyModel({n}, {m}, sparsity={list(sparsity)}, seed={seed}), steps={steps}, "
                     f"batch_size={batch_size}, lr={lr})", (model, steps, batch_size, lr, seed),
                     verify=_verify_trajectory, rtol=1e-3, atol=1e-6,
                     observe="circuitscope.checks.ch5:toy_parameters",
-                    mistakes=_TRAJECTORY_MISTAKES,
+                    mistakes=_TRAJECTORY_MISTAKES, about=about,
                     hint="Adam(model.parameters(), lr=lr); each step a fresh "
                     "model.generate_batch(batch_size, generator) (generator seeded with seed), "
                     "model.loss(x), zero_grad, backward, step")  # fmt: skip
         case.data["losses"] = _ref_train_toy(case)
         yield case
     t = TOY_TRAINING
-    for seed in [0] + ([_fair_regime_seed(hidden_seed(1))] if hidden else []):
+    for full, seed in enumerate([0] + ([_fair_regime_seed(hidden_seed(1))] if hidden else [])):
         model = Recipe("circuitscope.checks.ch5:seeded_toy_model", seed=seed)
         yield Case(f"train_toy(ToyModel(5, 2, sparsity={list(TOY_SPARSITIES)}, seed={seed}), "
                    f"steps={t['steps']})",
                    (model, t["steps"], t["batch_size"], t["lr"], seed), verify=_verify_regimes,
                    observe="circuitscope.checks.ch5:toy_parameters",
+                   about="a full run on a seed the visible cases do not use (both regimes must show)" if full
+                   else "a full run of the toy model, dense and sparse (both regimes must show)",
                    hint="train on fresh batches from model.generate_batch(batch_size, generator) with the "
                    "importance-weighted loss, zeroing the gradients every step")  # fmt: skip
 
@@ -476,10 +485,14 @@ def _sae_forward_cases(hidden: bool):
     sizes = [(6, 12, 10, 0.1, 0), (8, 32, 5, 0.5, 1)]
     if hidden:
         sizes += [(3, 3, 40, 0.0, hidden_seed(2)), (16, 64, 1, 1.0, hidden_seed(3)), (10, 50, 33, 0.03, hidden_seed(4))]
-    for d_in, d_hidden, batch, l1, seed in sizes:
+    # What each hidden case tests, in words, in the order of the hidden sizes.
+    abouts = ["no L1 penalty (a coefficient of zero), as many latents as inputs",
+              "a batch of a single example, with a strong L1 penalty", "a larger SAE on an odd batch size"]
+    for i, (d_in, d_hidden, batch, l1, seed) in enumerate(sizes):
         args = (*_sae_inputs(d_in, d_hidden, batch, seed), l1)
         yield Case(f"sae_forward(x ({batch}, {d_in}), W_enc ({d_hidden}, {d_in}), ..., l1_coeff={l1})", args,
                    verify=_parts("x_hat", "f", "loss", order=(1, 0, 2)), data={"expect": _sae_reference(*args)},
+                   about=abouts[i - 2] if i >= 2 else None,
                    hint="loss = mean over the batch of ||x - x_hat||^2 (summed over d_in) "
                    "+ l1_coeff * ||f||_1")  # fmt: skip
 
@@ -553,7 +566,7 @@ def sae_decoder(sae: SparseAutoencoder, *_) -> torch.Tensor:
 
 def _train_sae_cases(hidden: bool):
     p, t = SAE_PLANTED, SAE_TRAINING
-    for seed in [0] + ([hidden_seed(1)] if hidden else []):
+    for i, seed in enumerate([0] + ([hidden_seed(1)] if hidden else [])):
         planted = planted_features(p["n_samples"], p["d"], p["n_features"], p["p_active"], p["noise"], seed)
         sae = Recipe("circuitscope.sae:SparseAutoencoder", d_in=p["d"], d_hidden=2 * p["n_features"],
                      device="cpu", seed=seed)  # fmt: skip
@@ -561,6 +574,8 @@ def _train_sae_cases(hidden: bool):
                    f"planted data {tuple(planted.data.shape)}, steps={t['steps']}, seed={seed})",
                    (sae, planted.data, t["steps"], t["lr"], t["l1_coeff"], t["batch_size"], seed),
                    verify=_verify_sae_training, observe="circuitscope.checks.ch5:sae_decoder",
+                   about="training on a seed the visible cases do not use (other planted data, another start)"
+                   if i else None,
                    data={"dictionary": planted.dictionary})  # fmt: skip
 
 
@@ -607,11 +622,15 @@ def _layer_vectors_cases(hidden: bool):
     shapes = [((2, 5, 3, 4), 60), ((1, 7, 2, 2), 61)]  # (shape, seed)
     if hidden:
         shapes += [((3, 16, 5, 6), hidden_seed(62)), ((4, 3, 1, 1), hidden_seed(63)), ((2, 256, 7, 9), hidden_seed(64))]
-    for shape, seed in shapes:
+    # What each hidden case tests, in words, in the order of the hidden shapes.
+    abouts = ["a batch of non-square maps with more channels", "maps of a single position",
+              "many channels on odd-sized, non-square maps"]
+    for i, (shape, seed) in enumerate(shapes):
         acts = torch.randn(*shape, generator=_gen(seed))
         yield Case(f"layer_vectors(acts of shape {shape})", (acts,),
                    expect=acts.permute(0, 2, 3, 1).reshape(-1, shape[1]), rtol=0.0, atol=0.0,
-                   hint="move the channels last (permute(0, 2, 3, 1)), then reshape(-1, C)")  # fmt: skip
+                   hint="move the channels last (permute(0, 2, 3, 1)), then reshape(-1, C)",
+                   about=abouts[i - 2] if i >= 2 else None)  # fmt: skip
 
 
 def _transposed(case: Case, got) -> bool:
@@ -682,14 +701,16 @@ def planted_sae(d_in: int, d_hidden: int, seed: int) -> SparseAutoencoder:
 
 
 def _visualize_cases(hidden: bool):
-    rows = [(0, 6, 3, 32, 24)]  # (seed, d_hidden, feature, size, steps)
-    rows += [(hidden_seed(1), 6, 5, 24, 24), (hidden_seed(4), 8, 7, 24, 24)] if hidden else []
-    for seed, d_hidden, feature, size, steps in rows:
+    rows = [(0, 6, 3, 32, 24, None)]  # (seed, d_hidden, feature, size, steps, about: hidden cases only)
+    rows += [(hidden_seed(1), 6, 5, 24, 24, "the SAE's last feature, on another seed and a smaller image"),
+             (hidden_seed(4), 8, 7, 24, 24, "a wider SAE (more features), its last feature, on another seed")
+             ] if hidden else []  # fmt: skip
+    for seed, d_hidden, feature, size, steps, about in rows:
         model = Recipe("circuitscope.checks.ch5:PlantedColourModel", channels=4, seed=seed)
         sae = Recipe("circuitscope.checks.ch5:planted_sae", d_in=4, d_hidden=d_hidden, seed=seed)
         yield Case(f"visualize_feature(planted colour model, SAE 4 -> {d_hidden}, 'colour', feature={feature}, "
                    f"size={size})", (model, sae, "colour", feature, size, steps, seed),
-                   verify=_verify_visualization, rtol=1e-5, atol=1e-6)  # fmt: skip
+                   verify=_verify_visualization, rtol=1e-5, atol=1e-6, about=about)  # fmt: skip
 
 
 def _verify_visualization(case: Case, got) -> None:
