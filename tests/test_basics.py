@@ -101,3 +101,14 @@ def test_no_progress_bar_when_tqdm_is_disabled_by_the_environment(monkeypatch):
     monkeypatch.setenv("TQDM_DISABLE", "1")  # a site build: no widget, even when progress=True
     assert bar_disabled(True) and bar_disabled(False)
     assert bar(range(3), progress=True).disable
+
+
+def test_the_library_carries_no_course_tooling():
+    """`import circuitscope` (and its checks) loads neither the course package nor nbgrader."""
+    import subprocess
+    import sys
+
+    code = ("import sys, circuitscope, circuitscope.checks.ch1\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('circuitscope_course', 'nbgrader')))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
