@@ -18,6 +18,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
+from exercise_harness import OverTheWire
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
@@ -118,12 +119,7 @@ def test_the_wire_refuses_code(capsys):
 
 
 def test_a_call_over_the_wire_is_the_call_in_process(capsys):
-    class OverTheWire:
-        def invoke(self, case):
-            request = wire.decode(wire.encode(wire.request(case, "double")))
-            return wire.decode(wire.encode(remote.answer(request, {"double": lambda x: x * 2})))
-
-    assert run(DOUBLE, OverTheWire(), hidden=True) == 2
+    assert run(DOUBLE, OverTheWire(lambda x: x * 2, "double"), hidden=True) == 2
     assert run(DOUBLE, Local(lambda x: x * 2), hidden=True) == 2
     outcome = remote.answer({"function": "missing", "args": (), "kwargs": {}, "then": (), "observe": None,
                              "unchanged": False}, {})  # fmt: skip

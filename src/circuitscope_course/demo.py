@@ -37,22 +37,22 @@ import torch
 from circuitscope.checks.runner import Case, Exercise
 
 
-def _one_case(name, what, args, expected, hint):
-    about = f"tensors of {len(expected)} numbers"  # the case in words, no value (shown for a hidden case)
-    case = Case(what, tuple(torch.tensor(a) for a in args), expect=torch.tensor(expected), hint=hint, about=about)
+def _one_case(name, what, args, expected, hint, about):
+    # about: the case in words, no value (the graded feedback shows it for a failed hidden case)
+    case = Case(what, args, expect=torch.tensor(expected), hint=hint, about=about)
     return Exercise(name, what, lambda hidden: [case])
 
 
 def check_add(add, a, b):
     what = f"add({a}, {b})"
-    _one_case("check_add", what, (a, b), [x + y for x, y in zip(a, b)], "add elementwise: a + b")(add)
+    _one_case("check_add", what, (torch.tensor(a), torch.tensor(b)), [x + y for x, y in zip(a, b)],
+              "add elementwise: a + b", f"tensors of {len(a)} numbers")(add)
 
 
 def check_scale(scale, x, k):
     what = f"scale({x}, {k})"
-    case = Case(what, (torch.tensor(x), k), expect=torch.tensor([v * k for v in x]), hint="multiply every entry by k",
-                about=f"a tensor of {len(x)} numbers and a factor")
-    Exercise("check_scale", what, lambda hidden: [case])(scale)
+    _one_case("check_scale", what, (torch.tensor(x), k), [v * k for v in x], "multiply every entry by k",
+              f"a tensor of {len(x)} numbers and a factor")(scale)
 '''
 
 HIDDEN_ADD = "democheck.check_add(add, [10.0, -1.0, 3.5], [0.5, 7.25, -3.5])"

@@ -110,21 +110,10 @@ def plan(source: str, aliases: dict[str, str]) -> list[CheckCall]:
     return calls
 
 
-class LearnerError(Exception):
-    """The learner's function raised (in the kernel): ``kind`` is the exception's type name."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(f"{kind}: {message}")
-        self.kind, self.message = kind, message
-
-
 class RemoteFunction:
-    """Stands for the notebook's function ``name`` on the grader's side.
-
-    A runner :class:`~circuitscope.checks.runner.Exercise` calls :meth:`invoke` with each case;
-    a plain check function may also call it like the function (data in, data out; an error in
-    the learner's code raises :class:`LearnerError`).
-    """
+    """Stands for the notebook's function ``name`` on the grader's side: a runner
+    :class:`~circuitscope.checks.runner.Exercise` calls :meth:`invoke` with each case, and the
+    case crosses into the kernel as data."""
 
     def __init__(self, name: str, send):
         self.__name__ = self.name = name
@@ -134,14 +123,6 @@ class RemoteFunction:
         from circuitscope.checks import wire
 
         return self._send(wire.request(case, self.name))
-
-    def __call__(self, *args, **kwargs):
-        from circuitscope.checks.runner import Case
-
-        outcome = self.invoke(Case(self.name, args, kwargs, unchanged=False))
-        if outcome.error is not None:
-            raise LearnerError(*outcome.error)
-        return outcome.value
 
 
 class TrustedExecute(Execute):
@@ -191,8 +172,6 @@ class TrustedExecute(Execute):
                     check(RemoteFunction(call.function, self._send), *call.args, **call.kwargs)
                 except CheckFailed as failure:
                     error = _error("CheckFailed", failure.block(), call.line, getattr(failure, "about", None))
-                except LearnerError as err:
-                    error = _error(err.kind, err.message, call.line)
                 except PlanError as err:
                     self.log.error("TEST CELL NOT GRADED: %s", err)
                     error = _error("PlanError", f"this test cell cannot be graded ({err})", call.line)

@@ -32,6 +32,8 @@ from ..models.layers import same_padding
 from ..receptive_field import chain_receptive_field as _ref_chain
 from ..receptive_field import kernel_strides
 from ..receptive_field import receptive_field as _ref_rf
+from .recipes import generator as _gen
+from .recipes import seeded_inception
 from .runner import (
     Apply,
     Case,
@@ -58,10 +60,6 @@ __all__ = [
 
 #: Where the recipes and steps of this module live.
 HERE = "circuitscope.checks.ch1:"
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # =============================================================================================
@@ -482,16 +480,6 @@ class TinyHooked(nn.Module):
         x = self._point("conv2d0", torch.relu(x))
         x = self._point("maxpool0", nn.functional.max_pool2d(x, 2))
         return self._point("softmax2_pre_activation", self.linear(x.mean(dim=(-2, -1))))
-
-
-def seeded_inception(seed: int = 0) -> nn.Module:
-    """InceptionV1 with PyTorch's default initialisation, seeded without touching the caller's
-    random state: the real structure, the same weights at every call, no weight file."""
-    from ..models.inceptionv1 import InceptionV1
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return InceptionV1().eval()
 
 
 class OwnHook:

@@ -32,6 +32,7 @@ from ..optvis.transform import jitter_by as _ref_jitter_by
 from ..optvis.transform import pad as _ref_pad
 from ..optvis.transform import rotate_by as _ref_rotate_by
 from ..optvis.transform import scale_by as _ref_scale_by
+from .recipes import generator as _gen
 from .runner import (
     Case,
     CheckFailed,
@@ -58,10 +59,6 @@ __all__ = [
     "check_scale_and_rotate",
     "check_to_rgb",
 ]
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def _is_tensor(got, shape: tuple | None = None) -> bool:

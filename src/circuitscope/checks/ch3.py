@@ -22,6 +22,7 @@ import torch
 from ..circuits import branch_of, expanded_weights, expanded_weights_by_gradient, format_unit, parse_unit
 from ..hooks import activations
 from ..stimuli import curve, tuning_curve
+from .recipes import seeded_inception
 from .runner import Case, CheckFailed, Exercise, Mistake, Recipe, as_tensor, compare, fail, hidden_seed, same
 
 __all__ = [
@@ -57,16 +58,6 @@ def _earlier(case: Case, key):
 # =============================================================================================
 # Exercise 1: the weights between two directly connected units
 # =============================================================================================
-def seeded_inception(seed: int = 3):
-    """InceptionV1 with PyTorch's default initialisation (no weight file), seeded without
-    touching the caller's random state: every call gives the same weights."""
-    from ..models.inceptionv1 import InceptionV1
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return InceptionV1().eval()
-
-
 #: The seed of the visible cases' InceptionV1 (the hidden cases' is ``hidden_seed`` of it).
 INCEPTION_SEED = 3
 

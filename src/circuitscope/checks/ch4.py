@@ -19,12 +19,12 @@ import math
 import torch
 
 from ..dataset_examples import _crop
-from ..device import one_cpu_thread
 from ..hooks import activations
 from ..optvis import channel as channel_objective
 from ..optvis import diversity, render
 from ..polysemanticity import PlantedPatternModel, label_entropy, planted_images
 from ..polysemanticity import effective_classes as ref_effective_classes
+from .recipes import generator as _gen
 from .runner import Case, Exercise, Mistake, Opaque, Recipe, as_tensor, describe, fail, hidden_seed, same
 
 __all__ = [
@@ -38,10 +38,6 @@ __all__ = [
 
 _Tensor = torch.Tensor
 _HERE = __name__  # "circuitscope.checks.ch4": the module the recipes below are named in
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def _ints(value, dim: int = 1) -> list | None:
@@ -423,14 +419,14 @@ def _planted_for_render() -> PlantedPatternModel:
 
 def _diversity_value(images: _Tensor, layer: str) -> float:
     """The batch's mean Gram-matrix cosine similarity at ``layer`` (Lucid's diversity)."""
-    with torch.no_grad(), one_cpu_thread():
+    with torch.no_grad():  # runs inside runner.run, on one CPU thread
         acts = activations(_planted_for_render(), images.float(), [layer])
         return float(diversity(layer)(acts).mean())
 
 
 def _channel_mean(images: _Tensor, layer: str, channel: int) -> float:
     """The batch's mean value of the channel objective (``images: (n, 3, H, W)``)."""
-    with torch.no_grad(), one_cpu_thread():
+    with torch.no_grad():
         acts = activations(_planted_for_render(), images.float(), [layer])
         return float(channel_objective(layer, channel)(acts).mean())
 
@@ -438,10 +434,9 @@ def _channel_mean(images: _Tensor, layer: str, channel: int) -> float:
 @functools.lru_cache(maxsize=8)
 def _plain_render(layer: str, channel: int, n: int, size: int, steps: int, seed: int) -> _Tensor:
     """The library's render without the diversity term (the same for every run of the check:
-    computed once; the cases only read it)."""
-    with one_cpu_thread():  # a tiny model: one thread is many times faster on a busy CPU
-        return render(_planted_for_render(), channel_objective(layer, channel), batch=n, size=size,
-                      steps=steps, seed=seed, progress=False).detach()  # fmt: skip
+    computed once; the cases only read it). Called inside runner.run, on one CPU thread."""
+    return render(_planted_for_render(), channel_objective(layer, channel), batch=n, size=size,
+                  steps=steps, seed=seed, progress=False).detach()  # fmt: skip
 
 
 def _render_cases(hidden: bool):

@@ -23,6 +23,7 @@ from ..optvis.objectives import direction
 from ..sae import SparseAutoencoder, mean_max_cosine_similarity, planted_features
 from ..superposition import ToyModel, feature_norms, importance_decay, importance_weighted_loss
 from ..superposition import features_per_dimension as ref_features_per_dimension
+from .recipes import generator as _gen
 from .runner import (
     Case,
     Exercise,
@@ -54,10 +55,6 @@ __all__ = [
 
 _relu = torch.relu
 SCALAR_HINT = "average over the batch and sum over the features: the loss is one number"
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # =============================================================================================

@@ -30,7 +30,7 @@ import importlib
 import math
 import os
 import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -623,10 +623,6 @@ def _matches(key: str, name: str, message: str) -> bool:
     return kind == name and text in message
 
 
-def cases_of(exercise: Exercise, hidden: bool) -> Iterator[Case]:
-    yield from exercise.cases(hidden)
-
-
 def run(exercise: Exercise, invoker, hidden: bool = False) -> int:
     """Run ``exercise``'s cases through ``invoker`` (:class:`Local`, or the grader's remote one).
 
@@ -637,7 +633,7 @@ def run(exercise: Exercise, invoker, hidden: bool = False) -> int:
     # Every case is small (a tiny or planted model, a few pixels): on one CPU thread it runs many
     # times faster on a busy machine than with threads woken for it (10-40x on two cores).
     with one_cpu_thread():
-        for case in cases_of(exercise, hidden):
+        for case in exercise.cases(hidden):
             case.forbid = case.forbid or exercise.forbid
             try:
                 judge(exercise, case, invoker.invoke(case))
