@@ -9,6 +9,7 @@ right, and the gradebook must hold only what the grader wrote.
 from __future__ import annotations
 
 import copy
+import os
 import json
 import socket
 import textwrap
@@ -325,6 +326,19 @@ def test_grading_stops_where_the_sandbox_cannot_start(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert "grading stopped" in err and "--no-sandbox" in err
     assert not course.submitted.exists() and not (course.autograder / "grading_report.csv").exists()
+
+
+def test_a_launcher_never_removes_a_live_launchers_process_group(tmp_path):
+    # Two notebooks graded at once: one launcher's clean-up of stale groups once removed the
+    # other's group in the instant between creating it and moving in, and that kernel "died".
+    live = tmp_path / f"{sandbox_mod.CGROUP_PREFIX}{os.getpid()}-abc"
+    dead_pid = max(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()) + 10_000
+    dead = tmp_path / f"{sandbox_mod.CGROUP_PREFIX}{dead_pid}-def"
+    old_style = tmp_path / f"{sandbox_mod.CGROUP_PREFIX}xyz123"  # named before pids were
+    for folder in (live, dead, old_style):
+        folder.mkdir()
+    sandbox_mod._remove_stale_cgroups(tmp_path)
+    assert live.is_dir() and not dead.exists() and not old_style.exists()
 
 
 def test_plain_nbgrader_autograde_judges_outside_the_kernel_too(tmp_path):

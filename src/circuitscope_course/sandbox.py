@@ -67,6 +67,7 @@ ENV_HIDE = "CIRCUITSCOPE_SANDBOX_HIDE"
 DEFAULT_MEMORY = "8G"
 DEFAULT_NPROC = 512
 FILE_SIZE_LIMIT = 1 << 30  # one file the notebook writes (scratch, /tmp): at most 1 GiB
+CGROUP_PREFIX = "circuitscope-sandbox-"  # then the launcher's pid
 TMP_SIZE = 256 << 20  # the sandbox's own /tmp (memory-backed)
 
 #: The kernel's uid and gid inside the sandbox.
@@ -274,18 +275,33 @@ def _pids_cgroup(limit: int) -> Path | None:
     for base in bases:
         if not (base / "cgroup.procs").is_file():
             continue
-        for stale in base.glob("circuitscope-sandbox-*"):  # left by a launcher that was killed
-            try:
-                stale.rmdir()  # refused while a process is still in it
-            except OSError:
-                pass
+        _remove_stale_cgroups(base)
         try:
-            group = Path(tempfile.mkdtemp(prefix="circuitscope-sandbox-", dir=base))
+            # The launcher's pid is in the name: another launcher removes the group only once
+            # that pid is gone (an empty group of a live launcher is about to be joined).
+            group = Path(tempfile.mkdtemp(prefix=f"{CGROUP_PREFIX}{os.getpid()}-", dir=base))
             (group / "pids.max").write_text(str(limit))
             return group
         except OSError:
             continue
     return None
+
+
+def _remove_stale_cgroups(base: Path) -> None:
+    """Remove the groups under ``base`` left by launchers that were killed (their pid is gone).
+
+    Never a live launcher's: between creating its group and moving itself in, the group is
+    empty, and removing it then made that launcher fail (a "dead kernel" when two notebooks
+    were graded at once).
+    """
+    for stale in base.glob(f"{CGROUP_PREFIX}*"):
+        pid = stale.name.removeprefix(CGROUP_PREFIX).split("-")[0]
+        if pid.isdigit() and Path(f"/proc/{pid}").exists():
+            continue
+        try:
+            stale.rmdir()  # refused while a process is still in it
+        except OSError:
+            pass
 
 
 def _read(path: Path) -> str:
