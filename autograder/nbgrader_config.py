@@ -19,6 +19,7 @@ sandbox").
 Environment variables:
     CIRCUITSCOPE_GRADE_TIMEOUT   seconds one cell may run while autograding (default 300)
     CIRCUITSCOPE_SANDBOX         "0": kernels run WITHOUT the sandbox (what `grade --no-sandbox` sets)
+    CIRCUITSCOPE_PARTIAL_CREDIT  "1": partial credit per case (what `grade --partial-credit` sets)
     CIRCUITSCOPE_SANDBOX_MEMORY, CIRCUITSCOPE_SANDBOX_NPROC, CIRCUITSCOPE_SANDBOX_HIDE: see sandbox.py
 """
 
@@ -67,6 +68,10 @@ c.TrustedExecute.interrupt_on_timeout = True
 # After that interrupt, a kernel slow to send the cell's last output must not fail the whole
 # notebook: the cell keeps the timeout error (so it scores 0) and grading goes on.
 c.TrustedExecute.raise_on_iopub_timeout = False
+# Partial credit: a test cell scores its points times the share of its exercise's cases that
+# pass (visible and hidden), instead of all or nothing. Set it to True here to make it the
+# course's rule for every grading, plain `nbgrader autograde` included.
+c.TrustedExecute.partial_credit = os.environ.get("CIRCUITSCOPE_PARTIAL_CREDIT", "0") == "1"
 
 # The sandbox. Kernels start from the "python3" kernelspec: the one put first on JUPYTER_PATH
 # here runs ipykernel inside bubblewrap (or plainly, with CIRCUITSCOPE_SANDBOX=0). It shadows any

@@ -271,3 +271,28 @@ def test_a_kernel_that_ignores_interrupts_is_killed_at_the_notebook_limit(graded
         except (psutil.Error, OSError):
             continue
     assert not leftovers, f"processes still running in the course: {leftovers}"
+
+
+# --- partial credit -----------------------------------------------------------------------------
+
+
+def test_partial_credit_scores_the_share_of_cases_passed(tmp_path):
+    root = tmp_path / "course"
+    demo.create(root, CONFIG)
+    course = Course(root)
+    generate(course, log=lambda *_: None)
+    demo.write_submissions(root / "subs", course.release / "demo" / "demo.ipynb", ["correct", "hidden_only", "blank"])
+    args = ["grade", str(root / "subs"), "--timeout", str(CELL_TIMEOUT), "-j", "2", "--no-progress"]
+    assert cli.main(["--root", str(root), *args, "--partial-credit"]) == 0
+    grades = _gradebook_state(course)
+    # hidden_only's `add` passes the visible case and fails the hidden one: half of test_add's point
+    assert grades["hidden_only"] == {"test_add": (0.5, False), "test_scale": (2.0, False)}
+    assert grades["correct"] == {"test_add": (1.0, False), "test_scale": (2.0, False)}
+    assert grades["blank"] == {"test_add": (0.0, False), "test_scale": (0.0, False)}
+    feedback(course, log=lambda *_: None)
+    text = html_text(course.feedback / "hidden_only" / "demo" / "demo.html")
+    assert "a hidden test failed: tensors of 3 numbers" in text and "1 of 2 cases passed" in text
+    assert "[10.0" not in text
+    # without the option, the same class is graded all or nothing
+    assert cli.main(["--root", str(root), *args]) == 0
+    assert _gradebook_state(course)["hidden_only"] == {"test_add": (0.0, False), "test_scale": (2.0, False)}

@@ -184,3 +184,19 @@ def test_instant_feedback_in_a_plain_kernel():
     assert "went DOWN" in text and "expected:" in text and "got:" in text
     assert "runner.py" not in text and "_ref_" not in text and "File " not in text
     nbformat.validate(nb)
+
+
+def test_partial_runs_every_case_and_counts_those_that_passed():
+    cases = [Case(f"double({x})", (torch.tensor(float(x)),), expect=torch.tensor(2.0 * x)) for x in range(4)]
+    exercise = Exercise("check_double", "double", lambda hidden: cases)
+
+    def right_for_small(x):  # wrong from 2 on
+        return 2 * x if x < 2 else x
+
+    with pytest.raises(CheckFailed) as first:
+        run(exercise, Local(right_for_small))
+    assert (first.value.passed, first.value.total) == (None, None)  # all or nothing: stops at the first
+    with pytest.raises(CheckFailed) as every:
+        run(exercise, Local(right_for_small), partial=True)
+    assert (every.value.passed, every.value.total) == (2, 4) and "double(2)" in every.value.what
+    assert run(exercise, Local(lambda x: 2 * x), partial=True) == 4

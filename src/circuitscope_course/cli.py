@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sandbox", action="store_true",
                    help="run the kernels WITHOUT the bubblewrap sandbox (a submission can then change "
                         "any grade); the report marks every row")  # fmt: skip
+    p.add_argument("--partial-credit", action="store_true",
+                   help="score a test cell by the share of its cases (visible and hidden) that pass, "
+                        "not all or nothing")  # fmt: skip
 
     sub.add_parser("hidden-key", help="make autograder/hidden_key, the private key of the graded hidden "
                    "cases (once; keep it, never publish it)")  # fmt: skip
@@ -191,6 +194,7 @@ def _run(course: Course, args) -> int:
             jobs=args.jobs,
             progress=not args.no_progress,
             sandbox=not args.no_sandbox,
+            partial_credit=args.partial_credit,
         )
         graded = sum(o.status == GRADED for o in outcomes)
         zeroed = len(outcomes) - graded

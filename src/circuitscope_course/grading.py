@@ -44,6 +44,8 @@ from .generate import SyncReport, _compare, _generate_one
 #: Seconds one cell may run while autograding, unless CIRCUITSCOPE_GRADE_TIMEOUT or --timeout says.
 DEFAULT_CELL_TIMEOUT = 300
 TIMEOUT_ENV = "CIRCUITSCOPE_GRADE_TIMEOUT"
+#: "1": a test cell scores the share of its cases that pass (autograder/nbgrader_config.py reads it).
+PARTIAL_CREDIT_ENV = "CIRCUITSCOPE_PARTIAL_CREDIT"
 REPORT_NAME = "grading_report.csv"
 LOGS_NAME = "logs"
 
@@ -140,6 +142,7 @@ def grade(
     jobs: int = 1,
     progress: bool = True,
     sandbox: bool = True,
+    partial_credit: bool = False,
     log=print,
 ) -> list[Outcome]:
     """Autograde every submission in ``submissions_dir`` into the course's gradebook.
@@ -148,7 +151,9 @@ def grade(
     ``notebook_timeout``: seconds the grading of one notebook may take before it is stopped, kernel
     and all (default: ``timeout`` times the notebook's number of code cells + 3). ``jobs``:
     notebooks graded at once. ``sandbox``: run every kernel in the sandbox (default); without it the
-    kernels run with the grader's rights, and every outcome says so. Returns one :class:`Outcome` per notebook, also written to the
+    kernels run with the grader's rights, and every outcome says so. ``partial_credit``: a test
+    cell scores the share of its cases that pass (also on when the course's nbgrader_config.py
+    or $CIRCUITSCOPE_PARTIAL_CREDIT turns it on). Returns one :class:`Outcome` per notebook, also written to the
     grading report.
     """
     from nbgrader.api import Gradebook
@@ -172,6 +177,8 @@ def grade(
         )
     cell_timeout = int(timeout or os.environ.get(TIMEOUT_ENV) or DEFAULT_CELL_TIMEOUT)
     env = {TIMEOUT_ENV: str(cell_timeout), sandbox_mod.ENV_SANDBOX: "1" if sandbox else "0"}
+    if partial_credit:
+        env[PARTIAL_CREDIT_ENV] = "1"
     if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
         # Each of the `jobs` kernels gets its share of the cores: two kernels that each wake a
         # thread per core on a two-core machine took twice as long per notebook.

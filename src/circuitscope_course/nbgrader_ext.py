@@ -124,6 +124,14 @@ class HideHiddenTests(ClearHiddenTests):
 
     def _verdict(self, outputs: list, hidden_numbers: set[int], execution_count: int | None) -> NotebookNode:
         errors = [o for o in outputs if o.get("output_type") == "error"]
+        partial = [o["data"][PARTIAL_MIME] for o in outputs if o.get("output_type") == "execute_result"
+                   and PARTIAL_MIME in o.get("data", {})]  # fmt: skip
+        if not errors and partial:
+            # partial credit: the first failure, told as below, then how many cases passed
+            failed = self._verdict([from_dict({"output_type": "error", **{k: partial[0][k] for k in (
+                "ename", "evalue", "traceback")}})], hidden_numbers, execution_count)  # fmt: skip
+            return from_dict({**failed, "evalue": f"{failed['evalue']}; {partial[0]['summary']}",
+                              "traceback": [f"{failed['traceback'][0]}; {partial[0]['summary']}"]})  # fmt: skip
         if not errors:
             if any(o.get("output_type") == "stream" and o.get("name") == "stderr" for o in outputs):
                 # nbgrader scores a test cell that wrote to stderr 0, as if it had failed
@@ -167,6 +175,8 @@ def _stream(text: str) -> NotebookNode:
 #: The line of a test cell's error in which the grader names the failing case's property
 #: (``circuitscope_course.verdicts``, from ``Case.about``).
 ABOUT_PREFIX = "hidden case: "
+#: MIME type of a partly passed test cell's verdict (cases passed, the failure), for the feedback.
+PARTIAL_MIME = "application/vnd.circuitscope.partial+json"
 
 
 def _about(traceback: list[str]) -> str | None:

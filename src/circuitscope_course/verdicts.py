@@ -12,6 +12,11 @@ learner's function (:mod:`circuitscope.checks.remote`) and sends the result back
 ``torch.load(weights_only=True)``. The cell's outputs (the success lines, or one error) are written
 here, and nbgrader's ``SaveAutoGrades`` scores them as usual.
 
+With partial credit on (``c.TrustedExecute.partial_credit``, or ``grade --partial-credit``), a
+test cell whose checks are runner ``Exercise`` s scores its points times the share of their cases
+that passed: every case runs, and the cell's output is that score as an ``execute_result`` (how
+nbgrader reads partial credit), the first failure beside it for the feedback.
+
 So whatever a submission does in its kernel (patch IPython's way of running cells, replace the
 check functions, print fake success lines), the verdict is this process's comparison of the data
 its functions returned with references this process computed. The check modules are trusted
@@ -30,6 +35,7 @@ import contextlib
 import importlib
 import importlib.util
 import io
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -39,10 +45,13 @@ from nbformat.notebooknode import NotebookNode, from_dict
 from nbformat.v4 import new_code_cell
 from nbgrader import utils
 from nbgrader.preprocessors import Execute
-from traitlets import Unicode
+from traitlets import Bool, Unicode
+
+from .nbgrader_ext import ABOUT_PREFIX, PARTIAL_MIME
 
 #: Modules a check may come from without being in the assignment's source folder.
 TRUSTED_PREFIX = "circuitscope.checks."
+TIMED_OUT = "your function ran past the time limit and was interrupted"
 
 
 class PlanError(ValueError):
@@ -132,6 +141,12 @@ class TrustedExecute(Execute):
         "", help="The course's source folder (solutions/): check modules of an assignment are read from there."
     ).tag(config=True)
 
+    partial_credit = Bool(
+        False, help="Score a test cell by the share of its exercises' cases that pass, not all or nothing."
+    ).tag(config=True)
+
+    _timed_out = None  # the outcome of this test cell's call that ran past the time limit
+
     def preprocess(self, nb: NotebookNode, resources: dict, km=None):
         self._aliases: dict[str, str] = {}
         self._assignment = resources.get("nbgrader", {}).get("assignment", "")
@@ -145,8 +160,8 @@ class TrustedExecute(Execute):
             self._aliases.update(imports(cell.source))
         if not is_test:
             return super().preprocess_cell(cell, resources, index)
-        self._index, self._calls, start = index, 0, time.perf_counter()
-        cell.outputs = self.verdict(cell.source)
+        self._index, self._calls, self._timed_out, start = index, 0, None, time.perf_counter()
+        cell.outputs = self.verdict(cell.source, float(cell.metadata.nbgrader.get("points", 0)))
         self.log.info("judged test cell %s in %.2f s (%d calls of the learner's functions)",
                       cell.metadata.nbgrader.get("grade_id"), time.perf_counter() - start, self._calls)
         cell.execution_count = None
@@ -154,24 +169,41 @@ class TrustedExecute(Execute):
         return cell, resources
 
     # -- the verdict --------------------------------------------------------------------------
-    def verdict(self, source: str) -> list[NotebookNode]:
-        """The outputs of a test cell: the checks' printed lines, then the first failure, if any."""
-        from circuitscope.checks.runner import CheckFailed
+    def verdict(self, source: str, points: float = 0.0) -> list[NotebookNode]:
+        """The outputs of a test cell: the checks' printed lines, then the first failure, if any
+        (with partial credit: the cell's score, see :meth:`partial_verdict`)."""
+        from circuitscope.checks.runner import CheckFailed, Exercise, run
 
         printed = io.StringIO()
-        error = None
+        error = failure_of_partial = None
+        cases: dict[tuple, tuple[int, int]] = {}  # a check (and its arguments): (passed, total)
         try:
             calls = plan(source, self._aliases)
         except PlanError as err:
             self.log.error("TEST CELL NOT GRADED: %s", err)
             return [_error("PlanError", f"this test cell cannot be graded ({err}); tell your instructor", 0)]
         for call in calls:
+            # With partial credit, an Exercise's last call counts by its cases (the hidden call
+            # runs the visible cases too); any other check's call counts as one case.
+            whole = self.partial_credit and not call.args and set(call.kwargs) <= {"hidden"}
+            key = (call.module, call.check) if whole else (call.module, call.check, repr(call.args))
             with contextlib.redirect_stdout(printed):
                 try:
                     check = self.load_check(call)
-                    check(RemoteFunction(call.function, self._send), *call.args, **call.kwargs)
+                    remote = RemoteFunction(call.function, self._send)
+                    if whole and isinstance(check, Exercise):
+                        total = run(check, remote, hidden=bool(call.kwargs.get("hidden")), partial=True)
+                        cases[key] = (total, total)
+                    else:
+                        check(remote, *call.args, **call.kwargs)
+                        cases[key] = (1, 1)
                 except CheckFailed as failure:
-                    error = _error("CheckFailed", failure.block(), call.line, getattr(failure, "about", None))
+                    block = _error("CheckFailed", failure.block(), call.line, getattr(failure, "about", None))
+                    if not self.partial_credit:
+                        error = block
+                    else:
+                        cases[key] = (failure.passed, failure.total) if failure.total else (0, 1)
+                        failure_of_partial = failure_of_partial or block
                 except PlanError as err:
                     self.log.error("TEST CELL NOT GRADED: %s", err)
                     error = _error("PlanError", f"this test cell cannot be graded ({err})", call.line)
@@ -182,7 +214,28 @@ class TrustedExecute(Execute):
         outputs = []
         if printed.getvalue():
             outputs.append(from_dict({"output_type": "stream", "name": "stdout", "text": printed.getvalue()}))
+        if error is None and failure_of_partial is not None:
+            return outputs + self.partial_verdict(failure_of_partial, cases, points)
         return outputs + ([error] if error is not None else [])
+
+    @staticmethod
+    def partial_verdict(failure: NotebookNode, cases: dict, points: float) -> list[NotebookNode]:
+        """A partly passed cell's outputs: the failure as text, and the score nbgrader reads.
+
+        The score is ``points`` times the share of cases passed, over the cell's checks (each
+        check's last call). It is an ``execute_result`` whose text is the number (nbgrader's
+        partial credit), and it carries the failure (:data:`PARTIAL_MIME`) for the feedback.
+        """
+        passed, total = (sum(c[i] for c in cases.values()) for i in (0, 1))
+        score = math.floor(100 * points * passed / total) / 100 if total else 0.0  # never above points
+        summary = f"{passed} of {total} cases passed: {score:g} of {points:g} points (partial credit)"
+        text = "\n".join(failure.traceback[1:2] + [f"  {summary}"]) + "\n"
+        data = {"text/plain": f"{score:g}",
+                PARTIAL_MIME: {"summary": summary, "ename": failure.ename, "evalue": failure.evalue,
+                               "traceback": list(failure.traceback)}}  # fmt: skip
+        return [from_dict({"output_type": "stream", "name": "stdout", "text": text}),
+                from_dict({"output_type": "execute_result", "execution_count": None, "metadata": {},
+                           "data": data})]  # fmt: skip
 
     def load_check(self, call: CheckCall):
         """The check function ``call`` names, from trusted code only."""
@@ -212,6 +265,10 @@ class TrustedExecute(Execute):
         from circuitscope.checks import wire
         from circuitscope.checks.runner import Outcome
 
+        if self._timed_out is not None:
+            # A call of this cell ran past the time limit: the cell's other cases (partial credit
+            # runs them all) fail at once instead of waiting out the limit each.
+            return self._timed_out
         self._calls += 1
         code = f"__import__('circuitscope.checks.remote', fromlist=['serve']).serve({wire.encode(request)!r})"
         cell = new_code_cell(code)
@@ -221,7 +278,8 @@ class TrustedExecute(Execute):
         if not replies:
             errors = [o for o in cell.outputs if o.get("output_type") == "error"]
             if errors and errors[-1].get("ename") == "CellTimeoutError":
-                return Outcome(error=("TimeoutError", "your function ran past the time limit and was interrupted"))
+                self._timed_out = Outcome(error=("TimeoutError", TIMED_OUT))
+                return self._timed_out
             detail = f": {errors[-1].get('ename')}: {errors[-1].get('evalue')}" if errors else ""
             return Outcome(error=("NoAnswer", f"the kernel gave no answer{detail}"))
         try:
@@ -237,8 +295,6 @@ def _error(ename: str, evalue: str, line: int = 0, about: str | None = None) -> 
     """An error output. Its traceback names the test cell's line, as IPython's would, so that
     the feedback step can tell a visible check's failure from a hidden one's; and the failing
     case's property in words (``Case.about``), which the feedback shows for a hidden case."""
-    from .nbgrader_ext import ABOUT_PREFIX
-
     traceback = [f"Cell In[], line {line}", f"\u2718 {ename}: {evalue}"]
     if about:
         traceback.append(ABOUT_PREFIX + about)

@@ -87,6 +87,9 @@ class CheckFailed(AssertionError):
     def __init__(self, what: str, expected=None, got=None, hint: str | None = None):
         self.what, self.expected, self.got, self.hint = what, expected, got, hint
         self.about: str | None = None  # the failing case's property in words (see Case.about)
+        # With partial credit (run(..., partial=True)): the cases that passed, of how many.
+        self.passed: int | None = None
+        self.total: int | None = None
         super().__init__(self.block())
 
     def block(self) -> str:
@@ -623,24 +626,30 @@ def _matches(key: str, name: str, message: str) -> bool:
     return kind == name and text in message
 
 
-def run(exercise: Exercise, invoker, hidden: bool = False) -> int:
+def run(exercise: Exercise, invoker, hidden: bool = False, partial: bool = False) -> int:
     """Run ``exercise``'s cases through ``invoker`` (:class:`Local`, or the grader's remote one).
 
     Prints one success line, or raises :class:`CheckFailed` at the first case that fails.
-    Returns the number of cases.
+    Returns the number of cases. With ``partial`` (the grader's partial credit), every case
+    runs, and the first failure raised carries ``passed`` and ``total``.
     """
-    n = 0
+    n, failures = 0, []
     # Every case is small (a tiny or planted model, a few pixels): on one CPU thread it runs many
     # times faster on a busy machine than with threads woken for it (10-40x on two cores).
     with one_cpu_thread():
         for case in exercise.cases(hidden):
             case.forbid = case.forbid or exercise.forbid
+            n += 1
             try:
                 judge(exercise, case, invoker.invoke(case))
             except CheckFailed as failure:
                 failure.about = case.about
-                raise
-            n += 1
+                if not partial:
+                    raise
+                failures.append(failure)
+    if failures:
+        failures[0].passed, failures[0].total = n - len(failures), n
+        raise failures[0]
     extra = " (visible and hidden cases)" if hidden else ""
     passed(f"{exercise.title}: all {n} cases pass{extra}.")
     return n
