@@ -24,27 +24,32 @@ It prints one table, ``claim | article's value | measured | verdict``, and exits
   ``--allow-unverified`` (or ``$CIRCUITSCOPE_ALLOW_UNVERIFIED=1``) accepts it; the output then
   says "UNVERIFIED weights" in its header.
 
-Orientation conventions. This script's curve stimuli (:func:`circuitscope.stimuli.curve`)
-measure orientation in degrees counter-clockwise, 0 = the arc's midpoint to the right of its
-circle's centre. The article's renderer may count from another origin or the other way round,
-so claim 1 compares *relative* orientations: the measured angles are first aligned to the
-article's by the single rotation (and, if it fits better, reflection) that minimises the
-squared circular differences; each unit then AGREES when its aligned angle is within
-``--tolerance`` degrees (30) of the article's. The fitted rotation and reflection are printed.
+Stimulus and orientation conventions. Claim 1 is measured as the article measured it: the
+articles' stimulus (:func:`circuitscope.stimuli.rounded_corner`: a filled 90-degree corner
+rounded by an arc, its legs running to the image's edge, so no line ends; radius 60 px at
+224 px among the radii averaged), its responses averaged over curvature (several radii) and
+the preferred orientation taken as the peak (:func:`circuitscope.stimuli.radial_tuning_curve`).
+``--stimulus curve`` uses the short arc of the exercises instead. The stimuli count
+orientation counter-clockwise and the article clockwise; the measured peaks are converted with
+:func:`circuitscope.stimuli.article_orientation` (read off the article's figures: see
+:mod:`circuitscope.stimuli`). As a safeguard the comparison still fits the single rotation (and
+reflection) that best aligns the measured angles with the article's and prints it: with the
+conversion it should be close to 0 and not mirrored. Each unit AGREES when its aligned angle
+is within ``--tolerance`` degrees (30) of the article's.
 
 What is the article's and what is this script's:
 
-* The ten 3b units and their published tuning curves are the article's data. The curve
-  renderer's parameters here (image size, stroke thickness, arc width, black on white, the radii
-  and the angular step) are not from the article, whose stimulus code was not available; it
-  reports "a wide tolerance for the radius of curves" and invariance to colour, so the
-  preferred orientations should not depend much on them.
+* The ten 3b units and their published tuning curves are the article's data. The stimulus's
+  shape (a rounded 90-degree corner) and its 60 px radius follow the articles; the other radii,
+  the colours (white on black), the angular step and the image size are ours (the article
+  reports "a wide tolerance for the radius of curves" and invariance to colour).
 * The 3a -> 3b pairs are "Curve Circuits"' (its weight figures use 3a:147 -> 3b:379,
   3a:81 -> 3b:385, 3a:71 -> 3b:340 and 3a:145 -> 3b:388). "Zoom In" uses 147 -> 379,
   81 -> 385, 145 -> 342 and 71 -> 330 (``--pairs zoom-in``). For each pair, the opposite early
   curve is the 3a curve detector whose published orientation ("Curve Detectors",
   ``curve-detectors/data/curves-mixed3a.json``) is nearest to 180 degrees from the source's.
-  A kernel "excites" when the sum of its entries is positive and "inhibits" when negative.
+  A kernel "excites" when the sum of its entries is positive and "inhibits" when negative
+  (:func:`circuitscope.circuits.kernel_regions` says where on the kernel the sign lies).
 * The car claims are the words of "Zoom In"'s figure: windows "excite the car detector at the
   top and inhibit at the bottom", the car body "excites the car detector, especially at the
   bottom", wheels "excite the car detector at the bottom and inhibit at the top". Reading them
@@ -207,48 +212,59 @@ def weight_pairs(pub: Published) -> list[tuple[int, int, str]]:
 
 
 # -- the measured side ---------------------------------------------------------------------
-def measure_orientations(model, size=224, angles=72, radii=(20.0, 30.0, 45.0), width=120.0,
-                         thickness=3.0) -> dict[int, float]:  # fmt: skip
-    """Preferred orientations (degrees, this script's convention) of the ten 3b curve detectors.
+#: Radii (px in 224-px images) of claim 1's stimuli: the article's 60 px and others around it.
+RADII_224 = (20.0, 30.0, 45.0, 60.0, 80.0, 110.0)
 
-    Black arcs on white, ``width`` degrees wide, ``thickness`` px, at each radius of ``radii``
-    (px, in ``size``-px images), ``angles`` orientations; each unit is read at the centre
-    position, and its preferred orientation is the vector mean of its responses summed over the
-    radii (several radii because the article varies curvature as well as orientation).
+
+def measure_orientations(model, size=224, angles=72, radii=None, width=120.0, thickness=3.0,
+                         stimulus="rounded_corner") -> dict[int, float]:  # fmt: skip
+    """Preferred orientations (degrees, **the article's convention**) of the ten 3b curve detectors.
+
+    ``stimulus="rounded_corner"`` (default, the articles'): filled rounded corners, white on
+    black; ``"curve"``: black arcs on white, ``width`` degrees wide, ``thickness`` px. At each
+    radius of ``radii`` (px in ``size``-px images; default :data:`RADII_224` scaled to ``size``)
+    and ``angles`` orientations each unit is read at the centre position; its responses are
+    averaged over the radii and its preferred orientation is their peak, as the article's
+    radial tuning curve (:func:`circuitscope.stimuli.radial_tuning_curve`), converted to the
+    article's clockwise count (:func:`circuitscope.stimuli.article_orientation`). ``nan``: the
+    unit did not respond.
     """
-    import torch
-
     from circuitscope import stimuli
 
-    style = {"width": width, "thickness": thickness, "foreground": 0.0, "background": 1.0}
+    radii = tuple(r * size / 224.0 for r in RADII_224) if radii is None else tuple(radii)
+    style = ({"width": width, "thickness": thickness, "foreground": 0.0, "background": 1.0}
+             if stimulus == "curve" else {})  # fmt: skip
     names = [f"3b:{u}" for u in CURVES_3B]
-    total = None
-    for r in radii:
-        curves = stimuli.tuning_curve(model, names, "curve", angles=angles, size=size, radius=r, **style)
-        responses = torch.stack([c.responses for c in curves])
-        total = responses if total is None else total + responses
-    return {u: stimuli.circular_mean(curves[0].angles, total[i], 360.0) for i, u in enumerate(CURVES_3B)}
+    curves = stimuli.radial_tuning_curve(model, names, angles=angles, size=size,
+                                         radii=[r * 224.0 / size for r in radii], stimulus=stimulus,
+                                         **style)  # fmt: skip
+    out = {}
+    for u, tc in zip(CURVES_3B, curves):
+        responded = float(tc.responses.max()) > 0
+        out[u] = stimuli.article_orientation(tc.peak) if responded else float("nan")
+    return out
 
 
 def _row_sums(kernel, rows: int = 2) -> tuple[float, float]:
     return float(kernel[:rows].sum()), float(kernel[-rows:].sum())
 
 
-def measure(model, pub: Published, size=224, angles=72, radii=(20.0, 30.0, 45.0), width=120.0,
-            thickness=3.0) -> Measured:  # fmt: skip
+def measure(model, pub: Published, size=224, angles=72, radii=None, width=120.0,
+            thickness=3.0, stimulus="rounded_corner") -> Measured:  # fmt: skip
     """Everything the comparison needs, from ``model``'s weights (see :func:`measure_orientations`)."""
     from circuitscope import circuits
 
-    orientations = measure_orientations(model, size, angles, radii, width, thickness)
+    radii = tuple(r * size / 224.0 for r in RADII_224) if radii is None else tuple(radii)
+    orientations = measure_orientations(model, size, angles, radii, width, thickness, stimulus)
     sums = {}
     for a, b, _ in weight_pairs(pub):
         sums[(a, b)] = float(circuits.weights_between(model, f"3a:{a}", f"3b:{b}").sum())
     car = {}
     for unit in sorted({u for u, *_ in CAR_CLAIMS}):
-        kernel = circuits.weights_between(model, unit, CAR)
-        top, bottom = _row_sums(kernel)
-        car[unit] = {"top": top, "bottom": bottom, "total": float(kernel.sum())}
-    settings = {"size": size, "angles": angles, "radii": tuple(radii), "width": width, "thickness": thickness}
+        regions = circuits.kernel_regions(circuits.weights_between(model, unit, CAR), band=2)
+        car[unit] = {"top": regions.regions["top"], "bottom": regions.regions["bottom"], "total": regions.total}
+    settings = {"size": size, "angles": angles, "radii": tuple(round(r, 1) for r in radii), "width": width,
+                "thickness": thickness, "stimulus": stimulus}  # fmt: skip
     return Measured(orientations, sums, car, settings)
 
 
@@ -381,10 +397,14 @@ def format_report(pub: Published, meas: Measured, rows: list[Row], notes: list[s
     out.append("Sources:")
     out.append("  1. Curve Detectors (Cammarata et al., 2020), 'Radial Tuning Curve': published data "
                "curve-detectors/radial/data.json (peak of each unit's tuning curve)")  # fmt: skip
-    if s:
+    if s and s.get("stimulus", "curve") == "curve":
         out.append(f"     measured with black curves of radius {s['radii']} px, {s['width']} deg wide, "
                    f"{s['thickness']} px thick, {s['size']} px images, "
                    f"{s['angles']} orientations")  # fmt: skip
+    elif s:
+        out.append(f"     measured with the articles' stimulus, filled rounded 90-degree corners of radius "
+                   f"{s['radii']} px (averaged), {s['size']} px images, {s['angles']} orientations; "
+                   "peaks converted to the article's clockwise count")  # fmt: skip
     out.append(f"  2. {CLAIMS['early']['source']}; pairs: {pub.pairs_source};")
     out.append("     opposite early curves from curve-detectors/data/curves-mixed3a.json; figures: "
                + ", ".join(CLAIMS["early"]["figures"]))  # fmt: skip
@@ -453,8 +473,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     parser.add_argument("--size", type=int, default=224, help="stimulus size in pixels (224)")
     parser.add_argument("--angles", type=int, default=72, help="orientations per tuning curve (72)")
-    parser.add_argument("--radii", type=float, nargs="+", default=[20.0, 30.0, 45.0],
-                        help="curve radii in pixels (20 30 45)")  # fmt: skip
+    parser.add_argument("--radii", type=float, nargs="+", default=None,
+                        help="curve radii in pixels of --size images (default 20 30 45 60 80 110 "
+                        "at 224 px, scaled to --size)")  # fmt: skip
+    parser.add_argument("--stimulus", choices=["rounded_corner", "curve"], default="rounded_corner",
+                        help="the articles' rounded corner (default) or the exercises' short arc")  # fmt: skip
     parser.add_argument("--tolerance", type=float, default=TOLERANCE,
                         help="degrees within which an aligned orientation agrees (30)")  # fmt: skip
     parser.add_argument("--pairs", choices=sorted(PAIRS), default="curve-circuits",
@@ -472,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     except CannotRun as err:
         print(f"REFUSING to run (exit {EXIT_CANNOT_RUN}): {err}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    meas = measure(model, pub, size=args.size, angles=args.angles, radii=tuple(args.radii))
+    meas = measure(model, pub, size=args.size, angles=args.angles,
+                   radii=None if args.radii is None else tuple(args.radii), stimulus=args.stimulus)  # fmt: skip
     rows, notes = compare(pub, meas, args.tolerance)
     sys.stdout.write(format_report(pub, meas, rows, notes, header_for(model, state)))
     return exit_status(rows)

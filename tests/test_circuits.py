@@ -132,10 +132,10 @@ def test_layer_targets_stack_branches_centred(random_model):
 
 def test_nonlinear_or_backwards_paths_are_refused(random_model):
     m = random_model
-    with pytest.raises(ValueError, match="not linear"):
-        expanded_weights(m, "conv2d0", "conv2d1")
-    with pytest.raises(ValueError, match="not linear"):
-        expanded_weights(m, "conv2d2", "mixed3a")
+    with pytest.raises(ValueError, match="LRN stand-in"):
+        expanded_weights(m, "conv2d2", "mixed3a", lrn="exact")
+    with pytest.raises(ValueError, match="no single kernel"):  # a per-position map is not one kernel
+        expanded_weights(m, "conv2d2", "3a:1", lrn=torch.ones(1, 192, 9, 9, dtype=torch.float64))
     with pytest.raises(ValueError, match="does not come before"):
         expanded_weights(m, "mixed4a", "3b:1")
     with pytest.raises(ValueError, match="exclude"):
@@ -354,3 +354,105 @@ def test_weight_figures_are_closed_so_a_notebook_shows_them_once(synthetic_model
     assert plt.get_fignums() == before and fig.axes  # returned, drawn, but not left open in pyplot
     fig = circuits.plot_circuit(["4b:237", "4c:447"], [("4b:237", "4c:447", kernel)], model=synthetic_model)
     assert plt.get_fignums() == before and fig.axes
+
+
+# -- local response normalisation, the pool branch, where a kernel is positive --------------------
+def test_the_lrn_stand_in_is_lrns_jacobian_at_zero_and_exact_at_its_input(random_model):
+    from circuitscope.hooks import activations
+    from circuitscope.models.layers import local_response_norm
+
+    zero = torch.zeros(1, 12, 2, 2, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(local_response_norm, zero).reshape(48, 48)
+    assert torch.allclose(jac, torch.eye(48, dtype=torch.float64) * 2**-0.5, atol=1e-15)
+    # Frozen at a given input, x * r(x0) reproduces the real LRN's output at that input exactly.
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 48, 48, dtype=torch.float64)
+    acts = activations(random_model, images, ["conv2d2", "localresponsenorm1"])
+    r = circuits.lrn_scale(random_model, images, reduce=None)
+    assert r.shape == acts["conv2d2"].shape and float(r.max()) <= 2**-0.5 + 1e-12
+    assert torch.allclose(acts["conv2d2"] * r, acts["localresponsenorm1"], rtol=1e-12, atol=1e-12)
+    assert torch.allclose(circuits.lrn_scale(random_model, images), r.mean(dim=(0, 2, 3)))
+
+
+def _frozen_lrn(scale):
+    def local_response_norm(x):  # localresponsenorm0 runs before the injected source: leave it be
+        if isinstance(scale, torch.Tensor) and x.shape != scale.shape:
+            return x
+        return x * (scale if isinstance(scale, float) else scale.to(x))
+
+    return local_response_norm
+
+
+@pytest.mark.parametrize("unit", ["3a:136", "3a:70", "3a:230"])  # 1x1, 3x3 and 5x5 branches of 3a
+def test_conv2d2_to_mixed3a_expands_through_lrn_as_the_relu_free_network(random_model, monkeypatch, unit):
+    """Against autograd through the model's own forward pass with ReLUs removed, the max pool
+    averaged and LRN frozen at zero input (x / sqrt(2)): the expanded weight is its Jacobian."""
+    monkeypatch.setattr(inception_module, "local_response_norm", _frozen_lrn(2**-0.5))
+    kernel = expanded_weights(random_model, "conv2d2", unit)  # (192, k, k)
+    grad = patched_model_gradient(random_model, "conv2d2", "mixed3a_pre_relu", parse_unit(unit)[1], 31,
+                                  monkeypatch, "average")  # fmt: skip
+    k = kernel.shape[-1]
+    nz = grad.abs().sum(0).nonzero()
+    r0, c0 = int(nz[:, 0].min()), int(nz[:, 1].min())
+    kr0, kc0 = (int(v) for v in kernel.abs().sum(0).nonzero().min(dim=0).values)
+    window = grad[:, r0 - kr0 : r0 - kr0 + k, c0 - kc0 : c0 - kc0 + k]
+    assert window.abs().sum() == pytest.approx(float(grad.abs().sum()))  # nothing outside the window
+    assert torch.allclose(window, kernel, rtol=0, atol=1e-12 * float(kernel.abs().max()))
+    # ignoring the LRN would be off by exactly its scale
+    ident = expanded_weights(random_model, "conv2d2", unit, lrn="identity")
+    assert torch.allclose(ident * 2**-0.5, kernel, rtol=1e-12, atol=0)
+    assert "local response normalisation" in circuits.describe_path(random_model, "conv2d2", unit)
+
+
+def test_a_frozen_lrn_map_at_a_given_input_is_the_gradient_of_that_linear_network(random_model, monkeypatch):
+    torch.manual_seed(1)
+    scales = torch.rand(192, dtype=torch.float64) * 0.5 + 0.2
+    per_channel = expanded_weights(random_model, "conv2d2", "3a:100", lrn=scales)
+    assert torch.allclose(per_channel, expanded_weights_by_gradient(random_model, "conv2d2", "3a:100", lrn=scales),
+                          rtol=0, atol=1e-12 * float(per_channel.abs().max()))  # fmt: skip
+    assert not torch.allclose(per_channel, expanded_weights(random_model, "conv2d2", "3a:100"))
+    size = 31
+    frozen = torch.rand(1, 192, size, size, dtype=torch.float64) * 0.7  # r(x0) at some input x0
+    by_grad = expanded_weights_by_gradient(random_model, "conv2d2", "3a:100", size=size, lrn=frozen)
+    monkeypatch.setattr(inception_module, "local_response_norm", _frozen_lrn(frozen))
+    grad = patched_model_gradient(random_model, "conv2d2", "mixed3a_pre_relu", 100, size, monkeypatch, "average")
+    k = by_grad.shape[-1]
+    nz = grad.abs().sum(0).nonzero().min(dim=0).values
+    r0, c0 = int(nz[0]), int(nz[1])
+    kr0, kc0 = (int(v) for v in by_grad.abs().sum(0).nonzero().min(dim=0).values)
+    window = grad[:, r0 - kr0 : r0 - kr0 + k, c0 - kc0 : c0 - kc0 + k]
+    assert torch.allclose(window, by_grad, rtol=0, atol=1e-12 * float(by_grad.abs().max()))
+
+
+def test_the_pool_branch_can_replicate_its_1x1_weight_as_the_articles_figures_do(random_model):
+    m = random_model
+    rep = expanded_weights(m, "mixed3a", "3b:450", pool="replicate")  # (256, 3, 3)
+    reduce = w(m, "mixed3b_pool_reduce")[450 - 416, :, 0, 0]
+    assert torch.equal(rep, reduce[:, None, None].expand(-1, 3, 3))  # every cell is the 1x1 weight
+    assert torch.allclose(rep, 9 * expanded_weights(m, "mixed3a", "3b:450"))  # the default averages
+    assert torch.equal(expanded_weights(m, "mixed3a", "3b:379", pool="replicate"),
+                       expanded_weights(m, "mixed3a", "3b:379"))  # other branches: no pool  # fmt: skip
+    by_grad = expanded_weights_by_gradient(m, "mixed3a", "3b:450", pool="replicate")
+    assert torch.allclose(rep, by_grad, rtol=0, atol=1e-12 * float(rep.abs().max()))
+    assert "replicated" in circuits.describe_path(m, "mixed3a", "3b:450", pool="replicate")
+
+
+def test_kernel_regions_say_where_a_kernel_excites_not_only_its_sum():
+    k = torch.zeros(5, 5)
+    k[:2], k[3:] = 1.0, -1.0  # excites at the top, inhibits at the bottom: sums to zero
+    top = circuits.kernel_regions(k)
+    assert top.total == 0 and top.sign("top") == "+" and top.sign("bottom") == "-"
+    assert top.direction == pytest.approx(90.0) and top.strength == pytest.approx(1.5)
+    assert top.positive_centroid == pytest.approx((0.0, 1.5)) and top.negative_centroid == pytest.approx((0.0, -1.5))
+    assert "top" in top.describe().split("most positive towards the")[1]
+    left = circuits.kernel_regions(torch.rot90(k, 1, (0, 1)))  # counter-clockwise: the top goes left
+    assert left.direction == pytest.approx(180.0) and left.sign("left") == "+" and left.sign("right") == "-"
+    diag = circuits.kernel_regions(torch.rot90(k, -1, (0, 1)) + torch.flipud(k))  # right and bottom
+    assert diag.direction == pytest.approx(315.0)
+    centre = torch.zeros(5, 5)
+    centre[2, 2], centre[0, 0], centre[4, 4] = 3.0, -1.0, -1.0
+    sym = circuits.kernel_regions(centre)
+    assert sym.regions["centre"] == 3.0 and sym.regions["surround"] == -2.0
+    assert sym.direction != sym.direction and sym.strength == 0.0  # symmetric: no side
+    with pytest.raises(ValueError, match="square"):
+        circuits.kernel_regions(torch.zeros(3, 5))

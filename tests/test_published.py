@@ -95,3 +95,47 @@ def test_a_block_that_needs_unavailable_data_shows_a_note_and_goes_on(nothing_to
     with pytest.raises(KeyError):  # other errors are not swallowed
         with published.optional():
             published.radial_tuning("mixed9z")
+
+
+# -- comparing a model's radial tuning with the published one ------------------------------------
+def _as_measured(data, units, shift=0.0, mirrored=False, step=1):
+    """TuningCurves that a model whose tuning equals the article's (turned by ``shift``) would give.
+
+    Angles in the stimuli's convention (counter-clockwise); the article's are clockwise. With
+    ``mirrored`` the conversion is forgotten (the article's angles used as ours).
+    """
+    import torch
+
+    from circuitscope import stimuli
+
+    art = np.arange(0, 720, step) / 2.0  # article angles at which we "measure"
+    ours = art if mirrored else stimuli.from_article_orientation(art)
+    curves = []
+    for u in units:
+        pub = data[u]
+        values = pub[np.rint(((art - shift) % 360) * 2).astype(int) % 720]  # measured(t) = published(t - shift)
+        r = torch.tensor(values)
+        peak = float(ours[int(np.argmax(values))])
+        curves.append(stimuli.TuningCurve(f"3b:{u}", torch.tensor(ours), r, peak, peak, 360.0))
+    return curves
+
+
+def test_compare_radial_tuning_scores_the_published_data_against_itself():
+    data = published.radial_tuning("mixed3b")
+    units = sorted(CURVES_3B)
+    same = published.compare_radial_tuning(_as_measured(data, units), "mixed3b")
+    assert [c.unit for c in same] == [f"3b:{u}" for u in units]
+    for c in same:
+        assert c.correlation == pytest.approx(1.0) and c.difference == pytest.approx(0.0)
+        assert c.shift == pytest.approx(0.0) and c.agrees()
+        assert c.published_peak == published.preferred_orientations("mixed3b")[int(c.unit[3:])]
+    turned = published.compare_radial_tuning(_as_measured(data, units, shift=40.0), data=data)
+    for c in turned:
+        assert c.difference == pytest.approx(40.0, abs=1.0) and c.shift == pytest.approx(40.0, abs=1.0)
+        assert not c.agrees(30.0) and c.correlation < 0.9
+    # forgetting that the article counts clockwise is caught: peaks land on the mirror image
+    mirrored = published.compare_radial_tuning(_as_measured(data, units, mirrored=True), data=data)
+    assert np.mean([c.correlation for c in mirrored]) < 0.5
+    assert sum(c.agrees() for c in mirrored) < len(units) // 2
+    with pytest.raises(KeyError, match="no unit 1"):
+        published.compare_radial_tuning(_as_measured({1: data[379]}, [1]), data=data)

@@ -167,12 +167,14 @@ def test_high_low_frequency_has_the_texture_on_the_oriented_side():
     ).abs()
     right, left = lap[0, :, 34:].mean(), lap[0, :, :28].mean()
     top, bottom = lap[1, :28].mean(), lap[1, 34:].mean()
-    assert float(right) > 0.5 and float(left) < 1e-6  # orientation 0: high frequency to the right
-    assert float(top) > 0.5 and float(bottom) < 1e-6  # orientation 90: high frequency above
-    flat = high_low_frequency(0.0, size=64, mean=0.4)[0, 0]
+    assert float(right) > 0.5 and float(left) < 0.1  # orientation 0: high frequency to the right
+    assert float(top) > 0.5 and float(bottom) < 0.1  # orientation 90: high frequency above
+    flat = high_low_frequency(0.0, size=64, mean=0.4, period_low=float("inf"))[0, 0]
     assert torch.allclose(flat[:, :28], torch.full_like(flat[:, :28], 0.4))  # the low side: flat grey at mean
     low = high_low_frequency(0.0, size=64, period_low=32.0)[0, 0]
     assert float(low[:, :28].std()) > 0.05  # a low-frequency grating instead of flat grey
+    default = high_low_frequency(0.0, size=64, period_high=4.0)[0, 0]
+    assert float(default[:, :28].std()) > 0.05  # by default both sides are patterned (ratio 4)
 
 
 # -- tuning curves ------------------------------------------------------------------------------
@@ -216,7 +218,7 @@ def test_tuning_curve_accepts_a_stimulus_function_and_checks_units(planted):
         tuning_curve(planted, ["curves:0", "lines:0"])
     with pytest.raises(KeyError, match="unknown stimulus"):
         tuning_curve(planted, "curves:0", stimulus="spiral")
-    assert set(stimuli.STIMULI) == {"curve", "line", "high_low"}
+    assert set(stimuli.STIMULI) == {"curve", "line", "high_low", "rounded_corner"}
 
 
 def test_radial_tuning_panels_put_a_published_family_beside_a_measured_one():
@@ -244,3 +246,150 @@ def test_radial_tuning_panels_put_a_published_family_beside_a_measured_one():
     assert abs(np.rad2deg(peak) - 90) < 1  # unit 7 peaks at 0 degrees, drawn turned by 90
     one = plotting.radial_tuning_plot(article, layer="3b")
     assert plt.get_fignums() == before and one.axes[0].name == "polar"
+
+
+# -- the articles' stimuli: rounded corners ------------------------------------------------------
+from circuitscope.stimuli import corner_geometry, high_low_tuning, radial_tuning_curve, rounded_corner
+
+
+def _sample(img: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of ``img: (H, W)`` at pixel positions ``xy: (P, 2)`` = (column, row)."""
+    h, w = img.shape
+    grid = torch.stack([xy[:, 0] / (w - 1) * 2 - 1, xy[:, 1] / (h - 1) * 2 - 1], -1).view(1, 1, -1, 2)
+    return F.grid_sample(img[None, None].double(), grid.double(), align_corners=True).flatten()
+
+
+def _border_runs(mask: torch.Tensor) -> int:
+    """How many separate runs of True the mask has along the image's border (walked around)."""
+    ring = torch.cat([mask[0, :], mask[1:, -1], mask[-1, :-1].flip(0), mask[1:-1, 0].flip(0)])
+    changes = (ring.int() - ring.roll(1).int()).clamp(min=0)
+    return int(changes.sum()) if bool(ring.any()) and not bool(ring.all()) else int(bool(ring.all()))
+
+
+def test_the_corner_has_the_given_radius_and_bulges_towards_its_orientation():
+    size, r = 129, 30.0
+    for angle in (0.0, 35.0, 90.0, 200.0):
+        g = corner_geometry(angle, r, size=size)
+        centre = g["centre"][0]
+        assert torch.allclose((g["arc"][0] - centre).norm(dim=-1), torch.full((33,), r, dtype=torch.float64))
+        mid = g["arc"][0, 16]
+        assert torch.allclose(mid, torch.tensor([64.0, 64.0], dtype=torch.float64), atol=1e-9)  # at the centre
+        bulge = mid - centre  # (x right, y down): its direction is the orientation
+        assert math.degrees(math.atan2(-float(bulge[1]), float(bulge[0]))) % 360 == pytest.approx(angle, abs=1e-6)
+        outline = rounded_corner(angle, r, size=size, fill=False, thickness=3.0)[0, 0]
+        assert float(_sample(outline, g["arc"][0]).min()) > 0.9  # the arc is drawn where it should be
+        filled = rounded_corner(angle, r, size=size)[0, 0]
+        inside = centre + 0.0  # the circle's centre is inside the filled corner
+        outside = mid + 4 * bulge / bulge.norm()  # beyond the bulge: background
+        assert float(_sample(filled, torch.stack([inside, outside]))[0]) == pytest.approx(1.0)
+        assert float(_sample(filled, torch.stack([inside, outside]))[1]) == pytest.approx(0.0)
+    default = corner_geometry(0.0, size=224)
+    assert float((default["arc"][0, 0] - default["centre"][0]).norm()) == pytest.approx(60.0)  # 60 px at 224
+
+
+def test_the_legs_continue_the_arc_along_its_tangents_to_the_edge():
+    size = 96
+    g = corner_geometry(30.0, 20.0, size=size)
+    for i in range(2):
+        end, d, exit_ = g["ends"][0, i], g["directions"][0, i], g["exits"][0, i]
+        radial = end - g["centre"][0]
+        assert float(d.norm()) == pytest.approx(1.0) and float((radial * d).sum()) == pytest.approx(0.0, abs=1e-9)
+        arc_step = g["arc"][0, -1 if i else 0] - g["arc"][0, -2 if i else 1]  # the arc's own last step
+        assert float((arc_step / arc_step.norm() * d).sum()) == pytest.approx(1.0, abs=2e-3)  # smooth join
+        on_border = min(float(exit_[0]), float(exit_[1]), size - 1 - float(exit_[0]), size - 1 - float(exit_[1]))
+        assert on_border == pytest.approx(0.0, abs=1e-9)
+        t = torch.linspace(0, float((exit_ - end).norm()), 40, dtype=torch.float64)
+        leg = end[None] + t[:, None] * d[None]
+        outline = rounded_corner(30.0, 20.0, size=size, fill=False, thickness=3.0)[0, 0]
+        assert float(_sample(outline, leg).min()) > 0.9  # drawn all the way to the edge
+
+
+@pytest.mark.parametrize("angle", [0.0, 45.0, 123.0, 270.0])
+def test_the_corner_has_no_line_ends_but_the_short_arc_has(angle):
+    from scipy import ndimage
+
+    outline = rounded_corner(angle, 18.0, size=80, fill=False, thickness=3.0)[0, 0] > 0.5
+    _, count = ndimage.label(outline.numpy())
+    assert count == 1 and _border_runs(outline) == 2  # one stroke, both of its ends outside the image
+    arc = curve(angle, radius=18.0, size=80, thickness=3.0)[0, 0] > 0.5
+    assert _border_runs(arc) == 0  # the exercise's arc ends inside the image: two line ends
+
+
+@pytest.mark.parametrize("fill", [True, False])
+def test_turning_the_corner_by_90_degrees_turns_the_image(fill):
+    base = rounded_corner(17.0, 25.0, size=65, fill=fill)
+    turned = rounded_corner(107.0, 25.0, size=65, fill=fill)
+    assert torch.allclose(torch.rot90(base, 1, (2, 3)), turned, atol=1e-5)
+    assert not torch.allclose(base, turned, atol=1e-2)
+
+
+def test_article_orientation_is_the_mirror_of_ours():
+    assert stimuli.article_orientation(117.0) == pytest.approx(243.0)  # 3b:379: published peak 243
+    assert stimuli.from_article_orientation(stimuli.article_orientation(33.5)) == pytest.approx(33.5)
+    t = torch.tensor([0.0, 90.0, 270.0])
+    assert torch.equal(stimuli.article_orientation(t), torch.tensor([0.0, 270.0, 90.0]))
+
+
+# -- the articles' stimuli: high-low frequency boundaries -----------------------------------------
+def _dominant(img: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+    """(spatial frequency in cycles/px, direction in degrees mod 180, v up) of the masked region."""
+    x = (img - img[mask].mean()) * mask.double()
+    n = 512
+    spec = torch.fft.fft2(x.double(), s=(n, n)).abs()
+    spec[0, 0] = 0
+    i = int(torch.argmax(spec))
+    fy, fx = divmod(i, n)
+    fy, fx = (fy if fy < n // 2 else fy - n) / n, (fx if fx < n // 2 else fx - n) / n
+    return math.hypot(fx, fy), math.degrees(math.atan2(-fy, fx)) % 180
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, 90.0, 250.0])
+@pytest.mark.parametrize("pattern", ["grating", "plaid"])
+def test_high_low_sides_have_the_given_periods_and_orientation(angle, pattern):
+    size, p_hi, ratio = 128, 5.0, 3.0
+    img = high_low_frequency(angle, size=size, period_high=p_hi, ratio=ratio, pattern=pattern)[0, 0].double()
+    u = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    v, uu = torch.meshgrid(-u, u, indexing="ij")
+    a = uu * math.cos(math.radians(angle)) + v * math.sin(math.radians(angle))
+    factor = math.sqrt(2) if pattern == "plaid" else 1.0  # cos(ka)cos(kb) has its energy on the diagonals
+    expect_dir = (angle + (45.0 if pattern == "plaid" else 0.0)) % (90.0 if pattern == "plaid" else 180.0)
+    for side, period in ((a > 3, p_hi), (a < -3, p_hi * ratio)):
+        f, direction = _dominant(img, side)
+        assert f * period == pytest.approx(factor, rel=0.08), (pattern, angle, period)
+        modulus = 90.0 if pattern == "plaid" else 180.0
+        diff = (direction - expect_dir) % modulus
+        assert min(diff, modulus - diff) < 4.0
+    assert img[a > 3].std() > 0.1 and img[a < -3].std() > 0.1  # both sides patterned, full contrast
+
+
+def test_a_frequency_ratio_of_one_has_no_boundary():
+    same = high_low_frequency(40.0, size=64, period_high=6.0, ratio=1.0, aa=1.0)
+    whole = high_low_frequency(40.0, size=64, period_high=6.0, period_low=6.0)
+    assert torch.allclose(same, whole)
+    plain = 0.5 + 0.5 * torch.cos(torch.tensor(0.0))  # the pattern's value at the centre
+    assert float(same[0, 0, 31:33, 31:33].max()) <= float(plain) + 1e-6
+    with pytest.raises(ValueError, match="pattern"):
+        high_low_frequency(0.0, pattern="checker")
+
+
+# -- radial tuning over curvature, and the two-axis high-low tuning --------------------------------
+def test_radial_tuning_averages_over_curvature_and_peaks_at_the_units_orientation(planted):
+    radii = [224 * r / 44 for r in (10.0, 12.0, 14.0)]
+    curves = radial_tuning_curve(planted, [f"curves:{u}" for u in range(8)], angles=24, size=44, radii=radii,
+                                 stimulus="curve")  # fmt: skip
+    for u, tc in enumerate(curves):
+        assert tc.grid.shape == (24, 3) and tc.radii == pytest.approx((10.0, 12.0, 14.0))
+        assert torch.allclose(tc.responses, tc.grid.mean(dim=1))
+        assert tc.peak == float(tc.angles[int(torch.argmax(tc.responses))])
+        assert tc.angular_distance(45.0 * u, to="peak") <= 15.0
+    corner = radial_tuning_curve(planted, "curves:2", angles=24, size=44, radii=[224 * 12 / 44])
+    assert corner.grid.shape == (24, 1) and corner.angular_distance(90.0, to="peak") <= 30.0
+    with pytest.raises(ValueError, match="stimulus"):
+        radial_tuning_curve(planted, "curves:2", stimulus="line")
+
+
+def test_high_low_tuning_has_orientation_and_ratio_axes(planted):
+    tun = high_low_tuning(planted, ["lines:0", "lines:4"], angles=8, ratios=(1.0, 4.0), size=44)
+    assert len(tun) == 2 and tun[0].responses.shape == (2, 8) and torch.equal(tun[0].ratios, torch.tensor([1.0, 4.0], dtype=torch.float64))
+    r, a = divmod(int(torch.argmax(tun[0].responses)), 8)
+    assert tun[0].peak == (float(tun[0].angles[a]), float(tun[0].ratios[r]))

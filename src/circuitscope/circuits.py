@@ -31,12 +31,34 @@ The linearisation (documented choices, the same in every function here):
   is taken to pick the window's centre: the identity, subsampled by the pool's stride), or
   ``"exclude"`` (paths through a max pool are dropped: a block's pool branch contributes
   nothing and its own units get zero weights; crossing a stride-2 pool between blocks, the
-  only path there, raises).
+  only path there, raises), or ``"replicate"`` (each of the 9 inputs gets weight 1: the
+  1x1 ``pool_reduce`` weight copied into every cell of the 3x3 window, as the weight figures
+  of the Circuits thread draw a pool branch; a max pool passes whichever input is largest
+  through unchanged, so any of the nine can carry the full weight; it is 9x ``"average"`` and
+  is not the gradient of one linear network that sums to the max pool's output).
+  ``"average"`` stays the default because it is the linearisation the exercises check and a
+  true linear stand-in (the 9 weights sum to 1, as a max pool's gradient does); draw figures
+  to compare with the articles' with ``pool="replicate"``.
   This applies to each block's 3x3 stride-1 pool branch and to the stride-2 pools between
   blocks (maxpool1, maxpool4, maxpool10), so e.g. mixed3b -> mixed4a is expanded across
   maxpool4 with stride 2.
-* **Local response normalisation is not linear and is not linearised**: paths through
-  ``localresponsenorm0/1`` (the stem, before mixed3a) raise ``ValueError``.
+* **Local response normalisation is linearised by freezing its normalisation** (``lrn=``).
+  LRN computes ``y[c] = x[c] * r[c]`` with ``r[c] = (bias + alpha * sum_{|j-c|<=5} x[j]**2) ** -beta``
+  (``bias=2, alpha=1e-4, beta=0.5``, InceptionV1's stem: ``localresponsenorm0`` after maxpool0,
+  ``localresponsenorm1`` after conv2d2). Frozen at a reference input ``x0``, ``r`` becomes a
+  per-channel, per-position constant and LRN the linear map ``x -> x * r(x0)``.
+  ``lrn="scale"`` (default) freezes it at the zero input, as everything else here is
+  linearised at zero (biases dropped): ``r = bias ** -beta = 1/sqrt(2)`` for every channel
+  and position, which is also LRN's exact Jacobian at zero (the derivative of ``r`` is
+  multiplied by ``x = 0``). ``lrn="identity"`` ignores LRN (scale 1); a ``(C,)`` tensor gives
+  one scale per channel, e.g. :func:`lrn_scale` averaged over real images ("at a given
+  input"); :func:`linearized_forward` and :func:`expanded_weights_by_gradient` also take the
+  full per-position map ``(1, C, H, W)`` that :func:`lrn_scale` returns with ``reduce=None``
+  (a kernel is then the gradient at the target's centre position, no longer one kernel for
+  every position). So ``conv2d2 -> mixed3a`` (the high-low frequency, black-and-white and
+  small-circle circuits of "High-Low Frequency Detectors" and "An Overview of Early Vision")
+  expands through ``localresponsenorm1`` and ``maxpool1``. The articles do not say how they
+  treated LRN; this choice is ours and is stated under every figure that uses it.
 
 Spatial layout: an expanded kernel ``K`` of odd size ``(k, k)`` satisfies, in the linearised
 model, ``target_pre_relu[o, p] = sum_{c, i, j} K[o, c, i, j] * source[c, anchor(p) + (i, j) - (k - 1) / 2]``
@@ -64,6 +86,7 @@ from .models.inceptionv1 import BLOCKS, LAYER_CHANNELS, POOL_BEFORE, InceptionV1
 from .models.layers import pad_same
 
 __all__ = [
+    "KernelRegions",
     "WeightFactors",
     "branch_of",
     "branch_slices",
@@ -72,7 +95,9 @@ __all__ = [
     "expanded_weights",
     "expanded_weights_by_gradient",
     "format_unit",
+    "kernel_regions",
     "linearized_forward",
+    "lrn_scale",
     "nmf",
     "nmf_weights",
     "parse_unit",
@@ -82,7 +107,8 @@ __all__ = [
     "weights_between",
 ]  # fmt: skip
 
-PoolStandIn = Literal["average", "centre", "exclude"]
+PoolStandIn = Literal["average", "centre", "exclude", "replicate"]
+LrnStandIn = Literal["scale", "identity"] | torch.Tensor
 _BLOCKS = {b.name: b for b in BLOCKS}
 _BRANCH_ORDER = ("1x1", "3x3", "5x5", "pool_reduce")  # the concatenation order
 _SUBS = ("1x1", "3x3_bottleneck", "3x3", "5x5_bottleneck", "5x5", "pool_reduce", "pool")
@@ -279,9 +305,87 @@ def _add(total: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
 
 def _check_pool(pool: str) -> str:
     pool = "centre" if pool == "center" else pool
-    if pool not in ("average", "centre", "exclude"):
-        raise ValueError(f"pool={pool!r}: the max-pool stand-in is 'average', 'centre' or 'exclude'")
+    if pool not in ("average", "centre", "exclude", "replicate"):
+        raise ValueError(
+            f"pool={pool!r}: the max-pool stand-in is 'average', 'centre', 'exclude' or 'replicate'"
+        )
     return pool
+
+
+def _check_lrn(lrn) -> str | torch.Tensor:
+    if isinstance(lrn, torch.Tensor):
+        if lrn.dim() not in (1, 4) or (lrn.dim() == 4 and lrn.shape[0] != 1):
+            raise ValueError(
+                f"lrn as a tensor is one scale per channel (C,) or a frozen map (1, C, H, W); got {tuple(lrn.shape)}"
+            )
+        return lrn
+    if isinstance(lrn, (int, float)) and not isinstance(lrn, bool):
+        return torch.tensor([float(lrn)])
+    if lrn not in ("scale", "identity"):
+        raise ValueError(f"lrn={lrn!r}: the LRN stand-in is 'scale', 'identity', a number or a tensor of scales")
+    return lrn
+
+
+def _lrn_scales(lrn, channels: int, like: torch.Tensor) -> torch.Tensor:
+    """The frozen LRN as ``(C,)`` per-channel scales (the kernel algebra needs one per channel)."""
+    from .models.layers import LRN_BETA, LRN_BIAS
+
+    if isinstance(lrn, str):
+        value = LRN_BIAS**-LRN_BETA if lrn == "scale" else 1.0
+        return like.new_full((channels,), value)
+    if lrn.dim() == 4:
+        raise ValueError(
+            "a per-position LRN map (1, C, H, W) has no single kernel: use expanded_weights_by_gradient "
+            "or linearized_forward with it, or lrn_scale(..., reduce='mean') for one scale per channel"
+        )
+    scales = lrn.to(like)
+    if scales.numel() == 1:
+        scales = scales.expand(channels)
+    if scales.numel() != channels:
+        raise ValueError(f"lrn has {scales.numel()} scales for {channels} channels")
+    return scales.reshape(channels)
+
+
+def _lrn_map(lrn, channels: int, like: torch.Tensor) -> _Map:
+    return _Map(_lrn_scales(lrn, channels, like).view(channels, 1, 1, 1).clone(), 1, depthwise=True)
+
+
+def _lrn_same(x: torch.Tensor, lrn) -> torch.Tensor:
+    """The frozen LRN as an operation on ``x: (N, C, H, W)``."""
+    if isinstance(lrn, torch.Tensor) and lrn.dim() == 4:
+        if lrn.shape[1:] != x.shape[1:]:
+            raise ValueError(
+                f"the frozen LRN map is {tuple(lrn.shape)} but the LRN's input here is {tuple(x.shape)}: "
+                "compute it (lrn_scale(..., reduce=None)) at the size this forward pass uses"
+            )
+        return x * lrn.to(x)
+    return x * _lrn_scales(lrn, x.shape[1], x).view(1, -1, 1, 1)
+
+
+def lrn_scale(model, images: torch.Tensor, layer: str = "localresponsenorm1", reduce: str | None = "mean"):
+    """LRN's normalisation ``r = (bias + alpha * window_sum(x**2)) ** -beta`` at a given input.
+
+    ``images: (N, 3, H, W)`` in ``[0, 1]``; ``layer``: ``"localresponsenorm0"`` or
+    ``"localresponsenorm1"``. Returns ``(C,)`` (the mean over images and positions, for
+    ``expanded_weights(..., lrn=...)``) or, with ``reduce=None``, the map ``(N, C, H', W')``
+    (pass one image's ``[i:i+1]`` to :func:`linearized_forward` or
+    :func:`expanded_weights_by_gradient`). Values lie in ``(0, bias ** -beta] = (0, 0.7071]``:
+    ``0.7071`` where the local activity is small, less where it is large. No gradients.
+    """
+    from .hooks import activations
+    from .models.layers import LRN_ALPHA, LRN_BETA, LRN_BIAS, LRN_RADIUS, _channel_window_sum
+
+    inputs = {"localresponsenorm0": "maxpool0", "localresponsenorm1": "conv2d2"}
+    if layer not in inputs:
+        raise ValueError(f"layer must be one of {sorted(inputs)}, got {layer!r}")
+    with torch.no_grad():
+        x = activations(model, images, [inputs[layer]])[inputs[layer]]
+        r = (LRN_BIAS + LRN_ALPHA * _channel_window_sum(x * x, LRN_RADIUS)) ** -LRN_BETA
+    if reduce is None:
+        return r
+    if reduce != "mean":
+        raise ValueError(f"reduce must be 'mean' or None, got {reduce!r}")
+    return r.mean(dim=(0, 2, 3))
 
 
 def _pool_map(channels: int, stride: int, pool: str, like: torch.Tensor) -> _Map | None:
@@ -291,6 +395,8 @@ def _pool_map(channels: int, stride: int, pool: str, like: torch.Tensor) -> _Map
     k = torch.zeros(channels, 1, 3, 3, dtype=like.dtype, device=like.device)
     if pool == "average":
         k += 1.0 / 9.0
+    elif pool == "replicate":
+        k += 1.0
     else:
         k[:, :, 1, 1] = 1.0
     return _Map(k, stride, depthwise=True)
@@ -453,13 +559,17 @@ def _shape_result(kernel: torch.Tensor, src_channels, tgt: _End, src_is_unit: bo
     return kernel.detach().clone()
 
 
-def _path(src_node: str, target_node: str, pool: str) -> list[str]:
-    """The main-path values strictly between source and target, target side first (validated)."""
+def _path(src_node: str, target_node: str, pool: str, lrn="scale") -> list[str]:
+    """The main-path values strictly between source and target, target side first (validated).
+
+    ``lrn=None`` refuses paths through a local response normalisation (kept for callers that
+    want the old behaviour); otherwise they are linearised (module docstring).
+    """
     if _ORDER[src_node] >= _ORDER[target_node]:
         raise ValueError(f"source {src_node} does not come before target {target_node}")
     path, node = [], _INPUT[target_node]
     while node != src_node:
-        if _KIND[node] == "lrn":
+        if _KIND[node] == "lrn" and lrn is None:
             raise ValueError(
                 f"the path from {src_node} to {target_node} crosses {node}, a local response "
                 f"normalisation, which is not linear; start at or after it (e.g. from {node!r})"
@@ -472,7 +582,9 @@ def _path(src_node: str, target_node: str, pool: str) -> list[str]:
 
 
 # -- public API --------------------------------------------------------------------------------
-def expanded_weights(model, source, target, pool: PoolStandIn = "average") -> torch.Tensor:
+def expanded_weights(
+    model, source, target, pool: PoolStandIn = "average", lrn: LrnStandIn = "scale"
+) -> torch.Tensor:
     """Weights from ``source`` activations to ``target`` pre-activations, linearised.
 
     "Visualizing Weights", "Dealing with Indirect Interactions": the product of the weight
@@ -488,7 +600,11 @@ def expanded_weights(model, source, target, pool: PoolStandIn = "average") -> to
             ``"3a:147"``.
         target: a layer with weights (``"mixed3b"``, ``"mixed3b_5x5"``, ``"conv2d2"``, ...),
             a unit ``"3b:379"``, or a list of units of one layer.
-        pool: the max-pool stand-in, ``"average"``, ``"centre"`` or ``"exclude"``.
+        pool: the max-pool stand-in, ``"average"``, ``"centre"``, ``"exclude"`` or
+            ``"replicate"`` (module docstring).
+        lrn: the frozen local response normalisation on paths through the stem:
+            ``"scale"`` (its value at zero input, ``1/sqrt(2)``), ``"identity"``, or ``(C,)``
+            per-channel scales (:func:`lrn_scale`).
 
     Returns ``(O, C, k, k)`` for a target layer (or list) and a source layer; the ``O``
     dimension is dropped for a single target unit and the ``C`` dimension for a source unit,
@@ -496,7 +612,7 @@ def expanded_weights(model, source, target, pool: PoolStandIn = "average") -> to
     different sizes (branches) are zero-padded, centred, to the largest. Same dtype and
     device as the model's weights.
     """
-    pool = _check_pool(pool)
+    pool, lrn = _check_pool(pool), _check_lrn(lrn)
     src, tgt = _classify(model, source), _classify(model, target)
     with torch.no_grad():
         if not isinstance(model, InceptionV1):
@@ -520,12 +636,14 @@ def expanded_weights(model, source, target, pool: PoolStandIn = "average") -> to
             return _shape_result(_weight(model, feeds)[rows], src_channels, tgt, src.is_unit)
         if src_node not in _KIND:
             raise ValueError(f"{source!r} is not a layer on the main path")
-        path = _path(src_node, tgt.node or tgt.block, pool)
+        path = _path(src_node, tgt.node or tgt.block, pool, lrn)
         kernel, _ = _target_rows(model, tgt, pool)
         for node in path:  # from the target back to the source
             kind = _KIND[node]
             if kind == "pool":
                 kernel = _compose(kernel, _pool_map(kernel.shape[1], 2, pool, kernel))
+            elif kind == "lrn":
+                kernel = _compose(kernel, _lrn_map(lrn, kernel.shape[1], kernel))
             elif kind == "conv":
                 kernel = _compose(kernel, _conv_map(model, node))
             else:
@@ -533,7 +651,9 @@ def expanded_weights(model, source, target, pool: PoolStandIn = "average") -> to
         return _shape_result(kernel, src_channels, tgt, src.is_unit)
 
 
-def weights_between(model, source_unit: str, target_unit: str, pool: PoolStandIn = "average") -> torch.Tensor:
+def weights_between(
+    model, source_unit: str, target_unit: str, pool: PoolStandIn = "average", lrn: LrnStandIn = "scale"
+) -> torch.Tensor:
     """The ``(k, k)`` spatial kernel from one unit to another ("Zoom In", "Circuit 1").
 
     ``weights_between(model, "3a:147", "3b:379")`` is the 5x5 kernel of "Curve Circuits":
@@ -547,7 +667,7 @@ def weights_between(model, source_unit: str, target_unit: str, pool: PoolStandIn
                 f"weights_between takes two units like '3a:147' and '3b:379'; got {u!r} "
                 "(for layers use expanded_weights)"
             )
-    return expanded_weights(model, source_unit, target_unit, pool=pool)
+    return expanded_weights(model, source_unit, target_unit, pool=pool, lrn=lrn)
 
 
 def strongest_inputs(
@@ -564,13 +684,104 @@ def strongest_inputs(
     return [(format_unit(layer, int(c)), kernels[c]) for c in order]
 
 
+@dataclass
+class KernelRegions:
+    """Where a ``(k, k)`` kernel is positive and where negative (see :func:`kernel_regions`).
+
+    Attributes:
+        total: the sum of all entries (what "excites or inhibits" alone would read).
+        regions: sums over ``"top"``, ``"bottom"``, ``"left"``, ``"right"`` (the ``band``
+            outermost rows or columns), ``"centre"`` (the middle entry, or the middle 3x3 for
+            ``k >= 7``) and ``"surround"`` (everything but the centre).
+        direction: degrees, counter-clockwise, 0 = right, 90 = up (the stimuli's convention):
+            where the weights' first moment ``sum K[i, j] * (x_j, y_i)`` points, i.e. the side
+            that is more positive than the opposite side; ``nan`` for a symmetric kernel.
+        strength: the length of that moment divided by ``sum |K|`` (0: no side is favoured;
+            at most ``(k - 1) / 2``, all weight at one edge).
+        positive_centroid, negative_centroid: ``(x, y)`` offsets from the centre (y up) of the
+            positive and of the negative weights; ``None`` when there are none.
+    """
+
+    total: float
+    regions: dict[str, float]
+    direction: float
+    strength: float
+    positive_centroid: tuple[float, float] | None
+    negative_centroid: tuple[float, float] | None
+
+    def sign(self, region: str) -> str:
+        """``"+"``, ``"-"`` or ``"0"`` for a region (or ``"total"``)."""
+        v = self.total if region == "total" else self.regions[region]
+        return "+" if v > 0 else "-" if v < 0 else "0"
+
+    def describe(self) -> str:
+        """One line in words: the sign of each side, and the side that is most positive."""
+        words = {"+": "excites", "-": "inhibits", "0": "is zero"}
+        parts = [f"{words[self.sign(r)]} at the {r} ({self.regions[r]:+.3g})"
+                 for r in ("top", "bottom", "left", "right", "centre")]  # fmt: skip
+        if self.direction == self.direction:
+            sides = ["right", "upper right", "top", "upper left", "left", "lower left", "bottom", "lower right"]
+            side = sides[int(((self.direction + 22.5) % 360) // 45)]
+            parts.append(f"most positive towards the {side} ({self.direction:.0f} deg, strength {self.strength:.2f})")
+        return f"total {self.total:+.3g}; " + ", ".join(parts)
+
+
+def kernel_regions(kernel: torch.Tensor, band: int | None = None) -> KernelRegions:
+    """Which parts of a spatial kernel excite and which inhibit, not only its sum.
+
+    "Zoom In" reads weights spatially: windows "excite the car detector at the top and inhibit
+    at the bottom" ("Circuit 3: Cars in Superposition"); a high-low frequency detector gets
+    opposite-signed weights on its two sides ("High-Low Frequency Detectors", "Construction").
+    The sum of a kernel cannot say either. ``kernel: (k, k)`` (row 0 at the top, as
+    :func:`expanded_weights` returns it), any real values; ``band``: rows/columns counted as
+    "top"/"bottom"/"left"/"right" (default ``k // 2``, e.g. 2 of 5: the middle row is in
+    neither). Returns a :class:`KernelRegions`.
+    """
+    k2 = kernel.detach().double().cpu()
+    if k2.dim() != 2 or k2.shape[0] != k2.shape[1]:
+        raise ValueError(f"kernel_regions takes one square (k, k) kernel, got shape {tuple(k2.shape)}")
+    k = k2.shape[0]
+    band = k // 2 if band is None else int(band)
+    if not 1 <= band <= k:
+        raise ValueError(f"band must be in 1..{k}, got {band}")
+    c = (k - 1) / 2
+    ys = (c - torch.arange(k, dtype=torch.float64)).view(-1, 1).expand(k, k)  # up is positive
+    xs = (torch.arange(k, dtype=torch.float64) - c).view(1, -1).expand(k, k)
+    half = 1 if k >= 7 else 0
+    mid = slice(int(c) - half, int(c) + half + 1)
+    centre = float(k2[mid, mid].sum()) if k % 2 else 0.0
+    regions = {
+        "top": float(k2[:band].sum()), "bottom": float(k2[k - band:].sum()),
+        "left": float(k2[:, :band].sum()), "right": float(k2[:, k - band:].sum()),
+        "centre": centre, "surround": float(k2.sum()) - centre,
+    }  # fmt: skip
+    mass = float(k2.abs().sum())
+    mx, my = float((k2 * xs).sum()), float((k2 * ys).sum())
+    moment = (mx * mx + my * my) ** 0.5
+    if mass == 0 or moment <= 1e-12 * mass:
+        direction, strength = float("nan"), 0.0
+    else:
+        import math
+
+        direction, strength = math.degrees(math.atan2(my, mx)) % 360.0, moment / mass
+
+    def centroid(w: torch.Tensor):
+        total = float(w.sum())
+        return None if total == 0 else (float((w * xs).sum()) / total, float((w * ys).sum()) / total)
+
+    return KernelRegions(
+        float(k2.sum()), regions, direction, strength, centroid(k2.clamp(min=0)), centroid((-k2).clamp(min=0))
+    )
+
+
 def describe_path(model, source: str, target: str, pool: PoolStandIn = "average") -> str:
     """In words, the linear path :func:`expanded_weights` multiplies out from source to target."""
     pool = _check_pool(pool)
     src, tgt = _classify(model, source), _classify(model, target)
     if not isinstance(model, InceptionV1):
         return f"{src.layer} -> {tgt.layer}: direct weights ({tgt.layer}_pre_relu_conv)"
-    stand = {"average": "as a 3x3 average", "centre": "as its centre (identity)", "exclude": "dropped"}[pool]
+    stand = {"average": "as a 3x3 average", "centre": "as its centre (identity)", "exclude": "dropped",
+             "replicate": "with its 1x1 weight replicated over the 3x3 window"}[pool]  # fmt: skip
     src_node, _, inside = _source_as_node(src)
     if inside:
         return f"{src.layer} -> {src.block}_{_FEEDS[src.sub]} (direct weights)"
@@ -593,7 +804,8 @@ def describe_path(model, source: str, target: str, pool: PoolStandIn = "average"
     else:
         last, node = branch_words(tgt.block, tgt.sub), _INPUT[tgt.block]
     _path(src_node, tgt.node or tgt.block, pool)  # raises for paths expanded_weights refuses
-    words = {"pool": f"3x3 stride-2 max pool {stand}", "block": "all four branches, ReLUs as identity"}
+    words = {"pool": f"3x3 stride-2 max pool {stand}", "block": "all four branches, ReLUs as identity",
+             "lrn": "local response normalisation, frozen at zero input: x 1/sqrt(2)"}  # fmt: skip
     while node != src_node:
         kind = _KIND[node]
         steps.append(f"{node} ({words.get(kind, kind)})")
@@ -609,8 +821,8 @@ def _conv_same(x: torch.Tensor, weight: torch.Tensor, stride: int = 1) -> torch.
 def _pool_same(x: torch.Tensor, stride: int, pool: str) -> torch.Tensor:
     """The max-pool stand-in as an operation: 3x3 windows with TensorFlow "SAME" (zero) padding."""
     padded = pad_same(x, 3, stride)
-    if pool == "average":
-        return F.avg_pool2d(padded, 3, stride)
+    if pool in ("average", "replicate"):
+        return F.avg_pool2d(padded, 3, stride) * (9.0 if pool == "replicate" else 1.0)
     out_h, out_w = -(-x.shape[-2] // stride), -(-x.shape[-1] // stride)
     centres = padded[..., 1::stride, 1::stride][..., :out_h, :out_w]  # each window's centre
     return centres if pool == "centre" else torch.zeros_like(centres)
@@ -630,17 +842,19 @@ def _branch_forward(model, block: str, sub: str, x: torch.Tensor, pool: str) -> 
 
 
 def linearized_forward(
-    model, x: torch.Tensor, source: str, target: str, pool: PoolStandIn = "average"
+    model, x: torch.Tensor, source: str, target: str, pool: PoolStandIn = "average", lrn: LrnStandIn = "scale"
 ) -> torch.Tensor:
     """Run InceptionV1 made linear from ``source`` activations to ``target`` pre-activations.
 
     The network of the module docstring, written out as a forward pass (ReLUs removed, biases
-    dropped, max pools replaced by the ``pool`` stand-in with TensorFlow "SAME" padding), so
+    dropped, max pools replaced by the ``pool`` stand-in with TensorFlow "SAME" padding, local
+    response normalisations by ``x * r`` with the frozen ``lrn`` scale: a name, ``(C,)`` or a
+    per-position map ``(1, C, H, W)`` from :func:`lrn_scale`), so
     its gradients are the expanded weights by definition. ``x: (N, C_source, H, W)``; returns
     ``(N, C_target, H', W')``. Slow and obviously correct: the reference that
     :func:`expanded_weights` is tested against.
     """
-    pool = _check_pool(pool)
+    pool, lrn = _check_pool(pool), _check_lrn(lrn)
     src, tgt = _classify(model, source), _classify(model, target)
     if not isinstance(model, InceptionV1):
         w = _generic_weights(model, src, tgt)
@@ -655,10 +869,12 @@ def linearized_forward(
     if src.node is None:
         raise ValueError("as a source give the whole block (e.g. 'mixed3b'), not one of its branches")
     target_node = tgt.node or tgt.block
-    for node in [*reversed(_path(src.node, target_node, pool)), target_node]:
+    for node in [*reversed(_path(src.node, target_node, pool, lrn)), target_node]:
         kind = _KIND[node]
         if kind == "pool":
             x = _pool_same(x, 2, pool)
+        elif kind == "lrn":
+            x = _lrn_same(x, lrn)
         elif kind == "conv":
             conv = getattr(model, f"{node}_pre_relu_conv")
             x = _conv_same(x, conv.weight, conv.stride[0])
@@ -698,7 +914,12 @@ def _footprint(model, src: _End, tgt: _End) -> tuple[int, list[str]]:
 
 
 def expanded_weights_by_gradient(
-    model, source: str, target_unit: str, pool: PoolStandIn = "average", size: int | None = None
+    model,
+    source: str,
+    target_unit: str,
+    pool: PoolStandIn = "average",
+    size: int | None = None,
+    lrn: LrnStandIn = "scale",
 ) -> torch.Tensor:
     """Expanded weights by their definition: the gradient of the linearised network.
 
@@ -709,9 +930,10 @@ def expanded_weights_by_gradient(
     window). ``source`` is a main-path layer (``"mixed3a"``) or one of its units, or a
     bottleneck of the target's block. Returns ``(C, k, k)`` (``(k, k)`` for a source unit),
     equal to :func:`expanded_weights` up to rounding. Raises if any gradient falls outside the
-    window (the kernel would be wrong).
+    window (the kernel would be wrong). ``lrn`` as in :func:`linearized_forward`; a per-position
+    map must match the LRN's size for a source map of ``size``.
     """
-    pool = _check_pool(pool)
+    pool, lrn = _check_pool(pool), _check_lrn(lrn)
     src, tgt = _classify(model, source), _classify(model, target_unit)
     if not tgt.is_unit:
         raise ValueError("expanded_weights_by_gradient takes one target unit, e.g. '3b:379'")
@@ -728,7 +950,7 @@ def expanded_weights_by_gradient(
         k = _weight(model, tgt.layer).shape[-1]
     else:
         src_name, tgt_name = _source_as_node(src)[0], tgt.layer
-        _path(src_name, tgt.node or tgt.block, pool)  # refuse what expanded_weights refuses
+        _path(src_name, tgt.node or tgt.block, pool, lrn)  # refuse what expanded_weights refuses
         k, pools = _footprint(model, src, tgt)
     stride = 2 ** len(pools)
     n = size or (k + 4 * stride + 8)
@@ -737,7 +959,7 @@ def expanded_weights_by_gradient(
         1, _layer_channels(model)[src_name], n, n, dtype=w.dtype, device=w.device, requires_grad=True
     )
     with torch.enable_grad():
-        y = linearized_forward(model, x, src_name, tgt_name, pool=pool)
+        y = linearized_forward(model, x, src_name, tgt_name, pool=pool, lrn=lrn)
         row, col = (y.shape[-2] - 1) // 2, (y.shape[-1] - 1) // 2
         (grad,) = torch.autograd.grad(y[0, channel, row, col], x)
     # Map the output position back to the source grid through each stride-2 "SAME" pool: output

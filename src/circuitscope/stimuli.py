@@ -22,6 +22,24 @@ Orientation of a curve = the direction from the circle's centre to the arc's mid
 the curve bulges): ``curve(90)`` is an arc shaped like the top of a circle, its midpoint at
 ``centre``. Orientation of a line = its direction (period 180). Orientation of a high-low
 boundary = the direction pointing into the high-frequency side.
+
+Two curve stimuli. :func:`curve` draws a short stroke (an arc of ``width`` degrees with round
+end caps): simple to define and to write, the one the exercises use. :func:`rounded_corner` is
+the stimulus of the articles' experiments: a 90-degree corner rounded by an arc of radius
+``radius`` whose two ends continue as tangent lines to the image's edge, filled or drawn as a
+boundary, so that the image has no line ends (line ends excite other units: "end" detectors);
+at 224 px its radius is about 60 px (:data:`ARTICLE_RADIUS_224`). The real-unit experiments
+(:func:`radial_tuning_curve`, ``scripts/reproduce_circuits.py``) use it.
+
+The articles count orientation the other way round. Their published radial tuning data ("Curve
+Detectors", ``radial/data.json``: entry ``i`` at ``i / 2`` degrees) and their stimulus grids go
+clockwise on the screen (y pointing down): a curve whose bulge points in direction ``theta``
+here has the article's orientation ``-theta`` (mod 360) (:func:`article_orientation`). This was
+read off the article's figures: the ten 3b curve detectors' peaks in the synthetic-curve heatmap
+(whose header shows each column's stimulus) and in the radial data agree under this map within
+about 5 degrees, and the radial plot (angle ``i / 2 + 90`` drawn clockwise from 12 o'clock)
+then points each unit's lobe at its curves' bulge. The high-low stimuli's columns in "High-Low
+Frequency Detectors" turn clockwise too.
 """
 
 from __future__ import annotations
@@ -34,13 +52,21 @@ from functools import partial
 import torch
 
 __all__ = [
+    "ARTICLE_RADII",
+    "HighLowTuning",
     "TuningCurve",
     "arc_geometry",
+    "article_orientation",
     "circular_mean",
+    "corner_geometry",
     "curve",
+    "from_article_orientation",
     "high_low_frequency",
+    "high_low_tuning",
     "line",
     "plot_tuning_curves",
+    "radial_tuning_curve",
+    "rounded_corner",
     "tuning_curve",
 ]  # fmt: skip
 
@@ -227,11 +253,149 @@ def line(
     return _compose(_coverage(distance, thick, aa), foreground, background, dtype)
 
 
+#: The radius of the articles' rounded-corner stimuli at 224 px ("about 60 px").
+ARTICLE_RADIUS_224 = 60.0
+
+#: Radii (pixels at 224 px) over which :func:`radial_tuning_curve` averages by default: from a
+#: tight curve to a nearly straight one. The article averages its radial tuning curves over
+#: curvature but did not publish its grid; this one is ours, centred on its 60 px.
+ARTICLE_RADII = (20.0, 30.0, 45.0, 60.0, 80.0, 110.0)
+
+
+def article_orientation(angle):
+    """This module's orientation (degrees, counter-clockwise) as the articles count it: ``-angle mod 360``.
+
+    Works on numbers, numpy arrays and tensors; see the module docstring for how it was read.
+    """
+    return (-angle) % 360.0
+
+
+def from_article_orientation(angle):
+    """The articles' orientation (``i / 2`` for entry ``i`` of their radial data) in this module's."""
+    return (-angle) % 360.0
+
+
+def corner_geometry(
+    orientation: Param,
+    radius: Param | None = None,
+    size: int | tuple[int, int] = 64,
+    centre: tuple[float, float] | None = None,
+    n: int = 33,
+    device=None,
+) -> dict[str, torch.Tensor]:
+    """The exact outline of the shapes :func:`rounded_corner` draws, for checking and plotting.
+
+    Returns a dict of ``(N, ...)`` tensors in pixel coordinates ``(x, y)`` (column, row):
+    ``"centre"`` ``(N, 2)`` the arc's circle centre; ``"arc"`` ``(N, n, 2)`` points along the
+    90-degree arc (the middle one at ``centre``, the arc's midpoint); ``"ends"`` ``(N, 2, 2)``
+    the arc's two ends; ``"directions"`` ``(N, 2, 2)`` the unit directions (x right, y down) in
+    which the straight legs leave the ends, tangent to the arc; ``"exits"`` ``(N, 2, 2)`` where
+    each leg crosses the image's border (the pixel-centre box ``[0, W-1] x [0, H-1]``).
+    """
+    device = _device(device)
+    h, w = _size(size)
+    if radius is None:
+        radius = ARTICLE_RADIUS_224 * min(h, w) / 224.0
+    ori, rad = _broadcast(orientation, radius, device=device)
+    cx, cy = ((w - 1) / 2, (h - 1) / 2) if centre is None else (float(centre[0]), float(centre[1]))
+    phi = torch.deg2rad(ori)
+    cu, cv = -rad * torch.cos(phi), -rad * torch.sin(phi)  # v up, about `centre`
+    t = torch.linspace(-math.pi / 4, math.pi / 4, n, dtype=phi.dtype, device=device)
+    a = phi[:, None] + t[None, :]
+    arc = torch.stack(
+        [cx + cu[:, None] + rad[:, None] * torch.cos(a), cy - (cv[:, None] + rad[:, None] * torch.sin(a))], -1
+    )
+    ends, dirs, exits = [], [], []
+    for sign in (-1.0, 1.0):
+        e = phi + sign * math.pi / 4
+        eu, ev = cu + rad * torch.cos(e), cv + rad * torch.sin(e)
+        du, dv = -sign * torch.sin(e), sign * torch.cos(e)  # tangent, pointing away from the arc
+        ex, ey, dx, dy = cx + eu, cy - ev, du, -dv
+        # distance along the leg to the border box, from inside (ray-box exit)
+        big = torch.full_like(ex, float("inf"))
+        tx = torch.where(dx > 1e-12, (w - 1 - ex) / dx, torch.where(dx < -1e-12, (0 - ex) / dx, big))
+        ty = torch.where(dy > 1e-12, (h - 1 - ey) / dy, torch.where(dy < -1e-12, (0 - ey) / dy, big))
+        s_ = torch.minimum(tx, ty).clamp(min=0)
+        ends.append(torch.stack([ex, ey], -1))
+        dirs.append(torch.stack([dx, dy], -1))
+        exits.append(torch.stack([ex + s_ * dx, ey + s_ * dy], -1))
+    return {
+        "centre": torch.stack([cx + cu, cy - cv], -1),
+        "arc": arc,
+        "ends": torch.stack(ends, 1),
+        "directions": torch.stack(dirs, 1),
+        "exits": torch.stack(exits, 1),
+    }
+
+
+def rounded_corner(
+    orientation: Param,
+    radius: Param | None = None,
+    size: int | tuple[int, int] = 64,
+    fill: bool = True,
+    thickness: Param = 3.0,
+    centre: tuple[float, float] | None = None,
+    foreground: Colour = 1.0,
+    background: Colour = 0.0,
+    aa: float = 1.0,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """The articles' curve stimulus: a rounded 90-degree corner, ``(N, 3, H, W)`` in ``[0, 1]``.
+
+    "Curve Detectors" ("Synthetic Curves", "Radial Tuning Curve") and "Curve Circuits" probe
+    curve units with curves that have no line ends: a corner of 90 degrees whose tip is rounded
+    by an arc of ``radius`` pixels, its two straight legs continuing the arc along its tangents
+    to the edge of the image. The shape is the set of points within ``radius`` of a right-angled
+    wedge (a quarter plane whose apex is the arc's circle centre), so its signed distance is
+    exact: ``|p - apex|`` in front of the apex, else the distance to the nearer leg.
+
+    Args:
+        orientation: degrees, counter-clockwise, 0 = right: the direction from the arc's circle
+            centre to the arc's midpoint (where the corner bulges), as in :func:`curve`. The
+            articles count it the other way round (:func:`article_orientation`).
+        radius: pixels; default ``60 * min(H, W) / 224`` (the articles' 60 px at 224 px).
+        size: ``H = W = size`` or ``(H, W)``.
+        fill: ``True`` fills the inside of the corner with ``foreground`` (a solid shape whose
+            edge is the curve); ``False`` draws only its boundary, a stroke of ``thickness`` px.
+        centre: where the arc's midpoint lies (pixels ``(x, y)``); default the image centre, so
+            that turning by 90 degrees turns the image exactly.
+        foreground, background: grey levels or RGB triples in ``[0, 1]``.
+        aa: width in pixels of the anti-aliased edge.
+
+    ``orientation``, ``radius`` and ``thickness`` broadcast to ``N`` images. The shape's exact
+    outline is :func:`corner_geometry`.
+    """
+    device = _device(device)
+    h, w = _size(size)
+    if radius is None:
+        radius = ARTICLE_RADIUS_224 * min(h, w) / 224.0
+    ori, rad, thick = _broadcast(orientation, radius, thickness, device=device)
+    if bool((rad <= 0).any()) or not bool(torch.isfinite(rad).all()):
+        raise ValueError("radius must be positive and finite")
+    u, v = _coords(size, centre, device)
+    phi = torch.deg2rad(ori).view(-1, 1, 1)
+    r = rad.view(-1, 1, 1)
+    pu, pv = u + r * torch.cos(phi), v + r * torch.sin(phi)  # relative to the apex (circle centre)
+    n1 = (torch.cos(phi + math.pi / 4), torch.sin(phi + math.pi / 4))  # outward normals of the legs
+    n2 = (torch.cos(phi - math.pi / 4), torch.sin(phi - math.pi / 4))
+    d1, d2 = pu * n1[0] + pv * n1[1], pu * n2[0] + pv * n2[1]
+    wedge = torch.where((d1 > 0) & (d2 > 0), torch.sqrt(pu**2 + pv**2), torch.maximum(d1, d2))
+    signed = wedge - r  # < 0 inside the shape
+    if fill:
+        alpha = (0.5 - signed / aa).clamp(0.0, 1.0)
+    else:
+        alpha = _coverage(signed.abs(), thick, aa)
+    return _compose(alpha, foreground, background, dtype)
+
+
 def high_low_frequency(
     orientation: Param,
     size: int | tuple[int, int] = 64,
     period_high: Param = 4.0,
-    period_low: Param = float("inf"),
+    period_low: Param | None = None,
+    ratio: Param = 4.0,
+    pattern: str = "plaid",
     contrast_high: float = 1.0,
     contrast_low: float = 1.0,
     centre: tuple[float, float] | None = None,
@@ -240,19 +404,48 @@ def high_low_frequency(
     device=None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """A straight boundary between a high-frequency texture and a low-frequency (or flat) one.
+    """A straight boundary between a high-frequency pattern and a low-frequency one.
 
-    "Zoom In" (Example 2) and "Visualizing Weights" describe high-low frequency detectors:
-    high frequency on one side of the receptive field, low frequency on the other. Here the
-    boundary passes through ``centre``; ``orientation`` (degrees) is the normal pointing into
-    the high-frequency side. Each side is the checker-like texture
-    ``mean + contrast / 2 * cos(2 pi a / period) * cos(2 pi b / period)`` in coordinates
-    ``(a, b)`` rotated with the boundary (so the picture rotates as a whole);
-    ``period_low=inf`` gives a flat grey side. The boundary is anti-aliased over ``aa`` pixels.
-    Returns ``(N, 3, H, W)`` in ``[0, 1]``; ``orientation`` and the periods broadcast.
+    "High-Low Frequency Detectors" (Schubert et al., 2021, "Tuning curves", the figure of
+    synthetic stimuli ``1.4-tuning-curves/samples-small.png``) probes the detectors with a
+    boundary through the middle of the image, the same cosine pattern on both sides at two
+    spatial frequencies, and varies the boundary's orientation (over the full circle, since
+    the two sides differ) and the **frequency ratio** between the sides. The pattern in its
+    figure is the product of two cosines aligned with the boundary (a plaid of light and dark
+    blobs); ``pattern="grating"`` draws a single cosine whose stripes run parallel to the
+    boundary instead.
+
+    Each side is ``mean + contrast / 2 * cos(2 pi a / period) * cos(2 pi b / period)`` (plaid)
+    or ``mean + contrast / 2 * cos(2 pi a / period)`` (grating), in coordinates ``(a, b)``
+    rotated with the boundary: ``a`` the signed distance across it (into the high side), ``b``
+    along it; the pattern rotates with the boundary as a whole.
+
+    Args:
+        orientation: degrees, counter-clockwise, 0 = right: the normal of the boundary pointing
+            into the high-frequency side (the article counts clockwise:
+            :func:`article_orientation`).
+        period_high: pixels per cycle on the high side.
+        period_low: pixels per cycle on the low side; default ``period_high * ratio``.
+            ``float("inf")`` gives a flat grey side (this module's earlier stimulus).
+        ratio: ``period_low / period_high`` = frequency ratio high : low, used when
+            ``period_low`` is None (the article's second axis).
+        pattern: ``"plaid"`` (the article's figure) or ``"grating"``.
+        contrast_high, contrast_low: peak-to-peak contrast of each side, in ``[0, 1]``.
+        aa: width in pixels over which the boundary is blended.
+
+    Returns ``(N, 3, H, W)`` in ``[0, 1]``; ``orientation``, the periods and ``ratio``
+    broadcast to ``N``.
     """
+    if pattern not in ("plaid", "grating"):
+        raise ValueError(f"pattern must be 'plaid' or 'grating', got {pattern!r}")
     device = _device(device)
-    ori, p_hi, p_lo = _broadcast(orientation, period_high, period_low, device=device)
+    if period_low is None:
+        ori, p_hi, rat = _broadcast(orientation, period_high, ratio, device=device)
+        if bool((rat <= 0).any()):
+            raise ValueError("ratio must be positive")
+        p_lo = p_hi * rat
+    else:
+        ori, p_hi, p_lo = _broadcast(orientation, period_high, period_low, device=device)
     u, v = _coords(size, centre, device)
     phi = torch.deg2rad(ori).view(-1, 1, 1)
     a = u * torch.cos(phi) + v * torch.sin(phi)  # signed distance into the high side
@@ -261,7 +454,8 @@ def high_low_frequency(
     def texture(period: torch.Tensor, contrast: float) -> torch.Tensor:
         k = (2 * math.pi / period).view(-1, 1, 1)
         flat = torch.isinf(period).view(-1, 1, 1)  # an infinite period is flat grey at `mean`
-        return mean + torch.where(flat, 0.0, contrast / 2 * torch.cos(k * a) * torch.cos(k * b))
+        wave = torch.cos(k * a) * (torch.cos(k * b) if pattern == "plaid" else 1.0)
+        return mean + torch.where(flat, 0.0, contrast / 2 * wave)
 
     weight = (0.5 + a / aa).clamp(0.0, 1.0)
     img = weight * texture(p_hi, contrast_high) + (1 - weight) * texture(p_lo, contrast_low)
@@ -273,6 +467,7 @@ STIMULI: dict[str, tuple[Callable[..., torch.Tensor], float]] = {
     "curve": (curve, 360.0),
     "line": (line, 180.0),
     "high_low": (high_low_frequency, 360.0),
+    "rounded_corner": (rounded_corner, 360.0),
 }
 
 
@@ -303,6 +498,8 @@ class TuningCurve:
         preferred: the circular (vector) mean of the positive responses, in ``[0, period)``.
         peak: the orientation with the largest response.
         period: 360 for curves and high-low boundaries, 180 for lines.
+        radii: for :func:`radial_tuning_curve`, the radii (px) averaged over; else ``None``.
+        grid: for :func:`radial_tuning_curve`, ``(A, R)`` the responses at each radius.
     """
 
     unit: str
@@ -311,6 +508,8 @@ class TuningCurve:
     preferred: float
     peak: float
     period: float
+    radii: tuple[float, ...] | None = None
+    grid: torch.Tensor | None = None
 
     def angular_distance(self, angle: float, to: str = "preferred") -> float:
         """Smallest distance in degrees (modulo ``period``) from ``angle`` to ``preferred``/``peak``."""
@@ -401,6 +600,144 @@ def tuning_curve(
             )
         )
     return curves[0] if isinstance(unit, str) else curves
+
+
+def radial_tuning_curve(
+    model,
+    unit: str | Sequence[str],
+    angles: int | Sequence[float] | torch.Tensor = 72,
+    size: int = 224,
+    radii: Sequence[float] | None = None,
+    stimulus: str = "rounded_corner",
+    pre_relu: bool = False,
+    position: tuple[int, int] | None = None,
+    batch_size: int = 32,
+    **stimulus_kwargs,
+) -> TuningCurve | list[TuningCurve]:
+    """The articles' radial tuning curve: one response per orientation, averaged over curvature.
+
+    "Curve Detectors" ("Radial Tuning Curve"; its data ``radial/data.json``,
+    ``data/curves-<layer>.json``): each unit's activation to synthetic curves is measured over
+    orientation *and* curvature, and the curvature axis is reduced to one value per
+    orientation by averaging; the preferred orientation is the orientation of the largest
+    value (the figure's ``orientationType="max"``), here ``TuningCurve.peak``.
+
+    Args:
+        model, unit, pre_relu, position, batch_size: as :func:`tuning_curve`.
+        angles: a count (evenly spaced over 360 degrees from 0) or the angles in degrees, in
+            this module's convention (:func:`article_orientation` converts).
+        size: image size in pixels (224, the articles').
+        radii: radii in pixels **at 224 px**, scaled by ``size / 224``; default
+            :data:`ARTICLE_RADII`.
+        stimulus: ``"rounded_corner"`` (the articles', default; ``fill=`` etc. through
+            ``stimulus_kwargs``) or ``"curve"`` (the short arc of the exercises).
+
+    Returns a :class:`TuningCurve` per unit whose ``responses`` ``(A,)`` are the mean over radii
+    (post-ReLU by default, so ``>= 0`` like the published data), with ``radii`` (px at ``size``)
+    and ``grid`` ``(A, R)``.
+    """
+    if stimulus not in ("rounded_corner", "curve"):
+        raise ValueError(f"stimulus must be 'rounded_corner' or 'curve', got {stimulus!r}")
+    radii = tuple(float(r) * size / 224.0 for r in (ARTICLE_RADII if radii is None else radii))
+    if not radii:
+        raise ValueError("radii must not be empty")
+    device = getattr(model, "device", torch.device("cpu"))
+    fn = rounded_corner if stimulus == "rounded_corner" else curve
+    per_radius = []
+    for r in radii:
+        draw = partial(fn, radius=r, size=size, device=device, **stimulus_kwargs)
+        out = tuning_curve(model, unit, draw, angles=angles, pre_relu=pre_relu, position=position,
+                           period=360.0, batch_size=batch_size)  # fmt: skip
+        per_radius.append(out if isinstance(out, list) else [out])
+    curves = []
+    for i, first in enumerate(per_radius[0]):
+        grid = torch.stack([pr[i].responses for pr in per_radius], dim=1)  # (A, R)
+        mean = grid.mean(dim=1)
+        curves.append(
+            TuningCurve(
+                unit=first.unit,
+                angles=first.angles.clone(),
+                responses=mean,
+                preferred=circular_mean(first.angles, mean, 360.0),
+                peak=float(first.angles[int(torch.argmax(mean))]),
+                period=360.0,
+                radii=radii,
+                grid=grid,
+            )
+        )
+    return curves[0] if isinstance(unit, str) else curves
+
+
+@dataclass
+class HighLowTuning:
+    """A unit's responses to high-low frequency boundaries over orientation and frequency ratio.
+
+    The two axes of "High-Low Frequency Detectors" ("Tuning curves", figures
+    ``1.4-tuning-curves/response-mixed3a-*.png``: x orientation, y frequency ratio).
+
+    Attributes:
+        unit: the unit id.
+        angles: ``(A,)`` degrees, this module's convention (the high side's direction).
+        ratios: ``(R,)`` frequency ratios high : low (``period_low / period_high``).
+        responses: ``(R, A)`` the unit's activation at the centre position.
+        preferred: the circular mean over orientation of the responses averaged over ratios.
+        peak: ``(angle, ratio)`` of the largest response.
+    """
+
+    unit: str
+    angles: torch.Tensor
+    ratios: torch.Tensor
+    responses: torch.Tensor
+    preferred: float
+    peak: tuple[float, float]
+
+
+def high_low_tuning(
+    model,
+    unit: str | Sequence[str],
+    angles: int | Sequence[float] | torch.Tensor = 36,
+    ratios: Sequence[float] = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0),
+    size: int = 128,
+    period_high: float = 4.0,
+    pre_relu: bool = False,
+    position: tuple[int, int] | None = None,
+    batch_size: int = 32,
+    **stimulus_kwargs,
+) -> HighLowTuning | list[HighLowTuning]:
+    """Responses to :func:`high_low_frequency` over orientation x frequency ratio.
+
+    The article's two-axis tuning ("High-Low Frequency Detectors", "Tuning curves"): the
+    boundary turns through 360 degrees and the low side's period grows from ``period_high``
+    (ratio 1: no boundary) to ``period_high * max(ratios)``. ``period_high`` is in pixels and is
+    not scaled with ``size`` (the network's filters have a fixed size in pixels); the article's
+    exact periods were not published, these are ours. ``stimulus_kwargs`` (``pattern=``,
+    contrasts) go to :func:`high_low_frequency`. Returns a :class:`HighLowTuning` per unit.
+    """
+    device = getattr(model, "device", torch.device("cpu"))
+    rows = []
+    for ratio in ratios:
+        draw = partial(high_low_frequency, size=size, period_high=period_high, ratio=float(ratio),
+                       device=device, **stimulus_kwargs)  # fmt: skip
+        out = tuning_curve(model, unit, draw, angles=angles, pre_relu=pre_relu, position=position,
+                           period=360.0, batch_size=batch_size)  # fmt: skip
+        rows.append(out if isinstance(out, list) else [out])
+    result = []
+    ratios_t = torch.as_tensor([float(r) for r in ratios], dtype=torch.float64)
+    for i, first in enumerate(rows[0]):
+        grid = torch.stack([row[i].responses for row in rows])  # (R, A)
+        flat = int(torch.argmax(grid))
+        r_i, a_i = divmod(flat, grid.shape[1])
+        result.append(
+            HighLowTuning(
+                unit=first.unit,
+                angles=first.angles.clone(),
+                ratios=ratios_t.clone(),
+                responses=grid,
+                preferred=circular_mean(first.angles, grid.mean(dim=0), 360.0),
+                peak=(float(first.angles[a_i]), float(ratios_t[r_i])),
+            )
+        )
+    return result[0] if isinstance(unit, str) else result
 
 
 def plot_tuning_curves(
