@@ -34,6 +34,7 @@ from exercise_harness import (
 
 import circuitscope as cs
 from circuitscope import circuits, stimuli
+from circuitscope.checks import CheckFailed
 from circuitscope.checks import ch3 as checks
 from circuitscope.circuits import branch_of, format_unit, parse_unit
 from circuitscope.planted import CURVE_ORIENTATIONS, PLANTED_CAPTION, PlantedCurveModel
@@ -50,6 +51,8 @@ EXERCISES = {  # check -> the function the notebook defines
     "check_tuning_curve": "radial_tuning_curve",
     "check_read_circuit": "read_circuit",
     "check_nmf": "nmf",
+    "check_branch_shares": "branch_shares",
+    "check_banding_index": "banding_index",
 }
 GRADE_IDS = {check: grade_id for check, (_, grade_id) in graded_checks(SOLUTION).items()}
 
@@ -418,6 +421,122 @@ MISTAKES = {
         "run exactly n_iter updates",
         NMF.replace("range(n_iter)", "range(n_iter // 2)"),
     ),
+    # -- exercise 7 --
+    "branches: the end of a range included": (
+        "check_branch_shares",
+        False,
+        "excludes its end",
+        """
+        def branch_shares(model, block, channels):
+            names = [f"{block}_{s}" for s in ("1x1", "3x3", "5x5", "pool_reduce")]
+            ranges, start = {}, 0
+            for name in names:
+                ranges[name] = (start, start + model.layer_channels[name])
+                start += model.layer_channels[name]
+            held_by = [next(n for n, (lo, hi) in ranges.items() if lo <= c <= hi) for c in channels]
+            return held_by, {n: (held_by.count(n) / len(channels) if channels else 0.0) for n in names}
+    """,
+    ),
+    "branches: mixed3b's widths hard-coded": (
+        "check_branch_shares",
+        False,
+        "read each branch's width from model.layer_channels",
+        """
+        def branch_shares(model, block, channels):
+            names = [f"{block}_{s}" for s in ("1x1", "3x3", "5x5", "pool_reduce")]
+            bounds = [0, 128, 320, 416, 480]  # mixed3b's
+            held_by = [next(names[i] for i in range(4) if bounds[i] <= c < bounds[i + 1]) for c in channels]
+            return held_by, {n: (held_by.count(n) / len(channels) if channels else 0.0) for n in names}
+    """,
+    ),
+    "branches: counts, not shares": (
+        "check_branch_shares",
+        False,
+        "FRACTIONS",
+        """
+        def branch_shares(model, block, channels):
+            names = [f"{block}_{s}" for s in ("1x1", "3x3", "5x5", "pool_reduce")]
+            ranges, start = {}, 0
+            for name in names:
+                ranges[name] = (start, start + model.layer_channels[name])
+                start += model.layer_channels[name]
+            held_by = [next(n for n, (lo, hi) in ranges.items() if lo <= c < hi) for c in channels]
+            return held_by, {n: float(held_by.count(n)) for n in names}
+    """,
+    ),
+    "branches: only the branches that hold a channel": (
+        "check_branch_shares",
+        False,
+        "EVERY branch",
+        """
+        def branch_shares(model, block, channels):
+            names = [f"{block}_{s}" for s in ("1x1", "3x3", "5x5", "pool_reduce")]
+            ranges, start = {}, 0
+            for name in names:
+                ranges[name] = (start, start + model.layer_channels[name])
+                start += model.layer_channels[name]
+            held_by = [next(n for n, (lo, hi) in ranges.items() if lo <= c < hi) for c in channels]
+            return held_by, {n: held_by.count(n) / len(channels) for n in set(held_by)}
+    """,
+    ),
+    "branches: short names": (
+        "check_branch_shares",
+        False,
+        "layer name",
+        """
+        def branch_shares(model, block, channels):
+            names = ["1x1", "3x3", "5x5", "pool_reduce"]
+            ranges, start = {}, 0
+            for name in names:
+                ranges[name] = (start, start + model.layer_channels[f"{block}_{name}"])
+                start += model.layer_channels[f"{block}_{name}"]
+            held_by = [next(n for n, (lo, hi) in ranges.items() if lo <= c < hi) for c in channels]
+            return held_by, {n: (held_by.count(n) / len(channels) if channels else 0.0) for n in names}
+    """,
+    ),
+    # -- exercise 8 --
+    "banding: column means (vertical bands)": (
+        "check_banding_index",
+        False,
+        "constant along each ROW",
+        """
+        def banding_index(weight):
+            centred = weight - weight.mean(dim=(-2, -1), keepdim=True)
+            means = centred.mean(dim=-2, keepdim=True).expand_as(centred)
+            return float(means.pow(2).sum() / centred.pow(2).sum())
+    """,
+    ),
+    "banding: kernels not centred": (
+        "check_banding_index",
+        False,
+        "centre each kernel",
+        """
+        def banding_index(weight):
+            means = weight.mean(dim=-1, keepdim=True).expand_as(weight)
+            return float(means.pow(2).sum() / weight.pow(2).sum())
+    """,
+    ),
+    "banding: row means counted once": (
+        "check_banding_index",
+        False,
+        "each row mean stands for the k entries",
+        """
+        def banding_index(weight):
+            centred = weight - weight.mean(dim=(-2, -1), keepdim=True)
+            return float(centred.mean(dim=-1).pow(2).sum() / centred.pow(2).sum())
+    """,
+    ),
+    "banding: a mean of per-kernel ratios": (
+        "check_banding_index",
+        False,
+        "pool over the kernels",
+        """
+        def banding_index(weight):
+            centred = weight - weight.mean(dim=(-2, -1), keepdim=True)
+            rows = centred.mean(dim=-1, keepdim=True).expand_as(centred)
+            return float((rows.pow(2).sum(dim=(-2, -1)) / centred.pow(2).sum(dim=(-2, -1))).mean())
+    """,
+    ),
 }
 
 
@@ -441,6 +560,35 @@ def test_mistakes_fail_under_a_private_key(name):
     # The hidden cases the grader runs (other values, the same shapes) catch them all the same.
     with private_key(PRIVATE_KEYS[0]):
         _assert_mistake_caught(name)
+
+
+def test_no_channels_divided_by_zero_gets_the_empty_list_hint():
+    # An error, not a value (no "expected" line): only a hidden case has no channels.
+    code = """
+        def branch_shares(model, block, channels):
+            names = [f"{block}_{s}" for s in ("1x1", "3x3", "5x5", "pool_reduce")]
+            ranges, start = {}, 0
+            for name in names:
+                ranges[name] = (start, start + model.layer_channels[name])
+                start += model.layer_channels[name]
+            held_by = [next(n for n, (lo, hi) in ranges.items() if lo <= c < hi) for c in channels]
+            return held_by, {n: held_by.count(n) / len(channels) for n in names}
+    """
+    fn = _mistake(code)
+    checks.check_branch_shares(fn)  # the visible cases have channels
+    with pytest.raises(CheckFailed, match=r"raised ZeroDivisionError(.|\n)*no channels: every share is 0.0"):
+        checks.check_branch_shares(fn, hidden=True)
+
+
+def test_the_librarys_branch_of_is_unavailable_while_branch_shares_is_checked():
+    code = """
+        def branch_shares(model, block, channels):
+            names = [f"{block}_{s}" for s in ("1x1", "3x3", "5x5", "pool_reduce")]
+            held_by = [branch_of(f"{block}:{c}")[0] for c in channels]
+            return held_by, {n: (held_by.count(n) / len(channels) if channels else 0.0) for n in names}
+    """
+    with pytest.raises(CheckFailed, match=r"library's own answer(.|\n)*write it yourself"):
+        checks.check_branch_shares(_mistake(code))
 
 
 def test_each_test_cell_checks_the_function_its_solution_cell_defines():

@@ -56,6 +56,8 @@ EXERCISES = {  # check -> (the function the notebook defines, its solution cell'
     "check_train_sae": ("train_sae", "ch5-train-sae"),
     "check_layer_vectors": ("layer_vectors", "ch5-layer-vectors"),
     "check_visualize_feature": ("visualize_feature", "ch5-visualize-feature"),
+    "check_evaluate_sae": ("evaluate_sae", "ch5-evaluate-sae"),
+    "check_spliced_metrics": ("spliced_metrics", "ch5-spliced-metrics"),
 }
 FUNCTIONS = {fn for fn, _ in EXERCISES.values()}
 CHECK_SECONDS = 30  # each check is a few seconds on two idle cores; the CPU here is shared
@@ -403,6 +405,209 @@ MISTAKES = {
             vector = sae.W_dec[:, feature].detach()
             return vector, render(model, direction(layer, vector), size=size, steps=steps, seed=seed, progress=False)[0]
     """),
+    # -- exercises 8 and 9 --
+    'evaluate: variance not centred': ('check_evaluate_sae', False, 'MEAN vector', """
+        def evaluate_sae(sae, x, dense_threshold=0.1):
+            with torch.no_grad():
+                x_hat, f = sae(x)
+            active = (f > 0).float()
+            frequency = active.mean(dim=0)
+            error, variance = (x - x_hat).pow(2).sum(), x.pow(2).sum()
+            return {"l0": float(active.sum(dim=1).mean()), "fve": float(1 - error / variance),
+                    "frequency": frequency, "dead": frequency == 0, "dense": frequency > dense_threshold}
+    """),
+    'evaluate: the fraction unexplained': ('check_evaluate_sae', False, 'UNexplained', """
+        def evaluate_sae(sae, x, dense_threshold=0.1):
+            with torch.no_grad():
+                x_hat, f = sae(x)
+            active = (f > 0).float()
+            frequency = active.mean(dim=0)
+            error, variance = (x - x_hat).pow(2).sum(), (x - x.mean(dim=0)).pow(2).sum()
+            return {"l0": float(active.sum(dim=1).mean()), "fve": float(error / variance),
+                    "frequency": frequency, "dead": frequency == 0, "dense": frequency > dense_threshold}
+    """),
+    'evaluate: a mean of per-dimension ratios': ('check_evaluate_sae', False, 'per-dimension', """
+        def evaluate_sae(sae, x, dense_threshold=0.1):
+            with torch.no_grad():
+                x_hat, f = sae(x)
+            active = (f > 0).float()
+            frequency = active.mean(dim=0)
+            error, variance = (x - x_hat).pow(2).sum(), (x - x.mean(dim=0)).pow(2).sum()
+            return {"l0": float(active.sum(dim=1).mean()), "fve": float(1 - ((x - x_hat).pow(2).sum(0) / (x - x.mean(0)).pow(2).sum(0)).mean()),
+                    "frequency": frequency, "dead": frequency == 0, "dense": frequency > dense_threshold}
+    """),
+    'evaluate: x.var()': ('check_evaluate_sae', False, 'own mean', """
+        def evaluate_sae(sae, x, dense_threshold=0.1):
+            with torch.no_grad():
+                x_hat, f = sae(x)
+            active = (f > 0).float()
+            frequency = active.mean(dim=0)
+            error, variance = (x - x_hat).pow(2).sum(), (x - x.mean()).pow(2).sum()
+            return {"l0": float(active.sum(dim=1).mean()), "fve": float(1 - error / variance),
+                    "frequency": frequency, "dead": frequency == 0, "dense": frequency > dense_threshold}
+    """),
+    'evaluate: L0 summed over the vectors': ('check_evaluate_sae', False, 'MEAN number of active', """
+        def evaluate_sae(sae, x, dense_threshold=0.1):
+            with torch.no_grad():
+                x_hat, f = sae(x)
+            active = (f > 0).float()
+            frequency = active.mean(dim=0)
+            error, variance = (x - x_hat).pow(2).sum(), (x - x.mean(dim=0)).pow(2).sum()
+            return {"l0": float(active.sum()), "fve": float(1 - error / variance),
+                    "frequency": frequency, "dead": frequency == 0, "dense": frequency > dense_threshold}
+    """),
+    'evaluate: f >= 0 counted as active': ('check_evaluate_sae', False, 'f > 0 strictly', """
+        def evaluate_sae(sae, x, dense_threshold=0.1):
+            with torch.no_grad():
+                x_hat, f = sae(x)
+            active = (f >= 0).float()
+            frequency = active.mean(dim=0)
+            error, variance = (x - x_hat).pow(2).sum(), (x - x.mean(dim=0)).pow(2).sum()
+            return {"l0": float(active.sum(dim=1).mean()), "fve": float(1 - error / variance),
+                    "frequency": frequency, "dead": frequency == 0, "dense": frequency > dense_threshold}
+    """),
+    'evaluate: one frequency per vector': ('check_evaluate_sae', False, 'one frequency per FEATURE', """
+        def evaluate_sae(sae, x, dense_threshold=0.1):
+            with torch.no_grad():
+                x_hat, f = sae(x)
+            active = (f > 0).float()
+            frequency = active.mean(dim=1)
+            error, variance = (x - x_hat).pow(2).sum(), (x - x.mean(dim=0)).pow(2).sum()
+            return {"l0": float(active.sum(dim=1).mean()), "fve": float(1 - error / variance),
+                    "frequency": frequency, "dead": frequency == 0, "dense": frequency > dense_threshold}
+    """),
+    'evaluate: dense by count': ('check_evaluate_sae', False, 'FRACTION of vectors', """
+        def evaluate_sae(sae, x, dense_threshold=0.1):
+            with torch.no_grad():
+                x_hat, f = sae(x)
+            active = (f > 0).float()
+            frequency = active.mean(dim=0)
+            error, variance = (x - x_hat).pow(2).sum(), (x - x.mean(dim=0)).pow(2).sum()
+            return {"l0": float(active.sum(dim=1).mean()), "fve": float(1 - error / variance),
+                    "frequency": frequency, "dead": frequency == 0, "dense": active.sum(dim=0) > dense_threshold}
+    """),
+    'evaluate: dead as rare': ('check_evaluate_sae', False, 'NEVER fires', """
+        def evaluate_sae(sae, x, dense_threshold=0.1):
+            with torch.no_grad():
+                x_hat, f = sae(x)
+            active = (f > 0).float()
+            frequency = active.mean(dim=0)
+            error, variance = (x - x_hat).pow(2).sum(), (x - x.mean(dim=0)).pow(2).sum()
+            return {"l0": float(active.sum(dim=1).mean()), "fve": float(1 - error / variance),
+                    "frequency": frequency, "dead": frequency < dense_threshold, "dense": frequency > dense_threshold}
+    """),
+    'splice: clean run with the hook on': ('check_spliced_metrics', False, 'WITHOUT the hook', """
+        def spliced_metrics(model, sae, layer, images, labels):
+            def replace(module, inputs, acts):
+                n, c, h, w = acts.shape
+                x_hat = sae(acts.permute(0, 2, 3, 1).reshape(-1, c) / sae.input_scale)[0] * sae.input_scale
+                return x_hat.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+            with torch.no_grad():
+                handle = model.hook_points[layer].register_forward_hook(replace)
+                clean = model(images)
+                try:
+                    spliced = model(images)
+                finally:
+                    handle.remove()
+            ce = torch.nn.functional.cross_entropy
+            return {"clean_loss": float(ce(clean, labels)), "spliced_loss": float(ce(spliced, labels)),
+                    "clean_accuracy": float((clean.argmax(-1) == labels).float().mean()),
+                    "spliced_accuracy": float((spliced.argmax(-1) == labels).float().mean())}
+    """),
+    'splice: reshape without permute': ('check_spliced_metrics', False, 'reshape alone', """
+        def spliced_metrics(model, sae, layer, images, labels):
+            def replace(module, inputs, acts):
+                n, c, h, w = acts.shape
+                x_hat = sae(acts.reshape(-1, c) / sae.input_scale)[0] * sae.input_scale
+                return x_hat.reshape(n, c, h, w)
+
+            with torch.no_grad():
+                clean = model(images)
+                handle = model.hook_points[layer].register_forward_hook(replace)
+                try:
+                    spliced = model(images)
+                finally:
+                    handle.remove()
+            ce = torch.nn.functional.cross_entropy
+            return {"clean_loss": float(ce(clean, labels)), "spliced_loss": float(ce(spliced, labels)),
+                    "clean_accuracy": float((clean.argmax(-1) == labels).float().mean()),
+                    "spliced_accuracy": float((spliced.argmax(-1) == labels).float().mean())}
+    """),
+    'splice: input_scale ignored': ('check_spliced_metrics', False, 'input_scale', """
+        def spliced_metrics(model, sae, layer, images, labels):
+            def replace(module, inputs, acts):
+                n, c, h, w = acts.shape
+                x_hat = sae(acts.permute(0, 2, 3, 1).reshape(-1, c))[0]
+                return x_hat.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+            with torch.no_grad():
+                clean = model(images)
+                handle = model.hook_points[layer].register_forward_hook(replace)
+                try:
+                    spliced = model(images)
+                finally:
+                    handle.remove()
+            ce = torch.nn.functional.cross_entropy
+            return {"clean_loss": float(ce(clean, labels)), "spliced_loss": float(ce(spliced, labels)),
+                    "clean_accuracy": float((clean.argmax(-1) == labels).float().mean()),
+                    "spliced_accuracy": float((spliced.argmax(-1) == labels).float().mean())}
+    """),
+    "splice: the clean model's classes as labels": ('check_spliced_metrics', False, 'labels you are given', """
+        def spliced_metrics(model, sae, layer, images, labels):
+            def replace(module, inputs, acts):
+                n, c, h, w = acts.shape
+                x_hat = sae(acts.permute(0, 2, 3, 1).reshape(-1, c) / sae.input_scale)[0] * sae.input_scale
+                return x_hat.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+            with torch.no_grad():
+                clean = model(images)
+                handle = model.hook_points[layer].register_forward_hook(replace)
+                try:
+                    spliced = model(images)
+                finally:
+                    handle.remove()
+            ce = torch.nn.functional.cross_entropy
+            labels = clean.argmax(-1)
+            return {"clean_loss": float(ce(clean, labels)), "spliced_loss": float(ce(spliced, labels)),
+                    "clean_accuracy": float((clean.argmax(-1) == labels).float().mean()),
+                    "spliced_accuracy": float((spliced.argmax(-1) == labels).float().mean())}
+    """),
+    'splice: losses summed': ('check_spliced_metrics', False, 'do not sum it', """
+        def spliced_metrics(model, sae, layer, images, labels):
+            def replace(module, inputs, acts):
+                n, c, h, w = acts.shape
+                x_hat = sae(acts.permute(0, 2, 3, 1).reshape(-1, c) / sae.input_scale)[0] * sae.input_scale
+                return x_hat.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+            with torch.no_grad():
+                clean = model(images)
+                handle = model.hook_points[layer].register_forward_hook(replace)
+                try:
+                    spliced = model(images)
+                finally:
+                    handle.remove()
+            ce = lambda logits, y: torch.nn.functional.cross_entropy(logits, y, reduction='sum')
+            return {"clean_loss": float(ce(clean, labels)), "spliced_loss": float(ce(spliced, labels)),
+                    "clean_accuracy": float((clean.argmax(-1) == labels).float().mean()),
+                    "spliced_accuracy": float((spliced.argmax(-1) == labels).float().mean())}
+    """),
+    'splice: the hook never removed': ('check_spliced_metrics', False, 'handle.remove()', """
+        def spliced_metrics(model, sae, layer, images, labels):
+            def replace(module, inputs, acts):
+                n, c, h, w = acts.shape
+                x_hat = sae(acts.permute(0, 2, 3, 1).reshape(-1, c) / sae.input_scale)[0] * sae.input_scale
+                return x_hat.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+            with torch.no_grad():
+                clean = model(images)
+                handle = model.hook_points[layer].register_forward_hook(replace)
+                spliced = model(images)
+            ce = torch.nn.functional.cross_entropy
+            return {"clean_loss": float(ce(clean, labels)), "spliced_loss": float(ce(spliced, labels)),
+                    "clean_accuracy": float((clean.argmax(-1) == labels).float().mean()),
+                    "spliced_accuracy": float((spliced.argmax(-1) == labels).float().mean())}
+    """),
 }
 
 
@@ -437,6 +642,31 @@ def test_a_row_of_the_decoder_gets_the_decoder_column_hint():
     """
     with pytest.raises(CheckFailed, match=r"raised ValueError(.|\n)*decoder column: sae\.W_dec\[:, feature\]"):
         checks.check_visualize_feature(_mistake(code))
+
+
+def test_splicing_the_features_in_gets_the_reconstruction_hint():
+    # The features have d_hidden numbers per position: the reshape back raises (an error, not a value).
+    code = """
+        def spliced_metrics(model, sae, layer, images, labels):
+            def replace(module, inputs, acts):
+                n, c, h, w = acts.shape
+                x_hat = sae(acts.permute(0, 2, 3, 1).reshape(-1, c) / sae.input_scale)[1]
+                return x_hat.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+            with torch.no_grad():
+                clean = model(images)
+                handle = model.hook_points[layer].register_forward_hook(replace)
+                try:
+                    spliced = model(images)
+                finally:
+                    handle.remove()
+            ce = torch.nn.functional.cross_entropy
+            return {"clean_loss": float(ce(clean, labels)), "spliced_loss": float(ce(spliced, labels)),
+                    "clean_accuracy": float((clean.argmax(-1) == labels).float().mean()),
+                    "spliced_accuracy": float((spliced.argmax(-1) == labels).float().mean())}
+    """
+    with pytest.raises(CheckFailed, match=r"raised RuntimeError(.|\n)*RECONSTRUCTION x_hat = sae\(x\)\[0\]"):
+        checks.check_spliced_metrics(_mistake(code))
 
 
 def test_every_exercise_has_a_mistake_that_fails():

@@ -65,4 +65,35 @@ def visualize_feature(model, sae, layer, feature, size=64, steps=None, seed=0):
     image = render(model, direction(layer, vector), size=size, steps=steps, seed=seed, progress=False)
     return vector, image
 ''',
+    # The variance about zero, not about the mean vector.
+    "ch5-evaluate-sae": '''
+def evaluate_sae(sae, x, dense_threshold=0.1):
+    with torch.no_grad():
+        x_hat, f = sae(x)
+    active = (f > 0).float()
+    frequency = active.mean(dim=0)
+    fve = 1 - (x - x_hat).pow(2).sum() / x.pow(2).sum()
+    return {"l0": float(active.sum(dim=1).mean()), "fve": float(fve), "frequency": frequency,
+            "dead": frequency == 0, "dense": frequency > dense_threshold}
+''',
+    # The clean run made with the hook already on: both runs are spliced.
+    "ch5-spliced-metrics": '''
+def spliced_metrics(model, sae, layer, images, labels):
+    def replace(module, inputs, acts):
+        n, c, h, w = acts.shape
+        x_hat = sae(acts.permute(0, 2, 3, 1).reshape(-1, c) / sae.input_scale)[0] * sae.input_scale
+        return x_hat.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+    with torch.no_grad():
+        handle = model.hook_points[layer].register_forward_hook(replace)
+        try:
+            clean = model(images)
+            spliced = model(images)
+        finally:
+            handle.remove()
+    ce = torch.nn.functional.cross_entropy
+    return {"clean_loss": float(ce(clean, labels)), "spliced_loss": float(ce(spliced, labels)),
+            "clean_accuracy": float((clean.argmax(-1) == labels).float().mean()),
+            "spliced_accuracy": float((spliced.argmax(-1) == labels).float().mean())}
+''',
 }

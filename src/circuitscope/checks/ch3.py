@@ -26,6 +26,10 @@ from .recipes import seeded_inception
 from .runner import Case, CheckFailed, Exercise, Mistake, Recipe, as_tensor, compare, fail, hidden_seed, same
 
 __all__ = [
+    "BlockLayout",
+    "block_layout",
+    "check_banding_index",
+    "check_branch_shares",
     "check_curve_stimulus",
     "check_direct_weights",
     "check_expanded_weights",
@@ -808,4 +812,227 @@ check_nmf = Exercise(
     ``fn(x, k, 0, seed)`` is the learner's own (normalised) seeded start; the results after 5 and
     500 updates must be the multiplicative updates from it. The same seed gives the same start,
     another seed another one.""",
+)  # fmt: skip
+
+
+# =============================================================================================
+# Exercise 7: which branch holds a family of units (Branch Specialization)
+# =============================================================================================
+class BlockLayout:
+    """The layer widths of a model, and nothing else: what :func:`branches.branch_ranges` reads.
+
+    ``layer_channels`` is InceptionV1's (a copy), or, for a planted layout, the same with one
+    block's branch widths replaced (the block total adds up). The learner's function gets this
+    in place of the model: it reads ``model.layer_channels`` the same way.
+    """
+
+    def __init__(self, layer_channels: dict) -> None:
+        self.layer_channels = dict(layer_channels)
+        self.layer_names = list(layer_channels)
+
+    def __repr__(self) -> str:
+        return f"BlockLayout({len(self.layer_channels)} layers)"
+
+
+def block_layout(block: str | None = None, seed: int = 0) -> BlockLayout:
+    """InceptionV1's layer widths; with ``block``, that block's branches get other widths
+    (8..40 channels each, and other bottleneck widths), drawn from ``seed``."""
+    from ..models.inceptionv1 import LAYER_CHANNELS
+
+    widths = dict(LAYER_CHANNELS)
+    if block is not None:
+        gen = torch.Generator().manual_seed(seed)
+        sizes = [int(v) for v in torch.randint(8, 41, (6,), generator=gen)]
+        names = ("1x1", "3x3", "5x5", "pool_reduce", "3x3_bottleneck", "5x5_bottleneck")
+        for name, size in zip(names, sizes):
+            widths[f"{block}_{name}"] = widths[f"{block}_{name}_pre_relu"] = size
+        widths[block] = widths[f"{block}_pre_relu"] = sum(sizes[:4])
+    return BlockLayout(widths)
+
+
+#: "Curve Detectors": the ten curve detectors of mixed3b, all in its 5x5 branch (channels 320-415).
+CURVE_FAMILY = [379, 406, 385, 343, 342, 388, 324, 340, 330, 349]
+BRANCH_HINT = ("the branches are concatenated in the order 1x1, 3x3, 5x5, pool_reduce; branch i holds the "
+               "channels from the sum of the widths before it (included) to that sum plus its own width (excluded)")  # fmt: skip
+
+
+def _shares_reference(layout: BlockLayout, block: str, channels: list[int], *, widths_of=None,
+                      inclusive: bool = False, counts: bool = False, present_only: bool = False,
+                      short: bool = False, percent: bool = False):  # fmt: skip
+    """:func:`branches.branch_shares` as data (``(branches, shares)``), or what a mistake gives."""
+    from ..branches import BRANCH_SUFFIXES
+
+    widths = widths_of or layout.layer_channels
+    names, start, ranges = [], 0, []
+    for suffix in BRANCH_SUFFIXES:
+        width = int(widths[f"{block}_{suffix}"])
+        names.append(suffix if short else f"{block}_{suffix}")
+        ranges.append((start, start + width))
+        start += width
+    branches = []
+    for c in channels:
+        hit = [n for n, (a, b) in zip(names, ranges) if a <= c < b or (inclusive and c == b)]
+        if not hit:
+            return None
+        branches.append(hit[0])
+    n = len(channels)
+    shares = {name: (branches.count(name) * (1 if counts else 100 if percent else 1) / (1 if counts else n or 1))
+              for name in names}  # fmt: skip
+    if present_only:
+        shares = {k: v for k, v in shares.items() if k in branches}
+    return (branches, shares)
+
+
+def _branch_cases(hidden: bool):
+    inception = Recipe("circuitscope.checks.ch3:block_layout")
+    rows = [
+        ("mixed3b", CURVE_FAMILY, inception, None),
+        ("mixed4c", [0, 127, 128, 383, 384, 447, 448, 470], inception, None),  # the boundaries of mixed4c
+    ]
+    if hidden:
+        gen = torch.Generator().manual_seed(hidden_seed(70))
+        planted = Recipe("circuitscope.checks.ch3:block_layout", block="mixed3b", seed=hidden_seed(71))
+        rows += [
+            ("mixed3b", [0, 127, 128, 319, 320, 415, 416, 479], inception,
+             "the first and last channel of every branch of mixed3b"),
+            ("mixed5b", [int(c) for c in torch.randint(0, 1024, (25,), generator=gen)], inception,
+             "many channels of the last block, spread over its branches"),
+            ("mixed3a", [136, 110, 180, 132, 112, 72, 101], inception,
+             "a family of units in the first block (its branches have other widths than mixed3b's)"),
+            ("mixed3b", [int(c) for c in torch.randint(0, 40, (12,), generator=gen)], planted,
+             "a model whose branches have other widths than InceptionV1's: read them from model.layer_channels"),
+            ("mixed4e", [831], inception, "a single channel, the last one of the block (in pool_reduce)"),
+            ("mixed4a", [], inception, "no channels at all: every share is 0.0"),
+        ]
+    for block, channels, layout, about in rows:
+        expected = _shares_reference(layout.build(), block, channels)
+        yield Case(f"branch_shares(model, {block!r}, {channels if len(channels) <= 10 else f'{len(channels)} channels'})",
+                   (layout, block, list(channels)), expect=expected, about=about, rtol=1e-6, atol=1e-9,
+                   data={"block": block, "channels": list(channels), "layout": layout}, hint=BRANCH_HINT)  # fmt: skip
+
+
+def _shares_variant(**variant):
+    def result(case: Case):
+        data = case.data
+        return _shares_reference(data["layout"].build(), data["block"], data["channels"], **variant)
+
+    return result
+
+
+def _hard_coded(case: Case):
+    """What mixed3b's widths, hard-coded, give for another block or layout."""
+    data = case.data
+    inception = block_layout()
+    widths = {f"{data['block']}_{s}": inception.layer_channels[f"mixed3b_{s}"]
+              for s in ("1x1", "3x3", "5x5", "pool_reduce")}  # fmt: skip
+    wrong = _shares_reference(data["layout"].build(), data["block"], data["channels"], widths_of=widths)
+    return wrong if wrong != case.expect else None
+
+
+check_branch_shares = Exercise(
+    "check_branch_shares", "branch_shares", _branch_cases,
+    forbid=("circuitscope.branches:branch_shares", "circuitscope.branches:branch_ranges",
+            "circuitscope.circuits:branch_of", "circuitscope.circuits:branch_slices",
+            "circuitscope.circuits:concat_index"),
+    doc="""Check ``fn(model, block, channels) -> (branches, shares)`` (exercise 7).
+
+    ``branches``: one branch name per channel (``"mixed3b_5x5"``); ``shares``: every branch of the
+    block, in concatenation order, with the fraction of the channels it holds.""",
+    mistakes=[
+        Mistake("a branch's range excludes its end: channel start + width is the NEXT branch's first channel "
+                "(start <= c < start + width)", result=_shares_variant(inclusive=True)),
+        Mistake("read each branch's width from model.layer_channels[f'{block}_1x1'] (and _3x3, _5x5, "
+                "_pool_reduce): other blocks, and other models, have other widths than mixed3b",
+                result=_hard_coded),
+        Mistake("shares are FRACTIONS of the channels (count / number of channels), not counts",
+                result=_shares_variant(counts=True)),
+        Mistake("shares are fractions in [0, 1], not percentages", result=_shares_variant(percent=True)),
+        Mistake("list EVERY branch of the block in shares, with 0.0 for a branch that holds none of the channels",
+                result=_shares_variant(present_only=True)),
+        Mistake("name each branch by its layer name, f'{block}_5x5' (e.g. 'mixed3b_5x5'), not '5x5'",
+                result=_shares_variant(short=True)),
+    ],
+    errors={"ZeroDivisionError": "no channels: every share is 0.0 (do not divide by len(channels) when it is 0)"},
+)  # fmt: skip
+
+
+# =============================================================================================
+# Exercise 8: a weight-banding index (Weight Banding)
+# =============================================================================================
+def _banding_reference(weight: torch.Tensor, variant: str | None = None) -> float | None:
+    """:func:`branches.banding_index`, or what a mistaken version gives (None where undefined)."""
+    w = weight.double()
+    centred = w if variant == "uncentred" else w - w.mean(dim=(-2, -1), keepdim=True)
+    axis = -2 if variant == "columns" else -1
+    means = centred.mean(dim=axis, keepdim=True)
+    if variant == "no_k":
+        rows, total = means.pow(2).sum(dim=(-2, -1)), centred.pow(2).sum(dim=(-2, -1))
+    else:
+        rows, total = means.expand_as(centred).pow(2).sum(dim=(-2, -1)), centred.pow(2).sum(dim=(-2, -1))
+    if variant == "per_kernel":
+        return float((rows / total).mean())
+    return float(rows.sum() / total.sum()) if float(total.sum()) > 0 else None
+
+
+def _banding_cases(hidden: bool):
+    from ..branches import banded_weight
+
+    rows = [  # (label, weight, about)
+        ("planted bands of strength 0.7, 5x5 kernels", banded_weight(8, 6, 5, 0.7, seed=1), None),
+        ("independent random 3x3 kernels (no bands)", banded_weight(6, 4, 3, 0.0, seed=2), None),
+        ("perfect horizontal bands (every row constant)", banded_weight(4, 3, 5, 1.0, seed=3), None),
+        ("perfect VERTICAL bands (every column constant)", banded_weight(4, 3, 5, 1.0, seed=4).transpose(-1, -2).contiguous(),
+         None),
+    ]  # fmt: skip
+    if hidden:
+        pruned = banded_weight(10, 8, 5, 0.5, seed=hidden_seed(81))
+        pruned[::3] = 0.0  # pruned output channels: all-zero kernels
+        rows += [
+            ("5x5 kernels, weak bands", banded_weight(16, 12, 5, 0.3, seed=hidden_seed(80)),
+             "5x5 kernels with weak planted bands (another seed)"),
+            ("5x5 kernels, some all zero", pruned,
+             "kernels of which some are all zero (a pruned channel): pool the energies before dividing"),
+            ("3x3 kernels in float64, strong bands", banded_weight(12, 20, 3, 0.85, seed=hidden_seed(82), dtype=torch.float64),
+             "3x3 kernels in float64 with strong planted bands"),
+            ("7x7 kernels, large values", 1000.0 * banded_weight(5, 3, 7, 0.5, seed=hidden_seed(83)),
+             "7x7 kernels with large values (the index does not depend on the scale)"),
+            ("5x5 kernels with a constant offset", banded_weight(6, 6, 5, 0.4, seed=hidden_seed(84)) + 3.0,
+             "kernels with a large constant offset: a kernel's mean is not a band"),
+        ]  # fmt: skip
+    for label, weight, about in rows:
+        yield Case(f"banding_index({label}: {tuple(weight.shape)})", (weight,), expect=_banding_reference(weight),
+                   rtol=1e-4, atol=1e-6, about=about,
+                   hint="centre each kernel, replace each entry by its row's mean, and divide the summed squares "
+                        "of those row means by the summed squares of the centred kernels, over all kernels")  # fmt: skip
+
+
+def _is_nan(got) -> bool:
+    """Whether ``got`` is a single NaN (a float or a one-number tensor)."""
+    if isinstance(got, torch.Tensor) and got.numel() == 1 and got.is_floating_point():
+        got = float(got)
+    return isinstance(got, float) and math.isnan(got)
+
+
+def _banding_variant(variant: str):
+    return lambda case: _banding_reference(case.args[0], variant)
+
+
+check_banding_index = Exercise(
+    "check_banding_index", "banding_index", _banding_cases,
+    forbid=("circuitscope.branches:banding_index", "circuitscope.branches:layer_banding"),
+    doc="""Check ``fn(weight) -> float`` (exercise 8): the share of the centred kernels' energy held by
+    their row means, pooled over all ``(out, in)`` kernels of ``weight: (out, in, k, k)``.""",
+    mistakes=[
+        Mistake("horizontal bands are constant along each ROW: average over the columns (the last dim, -1), "
+                "not over the rows", result=_banding_variant("columns")),
+        Mistake("centre each kernel first (subtract its own mean over its k x k entries): a constant offset "
+                "is not a band", result=_banding_variant("uncentred")),
+        Mistake("compare energies over the same k x k entries: each row mean stands for the k entries of its "
+                "row (broadcast it back, or multiply its square by k)", result=_banding_variant("no_k")),
+        Mistake("pool over the kernels: sum the row-mean energies of all kernels, sum the total energies, "
+                "then divide once (a mean of per-kernel ratios weighs a near-zero kernel as much as a strong one, "
+                "and an all-zero kernel gives 0 / 0)", result=_banding_variant("per_kernel")),
+        Mistake("pool over the kernels before dividing: an all-zero kernel gives 0 / 0 = NaN",
+                when=lambda case, got: _is_nan(got)),
+    ],
 )  # fmt: skip

@@ -39,17 +39,23 @@ from .runner import (
 )
 
 __all__ = [
+    "PlantedClassifier",
     "PlantedColourModel",
+    "check_evaluate_sae",
     "check_features_per_dimension",
     "check_layer_vectors",
     "check_sae_forward",
+    "check_spliced_metrics",
     "check_toy_model",
     "check_train_sae",
     "check_train_toy",
     "check_visualize_feature",
+    "eval_sae",
+    "forward_hooks_left",
     "planted_sae",
     "sae_decoder",
     "seeded_toy_model",
+    "splice_sae",
     "toy_parameters",
 ]
 
@@ -770,4 +776,317 @@ check_visualize_feature = Exercise(
     ],
     errors={"ValueError: direction has": "the feature's direction is its decoder column: "
             "sae.W_dec[:, feature], one entry per channel of the layer"},
+)  # fmt: skip
+
+
+# =============================================================================================
+# Exercise 8: evaluating an SAE: L0, variance explained, dead and dense features
+# =============================================================================================
+def _offset(d: int, seed: int) -> torch.Tensor:
+    """``(d,)`` a seeded mean vector far from zero (activations are not centred)."""
+    return 0.5 + torch.rand(d, generator=_gen(seed + 3))
+
+
+def eval_sae(d_in: int, d_hidden: int, seed: int, dead: tuple = (), dense: tuple = ()) -> SparseAutoencoder:
+    """A seeded CPU SAE for :func:`_eval_data`'s vectors, with planted dead and dense features.
+
+    Its dictionary is the data's planted one (``W_dec``; the encoder 0.7 times its transpose,
+    slightly perturbed; ``b_dec`` the data's offset; a negative ``b_enc`` that silences the noise
+    and some crosstalk), so it reconstructs part of the variance with a few active features, as
+    an imperfectly trained SAE does (planted dense features make it worse). The features in ``dead``
+    can never fire (bias -1000); those in ``dense`` fire on most vectors (bias +0.6)."""
+    dictionary = planted_features(1, d_in, d_hidden, 0.1, 0.0, seed).dictionary  # the data's, by its seed
+    sae = SparseAutoencoder(d_in, d_hidden, device="cpu", seed=seed)
+    with torch.no_grad():
+        sae.W_dec.copy_(dictionary)
+        sae.W_enc.copy_(0.7 * dictionary.T + 0.02 * torch.randn(d_hidden, d_in, generator=_gen(seed + 7)))
+        sae.b_enc.fill_(-0.3)
+        sae.b_enc[list(dead)] = -1000.0
+        sae.b_enc[list(dense)] = 0.6
+        sae.b_dec.copy_(_offset(d_in, seed))
+    return sae
+
+
+def _eval_data(n: int, d: int, d_hidden: int, seed: int) -> torch.Tensor:
+    """``(n, d)``: sparse combinations of ``d_hidden`` planted directions, plus an offset (a mean
+    far from zero)."""
+    return planted_features(n, d, d_hidden, 0.08, 0.02, seed).data + _offset(d, seed)
+
+
+def _evaluation(sae: SparseAutoencoder, x: torch.Tensor, threshold: float, variant: str | None = None):
+    """The reference (``evaluate_sae`` as a dict of data), or what a mistaken version gives."""
+    from ..sae_eval import evaluate_sae
+
+    ref = evaluate_sae(sae, x, threshold).as_dict()
+    with torch.no_grad():
+        x_hat, f = sae(x)
+    x, x_hat, f = x.double(), x_hat.double(), f.double()
+    error = (x - x_hat).pow(2).sum()
+    if variant == "uncentred":
+        ref["fve"] = float(1 - error / x.pow(2).sum())
+    elif variant == "unexplained":
+        ref["fve"] = float(error / (x - x.mean(0)).pow(2).sum())
+    elif variant == "per_dim":
+        ref["fve"] = float(1 - ((x - x_hat).pow(2).sum(0) / (x - x.mean(0)).pow(2).sum(0)).mean())
+    elif variant == "scalar_mean":
+        ref["fve"] = float(1 - error / (x - x.mean()).pow(2).sum())
+    elif variant == "l0_sum":
+        ref["l0"] = float((f > 0).double().sum())
+    elif variant == "l0_ge":
+        ref["l0"] = float((f >= 0).double().sum(-1).mean())
+    elif variant == "count_dense":
+        ref["dense"] = (f > 0).double().sum(0) > threshold
+    elif variant == "dead_rare":
+        ref["dead"] = ref["frequency"] < threshold
+    return ref
+
+
+def _evaluate_cases(hidden: bool):
+    rows = [(16, 40, 501, 0.1, 0, (3, 17), (5,), None)]  # (d, d_hidden, n, threshold, seed, dead, dense, about)
+    if hidden:
+        s = [hidden_seed(90 + i) for i in range(4)]
+        rows += [
+            (8, 24, 403, 0.25, s[0], (0, 23), (1, 2),
+             "a smaller SAE, another dense threshold (0.25), dead and dense features at both ends"),
+            (12, 48, 777, 0.1, s[1], (), (), "an SAE with no planted dead or dense feature"),
+            (16, 32, 301, 0.05, s[2], tuple(range(0, 32, 4)), (1, 30), "many dead features, a low dense threshold"),
+            (10, 30, 11, 0.3, s[3], (7,), (), "very few vectors"),
+        ]  # fmt: skip
+    for d, d_hidden, n, threshold, seed, dead, dense, about in rows:
+        sae = Recipe(HERE5 + "eval_sae", d_in=d, d_hidden=d_hidden, seed=seed, dead=dead, dense=dense)
+        x = _eval_data(n, d, d_hidden, seed)
+        yield Case(f"evaluate_sae(SAE {d} -> {d_hidden}, x ({n}, {d}), dense_threshold={threshold})",
+                   (sae, x, threshold), expect=_evaluation(sae.build(), x, threshold), rtol=1e-4, atol=1e-6,
+                   about=about, data={"sae": sae},
+                   hint="l0: mean over the vectors of the number of f > 0; fve: 1 - sum (x - x_hat)^2 / "
+                        "sum (x - x.mean(0))^2; frequency: the mean of (f > 0) over the vectors, one per feature")  # fmt: skip
+
+
+HERE5 = "circuitscope.checks.ch5:"
+
+
+_VARIANT_KEY = {"uncentred": "fve", "unexplained": "fve", "per_dim": "fve", "scalar_mean": "fve",
+                "l0_sum": "l0", "l0_ge": "l0", "count_dense": "dense", "dead_rare": "dead"}  # fmt: skip
+
+
+def _eval_variant(variant: str):
+    """``Mistake.when``: the one entry a mistaken line changes is wrong and equals what that line gives."""
+    key = _VARIANT_KEY[variant]
+
+    def when(case: Case, got) -> bool:
+        if not isinstance(got, dict) or key not in got:
+            return False
+        sae, x, threshold = build(case.args)
+        wrong = _evaluation(sae, x, threshold, variant)[key]
+        return not same(got[key], case.expect[key], case.rtol, case.atol) and same(got[key], wrong, case.rtol, case.atol)
+
+    return when
+
+
+def _per_vector_frequency(case: Case, got) -> bool:
+    """``Mistake.when``: ``frequency`` has one entry per vector, not per feature."""
+    frequency = got.get("frequency") if isinstance(got, dict) else None
+    return isinstance(frequency, torch.Tensor) and frequency.shape == (case.args[1].shape[0],)
+
+
+check_evaluate_sae = Exercise(
+    "check_evaluate_sae", "evaluate_sae", _evaluate_cases,
+    forbid=("circuitscope.sae_eval:evaluate_sae", "circuitscope.sae_eval:fraction_of_variance_explained",
+            "circuitscope.sae:feature_frequencies", "circuitscope.sae:dead_features"),
+    doc="""Check ``fn(sae, x, dense_threshold) -> dict`` (exercise 8): ``l0`` (float), ``fve`` (float),
+    ``frequency`` ``(d_hidden,)``, ``dead`` and ``dense`` ``(d_hidden,)`` bool masks.""",
+    mistakes=[
+        Mistake("the variance is about the MEAN vector: subtract x.mean(dim=0) before squaring "
+                "(these activations are far from zero on average)", when=_eval_variant("uncentred")),
+        Mistake("that is the fraction UNexplained: fve = 1 - error / variance", when=_eval_variant("unexplained")),
+        Mistake("pool over every entry: total squared error over total variance, not a mean of per-dimension "
+                "ratios", when=_eval_variant("per_dim")),
+        Mistake("centre each dimension by its own mean, x - x.mean(dim=0), not by one mean of all the numbers",
+                when=_eval_variant("scalar_mean")),
+        Mistake("L0 is the MEAN number of active features per vector, not the total over all vectors",
+                when=_eval_variant("l0_sum")),
+        Mistake("a feature is active when f > 0 strictly: the ReLU's zeros do not fire",
+                when=_eval_variant("l0_ge")),
+        Mistake("one frequency per FEATURE: average (f > 0) over the vectors (dim 0), giving (d_hidden,)",
+                when=_per_vector_frequency),
+        Mistake("compare the FRACTION of vectors a feature fires on with dense_threshold, not its count",
+                when=_eval_variant("count_dense")),
+        Mistake("a dead feature NEVER fires (frequency == 0), it is not merely rare",
+                when=_eval_variant("dead_rare")),
+    ],
+)  # fmt: skip
+
+
+# =============================================================================================
+# Exercise 9: the splice-in test
+# =============================================================================================
+class PlantedClassifier(nn.Module):
+    """A tiny seeded image classifier with one named layer, ``"hidden"``, for the splice-in test.
+
+    ``images (N, 3, H, W)`` -> ``hidden = ReLU(conv3x3(images))`` ``(N, C, H, W)`` (a
+    :class:`~circuitscope.models.inceptionv1.HookPoint`: ``model.hook_points["hidden"]``) ->
+    global average pooling -> a linear layer -> logits ``(N, classes)``. Like InceptionV1's
+    last layers, so that splicing a reconstruction into ``hidden`` is what it is there.
+    """
+
+    layer_names: ClassVar[list[str]] = ["hidden"]
+
+    def __init__(self, channels: int = 6, classes: int = 5, seed: int = 0) -> None:
+        from ..models.inceptionv1 import HookPoint
+
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.conv = nn.Conv2d(3, channels, 3, padding=1)
+            self.fc = nn.Linear(channels, classes)
+            with torch.no_grad():  # strong weights: the logits differ from image to image
+                self.conv.weight.mul_(4.0)
+                self.fc.weight.mul_(8.0)
+        self.hook_points = nn.ModuleDict({"hidden": HookPoint("hidden")})
+        self.layer_channels = {"hidden": channels}
+        self.weights_state = "planted"
+        self.is_synthetic = True
+        self.requires_grad_(False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.fc.weight.device
+
+    def named_forward(self, images: torch.Tensor):
+        yield "hidden", self.hook_points["hidden"](torch.relu(self.conv(images - 0.5)))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        hidden = next(self.named_forward(images))[1]
+        return self.fc(hidden.mean(dim=(-2, -1)))
+
+
+def splice_sae(kind: str, channels: int, d_hidden: int = 0, seed: int = 0, input_scale: float = 1.0):
+    """The SAE a splice case plants: ``"identity"`` (exact on a post-ReLU layer), ``"zero"`` (its
+    reconstruction is zeros: a zero ablation) or ``"random"`` (a seeded, imperfect one)."""
+    from ..sae_eval import identity_sae, zero_sae
+
+    if kind == "identity":
+        sae = identity_sae(channels)
+    elif kind == "zero":
+        sae = zero_sae(channels, d_hidden or 2 * channels, seed=seed)
+    else:
+        sae = planted_sae(channels, d_hidden or 2 * channels, seed)
+        with torch.no_grad():
+            sae.b_enc.fill_(-0.2)
+    with torch.no_grad():
+        sae.input_scale.fill_(input_scale)
+    return sae
+
+
+def forward_hooks_left(model: nn.Module, *_, **__) -> int:
+    """How many forward hooks (and pre-hooks) are on ``model``'s modules after the learner's call
+    (as the kernel reports them)."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+SPLICE_KEYS = ("clean_loss", "spliced_loss", "clean_accuracy", "spliced_accuracy")
+
+
+def _splice(model, sae, layer: str, images, labels, variant: str | None = None) -> dict:
+    """The reference (:func:`sae_eval.spliced_metrics` as a dict), or what a mistaken version gives."""
+    import torch.nn.functional as F
+
+    from ..sae_eval import spliced_metrics
+
+    if variant is None:
+        return dict(spliced_metrics(model, sae, layer, images, labels).as_dict())
+    scale = 1.0 if variant == "no_scale" else sae.input_scale
+
+    def replace(_module, _inputs, acts):
+        n, c, h, w = acts.shape
+        if variant == "no_permute":
+            return (sae(acts.reshape(-1, c) / scale)[0] * scale).reshape(n, c, h, w)
+        x_hat = sae(acts.permute(0, 2, 3, 1).reshape(-1, c) / scale)[0] * scale
+        return x_hat.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+    with torch.no_grad():
+        clean = model(images)
+        handle = model.hook_points[layer].register_forward_hook(replace)
+        try:
+            patched = model(images)
+        finally:
+            handle.remove()
+        if variant == "clean_spliced":
+            clean = patched
+        target = clean.argmax(-1) if variant == "argmax_labels" else labels
+        reduction = "sum" if variant == "summed" else "mean"
+        return {"clean_loss": float(F.cross_entropy(clean.double(), target, reduction=reduction)),
+                "spliced_loss": float(F.cross_entropy(patched.double(), target, reduction=reduction)),
+                "clean_accuracy": float((clean.argmax(-1) == target).double().mean()),
+                "spliced_accuracy": float((patched.argmax(-1) == target).double().mean())}  # fmt: skip
+
+
+def _splice_cases(hidden: bool):
+    # (model seed, channels, classes, images, size, SAE kind, d_hidden, input_scale, about)
+    rows = [
+        (0, 6, 5, 8, 8, "random", 12, 2.0, None),
+        (1, 6, 5, 8, 8, "identity", 0, 1.0, None),
+        (2, 6, 5, 8, 8, "zero", 12, 1.0, None),
+    ]
+    if hidden:
+        s = [hidden_seed(100 + i) for i in range(4)]
+        rows += [
+            (s[0], 8, 7, 12, 6, "random", 24, 0.5, "another model and a wider SAE, with another input scale"),
+            (s[1], 5, 3, 6, 7, "identity", 0, 3.0, "an exact SAE with an input scale: still no change at all"),
+            (s[2], 4, 10, 9, 5, "zero", 8, 1.0, "a zero SAE on another model, with many classes"),
+            (s[3], 6, 4, 1, 9, "random", 18, 1.0, "a single image"),
+        ]  # fmt: skip
+    for seed, channels, classes, n, size, kind, d_hidden, scale, about in rows:
+        model = Recipe(HERE5 + "PlantedClassifier", channels=channels, classes=classes, seed=seed)
+        sae = Recipe(HERE5 + "splice_sae", kind=kind, channels=channels, d_hidden=d_hidden, seed=seed, input_scale=scale)
+        gen = _gen(seed + 11)
+        images = torch.rand(n, 3, size, size, generator=gen)
+        images = images * (0.5 + torch.rand(n, 3, 1, 1, generator=gen))  # each image its own colour
+        with torch.no_grad():  # the labels: the clean model's classes, the first one changed
+            labels = model.build()(images).argmax(dim=-1)
+        labels[0] = (labels[0] + 1) % classes
+        args = (model, sae, "hidden", images, labels)
+        yield Case(f"spliced_metrics(planted classifier, {kind} SAE {channels} -> {d_hidden or channels}"
+                   f"{f', input_scale={scale}' if scale != 1 else ''}, 'hidden', {n} images, labels)", args,
+                   verify=_verify_splice, observe=HERE5 + "forward_hooks_left", rtol=1e-4, atol=1e-5, about=about,
+                   data={"expect": _splice(*build(args))})  # fmt: skip
+
+
+def _verify_splice(case: Case, got) -> None:
+    """The four numbers match the reference; no hook is left on the model."""
+    compare(got, case.data["expect"], case.label, case.rtol, case.atol)
+    if case.observed:
+        fail(f"{case.label}: a hook was left on the model", expected="no hooks after your function returns",
+             got=f"{case.observed} hook(s) still on the model",
+             hint="remove your hook when you are done: handle = ...register_forward_hook(...); try: ... "
+                  "finally: handle.remove()")  # fmt: skip
+
+
+def _splice_variant(variant: str):
+    return lambda case: _splice(*build(case.args), variant=variant)
+
+
+check_spliced_metrics = Exercise(
+    "check_spliced_metrics", "spliced_metrics", _splice_cases,
+    forbid=("circuitscope.sae_eval:spliced_metrics", "circuitscope.sae_eval:spliced",
+            "circuitscope.sae_eval:reconstruct_activations", "circuitscope.sae_eval:loss_recovered"),
+    doc="""Check ``fn(model, sae, layer, images, labels) -> dict`` (exercise 9): the cross-entropy loss
+    and top-1 accuracy on ``labels``, clean and with the SAE's reconstruction spliced into ``layer``
+    (``clean_loss``, ``spliced_loss``, ``clean_accuracy``, ``spliced_accuracy``); no hook left.""",
+    mistakes=[
+        Mistake("the clean numbers must come from the model WITHOUT the hook: run it once before adding the hook "
+                "(or after removing it)", result=_splice_variant("clean_spliced")),
+        Mistake("reshape alone mixes channels and positions: move the channels last first "
+                "(acts.permute(0, 2, 3, 1).reshape(-1, C)), and permute back after decoding",
+                result=_splice_variant("no_permute")),
+        Mistake("the SAE reads vectors divided by sae.input_scale: divide before reconstructing, multiply back after",
+                result=_splice_variant("no_scale")),
+        Mistake("score against the labels you are given, not the clean model's own predictions",
+                result=_splice_variant("argmax_labels")),
+        Mistake("average the cross-entropy over the images (F.cross_entropy's default), do not sum it",
+                result=_splice_variant("summed")),
+    ],
+    errors={"RuntimeError: shape '[": "the replacement must have the layer's shape (N, C, H, W): splice in the "
+            "SAE's RECONSTRUCTION x_hat = sae(x)[0] (C numbers per position), not its features f (d_hidden numbers), "
+            "reshaped to (N, H, W, C) and permuted back"},
 )  # fmt: skip
