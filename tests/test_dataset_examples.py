@@ -289,3 +289,25 @@ def test_gpu_gives_the_cpu_answer(folder):
     gpu = query(PlantedPatternModel().cuda(), root, "units:0", k=8, cache=False)
     assert gpu.indices.tolist() == cpu.indices.tolist()
     assert torch.allclose(gpu.scores, cpu.scores, atol=1e-4)
+
+
+def test_dataset_examples_command_line(synthetic_model, tmp_path, monkeypatch, capsys):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from circuitscope.cli import main
+
+    monkeypatch.setattr("circuitscope.models.load_inceptionv1", lambda *a, **k: synthetic_model)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    gen = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray((gen.random((36, 36, 3)) * 255).astype(np.uint8)).save(photos / f"p{i}.png")
+    argv = ["dataset-examples", str(photos), "3a:5", "--k", "2", "--size", "32", "--out", str(tmp_path / "out"),
+            "--weights", "synthetic", "--device", "cpu", "--no-progress", "--no-cache"]  # fmt: skip
+    assert main(argv) == 0
+    assert "TopExamples(3a:5" in capsys.readouterr().out
+    record = json.loads((tmp_path / "out" / "3a_5.json").read_text())
+    assert len(record["names"]) == 2 and (tmp_path / "out" / "3a_5_1.png").exists()

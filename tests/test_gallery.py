@@ -109,3 +109,81 @@ def test_gallery_command_line(synthetic_model, tmp_path, monkeypatch, capsys):
     assert (tmp_path / "channel_0004.png").exists()
     out = capsys.readouterr().out
     assert "synthetic" in out.lower() and "index.html" in out
+
+
+# -- the whole-model Microscope ----------------------------------------------------------------
+def _image_folder(root):
+    gen = np.random.default_rng(0)
+    root.mkdir()
+    for i in range(6):
+        Image.fromarray((gen.random((36, 36, 3)) * 255).astype(np.uint8)).save(root / f"photo{i}.png")
+    return root
+
+
+def test_parse_channels_takes_python_slices():
+    assert G.parse_channels("0:4", 10) == [0, 1, 2, 3]
+    assert G.parse_channels("2:3,7", 10) == [2, 7]
+
+
+def test_group_diversity_compares_within_groups_only():
+    acts = {"x": torch.rand(6, 4, 5, 5)}
+    acts["x"][3:] = acts["x"][:3]  # group 2 repeats group 1: the same values if groups are kept apart
+    values = G.GroupDiversity("x", 3)(acts)
+    assert values.shape == (6,)
+    torch.testing.assert_close(values[:3], values[3:])
+    from circuitscope.optvis import diversity
+
+    torch.testing.assert_close(values[:3], diversity("x")({"x": acts["x"][:3]}))
+
+
+def test_microscope_end_to_end_and_resumable(synthetic_model, tmp_path, monkeypatch, capsys):
+    """``circuitscope gallery --layers ... --channels 0:4 --size 32 --steps 4``: the CI-sized run."""
+    monkeypatch.setattr("circuitscope.models.load_inceptionv1", lambda *a, **k: synthetic_model)
+    photos, out = _image_folder(tmp_path / "photos"), tmp_path / "site"
+    argv = ["--layers", "mixed3a,mixed3b", "--channels", "0:4", "--size", "32", "--steps", "4", "--diversity", "2",
+            "--examples", str(photos), "--k", "3", "--image-size", "32", "--batch-size", "4", "--out", str(out),
+            "--weights", "synthetic", "--device", "cpu", "--no-progress"]  # fmt: skip
+    assert G.gallery_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "mixed3a" in printed and "mixed3b" in printed and "total" in printed  # time per layer
+    index = (out / "index.html").read_text()
+    assert 'href="mixed3a/index.html"' in index and 'href="mixed3b/index.html"' in index
+    for layer in ("mixed3a", "mixed3b"):
+        folder = out / layer
+        assert sorted(p.name for p in folder.glob("channel_*.png")) == [G.png_name(c) for c in range(4)]
+        grid = (folder / "index.html").read_text()
+        assert 'href="channel_0002.html"' in grid and 'href="../index.html"' in grid
+        page = (folder / "channel_0002.html").read_text()
+        assert 'src="channel_0002.png"' in page and "diversity/channel_0002_1.png" in page
+        assert "examples/channel_0002_0.png" in page and "photo" in page
+        assert (folder / "examples" / "channel_0002_2.png").exists()
+        assert "synthetic weights" in page.lower()
+        assert "http://" not in grid and "src=\"http" not in page  # self-contained pages
+    # The articles published renders of mixed3b (from the mirror), none of mixed3a.
+    if (out / "mixed3b" / "published" / "channel_0001.png").exists():
+        assert "published/channel_0001.png" in (out / "mixed3b" / "channel_0001.html").read_text()
+        assert "CC BY 4.0" in (out / "mixed3b" / "channel_0001.html").read_text()
+    assert not (out / "mixed3a" / "published").exists()
+    record = json.loads((out / "microscope.json").read_text())
+    assert set(record["layers"]) == {"mixed3a", "mixed3b"} and record["layers"]["mixed3a"]["seconds"] > 0
+
+    # Interrupted: a render and a diversity render are lost; the rerun does only those.
+    (out / "mixed3a" / "channel_0001.png").unlink()
+    (out / "mixed3b" / "diversity" / "channel_0003_1.png").unlink()
+    rendered = []
+    real_render = G.render
+
+    def counting(model, objectives, **kw):
+        rendered.append([o.n for o in objectives] if isinstance(objectives, list) else objectives.description)
+        return real_render(model, objectives, **kw)
+
+    monkeypatch.setattr(G, "render", counting)
+    assert G.gallery_main(argv) == 0
+    assert rendered[0] == [1] and len(rendered) == 2 and "diversity" in rendered[1]
+    assert (out / "mixed3a" / "channel_0001.png").exists()
+    assert (out / "mixed3b" / "diversity" / "channel_0003_1.png").exists()
+
+
+def test_gallery_needs_a_layer_or_a_microscope(tmp_path):
+    with pytest.raises(ValueError, match="either one LAYER"):
+        G.gallery_main(["--out", str(tmp_path)])

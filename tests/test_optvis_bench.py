@@ -16,7 +16,8 @@ def test_render_benchmark_runs_and_prints_a_table(synthetic_model, monkeypatch, 
     spec.loader.exec_module(bench)
     monkeypatch.setattr(bench.cs, "load_inceptionv1", lambda *a, **k: synthetic_model)
     argv = ["--layer", "conv2d1", "--channels", "2", "--size", "16", "--steps", "1", "--warmup-steps", "0",
-            "--configs", "loop,batched,full,bf16,cl", "--repeats", "1", "--no-memory"]  # fmt: skip
+            "--configs", "loop,batched,full,bf16,cl", "--repeats", "1", "--no-memory", "--no-peak", "--lucent",
+            "--lucent-channels", "1", "--lucent-size", "16"]  # fmt: skip
     assert bench.main(argv) == 0
     out = capsys.readouterr().out
     names = ("loop (one at a time)", "batched, full depth", "bf16 autocast", "channels_last", "goal (CPU)")

@@ -311,3 +311,25 @@ def test_dictionary_match_figure_puts_best_matches_on_the_diagonal():
     assert shown.shape == (4, 6)
     assert torch.allclose(shown.diagonal(), torch.ones(4), atol=1e-5)  # recovered: a bright diagonal
     assert "1.000" in fig.axes[0].get_title()
+
+
+def test_sae_command_line_trains_and_resumes(synthetic_model, tmp_path, monkeypatch, capsys):
+
+    import numpy as np
+    from PIL import Image
+
+    from circuitscope.cli import main
+
+    monkeypatch.setattr("circuitscope.models.load_inceptionv1", lambda *a, **k: synthetic_model)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    gen = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray((gen.random((36, 36, 3)) * 255).astype(np.uint8)).save(photos / f"p{i}.png")
+    argv = ["sae", "conv2d2", "--images", str(photos), "--checkpoint", str(tmp_path / "sae.pt"), "--steps", "4",
+            "--expansion", "2", "--batch-size", "32", "--image-size", "32", "--image-batch-size", "2",
+            "--weights", "synthetic", "--device", "cpu", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert "step 4" in capsys.readouterr().out
+    assert main([*argv[:7], "6", *argv[8:]]) == 0  # resumed to 6 steps
+    assert "step 6" in capsys.readouterr().out

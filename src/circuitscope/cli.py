@@ -7,6 +7,12 @@
     circuitscope data list                 # the registry's files and where each is (cache, mirror)
     circuitscope data fetch [NAME ...]     # fetch registry files (default: all), verified
     circuitscope gallery LAYER --out DIR   # every channel of a layer as PNGs + index.html (resumable)
+    circuitscope gallery --all-layers --out DIR   # a whole-model Microscope (a static site, resumable)
+    circuitscope dataset-examples FOLDER 4e:55 ...  # the images that excite units most
+    circuitscope sae LAYER --images FOLDER --checkpoint FILE  # train a sparse autoencoder
+
+The gallery, dataset-examples and sae commands spread their work over every process when
+started by ``torchrun`` (see :mod:`circuitscope.distributed`).
 """
 
 from __future__ import annotations
@@ -134,6 +140,12 @@ def _parser() -> argparse.ArgumentParser:
         "gallery", help="render every channel of a layer into a browsable folder (a local Microscope)"
     )
     add_gallery_arguments(gallery).set_defaults(run=run_gallery)
+    from . import dataset_examples, sae
+
+    examples = sub.add_parser("dataset-examples", help="the images of a folder that excite units most")
+    dataset_examples.add_arguments(examples).set_defaults(run=dataset_examples.run)
+    sae_parser = sub.add_parser("sae", help="train a sparse autoencoder on a layer's activations (resumable)")
+    sae.add_arguments(sae_parser).set_defaults(run=sae.run)
     return parser
 
 

@@ -29,6 +29,13 @@ Memory stays constant however many images there are:
   per unit is merged batch by batch; only ``k`` scores per unit are ever held.
 
 Ties are broken by the lower image index, so the answer does not depend on the batch size.
+
+Under ``torchrun`` (:mod:`circuitscope.distributed`) the batches are dealt out to the ranks
+round robin (batch ``b`` to rank ``b % world``, the same batches as one process would make),
+each rank keeps a running top-``k`` of its own images, and the ranks' lists are merged by the
+same order (score, then index): the result is identical to one process's, ties included.
+The activation cache is read when it is already complete, but written by single-process runs
+only.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from . import distributed
 from .datasets import ImageStream, as_stream
 from .hooks import check_layer_names
 from .progress import bar as progress_bar
@@ -249,6 +257,12 @@ def _load_cached(entry: Path, layer: str) -> LayerSummary | None:
         tuple(meta["grid"]), tuple(meta["image_size"]), {int(k): v for k, v in meta["skipped"].items()},
         entry,
     )  # fmt: skip
+
+
+def _cached_summary(model, stream: ImageStream, layer: str, cache_dir) -> LayerSummary | None:
+    """The complete cache entry of ``layer`` over ``stream``, or None."""
+    key = _cache_key(stream, layer, model)
+    return _load_cached(activation_cache_dir(cache_dir) / _entry_name(layer, key), layer) if key else None
 
 
 def _progress(stream: ImageStream, desc: str, progress: bool):
@@ -697,6 +711,10 @@ def top_examples(
     stream = as_stream(source, size=size, batch_size=batch_size, num_workers=num_workers)
     layers = list(dict.fromkeys(layer for layer, _ in units))
     use_cache = cache and hasattr(model, "named_forward") and stream.cacheable
+    if use_cache and distributed.is_distributed():
+        # Several ranks do not write one cache entry: use it only if every layer's is complete.
+        have = all(_cached_summary(model, stream, layer, cache_dir) is not None for layer in layers)
+        use_cache = all(distributed.all_gather_object(have))
 
     ranked: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     shapes: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
@@ -743,9 +761,9 @@ def _stream_top_k(model, stream: ImageStream, units, k: int, by: str, progress: 
     running = {layer: _RunningTopK(sum(1 for l, _ in units if l == layer), k) for layer in layers}
     channels = {layer: [c for l, c in units if l == layer] for layer in layers}
     shapes: dict = {}
-    bar = _progress(stream, ", ".join(layers), progress)
+    bar = _progress(stream, ", ".join(layers), progress and distributed.is_main())
     try:
-        for images, indices, _labels in stream:
+        for images, indices, _labels in rank_batches(stream):
             acts = unit_activations(model, images, layers)
             for layer in layers:
                 a = acts[layer]
@@ -756,6 +774,8 @@ def _stream_top_k(model, stream: ImageStream, units, k: int, by: str, progress: 
             bar.update(len(indices))
     finally:
         bar.close()
+    if distributed.is_distributed():
+        shapes = _merge_ranks(stream, running, shapes)
     if not shapes:
         raise ValueError(f"no readable images in {stream!r}")
     ranked = {}
@@ -765,3 +785,125 @@ def _stream_top_k(model, stream: ImageStream, units, k: int, by: str, progress: 
             finite = torch.isfinite(r.scores[row])
             ranked[(layer, ch)] = r.scores[row][finite], r.indices[row][finite], r.positions[row][finite]
     return ranked, shapes
+
+
+# -- several processes ------------------------------------------------------------------------
+def rank_batches(stream: ImageStream):
+    """This rank's batches of ``stream``: batch ``b`` (as one process cuts them) goes to rank
+    ``b % world_size``, so every image is computed in the same batch as in one process.
+    Yields ``(images, indices, labels)`` like the stream; not distributed, the stream itself.
+    """
+    world, rank = distributed.world_size(), distributed.rank()
+    if world == 1:
+        yield from stream
+        return
+    yield from (batch for _, batch in select_batches(stream, rank, world))
+
+
+def select_batches(stream: ImageStream, start: int = 0, step: int = 1):
+    """``(b, batch)`` for batches ``b = start, start + step, ...`` of ``stream`` (numbered as one
+    pass cuts them). Folders and tensors read only those images; other sources are read whole
+    and the other batches dropped."""
+    from .datasets import ImageFolderStream, TensorStream, _collate, _FolderDataset, _warn_skipped
+
+    n, bs = len(stream), stream.batch_size
+    numbers = list(range(-(-n // bs)))[start::step]
+    if isinstance(stream, TensorStream):
+        for b in numbers:
+            lo, hi = b * bs, min(b * bs + bs, n)
+            yield b, (stream._prepare(stream.data[lo:hi]), torch.arange(lo, hi), stream.labels[lo:hi])
+    elif isinstance(stream, ImageFolderStream):
+        loader = torch.utils.data.DataLoader(
+            _FolderDataset(stream.paths, stream.labels, stream.size),
+            batch_sampler=[list(range(b * bs, min(b * bs + bs, n))) for b in numbers],
+            num_workers=stream.num_workers, collate_fn=_collate, pin_memory=torch.cuda.is_available(),
+        )  # fmt: skip
+        for b, (images, indices, labels, bad) in zip(numbers, loader):
+            for index, reason in bad:
+                stream.skipped.setdefault(index, reason)
+                _warn_skipped(stream.name(index), reason)
+            if images is not None:
+                yield b, (images, indices, labels)
+    else:
+        for b, batch in enumerate(stream):
+            if b >= start and (b - start) % step == 0:
+                yield b, batch
+
+
+def _merge_ranks(stream: ImageStream, running: dict[str, _RunningTopK], shapes: dict) -> dict:
+    """Merge every rank's running top-k into ``running`` (in place, on every rank) by the same
+    order one process uses; returns the layers' shapes from whichever rank saw images."""
+    mine = {layer: (r.scores, r.indices, r.positions) for layer, r in running.items()}
+    gathered = distributed.all_gather_object((mine, shapes, dict(stream.skipped)))
+    merged_shapes: dict = {}
+    for _, their_shapes, skipped in gathered:
+        for layer, shape in their_shapes.items():
+            merged_shapes.setdefault(layer, shape)
+        for index, reason in skipped.items():
+            stream.skipped.setdefault(index, reason)
+    for layer, r in running.items():
+        parts = [g[0][layer] for g in gathered]
+        s = torch.cat([p[0] for p in parts], 1)
+        i = torch.cat([p[1] for p in parts], 1)
+        p = torch.cat([p[2] for p in parts], 1)
+        order = _rank(s, i)[:, : r.k]
+        r.scores, r.indices, r.positions = s.gather(1, order), i.gather(1, order), p.gather(1, order)
+    return merged_shapes
+
+
+# -- command line ---------------------------------------------------------------------------
+def add_arguments(parser):
+    """The arguments of ``circuitscope dataset-examples``."""
+    parser.add_argument("source", help="a folder of images (ImageFolder conventions)")
+    parser.add_argument("units", nargs="+", help='units such as 4e:55 or mixed3a:10')
+    parser.add_argument("--k", type=int, default=9, help="examples per unit")
+    parser.add_argument("--by", choices=("max", "mean"), default="max")
+    parser.add_argument("--pre-relu", action="store_true", help="rank by the value before the ReLU")
+    parser.add_argument("--size", type=int, default=None, help="image size (default 224)")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
+    parser.add_argument("--out", default=None, help="write each unit's patches (PNG) and a JSON here")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
+    parser.add_argument("--weights", default="auto", help="auto, lucid, synthetic or a .pth path")
+    parser.add_argument("--allow-unverified", action="store_true")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def run(args) -> int:
+    """Run ``circuitscope dataset-examples`` (under ``torchrun``: images sharded over the ranks,
+    the result identical to one process's; rank 0 prints and writes)."""
+    from .models import load_inceptionv1
+
+    distributed.init()
+    main = distributed.is_main()
+    model = load_inceptionv1(args.weights, device=distributed.device(args.device), progress=main and not args.no_progress,
+                             allow_unverified=args.allow_unverified)  # fmt: skip
+    found = top_examples(model, args.source, list(args.units), k=args.k, by=args.by, layer_pre_relu=args.pre_relu,
+                         batch_size=args.batch_size, size=args.size, cache=not args.no_cache,
+                         progress=not args.no_progress)  # fmt: skip
+    if main:
+        for top in found:
+            print(top)
+            if args.out:
+                _write_unit(top, Path(args.out))
+        if args.out:
+            print(f"written to {args.out}")
+    distributed.shutdown()
+    return 0
+
+
+def _write_unit(top: TopExamples, out: Path) -> None:
+    """``<unit>_<rank>.png`` patches and ``<unit>.json`` (names, scores, positions, weights)."""
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    stem = top.unit.replace(":", "_")
+    if len(top):
+        for r, patch in enumerate(top.patches()):
+            pixels = (patch.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            Image.fromarray(pixels).save(out / f"{stem}_{r}.png")
+    record = {"unit": top.unit, "by": top.by, "names": top.names, "indices": top.indices.tolist(),
+              "scores": top.scores.tolist(), "positions": top.positions.tolist(), "labels": top.label_names,
+              "weights": top.weights_source, "weights_state": top.weights_state}  # fmt: skip
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=1) + "\n")

@@ -30,6 +30,7 @@ Shapes: activation vectors ``x: (batch, d_in)``; features ``f: (batch, d_hidden)
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
 import random
@@ -43,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import distributed
 from .device import get_device, one_cpu_thread
 from .progress import bar as progress_bar
 from .provenance import weights_state
@@ -87,6 +89,15 @@ class SAELoss(NamedTuple):
     mse: torch.Tensor
     l1: torch.Tensor
     l0: torch.Tensor
+
+
+def _loss_parts(x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor, l1_coeff: float) -> SAELoss:
+    """:class:`SAELoss` of a batch from its reconstruction ``x_hat`` and features ``f`` (shared by
+    :meth:`SparseAutoencoder.loss` and training, where the forward pass may run through DDP)."""
+    mse = (x - x_hat).pow(2).sum(-1).mean()
+    l1 = f.abs().sum(-1).mean()
+    l0 = (f > 0).float().sum(-1).mean().detach()
+    return SAELoss(mse + l1_coeff * l1, mse, l1, l0)
 
 
 class SparseAutoencoder(nn.Module):
@@ -154,10 +165,7 @@ class SparseAutoencoder(nn.Module):
     def loss(self, x: torch.Tensor, l1_coeff: float) -> SAELoss:
         """The training loss on a batch ``x: (batch, d_in)``; see :class:`SAELoss`."""
         x_hat, f = self(x)
-        mse = (x - x_hat).pow(2).sum(-1).mean()
-        l1 = f.abs().sum(-1).mean()
-        l0 = (f > 0).float().sum(-1).mean().detach()
-        return SAELoss(mse + l1_coeff * l1, mse, l1, l0)
+        return _loss_parts(x, x_hat, f, l1_coeff)
 
     @torch.no_grad()
     def normalize_decoder_(self) -> None:
@@ -246,6 +254,44 @@ def _skip(source, start: int) -> Iterator:
         start -= count
 
 
+class _RankItems:
+    """Items ``rank, rank + world, rank + 2 world, ...`` of an iterable ``source``: one rank's
+    share of the data under ``torchrun``. ``iter_from(j)`` starts at this rank's ``j``-th item
+    (skipping without reading where ``source`` can: ``iter_from`` or indexing)."""
+
+    def __init__(self, source, rank: int, world: int) -> None:
+        self.source, self.rank, self.world = source, rank, world
+
+    def __iter__(self) -> Iterator:
+        return self.iter_from(0)
+
+    def _local_len(self) -> int | None:
+        try:
+            total = _num_batches(self.source)
+        except TypeError:  # an ActivationBatches over images without a length
+            return None
+        return None if total is None else max(0, -(-(total - self.rank) // self.world))
+
+    def iter_from(self, start: int) -> Iterator:
+        local = self._local_len()
+        if local:  # a count across passes, as ActivationBatches.iter_from takes it
+            start %= local
+        first = start * self.world + self.rank
+        if _is_indexable(self.source):
+            yield from (self.source[i] for i in range(first, len(self.source), self.world))
+            return
+        if isinstance(self.source, ActivationBatches):  # the model runs on this rank's batches only
+            yield from self.source.iter_from(first, self.world)
+            return
+        if hasattr(self.source, "iter_from"):
+            items, offset = self.source.iter_from(first), 0
+        else:
+            items, offset = iter(self.source), first
+        for i, item in enumerate(items):
+            if i >= offset and (i - offset) % self.world == 0:
+                yield item
+
+
 class _Stream:
     """Batches of exactly ``batch_size`` vectors (or the source's own batches when it is None)
     from ``source``, remembering a position that :meth:`seek` can return to.
@@ -255,13 +301,25 @@ class _Stream:
     position is ``(items read, vectors used from the last one)``.
     """
 
-    def __init__(self, source, batch_size: int | None, seed: int, d_in: int) -> None:
+    def __init__(self, source, batch_size: int | None, seed: int, d_in: int, rank: int = 0, world: int = 1) -> None:
         if isinstance(source, torch.utils.data.TensorDataset):
             source = source.tensors[0]
         self.d_in, self.seed = d_in, seed
         self.is_tensor = isinstance(source, torch.Tensor)
-        self.source = _check_vectors(source, d_in) if self.is_tensor else source
+        self.rank, self.world = rank, world
         self.batch_size = batch_size if batch_size is not None else (1024 if self.is_tensor else None)
+        self.global_rows = 0  # tensor source: rows of the last whole (all ranks') batch
+        if self.is_tensor:
+            self.source = _check_vectors(source, d_in)
+        elif world > 1:
+            # Each rank reads every world-th item and cuts batches of its share of the size.
+            self.source = _RankItems(source, rank, world)
+            if self.batch_size is not None:
+                if self.batch_size % world:
+                    raise ValueError(f"batch_size {self.batch_size} is not divisible by the {world} processes")
+                self.batch_size //= world
+        else:
+            self.source = source
         self.samples = 0  # tensor source: vectors handed out
         self.items, self.offset = 0, 0  # iterable source: items read, rows used of the current one
         self._iterator: Iterator | None = None
@@ -321,7 +379,10 @@ class _Stream:
                 parts.append(self._permutation(epoch)[i : i + take])
                 self.samples += take
                 need -= take
-            return self.source[torch.cat(parts)]
+            rows = torch.cat(parts)
+            self.global_rows = len(rows)
+            # Several processes: the same global batch as one process, each rank its strided share.
+            return self.source[rows[self.rank :: self.world] if self.world > 1 else rows]
         if self.batch_size is None:
             self._current, self.offset = self._read(), 0
             if self._current is not None:
@@ -458,10 +519,22 @@ def train_sae(
     data are the same: the same tensor, or an iterable that yields the same batches in the
     same order each time. Iterables drawing from the global random generators are covered too:
     their states are restored after the data are skipped.
+
+    Under ``torchrun`` (:mod:`circuitscope.distributed` initialised) the SAE is wrapped in
+    ``DistributedDataParallel``: gradients are averaged over the ranks before the parallel
+    part is removed and the dictionary renormalised, so every rank applies the same update and
+    the unit-norm constraint holds on all. A tensor source gives each step the same global
+    batch of ``batch_size`` vectors as one process, each rank taking every ``world``-th row
+    (so the SAE equals one process's up to floating-point rounding); an iterable is dealt out
+    item by item (item ``i`` to rank ``i % world``), each rank cutting batches of
+    ``batch_size / world``. Rank 0 writes the checkpoint (with every rank's data position;
+    resume with the same number of processes) and shows the bar; the history holds the
+    ranks' mean losses. The checkpoint's folder must be shared by all ranks.
     """
     device = sae.device
+    world, rank = distributed.world_size(), distributed.rank()
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
-    stream = _Stream(batches, batch_size, seed, sae.d_in)
+    stream = _Stream(batches, batch_size, seed, sae.d_in, rank, world)
     history, step, resumed = TrainingHistory(), 0, None
     path = Path(checkpoint) if checkpoint is not None else None
     hyper = {"lr": lr, "l1_coeff": l1_coeff, "batch_size": batch_size, "seed": seed}
@@ -479,21 +552,36 @@ def train_sae(
             group["lr"] = lr
         step = int(payload["step"])
         history = TrainingHistory(**payload["history"])
-        stream.seek(payload["data"])
+        ranks = payload.get("data_ranks")
+        if world > 1 and not stream.is_tensor and (ranks is None or len(ranks) != world):
+            raise ValueError(f"checkpoint {path} was written by {len(ranks or [0])} process(es), not {world}: "
+                             "resume it with as many")  # fmt: skip
+        stream.seek(ranks[rank] if world > 1 and not stream.is_tensor else payload["data"])
         _set_rng_state(payload["rng"])  # after skipping: the skip may have drawn numbers
         resumed = payload["running"]
 
-    def save() -> None:
-        if path is not None:
+    # Only an iterable's data position differs between ranks; gathering it is a collective.
+    gather_positions = world > 1 and not stream.is_tensor
+
+    def save(collective: bool = True) -> None:
+        if path is None or (gather_positions and not collective):
+            return  # an error on one rank: the others cannot join a gather
+        together = collective and world > 1
+        ranks = distributed.all_gather_object(position) if gather_positions else None
+        # The running sums of the logging interval, as the ranks' mean (what log() reports).
+        running = distributed.all_reduce(sums.clone(), "mean") if together else sums
+        if rank == 0:
             _save(path, {
                 "format": CHECKPOINT_FORMAT, "config": sae.config(), "hyper": hyper, "step": step,
                 "sae": sae.state_dict(), "optimizer": opt.state_dict(), "rng": _rng_state(),
-                "data": position, "history": history.as_dict(),
-                "running": {"sums": sums.cpu(), "count": count},
+                "data": position, "data_ranks": ranks, "history": history.as_dict(),
+                "running": {"sums": running.cpu(), "count": count},
             })  # fmt: skip
+        if together:
+            distributed.barrier()  # nobody reads or rewrites the file before it is complete
 
     def log() -> list[float]:
-        mean = (sums / count).tolist()
+        mean = (distributed.all_reduce(sums.clone(), "mean") / count).tolist()
         history.steps.append(step)
         for name, value in zip(("loss", "mse", "l1", "l0"), mean):
             getattr(history, name).append(value)
@@ -509,19 +597,39 @@ def train_sae(
             for name in ("steps", "loss", "mse", "l1", "l0"):
                 getattr(history, name).pop()  # the partial entry logged at the end of the last run
     saved_at, updating = step, False
-    bar = progress_bar(total=steps, initial=step, desc="SAE", progress=progress, unit="step")
+    forward = sae
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Wrapping broadcasts rank 0's parameters and buffers, so all ranks start alike;
+        # input_scale is constant, so buffers need no broadcast at every forward (the argument
+        # is named forward_sync_buffers in recent PyTorch, broadcast_buffers before).
+        sync = inspect.signature(DistributedDataParallel).parameters
+        no_sync = {"forward_sync_buffers" if "forward_sync_buffers" in sync else "broadcast_buffers": False}
+        forward = DistributedDataParallel(sae, device_ids=[device.index] if device.type == "cuda" else None,
+                                          **no_sync)  # fmt: skip
+    bar = progress_bar(total=steps, initial=step, desc="SAE", progress=progress and rank == 0, unit="step")
     try:
         while step < steps:
             with one_cpu_thread(stream.is_tensor):  # a gather; the model (if any) keeps its threads
                 x = stream.next()
+            if gather_positions:  # every rank stops together when any rank's share runs out
+                flag = torch.tensor([0.0 if x is None else 1.0], device=device)
+                if float(distributed.all_reduce(flag, "min")) == 0:
+                    x = None
             if x is None:
                 warnings.warn(f"the data ran out after {step} of {steps} steps", stacklevel=2)
                 break
             x = x.to(device, non_blocking=True).float()
             with one_cpu_thread(_small_step(x, sae)):
-                parts = sae.loss(x, l1_coeff)
+                parts = _loss_parts(x, *forward(x), l1_coeff)
                 opt.zero_grad(set_to_none=True)
-                parts.total.backward()
+                total = parts.total
+                if world > 1 and stream.is_tensor:
+                    # DDP averages the ranks' gradients; weighting each rank's mean by its share
+                    # of the global batch makes that the gradient of the global batch's mean.
+                    total = total * (len(x) * world / stream.global_rows)
+                total.backward()
                 sae.remove_parallel_gradient_()
                 updating = True  # an interruption from here to the end leaves half-updated weights
                 opt.step()
@@ -542,7 +650,7 @@ def train_sae(
                 saved_at = step
     except BaseException:
         if step != saved_at and not updating:
-            save()  # the state between steps is consistent: keep the work done
+            save(collective=False)  # the state between steps is consistent: keep the work done
         raise
     finally:
         bar.close()
@@ -616,9 +724,13 @@ class ActivationBatches:
             vecs = vecs[torch.randperm(len(vecs), generator=gen).to(vecs.device)]
         return vecs / self.scale if self.scale != 1.0 else vecs
 
-    def iter_from(self, start: int) -> Iterator[torch.Tensor]:
+    def iter_from(self, start: int, step: int = 1) -> Iterator[torch.Tensor]:
         """One pass over the image batches from the ``start``-th (taken modulo the number of
-        batches, so a count across passes works), without running the model on earlier ones."""
+        batches, so a count across passes works), without running the model on earlier ones.
+        ``step > 1``: only every ``step``-th batch from there (one rank's share); a folder or
+        tensor stream then reads only those images."""
+        from .datasets import ImageStream
+
         total = _num_batches(self.source)
         if total:
             start %= total
@@ -626,12 +738,16 @@ class ActivationBatches:
                            progress=self.progress, unit="batch")  # fmt: skip
         try:
             if _is_indexable(self.source):
-                source = (self.source[i] for i in range(start, len(self.source)))
+                source = ((i, self.source[i]) for i in range(start, len(self.source), step))
+            elif isinstance(self.source, ImageStream):
+                from .dataset_examples import select_batches
+
+                source = select_batches(self.source, start, step)
             else:
-                source = _skip(self.source, start)
-            for index, images in enumerate(source, start):
+                source = ((i, x) for i, x in enumerate(_skip(self.source, start), start) if (i - start) % step == 0)
+            for index, images in source:
                 yield self.vectors(images, index)
-                bar.update(1)
+                bar.update(step)
         finally:
             bar.close()
 
@@ -1011,3 +1127,50 @@ def plot_dictionary_match(learned: torch.Tensor, planted: torch.Tensor, title: s
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+# -- command line ---------------------------------------------------------------------------
+def add_arguments(parser):
+    """The arguments of ``circuitscope sae``."""
+    parser.add_argument("layer", help="the layer whose activations to learn a dictionary of, e.g. mixed4a")
+    parser.add_argument("--images", required=True, help="a folder of images (ImageFolder conventions)")
+    parser.add_argument("--checkpoint", required=True, help="the checkpoint file (resumed when it exists)")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--expansion", type=int, default=4, help="features per channel")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--l1-coeff", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=1024, help="vectors per step (over all processes)")
+    parser.add_argument("--positions", choices=("all", "centre"), default="all")
+    parser.add_argument("--image-size", type=int, default=None, help="image size (default 224)")
+    parser.add_argument("--image-batch-size", type=int, default=None, help="images per forward pass")
+    parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weights", default="auto", help="auto, lucid, synthetic or a .pth path")
+    parser.add_argument("--allow-unverified", action="store_true")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def run(args) -> int:
+    """Run ``circuitscope sae``: :func:`train_layer_sae` over a folder of images (under
+    ``torchrun``: DistributedDataParallel, image batches dealt out to the ranks)."""
+    from .datasets import ImageFolderStream
+    from .models import load_inceptionv1
+
+    distributed.init()
+    main = distributed.is_main()
+    model = load_inceptionv1(args.weights, device=distributed.device(args.device),
+                             progress=main and not args.no_progress, allow_unverified=args.allow_unverified)  # fmt: skip
+    images = ImageFolderStream(args.images, size=args.image_size, batch_size=args.image_batch_size)
+    sae, history = train_layer_sae(model, images, args.layer, expansion=args.expansion, steps=args.steps,
+                                   lr=args.lr, l1_coeff=args.l1_coeff, batch_size=args.batch_size,
+                                   positions=args.positions, checkpoint=args.checkpoint,
+                                   checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+                                   seed=args.seed)  # fmt: skip
+    if main and history.steps:
+        print(f"SAE on {args.layer}: {sae.d_hidden} features; step {history.steps[-1]}: loss "
+              f"{history.loss[-1]:.4g}, mse {history.mse[-1]:.4g}, L0 {history.l0[-1]:.1f}; "
+              f"checkpoint {args.checkpoint}")  # fmt: skip
+    distributed.shutdown()
+    return 0
