@@ -243,3 +243,16 @@ def test_planted_and_toy_models_say_planted():
 
     for model in (PlantedCurveModel(), PlantedPatternModel(), PlantedColourModel()):
         assert provenance.weights_state(model) == "planted" and model.is_synthetic, type(model).__name__
+
+
+def test_the_synthetic_stand_in_is_the_same_with_any_number_of_threads():
+    # Two processes (torchrun ranks, a grader and its kernel) must build the very same stand-in.
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; torch.set_num_threads(int(sys.argv[1])); import circuitscope as cs; "
+            "from circuitscope.dataset_examples import model_fingerprint; "
+            "print(model_fingerprint(cs.load_inceptionv1('synthetic')))")  # fmt: skip
+    prints = {subprocess.run([sys.executable, "-c", code, str(n)], capture_output=True, text=True,
+                             check=True).stdout.strip() for n in (1, 2, 3)}  # fmt: skip
+    assert len(prints) == 1 and all(prints)

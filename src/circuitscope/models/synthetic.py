@@ -17,6 +17,7 @@ import math
 
 import torch
 
+from ..device import one_cpu_thread
 from .inceptionv1 import InceptionV1
 
 SYNTHETIC_SEED = 0
@@ -99,7 +100,10 @@ def init_synthetic(model: InceptionV1, seed: int = SYNTHETIC_SEED) -> InceptionV
             fan_in = param[0].numel()
             param.copy_(torch.randn(param.shape, generator=gen) * math.sqrt(2.0 / fan_in))
     model.conv2d0_pre_relu_conv.weight.copy_(first_layer_bank())
-    _calibrate(model, calibration_images().to(model.device))
+    # One thread: a convolution's sums come out in another order with more threads, and the
+    # stand-in must be the same model (the same fingerprint) in every process on a machine.
+    with one_cpu_thread(model.device.type == "cpu"):
+        _calibrate(model, calibration_images().to(model.device))
     model.weights_state = "synthetic"
     model.weights_source = (
         f"SYNTHETIC (seeded stand-in {SYNTHETIC_VERSION}, seed {seed}; not InceptionV1's weights)"
