@@ -10,8 +10,8 @@ by ``.ci/run``) against the built site served on 127.0.0.1, with every other hos
 from __future__ import annotations
 
 import functools
-import json
 import http.server
+import json
 import os
 import re
 import shutil
@@ -23,11 +23,17 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-
-from book_harness import ROOT, chapter_pages, execute_notebook, mini_book, notebook_pages, run_build, toc_pages
+from book_harness import (
+    ROOT,
+    chapter_pages,
+    execute_notebook,
+    mini_book,
+    notebook_pages,
+    run_build,
+    toc_pages,
+)
 
 from circuitscope import book
-
 
 # Pages the tests look at (paths relative to the site's root, without ".html").
 LANDING = "book/intro"
@@ -290,6 +296,47 @@ def test_weights_identity_follows_the_build_environment(tmp_path, real_format_we
     assert "CIRCUITSCOPE_WEIGHTS" not in os.environ or os.environ["CIRCUITSCOPE_WEIGHTS"] != str(path)
 
 
+# -- the build's log: what a person reads on a first run --------------------------------------------
+JB_OUTPUT = [
+    "\x1b[01mRunning Sphinx v7.4.7\x1b[39;49;00m\n",
+    "\x1b[01mmyst v3.0.1:\x1b[39;49;00m MdParserConfig(commonmark_only=False, gfm_only=False, enable_extensions={'deflist'})\n",
+    "\x1b[01mmyst-nb v1.4.0:\x1b[39;49;00m NbParserConfig(custom_formats={}, metadata_key='mystnb')\n",
+    "/root/book/ch1/index.ipynb: Executing notebook using local CWD [mystnb]\n",
+    ("[IPKernelApp] WARNING | Kernel is running over TCP without encryption. All communication (including code "
+     "and outputs) is sent in plain text and is susceptible to eavesdropping.\n"),
+    "/root/book/ch1/index.ipynb: Executed notebook in 12.34 seconds [mystnb]\n",
+    "/root/book/ch1/index.ipynb: Cached executed notebook: ID=2 [mystnb]\n",
+    "/root/book/ch2/index.ipynb: Using cached notebook: ID=3 [mystnb]\n",
+    "/root/book/ch2/index.ipynb:12: WARNING: a real warning stays\n",
+]
+
+
+def test_build_log_drops_noise_and_names_each_page():
+    import io
+
+    out = io.StringIO()
+    log = book.BuildLog(Path("/root"), pages=2, out=out)
+    log.feed(io.StringIO("".join(JB_OUTPUT)))
+    text = out.getvalue()
+    assert "\x1b[" not in text, "ANSI colour codes in the log"
+    assert "TCP without encryption" not in text
+    assert "MdParserConfig(" not in text and "NbParserConfig(" not in text
+    assert "Running Sphinx v7.4.7" in text
+    assert "[1/2] book/ch1/index: running its code cells..." in text
+    assert "book/ch1/index: ran in 12.3 s" in text
+    assert "[2/2] book/ch2/index: unchanged, outputs from the execution cache" in text
+    assert "WARNING: a real warning stays" in text, "warnings must never be filtered"
+    assert log.times == {"book/ch1/index": 12.34} and log.cached == ["book/ch2/index"]
+
+
+def test_build_ends_saying_where_the_site_is_which_weights_and_page_times(capsys):
+    book._report_times({"book/a": 12.0, "book/b": 130.0}, executed={"book/a": 12.0}, cached=["book/b"])
+    text = capsys.readouterr().out
+    assert "12.0 s  ran now   book/a" in text and "cached    book/b  OVER BUDGET" in text
+    for state in book.NOTICES:
+        assert state.upper() in book.STATE_WORDS[state].upper() or state in book.STATE_WORDS[state]
+
+
 # -- slow: the real build ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
@@ -406,8 +453,16 @@ def test_a_rebuild_from_the_execution_cache_passes(site, tmp_path):
     out = site.parent
     result = run_build(ROOT, out, cache=tmp_path / "cache")
     assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    assert "Using cached notebook" in result.stdout + result.stderr, "the rebuild did not use the cache"
+    output = result.stdout + result.stderr
+    assert "from the execution cache" in output, "the rebuild did not use the cache"
     assert book.check_weights_notices(site) == []
+    # A log a person can read: no kernel warnings, configuration dumps or colour codes; it ends
+    # with where the site is, which weights built it and how long each page took.
+    assert "TCP without encryption" not in output and "MdParserConfig(" not in output
+    assert "\x1b[" not in output
+    tail = output[output.rindex("Notebook pages"):]
+    assert all(page in tail for page in notebook_pages()), tail
+    assert "Site:" in tail and "index.html" in tail and "Weights:  synthetic-" in tail
 
 
 @pytest.mark.slow
@@ -430,20 +485,20 @@ def test_a_change_of_weights_reexecutes_and_switching_back_reuses_the_first_cach
 
     output, html = build()
     assert book.NOTICE_SYNTHETIC in html and book.NOTICE_UNVERIFIED not in html
-    assert "Using cached notebook" not in output
+    assert "from the execution cache" not in output
     cache = book.execution_cache(root, out / "_build")
     synthetic_identity = book.cache_identity(cache)
     assert book.identity_state(synthetic_identity) == "synthetic"
 
     output, html = build(unverified)
-    assert "Using cached notebook" not in output, "the page was not executed again with the new weights"
+    assert "from the execution cache" not in output, "the page was not executed again with the new weights"
     assert book.NOTICE_UNVERIFIED in html and book.NOTICE_SYNTHETIC not in html
     assert book.identity_state(book.cache_identity(cache)) == "unverified"
     aside = book.execution_cache(root, out / "_build", identity=synthetic_identity)
     assert aside != cache and book.cache_identity(aside) == synthetic_identity
 
     output, html = build()
-    assert "Using cached notebook" in output, "switching back did not reuse the synthetic pages' cache"
+    assert "from the execution cache" in output, "switching back did not reuse the synthetic pages' cache"
     assert book.NOTICE_SYNTHETIC in html and book.NOTICE_UNVERIFIED not in html
     assert book.cache_identity(cache) == synthetic_identity
 
@@ -554,3 +609,118 @@ def test_a_page_goes_on_without_the_published_data(page, tmp_path, monkeypatch):
     assert not errors, f"{page} raised without the published data: {errors}"
     outputs = json.dumps([c.get("outputs", []) for c in nb.cells if c.cell_type == "code"])
     assert "circuitscope-unavailable" in outputs, f"{page} shows no note for the published data it could not have"
+
+
+# -- slow: figures and layout as the reader sees them ------------------------------------------------
+@pytest.mark.slow
+def test_every_figure_of_the_site_fits_the_column(site):
+    """Every matplotlib figure on the site, measured from what the build's kernels drew: no text
+    under 9 px at the size the column shows it, no overlapping labels (see tests/test_figures.py)."""
+    records = book.read_figure_audit(site / book.FIGURE_AUDIT)
+    assert records, "the build's kernels recorded no figure (circuitscope.book.kernel_profile)"
+    shown = book.site_figures(site / "html")
+    import hashlib
+
+    recorded_pages = {page for page, _, png in shown if hashlib.sha256(png).hexdigest() in records}
+    missing = [p for p in chapter_pages() if p not in recorded_pages]
+    assert not missing, f"chapter pages whose figures were not recorded: {missing}"
+    problems = book.check_figures(site)
+    assert not problems, "figures not made for the column:\n" + "\n".join(map(str, problems))
+
+
+MEASURE = """<!doctype html><html><body style="margin:0">
+<iframe id="f" style="width:__WIDTH__px;height:1400px;border:0" src="__PAGE__"></iframe>
+<pre id="result">pending</pre>
+<script>
+document.getElementById("f").addEventListener("load", function () {
+  var frame = this, d = frame.contentDocument, w = frame.contentWindow;
+  setTimeout(function () {
+    var art = d.querySelector(".bd-article") || d.body;
+    // Notebook figures (PNG outputs, under _images/); published figures are inlined HTML.
+    var imgs = [].filter.call(art.querySelectorAll(".cell_output img"), function (i) {
+      return (i.getAttribute("src") || "").indexOf("_images/") >= 0;
+    }).map(function (i) {
+      return {src: i.getAttribute("src").slice(-20), natural: i.naturalWidth,
+              shown: i.getBoundingClientRect().width, visible: i.offsetParent !== null};
+    });
+    var pres = [].filter.call(art.querySelectorAll("pre"), function (p) {
+      return p.offsetParent !== null && p.scrollWidth > p.clientWidth + 1;
+    }).map(function (p) { return p.textContent.slice(0, 80); });
+    var header = d.getElementById("pst-header");
+    var column = art.querySelector("section > p") || art;
+    document.getElementById("result").textContent = JSON.stringify({
+      width: w.innerWidth, scroll: d.documentElement.scrollWidth,
+      column: art.getBoundingClientRect().width, imgs: imgs, overflowing: pres,
+      header: header ? w.getComputedStyle(header).display : "none",
+      interactive: art.querySelectorAll(".circuitscope-interactive .js-plotly-plot").length
+    });
+  }, 4000);
+});
+</script></body></html>"""
+
+
+def measure(server, site, tmp_path, page: str, width: int) -> dict:
+    """Lay ``page`` out in Chromium at ``width`` CSS pixels (an iframe of that width) and measure it."""
+    name = f"_measure_{width}_{page.replace('/', '_')}.html"
+    (site / "html" / name).write_text(MEASURE.replace("__WIDTH__", str(width)).replace("__PAGE__", f"{page}.html"))
+    result = chromium(tmp_path, "--window-size=1400,1600", "--dump-dom", f"{server}/{name}")
+    found = re.search(r'<pre id="result">(.*?)</pre>', result.stdout, re.DOTALL)
+    assert found and found.group(1) != "pending", f"no measurement of {page} at {width}px:\n{result.stderr[-2000:]}"
+    import html as html_lib
+
+    return json.loads(html_lib.unescape(found.group(1)))
+
+
+@pytest.mark.slow
+@needs_chromium
+@pytest.mark.parametrize("width", [1280, 390])
+@pytest.mark.parametrize("page", [LANDING, *chapter_pages(), "book/weights", "book/instructors"])
+def test_pages_fit_the_screen_at_desktop_and_phone_widths(server, site, tmp_path, page, width):
+    """As a reader sees it at 1280 px and at 390 px (a phone): nothing runs past the screen (code
+    wraps), no empty top bar, and on a desktop every figure shows at the size its check assumed."""
+    m = measure(server, site, tmp_path, page, width)
+    assert m["scroll"] <= m["width"] + 1, f"{page} at {width}px scrolls sideways ({m['scroll']} > {m['width']})"
+    assert not m["overflowing"], f"{page} at {width}px: code or output cut off: {m['overflowing'][:3]}"
+    assert m["header"] == "none", "the theme's top bar (a second search box) is back"
+    if width == 1280:
+        assert m["column"] >= book.COLUMN_PX - 2, f"the column is {m['column']:.0f} px, figures assume {book.COLUMN_PX}"
+        squeezed = [i for i in m["imgs"] if i["visible"] and i["natural"] and
+                    i["shown"] < min(i["natural"], book.COLUMN_PX) - 6]  # fmt: skip
+        assert not squeezed, f"{page}: figures shown smaller than the column allows: {squeezed[:3]}"
+    if page == "book/ch3_circuits/index" and width == 1280:
+        assert m["interactive"] >= 1, "the curve family's interactive figure did not draw (plotly.js from _static)"
+
+
+@pytest.mark.slow
+def test_the_site_serves_plotly_itself_and_the_landing_figure(site):
+    html = site / "html"
+    assert (html / "_static" / "plotly.min.js").stat().st_size > 1_000_000
+    landing = (html / f"{LANDING}.html").read_text(encoding="utf-8")
+    assert 'class="circuitscope-landing"' in landing and "../_static/circuitscope-landing.png" in landing
+    assert (html / "_static" / "circuitscope-landing.png").is_file()
+    assert "CC BY 4.0" in landing, "the landing figure's credit"
+
+
+@pytest.mark.slow
+def test_exercise_pages_download_the_learner_notebook(site):
+    from circuitscope_course import pages
+
+    for exercise in pages.exercises(ROOT):
+        page = site / "html" / exercise.page.replace(".ipynb", ".html")
+        links = parse(page).links
+        downloads = [u for u in links if "_downloads/" in u]
+        assert downloads and all(u.endswith(Path(exercise.learner).name) for u in downloads), downloads
+        assert not any(u.endswith(f"_sources/{exercise.page}") for u in links), "the header offers the solutions"
+
+
+@pytest.mark.slow
+def test_references_list_and_text_cite_alike(site):
+    """One citation style: the list's labels are the text's author-year citations."""
+    refs = (site / "html" / "book" / "references.html").read_text(encoding="utf-8")
+    labels = re.findall(r'<span class="label"><span class="fn-bracket">\[</span>([^<]+)<', refs) or \
+        re.findall(r'class="label"[^>]*>\[?([^<\]]+)', refs)  # fmt: skip
+    assert labels and not any(re.fullmatch(r"\d+", label) for label in labels), labels[:5]
+    assert "Olah et al., 2020c" in labels
+    chapter = (site / "html" / f"{CHAPTER}.html").read_text(encoding="utf-8")
+    assert "Olah <em>et al.</em>, 2020c" in chapter or "Olah et al., 2020c" in chapter
+

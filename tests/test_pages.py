@@ -251,7 +251,12 @@ def test_install_cell_is_pinned_to_this_release():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     source = pages.install_source(SITE)
     repo = config["repository"]["url"].rstrip("/")
-    assert f'%pip install -q "circuitscope @ git+{repo}@v{project["version"]}"' in source
+    assert f'%pip install "circuitscope @ git+{repo}@v{project["version"]}"' in source
+    assert " -q " not in source, "pip's progress must show: the install is minutes on a fresh machine"
+    # Until the release tag is published, the cell falls back to the branch, and says so.
+    branch = config["repository"].get("branch", "main")
+    assert f'%pip install "circuitscope @ git+{repo}@{branch}"' in source
+    assert "It moves" in source and f"v{project['version']} could not be installed" in source
     assert 'if importlib.util.find_spec("circuitscope") is None:' in source
     assert "do not edit" in source
     import circuitscope
@@ -321,8 +326,84 @@ def test_install_cell_runs_pip_only_when_the_library_is_missing(monkeypatch):
     missing = lambda name, *a: None if name == "circuitscope" else real_find_spec(name, *a)  # noqa: E731
     monkeypatch.setattr(importlib.util, "find_spec", missing)
     exec(code, {"get_ipython": lambda: shell})
-    assert calls == [("pip", f'install -q "{SITE.pip_requirement}"')]
+    # The tag first; the library still missing (the tag not published), then the branch.
+    assert calls == [("pip", f'install "{SITE.pip_requirement}"'), ("pip", f'install "{SITE.branch_requirement}"')]
     assert SITE.pip_requirement.endswith(f"@v{SITE.version}")
+    assert SITE.branch_requirement.endswith(f"@{SITE.branch}")
+
+
+def test_install_cell_stops_at_the_release_when_it_installs(monkeypatch):
+    import importlib.util
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    code = TransformerManager().transform_cell(pages.install_source(SITE))
+    calls = []
+    installed = []
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *a):
+        if name == "circuitscope":
+            return object() if installed else None
+        return real_find_spec(name, *a)
+
+    def pip(name, line):
+        calls.append(line)
+        installed.append(line)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    exec(code, {"get_ipython": lambda: SimpleNamespace(run_line_magic=pip)})
+    assert calls == [f'install "{SITE.pip_requirement}"']
+
+
+def test_exercise_page_download_button_gives_the_learner_notebook():
+    """The header's download button of an exercise page offers the learner notebook (the file the
+    banner's download link gives), not the page's own source, which holds the solutions."""
+    exercise = EXERCISES[0]
+    learner = exercise.learner
+    env = SimpleNamespace(doc2path=lambda name: ROOT / f"{name}.ipynb",
+                          dlfiles={learner: ({exercise.page[:-6]}, f"abc123/{Path(learner).name}")})  # fmt: skip
+    app = SimpleNamespace(env=env, config={"html_theme_options": {}})
+    sources = "../../_sources/" + exercise.page
+    context = {
+        "pathto": lambda target, resource=0: "../../" + target,
+        "header_buttons": [{"label": "download-buttons", "buttons": [
+            {"type": "link", "url": sources, "text": ".ipynb", "label": "download-notebook-button"},
+            {"type": "link", "url": sources.replace(".ipynb", ".md"), "text": ".md", "label": "download-source-button"},
+            {"type": "javascript", "javascript": "window.print()", "text": ".pdf", "label": "download-pdf-button"},
+        ]}],
+    }  # fmt: skip
+    pages._learner_launch_links(app, exercise.page[:-6], "page.html", context, None)
+    buttons = context["header_buttons"][0]["buttons"]
+    links = [b["url"] for b in buttons if b["type"] == "link"]
+    assert links == [f"../../_downloads/abc123/{Path(learner).name}"], links
+    assert [b["label"] for b in buttons] == ["download-notebook-button", "download-pdf-button"]
+
+
+def test_bibliography_labels_are_the_texts_author_year_citations():
+    """One citation style: the list's labels read as the text's author-year citations, and no two
+    entries share one."""
+    import pybtex.database
+
+    db = pybtex.database.parse_file(str(ROOT / "book" / "references.bib"))
+    labels = {key: pages.author_year_label(entry) for key, entry in db.entries.items()}
+    assert labels["olah2020zoom"] == "Olah et al., 2020c"
+    assert labels["olshausen1997sparse"] == "Olshausen and Field, 1997"
+    assert labels["gorton2024missing"] == "Gorton, 2024"
+    assert labels["lucid"] == "The Lucid authors, 2018"
+    dupes = sorted(label for label in labels.values() if list(labels.values()).count(label) > 1)
+    assert not dupes, f"two entries cite alike (give their years a letter, 2020a/2020b): {dupes}"
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    assert config["bibtex_default_style"] == pages.BIBLIOGRAPHY_STYLE
+    assert config["bibtex_reference_style"] == "author_year"
+    pages.register_bibliography_style()
+    from pybtex.plugin import find_plugin
+
+    style = find_plugin("pybtex.style.formatting", pages.BIBLIOGRAPHY_STYLE)()
+    formatted = list(style.format_entries(db.entries.values()))
+    assert {e.label for e in formatted} == set(labels.values())
+    order = [e.label for e in style.format_bibliography(db).entries]
+    assert order.index("Olah et al., 2020a") < order.index("Olah et al., 2020b") < order.index("Olah et al., 2020c")
 
 
 def test_install_cell_is_a_no_op_in_a_real_kernel(tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ Images are ``(3, H, W)`` float tensors in [0, 1] (or batches ``(N, 3, H, W)``), 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
@@ -38,7 +39,10 @@ __all__ = [
     "diverging_norm",
     "imshow_diverging",
     "inception_block_diagram",
+    "interactive_radial_tuning",
+    "landing_figure",
     "layer_shapes",
+    "matrix_heatmap",
     "radial_tuning_panels",
     "radial_tuning_plot",
     "receptive_field_figure",
@@ -59,6 +63,61 @@ KIND_COLOURS = {
 }
 ACTIVATION_CMAP = "magma"  # activations are >= 0 after the ReLU: a sequential map
 _BLOCK_NAMES = {b.name for b in BLOCKS}
+
+# -- one style, drawn for the page's column ------------------------------------------------------
+#: The course site's text column (1280-pixel screen) in CSS pixels, the resolution figures are
+#: drawn at, and so the widest a figure should be: ``COLUMN_IN`` inches fill the column at 1:1,
+#: so a text of ``p`` points is ``p * DPI / 72`` pixels on the page. A wider figure is shrunk to
+#: the column, and its text with it (the site's check, :func:`circuitscope.book.check_figures`,
+#: wants no text under 9 pixels as shown).
+COLUMN_PX = 676
+DPI = 100
+COLUMN_IN = (COLUMN_PX - 2 * 0.1 * DPI) / DPI  # less the 0.1-inch margin of a "tight" PNG
+#: Type sizes (points): body text, small print (credits, stamps), titles. 7 pt is 9.7 px.
+FONT_PT, SMALL_PT, TITLE_PT = 9.0, 7.5, 10.0
+#: The style every figure of the course is drawn in (:func:`use_style`, applied on import).
+STYLE = {
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
+    "figure.figsize": (COLUMN_IN, COLUMN_IN * 0.62),
+    "figure.facecolor": "white",
+    "savefig.facecolor": "white",
+    "font.size": FONT_PT,
+    "axes.titlesize": FONT_PT,
+    "axes.labelsize": FONT_PT,
+    "xtick.labelsize": SMALL_PT + 0.5,
+    "ytick.labelsize": SMALL_PT + 0.5,
+    "legend.fontsize": SMALL_PT + 0.5,
+    "figure.titlesize": TITLE_PT,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlepad": 4.0,
+    "image.interpolation": "nearest",
+}
+
+
+def use_style() -> None:
+    """Apply :data:`STYLE` to matplotlib (done when this module is imported)."""
+    plt.rcParams.update(STYLE)
+
+
+use_style()
+
+
+def column_width(fraction: float = 1.0) -> float:
+    """Inches for a figure that fills ``fraction`` of the page's column."""
+    return COLUMN_IN * fraction
+
+
+def wrap(text: str, width_in: float, pt: float = FONT_PT) -> str:
+    """``text`` broken into lines that fit ``width_in`` inches at ``pt`` points (DejaVu Sans
+    averages about 0.58 em a character)."""
+    import textwrap
+
+    chars = max(6, int(width_in * 72 / (pt * 0.58)))
+    return "\n".join(
+        "\n".join(textwrap.wrap(line, chars, break_on_hyphens=False) or [""]) for line in str(text).split("\n")
+    )
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -90,18 +149,22 @@ def to_numpy_image(image: torch.Tensor) -> np.ndarray:
 
 
 def show_images(images, titles: Sequence[str] | None = None, size: float = 2.6):
-    """Images side by side (``(N, 3, H, W)`` or a list of ``(3, H, W)``), each with its size.
+    """Images side by side (``(N, 3, H, W)`` or a list of ``(3, H, W)``), each under its title,
+    as large as ``size`` inches while the row fits the page's column (:data:`COLUMN_IN`).
 
     Draws no model output, so it carries no weights caption.
     """
     images = list(images)
-    fig, axes = plt.subplots(1, len(images), figsize=(size * len(images), size + 0.4), squeeze=False)
+    size = min(size, COLUMN_IN / max(len(images), 1))
+    lines = max((len(wrap(t, size * 0.95).split("\n")) for t in titles or []), default=0)
+    fig, axes = plt.subplots(1, len(images), figsize=(size * len(images), size + 0.18 * lines + 0.1),
+                             squeeze=False)  # fmt: skip
     for i, (ax, img) in enumerate(zip(axes[0], images)):
         ax.imshow(to_numpy_image(torch.as_tensor(img)))
         _no_ticks(ax)
-        name = titles[i] if titles else ""
-        ax.set_title(f"{name} {tuple(img.shape)}".strip(), fontsize=8)
-    fig.tight_layout()
+        if titles and i < len(titles) and titles[i]:
+            ax.set_title(wrap(titles[i], size * 0.95))
+    fig.tight_layout(pad=0.3, w_pad=0.4)
     plt.close(fig)
     return fig
 
@@ -142,10 +205,15 @@ def image_grid(
     n = len(images)
     ncols = columns or min(n, 8)
     nrows = math.ceil(n / ncols)
+    label_w = 0.3 if row_labels else 0.0
+    size = min(size, (COLUMN_IN - label_w) / ncols)  # the grid fits the page's column
+    titles = [wrap(t, size * 0.95, SMALL_PT + 0.5) for t in titles] if titles is not None else None
+    lines = max((len(t.split("\n")) for t in titles or []), default=0)
     bottom = 0.3 if model is not None else 0.0
-    top = 0.35 if title else 0.0
+    top = (0.15 + 0.18 * wrap(title, COLUMN_IN, TITLE_PT).count("\n") + 0.2) if title else 0.0
+    title = wrap(title, COLUMN_IN, TITLE_PT) if title else title
     fig, axes = plt.subplots(nrows, ncols, squeeze=False,
-                             figsize=(size * ncols + (0.4 if row_labels else 0), size * nrows + 0.35 * nrows + bottom + top))  # fmt: skip
+                             figsize=(size * ncols + label_w, (size + 0.16 * lines + 0.06) * nrows + bottom + top))  # fmt: skip
     for k, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -156,13 +224,13 @@ def image_grid(
             continue
         ax.imshow(to_numpy_image(images[k]), interpolation="nearest")
         if titles is not None and k < len(titles):
-            ax.set_title(titles[k], fontsize=8)
+            ax.set_title(titles[k], fontsize=SMALL_PT + 0.5)
     if row_labels:
         for r, label in enumerate(row_labels[:nrows]):
-            axes[r, 0].set_ylabel(label, fontsize=8)
+            axes[r, 0].set_ylabel(label, fontsize=SMALL_PT + 0.5)
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, bottom / fig.get_figheight(), 1, 1))
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, bottom / fig.get_figheight(), 1, 1), pad=0.3, w_pad=0.3, h_pad=0.3)
     if model is not None:
         return _finish(fig, model)
     plt.close(fig)
@@ -203,85 +271,50 @@ def layer_shapes(
 
 # -- the architecture --------------------------------------------------------------------------
 def architecture_diagram(model, input_size: int = 224, layers: Sequence[str] | None = None):
-    """InceptionV1's named layers as boxes, with channels and spatial size measured by running
-    an ``input_size`` image through ``model`` (not written down by hand).
+    """InceptionV1's named layers, input at the top, one row each, with channels and spatial size
+    measured by running an ``input_size`` image through ``model`` (not written down by hand).
 
-    A box's height grows with the layer's spatial size, its width with its channel count; colour
-    gives the kind of layer. Below each: the receptive field of one position (pixels).
+    Drawn down the page's column, so every label stays readable: a bar's length grows with the
+    layer's channel count, its shade with its spatial size; colour gives the kind of layer. Each
+    row also gives the receptive field of one position (pixels).
     """
     layers = (
         list(layers) if layers is not None else [n for n in MAIN_LAYERS if n != "softmax2_pre_activation"]
     )
     shapes = layer_shapes(model, input_size, layers)
-    max_hw = max(s[1] for s in shapes.values() if len(s) == 3)
     max_c = max(s[0] for s in shapes.values())
-
-    fig, ax = plt.subplots(figsize=(15, 5.0))
-    step, unit_w, unit_h = 1.0, 0.8, 3.0
-    y_top, y_rf = unit_h / 2 + 0.2, -unit_h / 2 - 0.3
+    row = 0.27
+    fig = plt.figure(figsize=(COLUMN_IN, row * len(layers) + 1.35))
+    top_in, bottom_in = 0.95, 0.4
+    ax = fig.add_axes((0.0, bottom_in / fig.get_figheight(), 1.0, 1 - (top_in + bottom_in) / fig.get_figheight()))
+    # Columns (in axes x from 0 to 1): name | bar | channels | H x W | receptive field.
+    x_name, x_bar, bar_max, x_c, x_hw, x_rf = 0.25, 0.27, 0.36, 0.70, 0.82, 0.985
+    n = len(layers)
     for i, name in enumerate(layers):
+        y = n - 1 - i
         shape = shapes[name]
         c = shape[0]
-        h = unit_h * np.sqrt(shape[1] / max_hw) if len(shape) == 3 else 0.12
-        w = max(0.1, unit_w * np.sqrt(c / max_c))
-        cx = i * step
-        ax.add_patch(
-            Rectangle(
-                (cx - w / 2, -h / 2), w, h, facecolor=KIND_COLOURS[_kind(name)], edgecolor="black", lw=0.6
-            )
-        )
-        ax.text(cx, y_top + 0.45, f"{c}", ha="center", va="bottom", fontsize=8)
-        ax.text(
-            cx,
-            y_top,
-            f"{shape[1]}\u00d7{shape[2]}" if len(shape) == 3 else "\u2014",
-            ha="center",
-            va="bottom",
-            fontsize=7.5,
-        )
-        if name in GRAPH:
-            ax.text(
-                cx, y_rf, f"{receptive_field(name, input_size).size}", ha="center", va="top", fontsize=7.5
-            )
-        ax.text(
-            cx + 0.15,
-            y_rf - 0.5,
-            name,
-            ha="right",
-            va="top",
-            rotation=50,
-            fontsize=8.5,
-            rotation_mode="anchor",
-        )
-    for y, text in ((y_top + 0.45, "channels"), (y_top, "H\u00d7W"), (y_rf, "RF (px)")):
-        ax.text(-0.7, y, text, ha="right", va="bottom" if y > 0 else "top", fontsize=8, style="italic")
-    ax.set_xlim(-2.0, len(layers) * step - 0.4)
-    ax.set_ylim(y_rf - 2.6, y_top + 1.0)
-    _no_ticks(ax)
-    handles = [
-        Rectangle((0, 0), 1, 1, facecolor=col, edgecolor="black", lw=0.6) for col in KIND_COLOURS.values()
-    ]
-    ax.legend(
-        handles,
-        [
-            "convolution + ReLU",
-            "max / average pool",
-            "local response norm",
-            "inception block",
-            "classifier (softmax over 1008 logits)",
-        ],
-        loc="lower right",
-        fontsize=8,
-        ncol=5,
-        frameon=False,
-        bbox_to_anchor=(1.0, -0.03),
-    )
-    ax.set_title(
-        f"InceptionV1's named layers, shapes measured on a {input_size}\u00d7{input_size} image "
-        "(box height ~ spatial size, width ~ channels; RF: receptive field of one position)",
-        fontsize=10,
-    )
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.93, bottom=0.05)
+        w = bar_max * max(0.02, np.sqrt(c / max_c))
+        ax.add_patch(Rectangle((x_bar, y - 0.34), w, 0.68, facecolor=KIND_COLOURS[_kind(name)],
+                               edgecolor="black", lw=0.5))  # fmt: skip
+        ax.text(x_name, y, name, ha="right", va="center", family="monospace", fontsize=SMALL_PT + 0.5)
+        ax.text(x_c, y, f"{c}", ha="right", va="center")
+        ax.text(x_hw, y, f"{shape[1]}\u00d7{shape[2]}" if len(shape) == 3 else "\u2014", ha="right", va="center")
+        rf = f"{receptive_field(name, input_size).size}" if name in GRAPH else "\u2014"
+        ax.text(x_rf, y, rf, ha="right", va="center")
+    for x, text in ((x_name, "layer"), (x_bar, "bar: \u221achannels"), (x_c, "channels"), (x_hw, "H\u00d7W"),
+                    (x_rf, "RF (px)")):  # fmt: skip
+        ax.text(x, n - 0.25, text, ha="left" if x == x_bar else "right", va="bottom", style="italic",
+                color="#444444")  # fmt: skip
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.6, n + 0.5)
+    ax.axis("off")
+    handles = [Rectangle((0, 0), 1, 1, facecolor=col, edgecolor="black", lw=0.5) for col in KIND_COLOURS.values()]
+    fig.legend(handles, ["convolution + ReLU", "max / average pool", "local response norm", "inception block",
+                         "classifier (softmax)"], loc="upper center", ncol=3, frameon=False,
+               bbox_to_anchor=(0.5, 1 - 0.32 / fig.get_figheight()), handlelength=1.2, columnspacing=1.2)  # fmt: skip
+    fig.suptitle(f"InceptionV1's named layers (measured on a {input_size}\u00d7{input_size} image)",
+                 y=1 - 0.04 / fig.get_figheight(), va="top")  # fmt: skip
     return _finish(fig, model)
 
 
@@ -311,9 +344,9 @@ def inception_block_diagram(model, block: str = "mixed3b", input_size: int = 224
     ]
     shapes = layer_shapes(model, input_size, names)
 
-    fig, ax = plt.subplots(figsize=(11, 6.2))
+    fig, ax = plt.subplots(figsize=(COLUMN_IN, 4.9))
     col_x = [0.0, 3.0, 6.0, 9.0]
-    box_w, box_h = 2.4, 0.8
+    box_w, box_h = 2.7, 0.95
 
     def box(x, y, text, colour, sub=None):
         ax.add_patch(
@@ -327,29 +360,30 @@ def inception_block_diagram(model, block: str = "mixed3b", input_size: int = 224
                 alpha=0.9,
             )
         )
-        ax.text(x, y + (0.1 if sub else 0), text, ha="center", va="center", fontsize=9.5, weight="bold")
+        ax.text(x, y + (0.17 if sub else 0), text, ha="center", va="center", fontsize=SMALL_PT + 0.5, weight="bold")
         if sub:
-            ax.text(x, y - 0.2, sub, ha="center", va="center", fontsize=8)
+            ax.text(x, y - 0.22, sub, ha="center", va="center", fontsize=SMALL_PT)
 
     def arrow(x0, y0, x1, y1):
         ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=10, lw=0.8))
 
     def fmt(name):
         s = shapes[name]
-        return f"{s[0]} ch, {s[1]}\u00d7{s[2]}"
+        return f"{s[0]} ch \u00b7 {s[1]}\u00d7{s[2]}"
 
     top_y, mid_y, low_y, out_y = 5.0, 3.4, 2.0, 0.2
     box(4.5, top_y, f"input: {source}", KIND_COLOURS[_kind(source)] + "55", fmt(source))
+    box_w = 2.7
     # Branch 1: 1x1
-    box(col_x[0], low_y, "1x1 conv + ReLU", KIND_COLOURS["conv"] + "55", fmt(f"{block}_1x1"))
+    box(col_x[0], low_y, "1x1 conv", KIND_COLOURS["conv"] + "55", fmt(f"{block}_1x1"))
     # Branches 2 and 3: bottleneck then conv
     box(col_x[1], mid_y, "1x1 bottleneck", KIND_COLOURS["conv"] + "33", fmt(f"{block}_3x3_bottleneck"))
-    box(col_x[1], low_y, "3x3 conv + ReLU", KIND_COLOURS["conv"] + "55", fmt(f"{block}_3x3"))
+    box(col_x[1], low_y, "3x3 conv", KIND_COLOURS["conv"] + "55", fmt(f"{block}_3x3"))
     box(col_x[2], mid_y, "1x1 bottleneck", KIND_COLOURS["conv"] + "33", fmt(f"{block}_5x5_bottleneck"))
-    box(col_x[2], low_y, "5x5 conv + ReLU", KIND_COLOURS["conv"] + "55", fmt(f"{block}_5x5"))
+    box(col_x[2], low_y, "5x5 conv", KIND_COLOURS["conv"] + "55", fmt(f"{block}_5x5"))
     # Branch 4: pool then 1x1
-    box(col_x[3], mid_y, "3x3 max pool, stride 1", KIND_COLOURS["pool"] + "55", fmt(f"{block}_pool"))
-    box(col_x[3], low_y, "1x1 conv + ReLU", KIND_COLOURS["conv"] + "55", fmt(f"{block}_pool_reduce"))
+    box(col_x[3], mid_y, "3x3 max pool", KIND_COLOURS["pool"] + "55", fmt(f"{block}_pool"))
+    box(col_x[3], low_y, "1x1 conv", KIND_COLOURS["conv"] + "55", fmt(f"{block}_pool_reduce"))
     for x in col_x:
         arrow(4.5, top_y - box_h / 2, x, (mid_y if x != col_x[0] else low_y) + box_h / 2)
     for x in col_x[1:]:
@@ -360,7 +394,7 @@ def inception_block_diagram(model, block: str = "mixed3b", input_size: int = 224
     assert sum(widths) == total == spec.out_channels, "branch widths must add up to the block's channels"
     left, span = col_x[0] - box_w / 2, col_x[3] + box_w / 2 - (col_x[0] - box_w / 2)
     start = 0
-    suffixes = ["_1x1", "_3x3", "_5x5", "_pool_reduce"]
+    suffixes = ["1x1", "3x3", "5x5", "pool"]
     for i, (w, x) in enumerate(zip(widths, col_x)):
         x0 = left + span * start / total
         ww = span * w / total
@@ -378,30 +412,27 @@ def inception_block_diagram(model, block: str = "mixed3b", input_size: int = 224
         ax.text(
             x0 + ww / 2,
             out_y,
-            f"{block}{suffixes[i]}\n{start}\u2013{start + w - 1}",
+            f"{suffixes[i]}\n{start}\u2013{start + w - 1}",
             ha="center",
             va="center",
-            fontsize=8,
+            fontsize=SMALL_PT,
         )
         arrow(x, low_y - box_h / 2, x0 + ww / 2, out_y + box_h / 2)
         start += w
     ax.text(
         4.5,
         out_y - box_h / 2 - 0.25,
-        f"{block}: the four branches concatenated, {total} channels ({fmt(block)}); "
-        "numbers are the channel indices of each branch",
+        wrap(f"{block}: the four branches concatenated, {total} channels ({fmt(block)}); "
+             "the numbers are each branch's channel indices", COLUMN_IN * 0.95),
         ha="center",
         va="top",
-        fontsize=9,
     )
-    ax.set_xlim(-1.6, 10.6)
-    ax.set_ylim(-1.0, top_y + 0.7)
+    ax.set_xlim(-1.5, 10.5)
+    ax.set_ylim(-1.3, top_y + 0.6)
     _no_ticks(ax)
-    ax.set_title(
-        f"Inside the inception block {block} (shapes measured on a {input_size}\u00d7{input_size} image)",
-        fontsize=11,
-    )
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.93, bottom=0.05)
+    ax.set_title(wrap(f"Inside the inception block {block} (shapes measured on a {input_size}\u00d7{input_size} "
+                      "image; every conv is followed by a ReLU)", COLUMN_IN, TITLE_PT), fontsize=TITLE_PT)  # fmt: skip
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.88, bottom=0.07)
     return _finish(fig, model)
 
 
@@ -412,7 +443,7 @@ def top_k_chart(
     k: int = 5,
     titles: Sequence[str] | None = None,
     results: list | None = None,
-    cols: int = 2,
+    cols: int = 1,
 ):
     """Each image beside a bar chart of its ``k`` most probable classes.
 
@@ -427,7 +458,7 @@ def top_k_chart(
     n = len(results)
     cols = min(cols, n)
     rows = -(-n // cols)
-    fig = plt.figure(figsize=(5.4 * cols, 2.2 * rows + 0.6), layout="constrained")
+    fig = plt.figure(figsize=(COLUMN_IN, (COLUMN_IN / cols) * 0.22 * rows + 0.6), layout="constrained")
     fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96), w_pad=0.1, wspace=0.05)
     subfigs = np.atleast_1d(fig.subfigures(rows, cols, squeeze=False)).reshape(rows, cols)
     for i in range(rows * cols):
@@ -435,21 +466,20 @@ def top_k_chart(
         if i >= n:
             continue
         res = results[i]
-        ax_img, ax_bar = sub.subplots(1, 2, width_ratios=[1, 1.25])
+        ax_img, ax_bar = sub.subplots(1, 2, width_ratios=[1, 2.6 if cols == 1 else 1.6])
         ax_img.imshow(to_numpy_image(images[i]))
         _no_ticks(ax_img)
         if titles is not None:
-            ax_img.set_title(titles[i], fontsize=9)
+            ax_img.set_title(wrap(titles[i], COLUMN_IN / cols * 0.3))
         probs = [float(p) for _, _, p in res][::-1]
         names = [f"{lab} ({int(idx)})" for idx, lab, _ in res][::-1]
         ax_bar.barh(range(len(probs)), probs, color=KIND_COLOURS["head"])
-        ax_bar.set_yticks(range(len(probs)), names, fontsize=8)
+        ax_bar.set_yticks(range(len(probs)), names)
         ax_bar.set_xlim(0, 1)
-        ax_bar.tick_params(axis="x", labelsize=7)
         for y, p in enumerate(probs):
-            ax_bar.text(min(p + 0.02, 0.85), y, f"{p:.2f}", va="center", fontsize=7)
+            ax_bar.text(min(p + 0.02, 0.88), y, f"{p:.2f}", va="center", fontsize=SMALL_PT + 0.5)
         ax_bar.spines[["top", "right"]].set_visible(False)
-    fig.suptitle(f"Top-{k} classes (softmax probabilities; the number is the logit index)", fontsize=11)
+    fig.suptitle(wrap(f"Top-{k} classes (softmax probabilities; the number is the logit index)", COLUMN_IN, TITLE_PT))
     return _finish(fig, model)
 
 
@@ -462,7 +492,7 @@ def _map_axes(ax, channel_map: np.ndarray, title: str, vmax: float | None = None
         vmax=vmax if vmax else max(float(channel_map.max()), 1e-6),
         interpolation="nearest",
     )
-    ax.set_title(title, fontsize=8)
+    ax.set_title(title, fontsize=SMALL_PT + 0.5)
     _no_ticks(ax)
 
 
@@ -485,7 +515,9 @@ def activation_maps(
     image = image[0] if image.dim() == 4 else image
     acts = activations(model, image[None], layers)
     rows = len(layers)
-    fig, axes = plt.subplots(rows, n + 1, figsize=(1.9 * (n + 1), 2.0 * rows + 0.4), squeeze=False)
+    label_in = 1.05  # the row labels, left of the image
+    cell = (COLUMN_IN - label_in) / (n + 1)
+    fig, axes = plt.subplots(rows, n + 1, figsize=(COLUMN_IN, (cell + 0.42) * rows + 1.05), squeeze=False)
     size = image.shape[-1]
     for r, layer in enumerate(layers):
         a = acts[layer][0].float().cpu()
@@ -512,21 +544,18 @@ def activation_maps(
                     lw=1.2,
                 )
             )
-        ax.set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center", labelpad=4)
+        ax.set_ylabel(label, fontsize=SMALL_PT + 0.5, rotation=0, ha="right", va="center", labelpad=4)
         for j in range(n):
             ax = axes[r, j + 1]
             if j < len(chosen):
-                _map_axes(
-                    ax, a[chosen[j]].numpy(), f"{layer}:{chosen[j]}  max {float(a[chosen[j]].max()):.2g}"
-                )
+                _map_axes(ax, a[chosen[j]].numpy(), f"ch {chosen[j]}\nmax {float(a[chosen[j]].max()):.2g}")
             else:
                 ax.axis("off")
-    fig.suptitle(
-        "Activation maps: each panel is one channel; brighter = stronger response "
-        "(blue box: the receptive field of the centre position)",
-        fontsize=10,
-    )
-    fig.subplots_adjust(left=0.14, right=0.99, top=0.9, bottom=0.06, wspace=0.08, hspace=0.35)
+    fig.suptitle(wrap("Activation maps: each panel is one channel; brighter = stronger response "
+                      "(blue box: the receptive field of the centre position)", COLUMN_IN, TITLE_PT))  # fmt: skip
+    height = fig.get_figheight()
+    fig.subplots_adjust(left=label_in / COLUMN_IN, right=0.995, top=1 - 0.95 / height, bottom=0.28 / height,
+                        wspace=0.08, hspace=0.42 / (cell + 0.0))  # fmt: skip
     return _finish(fig, model)
 
 
@@ -555,38 +584,43 @@ def strongest_channels_chart(
     means = a.mean(dim=(-2, -1))
     chosen = list(channels) if channels is not None else strongest_channels(a, k).channels.tolist()
     k = len(chosen)
-    fig = plt.figure(figsize=(max(10, 1.5 * k + 2.5), 5.2))
-    grid = fig.add_gridspec(2, k + 2, height_ratios=[1.15, 1], hspace=0.3, wspace=0.15)
-    ax_img = fig.add_subplot(grid[0, 0:2])
+    per_row = min(max(k, 1), 6 if k <= 6 else math.ceil(k / 2))
+    map_rows = math.ceil(max(k, 1) / per_row)
+    cell = COLUMN_IN / per_row
+    top_h, gap = 2.1, 0.95  # the bar chart; the room under it for its label and the maps' titles
+    fig = plt.figure(figsize=(COLUMN_IN, top_h + map_rows * (cell + gap) + 0.75))
+    mean_h = (top_h + cell * map_rows) / (1 + map_rows)
+    grid = fig.add_gridspec(1 + map_rows, per_row, height_ratios=[top_h] + [cell] * map_rows,
+                            hspace=gap / mean_h, wspace=0.08, left=0.01, right=0.99,
+                            top=1 - 0.45 / fig.get_figheight(), bottom=0.3 / fig.get_figheight())  # fmt: skip
+    split = max(1, round(per_row * 0.3))
+    ax_img = fig.add_subplot(grid[0, :split])
     ax_img.imshow(to_numpy_image(image))
     _no_ticks(ax_img)
-    ax_img.set_title("the image", fontsize=9)
-    ax = fig.add_subplot(grid[0, 2:])
+    ax_img.set_title("the image")
+    ax = fig.add_subplot(grid[0, split:])
+    box = ax.get_position()  # room on its left for the axis labels
+    ax.set_position((box.x0 + 0.08, box.y0, box.x1 - box.x0 - 0.08, box.height))
     order = torch.argsort(means, descending=True)
     ax.bar(range(len(means)), means[order].numpy(), width=1.0, color="#BBBBBB")
     ranks = {int(c): int(r) for r, c in enumerate(order)}
     for c in chosen:
         ax.bar(ranks[int(c)], float(means[int(c)]), width=1.0, color=KIND_COLOURS["block"])
     ax.set_xlim(-1, len(means))
-    ax.set_xlabel(
-        f"all {len(means)} channels of {layer}, sorted by mean activation (orange: the {k} shown below)",
-        fontsize=8,
-    )
-    ax.set_ylabel("mean over positions", fontsize=8)
-    ax.tick_params(labelsize=7)
+    ax.set_xlabel(wrap(f"all {len(means)} channels of {layer}, sorted by mean activation "
+                       f"(orange: the {k} shown below)", COLUMN_IN * 0.62))  # fmt: skip
+    ax.set_ylabel("mean")
     ax.spines[["top", "right"]].set_visible(False)
     vmax = float(a[chosen].max()) if k else 1.0
     for j, c in enumerate(chosen):
         _map_axes(
-            fig.add_subplot(grid[1, j + 1]),
+            fig.add_subplot(grid[1 + j // per_row, j % per_row]),
             a[int(c)].numpy(),
             f"{layer}:{int(c)}\nmean {float(means[int(c)]):.2f}",
             vmax=vmax,
         )
-    fig.suptitle(
-        f"The strongest channels of {layer} for this image (maps share one colour scale)", fontsize=10
-    )
-    fig.subplots_adjust(left=0.03, right=0.99, top=0.9, bottom=0.07)
+    fig.suptitle(wrap(f"The strongest channels of {layer} for this image (maps share one colour scale)",
+                      COLUMN_IN, TITLE_PT))  # fmt: skip
     return _finish(fig, model)
 
 
@@ -604,8 +638,8 @@ def strongest_patch_figure(
     a = activations(model, image[None], [layer])[layer][0].float().cpu()
     box = box if box is not None else strongest_patch(a, channel, layer, image.shape[-1])
     top, left, bottom, right = (int(v) for v in box)
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.8))
-    _map_axes(axes[0], a[channel].numpy(), f"{layer}:{channel} ({a.shape[1]}\u00d7{a.shape[2]} positions)")
+    fig, axes = plt.subplots(1, 3, figsize=(COLUMN_IN, COLUMN_IN / 3 + 0.75))
+    _map_axes(axes[0], a[channel].numpy(), f"{layer}:{channel}\n({a.shape[1]}\u00d7{a.shape[2]} positions)")
     axes[1].imshow(to_numpy_image(image))
     axes[1].add_patch(
         Rectangle(
@@ -613,14 +647,15 @@ def strongest_patch_figure(
         )
     )
     axes[1].set_title(
-        f"receptive field of the strongest position\nrows {top}\u2013{bottom}, cols {left}\u2013{right}",
-        fontsize=8,
+        f"field of the strongest position\nrows {top}\u2013{bottom}, cols {left}\u2013{right}",
+        fontsize=SMALL_PT + 0.5,
     )
     _no_ticks(axes[1])
     axes[2].imshow(to_numpy_image(image[:, top : bottom + 1, left : right + 1]))
-    axes[2].set_title("the patch it saw", fontsize=8)
+    axes[2].set_title("the patch it saw", fontsize=SMALL_PT + 0.5)
     _no_ticks(axes[2])
-    fig.subplots_adjust(left=0.02, right=0.98, top=0.85, bottom=0.08, wspace=0.1)
+    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.45 / fig.get_figheight(),
+                        bottom=0.28 / fig.get_figheight(), wspace=0.08)  # fmt: skip
     return _finish(fig, model)
 
 
@@ -638,7 +673,7 @@ def receptive_field_figure(
     """
     image = image[0] if image.dim() == 4 else image
     size = image.shape[-1]
-    fig, ax = plt.subplots(figsize=(6.5, 5.6))
+    fig, ax = plt.subplots(figsize=(COLUMN_IN, 4.4))
     ax.imshow(to_numpy_image(image))
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(layers)))
     for layer, colour in zip(layers, colours):
@@ -661,14 +696,14 @@ def receptive_field_figure(
     hi = max(max(rf.span(rf.positions // 2)[1] for rf in fields), size) + 4
     ax.set_xlim(lo, hi)
     ax.set_ylim(hi, lo)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     _no_ticks(ax)
     ax.set_title(
         f"Receptive field of a central position, by layer\n"
         f"({size}\u00d7{size} image; fields may reach past its edge)",
-        fontsize=10,
+        fontsize=TITLE_PT,
     )
-    fig.subplots_adjust(left=0.02, right=0.68, top=0.92, bottom=0.06)
+    fig.subplots_adjust(left=0.01, right=0.6, top=0.88, bottom=0.08)
     return _finish(fig, model)
 
 
@@ -735,11 +770,10 @@ def radial_tuning_plot(
     Each curve is drawn as radius = response (negatives clipped at 0), with a dashed spoke at
     its peak. Returns the figure, closed in pyplot when it was made here.
     """
-    import textwrap
 
     own = ax is None
     if own:
-        fig = plt.figure(figsize=(4.6, 4.9))
+        fig = plt.figure(figsize=(min(4.6, COLUMN_IN), 4.9))
         ax = fig.add_subplot(projection="polar")
     fig = ax.figure
     colours = plt.get_cmap("hsv")
@@ -760,22 +794,164 @@ def radial_tuning_plot(
     if rotate % 360:
         ax.set_xticklabels([])  # drawn turned: angle labels would misstate the data's angles
     if legend:
-        ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.32, 1.12))
+        ax.legend(fontsize=SMALL_PT, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
+                  handlelength=1.2)  # fmt: skip
     if title:
-        ax.set_title(title, fontsize=9.5, pad=14)
+        ax.set_title(title, fontsize=FONT_PT, pad=14)
     if note:
-        ax.text(0.5, -0.1, textwrap.fill(note, 62), transform=ax.transAxes, ha="center", va="top",
-                fontsize=7, color="#444444")  # fmt: skip
+        width_in = ax.get_position().width * fig.get_figwidth() * 1.3
+        ax.text(0.5, -0.17, wrap(note, width_in, SMALL_PT), transform=ax.transAxes, ha="center", va="top",
+                fontsize=SMALL_PT, color="#444444")  # fmt: skip
     if own:
         fig.subplots_adjust(bottom=0.2 if note else 0.12)
         _caption_and_close(fig, model, caption)
     return fig
 
 
+class Interactive:
+    """A figure that is interactive on the course site and a plain image everywhere else.
+
+    Its HTML is the static ``image`` (PNG bytes, a matplotlib figure of the same data) and a
+    script: on a page of the course site (whose ``<html>`` names its root, ``data-content_root``)
+    it loads the site's own copy of plotly.js (``_static/plotly.min.js``, copied there by
+    :mod:`circuitscope_course.pages`; never a CDN, so the site works offline) and draws ``spec``
+    (a plotly figure as JSON) over the image. Without JavaScript, or in Jupyter and Colab, the
+    image is what shows. ``hover_isolate``: hovering a curve fades the others.
+    """
+
+    def __init__(self, spec: dict, image: bytes, alt: str, hint: str = "", hover_isolate: bool = True):
+        self.spec, self.image, self.alt, self.hint, self.hover_isolate = spec, image, alt, hint, hover_isolate
+
+    def _repr_html_(self) -> str:
+        import base64
+        import hashlib
+        import html
+        import json
+
+        payload = json.dumps(self.spec, separators=(",", ":"), sort_keys=True)
+        uid = "cs-plot-" + hashlib.sha256(payload.encode() + self.image).hexdigest()[:12]
+        data = base64.b64encode(self.image).decode("ascii")
+        hint = f'<p class="circuitscope-hint">{html.escape(self.hint)}</p>' if self.hint else ""
+        script = _INTERACTIVE_JS.replace("__ID__", uid).replace("__SPEC__", payload.replace("</", "<\\/"))
+        script = script.replace("__ISOLATE__", "true" if self.hover_isolate else "false")
+        return (f'<div class="circuitscope-interactive" id="{uid}">'
+                f'<img src="data:image/png;base64,{data}" alt="{html.escape(self.alt)}">{hint}</div>'
+                f"<script>{script}</script>")  # fmt: skip
+
+
+_INTERACTIVE_JS = """(function () {
+  var root = document.documentElement.getAttribute("data-content_root");
+  var box = document.getElementById("__ID__");
+  if (root === null || !box) return;
+  var spec = __SPEC__;
+  function draw() {
+    var plot = document.createElement("div");
+    plot.style.width = "100%";
+    box.insertBefore(plot, box.firstChild);
+    window.Plotly.newPlot(plot, spec.data, spec.layout, spec.config).then(function () {
+      var img = box.querySelector("img");
+      if (img) img.style.display = "none";
+      if (!__ISOLATE__) return;
+      var n = spec.data.length;
+      function fade(keep) {
+        var op = [];
+        for (var i = 0; i < n; i++) op.push(keep === null || i === keep ? 1 : 0.12);
+        window.Plotly.restyle(plot, {opacity: op});
+      }
+      plot.on("plotly_hover", function (e) { fade(e.points[0].curveNumber); });
+      plot.on("plotly_unhover", function () { fade(null); });
+    });
+  }
+  if (!window.__circuitscopePlotly) {
+    window.__circuitscopePlotly = new Promise(function (ok, fail) {
+      if (window.Plotly) return ok();
+      var s = document.createElement("script");
+      s.src = root + "_static/plotly.min.js";
+      s.onload = ok;
+      s.onerror = fail;
+      document.head.appendChild(s);
+    });
+  }
+  window.__circuitscopePlotly.then(draw, function () {});
+})();"""
+
+
+def _png(fig) -> bytes:
+    from io import BytesIO
+
+    out = BytesIO()
+    fig.canvas.print_figure(out, format="png", dpi=fig.dpi, bbox_inches="tight", facecolor=fig.get_facecolor())
+    return out.getvalue()
+
+
+def interactive_radial_tuning(
+    tunings: dict,
+    angles=None,
+    *,
+    layer: str | None = None,
+    rotate: float = 0.0,
+    title: str | None = None,
+    note: str | None = None,
+    model=None,
+    caption: str | None = None,
+):
+    """:func:`radial_tuning_plot`, interactive on the course site (:class:`Interactive`): hover a
+    curve to see only that unit with its response at each orientation; click a unit in the legend
+    to hide it, double-click to show it alone. Same arguments as :func:`radial_tuning_plot`; the
+    static figure it draws is the image shown without JavaScript (and in Jupyter or Colab).
+
+    Needs ``plotly`` (the ``book`` extra; Colab has it); without it, returns the static figure.
+    """
+    static = radial_tuning_plot(tunings, angles, layer=layer, rotate=rotate, title=title, note=note,
+                                model=model, caption=caption)  # fmt: skip
+    try:
+        import plotly.graph_objects as go
+    except ImportError:
+        return static
+    colours = plt.get_cmap("hsv")
+    n = max(len(tunings), 1)
+    traces = []
+    for i, (unit, values) in enumerate(tunings.items()):
+        r = values.detach().double().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, float)
+        a = (np.arange(len(r)) * 360.0 / len(r) if angles is None
+             else (angles.detach().double().cpu().numpy() if isinstance(angles, torch.Tensor)
+                   else np.asarray(angles, float)))  # fmt: skip
+        label = f"{layer}:{unit}" if layer is not None and not isinstance(unit, str) else str(unit)
+        rgb = "rgb({:.0f},{:.0f},{:.0f})".format(*(255 * np.asarray(colours(i / n)[:3])))
+        traces.append(go.Scatterpolar(
+            r=np.round(np.clip(np.append(r, r[:1]), 0, None), 4), theta=np.round((np.append(a, a[:1]) + rotate) % 360, 2),
+            mode="lines", name=label, line={"color": rgb, "width": 1.6},
+            hovertemplate=f"{label}<br>response %{{r:.3g}}<extra></extra>",
+        ))  # fmt: skip
+    fig = go.Figure(traces)
+    fig.update_layout(
+        height=480, margin={"l": 30, "r": 30, "t": 50 if title else 20, "b": 30}, font={"size": 13},
+        title={"text": title, "x": 0.5} if title else None, legend={"font": {"size": 12}},
+        polar={"bgcolor": "white",
+               "radialaxis": {"showticklabels": False, "ticks": "", "gridcolor": "#dddddd"},
+               "angularaxis": {"rotation": 0, "direction": "counterclockwise", "gridcolor": "#dddddd",
+                               "linecolor": "#444444", "showticklabels": not rotate % 360}},
+        hovermode="closest", paper_bgcolor="white",
+    )  # fmt: skip
+    spec = json.loads(fig.to_json())
+    spec["config"] = {"displaylogo": False, "responsive": True,
+                      "modeBarButtonsToRemove": ["toImage", "select2d", "lasso2d"]}  # fmt: skip
+    hint = "Hover a curve to see that unit alone; click a unit in the legend to hide it, double-click to isolate it."
+    if note:
+        hint = f"{hint} {note}"
+    if caption is None and model is not None:
+        from .provenance import weights_caption
+
+        hint = f"{hint} {weights_caption(model)}"
+    alt = f"Radial tuning curves of {len(tunings)} units" + (f": {title}" if title else "")
+    return Interactive(spec, _png(static), alt, hint)
+
+
 def _caption_and_close(fig, model, caption: str | None) -> None:
     """Foot of a figure: ``caption`` if given, else ``model``'s weights stamp; closed in pyplot."""
     if caption is not None:
-        fig.text(0.5, 0.002, caption, ha="center", va="bottom", fontsize=8, color="#555555")
+        fig.text(0.5, 0.002, wrap(caption, fig.get_figwidth(), 8), ha="center", va="bottom", fontsize=8,
+                 color="#555555")  # fmt: skip
     elif model is not None:
         stamp(fig, model)
     plt.close(fig)
@@ -790,12 +966,20 @@ def radial_tuning_panels(panels: Sequence[dict], model=None, caption: str | None
     panel that did not come from ``model`` (a credit line) in its ``note``. Returns the figure,
     closed in pyplot.
     """
-    height = panel_size + (1.0 if any(p.get("note") for p in panels) else 0.3)
-    fig, axes = plt.subplots(1, len(panels), figsize=(panel_size * len(panels) + 0.6, height),
+    # Side by side when they fit the column with their legends; else one above the other.
+    across = len(panels) if len(panels) * 3.2 <= COLUMN_IN else 1
+    down = math.ceil(len(panels) / across)
+    panel_size = min(panel_size, COLUMN_IN / across * 0.62)
+    note_h = 0.75 if any(p.get("note") for p in panels) else 0.2
+    height = (panel_size + 0.5 + note_h) * down + 0.3
+    fig, axes = plt.subplots(down, across, figsize=(COLUMN_IN, height),
                              subplot_kw={"projection": "polar"}, squeeze=False)  # fmt: skip
-    for ax, panel in zip(axes[0], panels):
+    for ax, panel in zip(axes.flat, panels):
         radial_tuning_plot(ax=ax, **panel)
-    fig.subplots_adjust(bottom=0.17 if height > panel_size + 0.5 else 0.08, top=0.86, wspace=0.55)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.subplots_adjust(left=0.03, right=1 - 0.38 * COLUMN_IN / across / COLUMN_IN, bottom=(note_h + 0.25) / height,
+                        top=1 - 0.45 / height, wspace=0.75, hspace=(note_h + 0.6) / panel_size)  # fmt: skip
     _caption_and_close(fig, model, caption)
     return fig
 
@@ -810,28 +994,137 @@ def compare_with_published(images, units: Sequence[str], model, size: float = 1.
     Building Blocks of Interpretability" (CC BY 4.0); a sheet that cannot be had leaves a note
     in its cells. Returns the figure, closed in pyplot.
     """
-    import textwrap
 
     from . import published
     from .circuits import parse_unit
     from .provenance import weights_state
 
     n = len(units)
-    width = max(size * n + 0.9, 6.5)  # room for the credit line and the weights stamp
+    size = min(size, (COLUMN_IN - 1.3) / n)  # the row fits the column, with its labels
+    width = COLUMN_IN
     fig, axes = plt.subplots(2, n, figsize=(width, 2 * size + 1.5), squeeze=False)
     for j, unit in enumerate(units):
         axes[0, j].imshow(to_numpy_image(torch.as_tensor(images[j])))
-        axes[0, j].set_title(unit, fontsize=8)
+        axes[0, j].set_title(unit, fontsize=SMALL_PT + 0.5)
         try:
             axes[1, j].imshow(published.published_render(unit))
         except published.DataError:
-            axes[1, j].text(0.5, 0.5, "not available\nhere", ha="center", va="center", fontsize=7)
+            axes[1, j].text(0.5, 0.5, "not\navailable\nhere", ha="center", va="center", fontsize=SMALL_PT)
         for ax in axes[:, j]:
             _no_ticks(ax)
-    axes[0, 0].set_ylabel(f"this page's render\n({weights_state(model)} weights)", fontsize=8)
-    axes[1, 0].set_ylabel("published render\n(real InceptionV1)", fontsize=8)
+    axes[0, 0].set_ylabel(f"this page\n({weights_state(model)}\nweights)", fontsize=SMALL_PT + 0.5)
+    axes[1, 0].set_ylabel("published\n(real\nInceptionV1)", fontsize=SMALL_PT + 0.5)
     source = published.credit(published.sprite_name(parse_unit(units[0])[0]), adapted=True)
-    fig.text(0.5, 0.045, "\n".join(textwrap.wrap(f"Bottom row: {source}", int(width * 16), break_on_hyphens=False)),
-             ha="center", va="bottom", fontsize=7, color="#555555")  # fmt: skip
+    fig.text(0.5, 0.045, wrap(f"Bottom row: {source}", width * 0.95, SMALL_PT),
+             ha="center", va="bottom", fontsize=SMALL_PT, color="#555555")  # fmt: skip
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     return _finish(fig, model)
+
+
+# -- numbers as a table ----------------------------------------------------------------------------
+def matrix_heatmap(
+    values,
+    row_labels: Sequence[str] | None = None,
+    column_labels: Sequence[str] | None = None,
+    *,
+    title: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    annotate: bool | None = None,
+    decimals: int = 2,
+    signed: bool | None = None,
+):
+    """A small matrix as a heatmap that fits the page's column, each cell labelled with its value
+    (``annotate``, default when every label fits; zeros are left blank), instead of a tensor
+    printed as text.
+
+    ``values``: ``(R, C)`` array or tensor. Signed values use the diverging map (blue negative,
+    white zero, red positive; ``signed`` forces it), others a sequential map from white.
+    """
+    arr = values.detach().float().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, float)
+    rows, cols = arr.shape
+    cell = min(0.55, (COLUMN_IN - 1.0) / max(cols, 1))
+    fig, ax = plt.subplots(figsize=(min(COLUMN_IN, cell * cols + 1.2), cell * rows + 1.0))
+    signed = bool((arr < 0).any()) if signed is None else signed
+    if signed:
+        im = imshow_diverging(ax, arr)
+    else:
+        im = ax.imshow(arr, cmap="Blues", vmin=0, vmax=max(float(arr.max()), 1e-9), interpolation="nearest")
+    pt = SMALL_PT
+    if annotate is None:
+        annotate = cell * 72 >= pt * 0.6 * (decimals + 2)
+    if annotate:
+        norm = im.norm
+        for (r, c), v in np.ndenumerate(arr):
+            if abs(v) < 0.5 * 10**-decimals:
+                continue  # zero: left blank, so the structure shows
+            shade = abs(float(norm(v)) - (0.5 if signed else 0.0)) * (2 if signed else 1)
+            ax.text(c, r, f"{v:.{decimals}f}".replace("-0.00", "0.00"), ha="center", va="center", fontsize=pt,
+                    color="white" if shade > 0.6 else "black")  # fmt: skip
+    ax.set_xticks(range(cols), list(column_labels) if column_labels is not None else range(cols))
+    ax.set_yticks(range(rows), list(row_labels) if row_labels is not None else range(rows))
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(wrap(title, fig.get_figwidth()), fontsize=FONT_PT)
+    fig.tight_layout(pad=0.3)
+    plt.close(fig)
+    return fig
+
+
+# -- the landing page's figure -------------------------------------------------------------------
+#: Units of the landing figure, one column per layer from early to late: curve detectors
+#: (``mixed3b``), then units of ``mixed4a``, ``mixed4b`` (the car circuit's windows and wheels),
+#: ``mixed4d`` and ``mixed5a``, as the articles rendered them with the real InceptionV1.
+LANDING_UNITS = (("3b:379", "3b:406"), ("4a:476", "4a:465"), ("4b:237", "4b:373"), ("4d:479", "4d:417"),
+                 ("5a:9", "5a:79"))  # fmt: skip
+
+
+def landing_figure(units=LANDING_UNITS):
+    """The course site's landing figure: ``(figure, alt text, credit)``.
+
+    The articles' published renders of ``units`` (columns from early to late layers), fetched by
+    :mod:`circuitscope.registry` and credited; when they cannot be had (offline without a
+    mirror), a figure computed here instead: the synthetic curve stimuli of chapter 3 at eight
+    orientations (no weights involved), with credit ``""``.
+    """
+    from . import published
+
+    try:
+        images = [[published.published_render(u) for u in column] for column in units]
+        layers = sorted({published.sprite_name(_layer_of(u)) for column in units for u in column})
+        credit = " ".join(published.credit(name, adapted=True) for name in layers[:1])
+    except (published.DataError, KeyError, ValueError):
+        from .stimuli import curve
+
+        angles = [0, 45, 90, 135, 180, 225, 270, 315]
+        fig = show_images(curve(angles, radius=16.0, size=64), [f"{a}\u00b0" for a in angles], size=COLUMN_IN / 8)
+        alt = "Synthetic curve stimuli at eight orientations, drawn by the library (chapter 3)"
+        return fig, alt, ""
+    cols, rows = len(units), max(len(c) for c in units)
+    cell = COLUMN_IN / cols
+    fig, axes = plt.subplots(rows, cols, figsize=(COLUMN_IN, rows * cell + 0.55), squeeze=False)
+    for j, column in enumerate(units):
+        for i in range(rows):
+            ax = axes[i, j]
+            _no_ticks(ax)
+            if i < len(column):
+                ax.imshow(images[j][i])
+                ax.set_title(column[i], fontsize=SMALL_PT + 0.5, pad=2)
+    fig.suptitle("early layers  \u2192  late layers", fontsize=FONT_PT, color="#444444", y=0.995)
+    fig.subplots_adjust(left=0.005, right=0.995, top=1 - 0.42 / fig.get_figheight(), bottom=0.01,
+                        wspace=0.06, hspace=0.22)  # fmt: skip
+    plt.close(fig)
+    alt = ("Feature visualizations of ten InceptionV1 units, two per layer, from curve detectors in "
+           "mixed3b to object parts in mixed4b and whole objects in mixed5a")  # fmt: skip
+    return fig, alt, credit
+
+
+def _layer_of(unit: str) -> str:
+    return "mixed" + unit.split(":", 1)[0]
+
