@@ -1,9 +1,10 @@
-"""Grade a folder of submissions with nbgrader, one notebook per subprocess.
+"""Grade a folder of submissions with nbgrader, one notebook per process.
 
 Plain ``nbgrader autograde`` grades a whole class in one process: a notebook that kills its
 kernel, or is not valid JSON, is dropped without a grade ("needs manual grade") and the whole run
 exits non-zero. Here each notebook is autograded by its own ``nbgrader autograde --student S
---notebook N`` subprocess, under a wall-clock limit, so one hostile notebook cannot stop the
+--notebook N`` process (forked from a server that has nbgrader and torch loaded), under a
+wall-clock limit, so one hostile notebook cannot stop the
 others, and every notebook ends in one of two states, both recorded in the real gradebook:
 
 * **graded** by nbgrader (``ZeroDeletedTests`` has scored deleted test cells 0 and said so);
@@ -25,7 +26,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -314,40 +314,89 @@ def _grade_notebook(course: Course, sub: Submission, notebook: str, cell_timeout
                     notebook_timeout: int | None, env: dict) -> Outcome:  # fmt: skip
     limit = notebook_timeout or cell_timeout * (_code_cells(course, sub.assignment, notebook) + 3)
     args = ["autograde", sub.assignment, "--student", sub.student, "--notebook", notebook, "--force"]
-    start = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nbgrader", *args], cwd=course.autograder, env=course.environment(env),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-    timed_out = False
-    try:
-        output, _ = proc.communicate(timeout=limit)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_tree(proc.pid)
-        output, _ = proc.communicate()
-    seconds = round(time.monotonic() - start, 1)
     log_path = course.autograder / LOGS_NAME / sub.student / sub.assignment / f"{notebook}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text(output or "", encoding="utf-8")
+    start = time.monotonic()
+    proc = _forkserver().Process(
+        target=_autograde, args=(args, str(course.autograder), course.environment(env), str(log_path)), daemon=True
+    )  # fmt: skip
+    proc.start()
+    proc.join(limit)
+    timed_out = proc.exitcode is None
+    if timed_out:
+        _kill_tree(proc.pid)
+        proc.join()
+    seconds = round(time.monotonic() - start, 1)
+    output = log_path.read_text(encoding="utf-8", errors="replace") if log_path.is_file() else ""
 
     graded = course.autograded / sub.student / sub.assignment / f"{notebook}.ipynb"
     outcome = Outcome(sub.student, sub.assignment, notebook, GRADED, seconds=seconds)
-    if not timed_out and proc.returncode == 0 and graded.is_file():
+    if not timed_out and proc.exitcode == 0 and graded.is_file():
         deleted = _deleted_tests(graded)
         if deleted:
             outcome.problem = f"test cell(s) deleted, scored 0: {', '.join(deleted)}"
         return outcome
     outcome.status = ZERO
-    why = _failure_reason(output or "", timed_out, limit, proc.returncode)
+    why = _failure_reason(output, timed_out, limit, proc.exitcode)
     outcome.problem = f"{why} (log: {log_path.relative_to(course.root)})"
     graded.unlink(missing_ok=True)  # a half-written notebook from a killed run
     return outcome
 
 
+#: Imported once by the fork server, so that each notebook's grading process starts with them.
+_PRELOAD = ["nbgrader.apps", "nbclient", "circuitscope_course.verdicts", "circuitscope.checks.runner",
+            "circuitscope.checks.recipes", "torch"]  # fmt: skip
+_FORKSERVER = None
+
+
+def _forkserver():
+    """The multiprocessing context that grades each notebook in a process of its own.
+
+    Each notebook still gets its own process, so that a wall-clock limit can stop it, kernel and
+    all, without touching the others. But a fresh ``python -m nbgrader`` spent 2-3 s importing
+    nbgrader and then torch for the checks, for every notebook, where plain nbgrader pays that
+    once per class. A fork server imports them once (``set_forkserver_preload``), and each
+    notebook's process is forked from it with them loaded.
+    """
+    global _FORKSERVER
+    if _FORKSERVER is None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(_PRELOAD)
+        _FORKSERVER = context
+    return _FORKSERVER
+
+
+def _autograde(args: list[str], cwd: str, env: dict, log_path: str) -> None:
+    """In the notebook's grading process: ``nbgrader <args>`` in ``cwd``, its output into ``log_path``."""
+    os.setsid()  # a process group of its own, as the subprocess was (see _kill_tree)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    # Whatever this process leaves in the temporary folder (nbgrader_config.py's socket folder,
+    # whose atexit clean-up does not run in a multiprocessing child) goes with it.
+    tmp = tempfile.mkdtemp(prefix="circuitscope-grade-")
+    os.environ["TMPDIR"] = tempfile.tempdir = tmp
+    try:
+        from nbgrader.apps import NbGraderApp
+
+        NbGraderApp.launch_instance(argv=args)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _failure_reason(output: str, timed_out: bool, limit: int, returncode: int | None) -> str:
     if timed_out:
         return f"grading ran past {limit} s and was stopped (an infinite loop the kernel would not leave?)"
+    if "Safe importing of main module" in output:  # multiprocessing's words (see _forkserver)
+        return ("grading could not start: grade() was called at the top level of a script; "
+                "put the call under `if __name__ == \"__main__\":`")  # fmt: skip
     if "Kernel died" in output or "DeadKernelError" in output:
         return "the kernel died while running it (os._exit, a crash, or out of memory)"
     if "UnresponsiveKernelError" in output or "kernel became unresponsive" in output:
