@@ -413,12 +413,15 @@ def plot_features(W: torch.Tensor, importance=None, titles: Sequence[str] | None
     """
     import matplotlib.pyplot as plt
 
+    from .plotting import COLUMN_IN, wrap
+
     Wb, _ = _as_batch(W)
     k, m, n = Wb.shape
     if m != 2:
         raise ValueError(f"plot_features draws 2-D embeddings; W has m = {m} hidden dimensions")
     imp = importance_decay(n) if importance is None else torch.as_tensor(importance, dtype=torch.float32)
     imp = _per_instance(imp, k, n, "importance", "feature").numpy()
+    size = min(size, COLUMN_IN / k)  # every panel in the site's column
     fig, axes = plt.subplots(1, k, figsize=(size * k, size), squeeze=False)
     lim = max(1.2, float(feature_norms(Wb).max()) * 1.15)
     for idx, ax in enumerate(axes[0]):
@@ -432,7 +435,7 @@ def plot_features(W: torch.Tensor, importance=None, titles: Sequence[str] | None
         ax.axhline(0, color="#ccc", lw=0.6, zorder=1), ax.axvline(0, color="#ccc", lw=0.6, zorder=1)
         ax.set_xticks([]), ax.set_yticks([])
         if titles is not None:
-            ax.set_title(titles[idx], fontsize=9)
+            ax.set_title(wrap(titles[idx], size * 0.95, 9), fontsize=9)
     fig.tight_layout()
     plt.close(fig)
     return fig
@@ -449,7 +452,7 @@ def plot_wtw(
     """
     import matplotlib.pyplot as plt
 
-    from .plotting import imshow_diverging
+    from .plotting import COLUMN_IN, imshow_diverging, wrap
 
     Wb, _ = _as_batch(W)
     k, _, n = Wb.shape
@@ -457,6 +460,7 @@ def plot_wtw(
     vmax = max(float(wtw.abs().max()), 1e-6)
     bb = None if b is None else torch.as_tensor(b).detach().float().cpu().reshape(k, n)
     per = 2 if bb is not None else 1
+    size = min(size, (COLUMN_IN - 0.8) / (k * (1.25 if bb is not None else 1)))  # the site's column
     ratios = ([n, 1] if bb is not None else [n]) * k
     fig, axes = plt.subplots(1, per * k, figsize=(size * k * (1.25 if bb is not None else 1) + 0.8, size),
                              squeeze=False, layout="constrained", gridspec_kw={"width_ratios": ratios})  # fmt: skip
@@ -464,9 +468,10 @@ def plot_wtw(
     for idx in range(k):
         ax = axes[per * idx]
         im = imshow_diverging(ax, wtw[idx], vmax=vmax)
-        ax.set_xticks(range(n)), ax.set_yticks(range(n))
+        step = max(1, math.ceil(n / (size * 4)))  # about 4 tick labels an inch: they do not touch
+        ax.set_xticks(range(0, n, step)), ax.set_yticks(range(0, n, step))
         ax.tick_params(labelsize=7)
-        ax.set_title(titles[idx] if titles is not None else "$W^TW$", fontsize=9)
+        ax.set_title(wrap(titles[idx], size, 9) if titles is not None else "$W^TW$", fontsize=9)
         if bb is not None:
             imshow_diverging(axes[per * idx + 1], bb[idx][:, None], vmax=vmax)
             axes[per * idx + 1].set_xticks([]), axes[per * idx + 1].set_yticks([])
