@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import torch
 
 import circuitscope as cs
-from circuitscope.optvis import channel, render
+from circuitscope.optvis import RenderOptions, channel, render
 
 
 @dataclass
@@ -107,7 +107,7 @@ def sync(device: torch.device) -> None:
 class CompiledToLayer:
     """``model`` whose forward pass to ``layer`` runs under ``torch.compile`` (for ``render``).
 
-    ``named_forward`` yields only ``layer``; everything else (hook points, parameters, names) is
+    ``run_to`` gives only ``layer``; everything else (hook points, ReLUs, parameters, names) is
     the model's, so ``render``'s redirected-ReLU hooks are traced into the compiled graph.
     """
 
@@ -119,13 +119,12 @@ class CompiledToLayer:
         self.fn = torch.compile(self._to_layer, dynamic=False)
 
     def _to_layer(self, x):
-        for name, value in self.model.named_forward(x):
-            if name == self.layer:
-                return value
-        raise KeyError(self.layer)
+        return self.model.run_to(x, [self.layer])[self.layer]
 
-    def named_forward(self, x):
-        yield self.layer, self.fn(x)
+    def run_to(self, x, names, *, until=None):
+        if list(names) != [self.layer] or until is not None:
+            raise KeyError(f"the compiled model gives only {self.layer!r}, not {list(names)}")
+        return {self.layer: self.fn(x)}
 
     def __getattr__(self, name):
         return getattr(self.model, name)
@@ -141,8 +140,8 @@ def render_job(model, cfg: Config, layer: str, job: list[int], args, steps: int)
         model = _COMPILED.setdefault((id(model), layer), CompiledToLayer(model, layer))
     sync(model.device)
     start = time.perf_counter()
-    render(model, objectives, size=args.size, steps=steps, seed=args.seed, progress=args.progress,
-           stop_early=cfg.stop_early, autocast=cfg.autocast, channels_last=cfg.channels_last)  # fmt: skip
+    options = RenderOptions(stop_early=cfg.stop_early, autocast=cfg.autocast, channels_last=cfg.channels_last)
+    render(model, objectives, size=args.size, steps=steps, seed=args.seed, progress=args.progress, options=options)
     sync(model.device)
     return time.perf_counter() - start
 

@@ -278,7 +278,13 @@ def test_every_model_figure_function_is_listed():
         if callable(getattr(plotting, name))
         and "model" in inspect.signature(getattr(plotting, name)).parameters
     }
-    assert takes_model - {"layer_shapes"} == set(FIGURES)  # layer_shapes draws nothing
+    # layer_shapes draws nothing; the interactive figure's stamp is tested below
+    assert takes_model - {"layer_shapes", "interactive_radial_tuning"} == set(FIGURES)
+
+
+def test_the_interactive_figure_says_which_weights_made_it(synthetic_model):
+    figure = plotting.interactive_radial_tuning({"3b:379": torch.rand(72)}, model=synthetic_model)
+    assert "SYNTHETIC" in getattr(figure, "hint", "").upper()  # shown under the chart on the site
 
 
 @pytest.mark.parametrize("name", sorted(FIGURES))

@@ -17,7 +17,7 @@ import circuitscope as cs
 from circuitscope.optvis import objectives as O
 from circuitscope.optvis import param as P
 from circuitscope.optvis import transform as T
-from circuitscope.optvis.render import RedirectedReLU, forward_to, redirected_relu, redirected_relu_grad, render
+from circuitscope.optvis.render import RedirectedReLU, RenderOptions, forward_to, redirected_relu, redirected_relu_grad, render
 
 
 # -- param ------------------------------------------------------------------------------------
@@ -268,7 +268,8 @@ def test_render_computes_only_up_to_the_deepest_layer(synthetic_model):
         render(synthetic_model, objective, size=16, steps=1, progress=False)
         assert seen[-1] == "conv2d1" and "conv2d2" not in seen
         seen.clear()
-        render(synthetic_model, O.channel("conv2d1", 1), size=16, steps=1, progress=False, stop_early=False)
+        render(synthetic_model, O.channel("conv2d1", 1), size=16, steps=1, progress=False,
+               options=RenderOptions(stop_early=False))
         assert "mixed5b" in seen
     finally:
         for h in handles:
@@ -297,7 +298,7 @@ def test_render_batches_one_objective_and_checks_names(synthetic_model):
 
 
 def test_render_fast_paths_run_on_the_cpu(synthetic_model):
-    fast_paths = [{"autocast": torch.bfloat16}, {"channels_last": True}]
+    fast_paths = [{"options": RenderOptions(autocast=torch.bfloat16)}, {"options": RenderOptions(channels_last=True)}]
     fast_paths.append({"transforms": "none", "redirect_steps": 0})
     for kw in fast_paths:
         images = render(synthetic_model, "conv2d1:0", size=16, steps=2, seed=0, progress=False, **kw)

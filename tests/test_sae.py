@@ -77,6 +77,44 @@ def test_sae_recovers_planted_sparse_features():
     assert S.mean_max_cosine_similarity(planted.dictionary, planted.dictionary) == pytest.approx(1.0)
 
 
+# -- the TopK SAE (Gao et al. 2024) --------------------------------------------------------
+def test_topk_sae_keeps_exactly_the_k_largest_pre_activations():
+    sae = S.TopKSparseAutoencoder(8, 32, k=3, device="cpu", seed=0)
+    with torch.no_grad():
+        sae.b_enc.fill_(10.0)  # every pre-activation positive: exactly k survive the ReLU
+    x = torch.randn(50, 8, generator=torch.Generator().manual_seed(1))
+    f = sae.encode(x)
+    assert f.shape == (50, 32) and (f >= 0).all()
+    assert ((f > 0).sum(-1) == 3).all(), "exactly k active features per input"
+    pre = (x - sae.b_dec) @ sae.encoder_weight.T + sae.b_enc
+    kept = pre.topk(3, dim=-1)
+    assert torch.equal(f.gather(-1, kept.indices), kept.values), "the kept values are the k largest"
+    # Without the bias, never more than k; the loss is the reconstruction error alone.
+    sae.b_enc.data.zero_()
+    f = sae.encode(x)
+    assert ((f > 0).sum(-1) <= 3).all()
+    loss = sae.loss(x, l1_coeff=123.0)
+    assert torch.equal(loss.total, loss.mse) and loss.l0 <= 3
+    with pytest.raises(ValueError, match="k must lie"):
+        S.TopKSparseAutoencoder(8, 4, k=5)
+
+
+def test_topk_sae_trains_with_the_same_trainer_and_recovers_planted_features(tmp_path):
+    planted = S.planted_features(n_samples=20_000, d=32, n_features=64, p_active=0.04, noise=0.01, seed=0)
+    sae = S.TopKSparseAutoencoder(32, 128, k=4, device="cpu", seed=0)
+    before = S.mean_max_cosine_similarity(sae.W_dec, planted.dictionary)
+    path = tmp_path / "topk.pt"
+    history = S.train_sae(sae, planted.data, steps=1000, lr=3e-3, batch_size=256, progress=False,
+                          checkpoint=path)  # fmt: skip
+    after = S.mean_max_cosine_similarity(sae.W_dec, planted.dictionary)
+    assert after >= 0.9 and after > before + 0.2, f"mean max cosine similarity {before:.3f} -> {after:.3f}"
+    assert history.loss[-1] < history.loss[0] and max(history.l0) <= 4
+    assert torch.allclose(sae.W_dec.norm(dim=0), torch.ones(128), atol=1e-5)  # the trainer's unit norm
+    loaded = S.load_sae(path, device="cpu")
+    assert isinstance(loaded, S.TopKSparseAutoencoder) and loaded.k == 4
+    assert torch.equal(loaded.W_dec, sae.W_dec)
+
+
 # -- checkpoint and resume -----------------------------------------------------------------
 def test_checkpoint_and_resume_equal_one_run(tmp_path):
     data = S.planted_features(n_samples=600, d=16, n_features=24, seed=1).data  # epochs: 600 / 64

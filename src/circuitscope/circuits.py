@@ -82,8 +82,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from .hooks import activations
 from .models.inceptionv1 import BLOCKS, LAYER_CHANNELS, POOL_BEFORE, InceptionV1
-from .models.layers import pad_same
+from .models.layers import LRN_ALPHA, LRN_BETA, LRN_BIAS, LRN_RADIUS, channel_window_sum, pad_same
+from .provenance import caption_figure
 
 __all__ = [
     "KernelRegions",
@@ -92,10 +94,12 @@ __all__ = [
     "branch_slices",
     "concat_index",
     "describe_path",
+    "expand_short_name",
     "expanded_weights",
     "expanded_weights_by_gradient",
     "format_unit",
     "kernel_regions",
+    "layer_channels_of",
     "linearized_forward",
     "lrn_scale",
     "nmf",
@@ -132,14 +136,15 @@ _KIND, _INPUT = _graph()
 _ORDER = {name: i for i, name in enumerate(_KIND)}
 
 
-def _expand_short(name: str, known: Iterable[str] = LAYER_CHANNELS) -> str:
+def expand_short_name(name: str, known: Iterable[str] = LAYER_CHANNELS) -> str:
     """``"3b"`` -> ``"mixed3b"``, ``"3b_5x5"`` -> ``"mixed3b_5x5"``; other names unchanged."""
     if re.match(r"^\d[a-e](_|$)", name) and ("mixed" + name) in known:
         return "mixed" + name
     return name
 
 
-def _layer_channels(model) -> dict[str, int]:
+def layer_channels_of(model) -> dict[str, int]:
+    """The channels of every named value of ``model`` (InceptionV1's when it declares none)."""
     return getattr(model, "layer_channels", None) or LAYER_CHANNELS
 
 
@@ -167,8 +172,8 @@ def parse_unit(unit: str | tuple[str, int], model=None) -> tuple[str, int]:
             channel = int(ch)
         except ValueError:
             raise ValueError(f"the channel of {unit!r} is not an integer") from None
-    channels = _layer_channels(model)
-    layer = _expand_short(layer.strip(), channels)
+    channels = layer_channels_of(model)
+    layer = expand_short_name(layer.strip(), channels)
     if layer not in channels:
         close = difflib.get_close_matches(layer, list(channels), n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -201,7 +206,7 @@ def branch_slices(block: str) -> dict[str, slice]:
     ``branch_slices("mixed3b") == {"mixed3b_1x1": slice(0, 128), "mixed3b_3x3": slice(128, 320),
     "mixed3b_5x5": slice(320, 416), "mixed3b_pool_reduce": slice(416, 480)}``.
     """
-    b = _BLOCKS[_expand_short(block)]
+    b = _BLOCKS[expand_short_name(block)]
     out, start = {}, 0
     for sub in _BRANCH_ORDER:
         n = getattr(b, "c" + sub) if sub != "pool_reduce" else b.pool_reduce
@@ -242,7 +247,7 @@ def concat_index(branch: str | tuple[str, int], index: int | None = None) -> int
     """
     if index is None:
         branch, index = parse_unit(branch)
-    branch = _expand_short(branch).removesuffix("_pre_relu")
+    branch = expand_short_name(branch).removesuffix("_pre_relu")
     block = branch.split("_")[0]
     slices = branch_slices(block) if block in _BLOCKS else {}
     if branch not in slices:
@@ -328,8 +333,6 @@ def _check_lrn(lrn) -> str | torch.Tensor:
 
 def _lrn_scales(lrn, channels: int, like: torch.Tensor) -> torch.Tensor:
     """The frozen LRN as ``(C,)`` per-channel scales (the kernel algebra needs one per channel)."""
-    from .models.layers import LRN_BETA, LRN_BIAS
-
     if isinstance(lrn, str):
         value = LRN_BIAS**-LRN_BETA if lrn == "scale" else 1.0
         return like.new_full((channels,), value)
@@ -372,15 +375,13 @@ def lrn_scale(model, images: torch.Tensor, layer: str = "localresponsenorm1", re
     :func:`expanded_weights_by_gradient`). Values lie in ``(0, bias ** -beta] = (0, 0.7071]``:
     ``0.7071`` where the local activity is small, less where it is large. No gradients.
     """
-    from .hooks import activations
-    from .models.layers import LRN_ALPHA, LRN_BETA, LRN_BIAS, LRN_RADIUS, _channel_window_sum
 
     inputs = {"localresponsenorm0": "maxpool0", "localresponsenorm1": "conv2d2"}
     if layer not in inputs:
         raise ValueError(f"layer must be one of {sorted(inputs)}, got {layer!r}")
     with torch.no_grad():
         x = activations(model, images, [inputs[layer]])[inputs[layer]]
-        r = (LRN_BIAS + LRN_ALPHA * _channel_window_sum(x * x, LRN_RADIUS)) ** -LRN_BETA
+        r = (LRN_BIAS + LRN_ALPHA * channel_window_sum(x * x, LRN_RADIUS)) ** -LRN_BETA
     if reduce is None:
         return r
     if reduce != "mean":
@@ -477,11 +478,11 @@ def _classify(model, spec) -> _End:
         return end
     if not isinstance(spec, str):
         raise TypeError(f"expected a layer name or a unit like '3b:379', got {spec!r}")
-    name = _expand_short(spec.strip(), _layer_channels(model)).removesuffix("_pre_relu")
+    name = expand_short_name(spec.strip(), layer_channels_of(model)).removesuffix("_pre_relu")
     if not isinstance(model, InceptionV1):
-        if name not in _layer_channels(model):
+        if name not in layer_channels_of(model):
             raise ValueError(
-                f"unknown layer {name!r}; this model's layers are {list(_layer_channels(model))}"
+                f"unknown layer {name!r}; this model's layers are {list(layer_channels_of(model))}"
             )
         return _End(name, name)
     if name in _KIND:
@@ -956,7 +957,7 @@ def expanded_weights_by_gradient(
     n = size or (k + 4 * stride + 8)
     w = next(model.parameters())
     x = torch.zeros(
-        1, _layer_channels(model)[src_name], n, n, dtype=w.dtype, device=w.device, requires_grad=True
+        1, layer_channels_of(model)[src_name], n, n, dtype=w.dtype, device=w.device, requires_grad=True
     )
     with torch.enable_grad():
         y = linearized_forward(model, x, src_name, tgt_name, pool=pool, lrn=lrn)
@@ -1106,15 +1107,6 @@ def nmf_weights(
 WEIGHT_CMAP = "RdBu_r"  # positive red (excites), negative blue (inhibits), as in the papers
 
 
-def _caption(fig, model, caption: str | None) -> None:
-    if caption is not None:
-        fig.text(0.5, 0.002, caption, ha="center", va="bottom", fontsize=8, color="#555555")
-    elif model is not None:
-        from .provenance import stamp
-
-        stamp(fig, model)
-
-
 def plot_weights(
     weights,
     titles: Sequence[str] | None = None,
@@ -1170,7 +1162,7 @@ def plot_weights(
             ax.set_title(titles[i], fontsize=8)
     if colorbar and image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
-    _caption(fig, model, caption)
+    caption_figure(fig, model, caption)
     plt.close(fig)  # returned, not left open: a notebook shows it once, as the cell's value
     return fig
 
@@ -1230,8 +1222,8 @@ def plot_circuit(
         if layer not in layers:
             layers.append(layer)
     order = {name: i for i, name in enumerate(LAYER_CHANNELS)}
-    if all(_expand_short(l) in order for l in layers):
-        layers.sort(key=lambda l: order[_expand_short(l)])
+    if all(expand_short_name(l) in order for l in layers):
+        layers.sort(key=lambda l: order[expand_short_name(l)])
     columns = {l: [u for u in units if u.split(":")[0] == l] for l in layers}
     tallest = max(len(c) for c in columns.values())
     pos = {}
@@ -1283,6 +1275,6 @@ def plot_circuit(
             ax.text(x, y, u, ha="center", va="center", fontsize=9, zorder=2, bbox=box)
     if title:
         ax.set_title(title)
-    _caption(fig, model, caption)
+    caption_figure(fig, model, caption)
     plt.close(fig)  # returned, not left open: a notebook shows it once, as the cell's value
     return fig

@@ -56,20 +56,29 @@ import numpy as np
 import torch
 
 from . import distributed
-from .datasets import ImageStream, as_stream
+from .circuits import format_unit, parse_unit
+from .datasets import ImageStream, as_stream, select_batches
 from .hooks import check_layer_names
+from .models import load_inceptionv1
+from .models.inceptionv1 import InceptionV1
+from .models.named import NamedModel
+from .models.weights import cache_dir as circuitscope_cache_dir
 from .progress import bar as progress_bar
-from .provenance import weights_state
+from .provenance import stamp, weights_state
+from .receptive_field import GRAPH, receptive_field
 
 __all__ = [
     "LayerSummary",
     "TopExamples",
     "activation_cache_dir",
     "clear_activation_cache",
+    "crop_window",
     "fields_for",
     "layer_summary",
+    "model_device",
     "model_fingerprint",
     "resolve_unit",
+    "select_batches",
     "top_examples",
     "unit_activations",
 ]  # fmt: skip
@@ -87,14 +96,12 @@ def resolve_unit(model, unit, layer_pre_relu: bool = False) -> tuple[str, int]:
     the ReLU, which also ranks images the unit does not fire on). For a model given as a plain
     function ``images -> (B, C, H, W)``, ``unit`` is a channel number (or ``("output", c)``).
     """
-    if not hasattr(model, "named_forward"):
+    if not isinstance(model, NamedModel):
         if isinstance(unit, tuple):
             unit = unit[1]
         if isinstance(unit, str) and ":" in unit:
             unit = unit.rsplit(":", 1)[1]
         return "output", int(unit)
-    from .circuits import parse_unit
-
     layer, channel = parse_unit(unit, model)
     if layer_pre_relu and not layer.endswith("_pre_relu"):
         layer = f"{layer}_pre_relu"
@@ -102,29 +109,16 @@ def resolve_unit(model, unit, layer_pre_relu: bool = False) -> tuple[str, int]:
     return layer, channel
 
 
-def _model_device(model) -> torch.device:
-    device = getattr(model, "device", None)
-    if isinstance(device, torch.device):
-        return device
+def model_device(model) -> torch.device:
+    """Where ``model`` computes: a named model's :attr:`~NamedModel.device`; for a plain function
+    the device of its first parameter (if it has any), else the CPU."""
+    if isinstance(model, NamedModel):
+        return model.device
     params = getattr(model, "parameters", None)
     if callable(params):
         for p in params():
             return p.device
     return torch.device("cpu")
-
-
-def _forward_layers(model, images: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-    """``{layer: (B, C, H, W)}``, running the model only as far as the deepest layer."""
-    if not hasattr(model, "named_forward"):
-        out = model(images)
-        return {"output": out}
-    wanted, found = set(layers), {}
-    for name, value in model.named_forward(images):
-        if name in wanted:
-            found[name] = value
-            if len(found) == len(wanted):
-                break
-    return found
 
 
 def unit_activations(model, images: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -133,9 +127,9 @@ def unit_activations(model, images: torch.Tensor, layers: Sequence[str]) -> dict
     Images go to the model's device; values come back there, as ``(B, C, H', W')``
     (``(B, C, 1, 1)`` for a layer without positions, such as the logits).
     """
-    device = _model_device(model)
+    images = images.to(model_device(model), non_blocking=True)
     with torch.no_grad():
-        acts = _forward_layers(model, images.to(device, non_blocking=True), layers)
+        acts = model.run_to(images, layers) if isinstance(model, NamedModel) else {"output": model(images)}
     return {k: (v[:, :, None, None] if v.dim() == 2 else v) for k, v in acts.items()}
 
 
@@ -158,9 +152,7 @@ def activation_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     (``$CIRCUITSCOPE_CACHE``, else ``~/.cache/circuitscope``)."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    from .models.weights import cache_dir as root
-
-    return root() / "activations"
+    return circuitscope_cache_dir() / "activations"
 
 
 def clear_activation_cache(cache_dir: str | os.PathLike | None = None) -> int:
@@ -284,7 +276,8 @@ def layer_summary(
     """Every channel's max, argmax and mean over positions for every image: a :class:`LayerSummary`.
 
     Args:
-        model: InceptionV1 (or any model with ``named_forward``), on the device to compute on.
+        model: InceptionV1 (or any :class:`~circuitscope.models.named.NamedModel`), on the
+            device to compute on.
         source: a folder, a tensor ``(N, 3, H, W)`` in [0, 1], a dataset or an
             :class:`~circuitscope.datasets.ImageStream`.
         layer: a layer name of the model (``"mixed4e"``, ``"mixed4e_pre_relu"``, ...).
@@ -298,7 +291,7 @@ def layer_summary(
     With the cache the arrays are written straight to memory-mapped files, so memory does not
     grow with the number of images; without it they are held in memory (``N x C x 12`` bytes).
     """
-    if hasattr(model, "named_forward"):
+    if isinstance(model, NamedModel):
         check_layer_names(model, [layer])
     stream = as_stream(source, size=size, batch_size=batch_size, num_workers=num_workers)
     key = _cache_key(stream, layer, model) if cache else None
@@ -470,8 +463,6 @@ class TopExamples:
 
     @property
     def unit(self) -> str:
-        from .circuits import format_unit
-
         return format_unit(self.layer, self.channel)
 
     @property
@@ -529,7 +520,7 @@ class TopExamples:
         images = self.images()
         out = []
         for image, (top, left, bottom, right) in zip(images, self.boxes(field)):
-            out.append(_crop(image, top, left, bottom, right, fill, clip))
+            out.append(crop_window(image, top, left, bottom, right, fill, clip))
         return out if clip else torch.stack(out)
 
     def plot(
@@ -544,8 +535,6 @@ class TopExamples:
         The weights caption (red when synthetic) is written under it.
         """
         import matplotlib.pyplot as plt
-
-        from .provenance import stamp
 
         pics = self.patches(field=field) if what == "patches" else self.images()
         n = len(pics)
@@ -590,7 +579,9 @@ class _Weights:  # what provenance.stamp reads from a model
     weights_state: str | None = None
 
 
-def _crop(image: torch.Tensor, top: int, left: int, bottom: int, right: int, fill: float, clip: bool):
+def crop_window(image: torch.Tensor, top: int, left: int, bottom: int, right: int, fill: float, clip: bool):
+    """Rows ``top..bottom`` and columns ``left..right`` (inclusive) of ``image: (3, H, W)``; the
+    parts outside the image are ``fill`` (``clip=True``: cut off instead)."""
     _, h, w = image.shape
     t, l, b, r = max(top, 0), max(left, 0), min(bottom, h - 1), min(right, w - 1)
     if clip:
@@ -639,9 +630,6 @@ def fields_for(model, layer: str, grid: tuple[int, int], image_size: tuple[int, 
     """
     fn = getattr(model, "receptive_field", None)
     if fn is None:
-        from .models.inceptionv1 import InceptionV1
-        from .receptive_field import GRAPH, receptive_field
-
         if not (isinstance(model, InceptionV1) and layer in GRAPH):
             return None
         fn = receptive_field
@@ -680,7 +668,7 @@ def top_examples(
 
     Args:
         model: InceptionV1 from :func:`circuitscope.load_inceptionv1` (it computes on the
-            model's device: the GPU when it is there), any model with ``named_forward``
+            model's device: the GPU when it is there), any :class:`~circuitscope.models.named.NamedModel`
             (e.g. a planted model), or a plain function ``images -> (B, C, H, W)``.
         source: a folder of images (ImageFolder conventions, see :mod:`circuitscope.datasets`),
             a tensor ``(N, 3, H, W)`` in [0, 1], a dataset, or an ``ImageStream``.
@@ -710,7 +698,7 @@ def top_examples(
     units = [resolve_unit(model, u, layer_pre_relu) for u in (unit if many else [unit])]
     stream = as_stream(source, size=size, batch_size=batch_size, num_workers=num_workers)
     layers = list(dict.fromkeys(layer for layer, _ in units))
-    use_cache = cache and hasattr(model, "named_forward") and stream.cacheable
+    use_cache = cache and isinstance(model, NamedModel) and stream.cacheable
     if use_cache and distributed.is_distributed():
         # Several ranks do not write one cache entry: use it only if every layer's is complete.
         have = all(_cached_summary(model, stream, layer, cache_dir) is not None for layer in layers)
@@ -800,36 +788,6 @@ def rank_batches(stream: ImageStream):
     yield from (batch for _, batch in select_batches(stream, rank, world))
 
 
-def select_batches(stream: ImageStream, start: int = 0, step: int = 1):
-    """``(b, batch)`` for batches ``b = start, start + step, ...`` of ``stream`` (numbered as one
-    pass cuts them). Folders and tensors read only those images; other sources are read whole
-    and the other batches dropped."""
-    from .datasets import ImageFolderStream, TensorStream, _collate, _FolderDataset, _warn_skipped
-
-    n, bs = len(stream), stream.batch_size
-    numbers = list(range(-(-n // bs)))[start::step]
-    if isinstance(stream, TensorStream):
-        for b in numbers:
-            lo, hi = b * bs, min(b * bs + bs, n)
-            yield b, (stream._prepare(stream.data[lo:hi]), torch.arange(lo, hi), stream.labels[lo:hi])
-    elif isinstance(stream, ImageFolderStream):
-        loader = torch.utils.data.DataLoader(
-            _FolderDataset(stream.paths, stream.labels, stream.size),
-            batch_sampler=[list(range(b * bs, min(b * bs + bs, n))) for b in numbers],
-            num_workers=stream.num_workers, collate_fn=_collate, pin_memory=torch.cuda.is_available(),
-        )  # fmt: skip
-        for b, (images, indices, labels, bad) in zip(numbers, loader):
-            for index, reason in bad:
-                stream.skipped.setdefault(index, reason)
-                _warn_skipped(stream.name(index), reason)
-            if images is not None:
-                yield b, (images, indices, labels)
-    else:
-        for b, batch in enumerate(stream):
-            if b >= start and (b - start) % step == 0:
-                yield b, batch
-
-
 def _merge_ranks(stream: ImageStream, running: dict[str, _RunningTopK], shapes: dict) -> dict:
     """Merge every rank's running top-k into ``running`` (in place, on every rank) by the same
     order one process uses; returns the layers' shapes from whichever rank saw images."""
@@ -873,8 +831,6 @@ def add_arguments(parser):
 def run(args) -> int:
     """Run ``circuitscope dataset-examples`` (under ``torchrun``: images sharded over the ranks,
     the result identical to one process's; rank 0 prints and writes)."""
-    from .models import load_inceptionv1
-
     distributed.init()
     main = distributed.is_main()
     model = load_inceptionv1(args.weights, device=distributed.device(args.device), progress=main and not args.no_progress,

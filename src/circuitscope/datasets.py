@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 from .device import get_device, profile
-from .images import preprocess, to_tensor
+from .images import SAMPLE_PHOTOS, photo_crops, preprocess, to_tensor
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -44,6 +44,7 @@ __all__ = [
     "TensorStream",
     "as_stream",
     "find_images",
+    "select_batches",
     "write_photo_folder",
 ]  # fmt: skip
 
@@ -497,6 +498,34 @@ def as_stream(
     )
 
 
+def select_batches(stream: ImageStream, start: int = 0, step: int = 1):
+    """``(b, batch)`` for batches ``b = start, start + step, ...`` of ``stream`` (numbered as one
+    pass cuts them). Folders and tensors read only those images; other sources are read whole
+    and the other batches dropped."""
+    n, bs = len(stream), stream.batch_size
+    numbers = list(range(-(-n // bs)))[start::step]
+    if isinstance(stream, TensorStream):
+        for b in numbers:
+            lo, hi = b * bs, min(b * bs + bs, n)
+            yield b, (stream._prepare(stream.data[lo:hi]), torch.arange(lo, hi), stream.labels[lo:hi])
+    elif isinstance(stream, ImageFolderStream):
+        loader = torch.utils.data.DataLoader(
+            _FolderDataset(stream.paths, stream.labels, stream.size),
+            batch_sampler=[list(range(b * bs, min(b * bs + bs, n))) for b in numbers],
+            num_workers=stream.num_workers, collate_fn=_collate, pin_memory=torch.cuda.is_available(),
+        )  # fmt: skip
+        for b, (images, indices, labels, bad) in zip(numbers, loader):
+            for index, reason in bad:
+                stream.skipped.setdefault(index, reason)
+                _warn_skipped(stream.name(index), reason)
+            if images is not None:
+                yield b, (images, indices, labels)
+    else:
+        for b, batch in enumerate(stream):
+            if b >= start and (b - start) % step == 0:
+                yield b, batch
+
+
 def write_photo_folder(
     root: str | os.PathLike,
     crops_per_photo: int = 6,
@@ -508,16 +537,13 @@ def write_photo_folder(
 
     Each photo of :data:`circuitscope.images.SAMPLE_PHOTOS` (or those in ``names``) gives
     ``crops_per_photo`` JPEG files in ``root/<photo name>/``: the seeded random crops of
-    :func:`circuitscope.sae.photo_crops` (30% to 100% of the photo's shorter side at a random
+    :func:`circuitscope.images.photo_crops` (30% to 100% of the photo's shorter side at a random
     place, half of them mirrored, resized to ``size`` x ``size``). A stand-in for a real folder
     of photos: enough to show how dataset examples are found and cached, far too few to say what
     a unit of InceptionV1 responds to.
 
     Seeded (the same arguments give the same files). Returns ``{path: class name}``.
     """
-    from .images import SAMPLE_PHOTOS
-    from .sae import photo_crops
-
     names = list(names or SAMPLE_PHOTOS)
     crops = photo_crops(len(names) * crops_per_photo, size=size, seed=seed, names=names)  # i: names[i % n]
     out: dict[Path, str] = {}

@@ -31,14 +31,6 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def gpu_hint() -> str:
-    """One line on how to get a GPU, for messages shown when running on the CPU."""
-    return (
-        "Running on the CPU with small images and few steps (the 'cpu' profile). For the "
-        "papers' full-size results use a GPU: in Colab, Runtime > Change runtime type > GPU."
-    )
-
-
 @dataclass(frozen=True)
 class Profile:
     """How much work a chapter does: sizes in pixels, optimisation steps, batch sizes.

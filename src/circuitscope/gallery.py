@@ -30,12 +30,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-from . import distributed
+from . import distributed, published
+from .dataset_examples import top_examples
 from .device import profile
 from .hooks import check_layer_names
-from .optvis import Objective, channel, per_element, render
+from .models import load_inceptionv1
+from .optvis import Objective, RenderOptions, channel, per_element, render
 from .progress import bar as progress_bar
 from .provenance import SYNTHETIC_LABEL, weights_caption, weights_state
+from .registry import DataError
 
 MIN_DISPLAY_SIZE = 128  # small CPU renders are enlarged (nearest neighbour) so they can be seen
 META_FILE = "gallery.json"
@@ -214,7 +217,7 @@ def render_gallery(
         size, steps: per image (default: the profile's ``render_size`` and ``render_steps``).
         batch_size: channels optimised together (default: the profile's ``batch_size``).
         seed: batch ``k`` (first channel ``c``) uses seed ``seed + c``.
-        render_kwargs: passed on to :func:`circuitscope.optvis.render` (``lr``, ``autocast``, ...).
+        render_kwargs: passed on to :func:`circuitscope.optvis.render` (``lr``, ``options``, ...).
 
     Channels whose PNG exists are skipped (resumable); ``index.html`` is rewritten after each
     batch. Each PNG is ``(S, S)`` (``S >= 128``, small renders enlarged), plus a band reading
@@ -437,8 +440,6 @@ def save_examples(model, layer: str, channels: Sequence[int], out_dir: str | os.
     as receptive-field patches ``out_dir/examples/channel_CCCC_R.png`` (rank ``R``, best
     first, at most 160 px) and ``channel_CCCC.json`` (names, scores, positions). Channels
     whose JSON exists are skipped. Returns the folder."""
-    from .dataset_examples import top_examples
-
     folder = Path(out_dir) / EXAMPLES_DIR
     folder.mkdir(parents=True, exist_ok=True)
     todo = _todo(folder, list(channels), lambda o, c: (o / f"channel_{c:04d}.json").exists())
@@ -469,9 +470,6 @@ def save_published(layer: str, channels: Sequence[int], out_dir: str | os.PathLi
     into ``out_dir/published/channel_CCCC.png``. Returns the credit line, or None when the
     articles published no renders of ``layer`` or the data cannot be had (a warning says why:
     offline, no mirror, a wrong hash)."""
-    from . import published
-    from .registry import DataError
-
     if layer not in published.SPRITE_COLUMNS:
         return None
     folder = Path(out_dir) / PUBLISHED_DIR
@@ -729,8 +727,6 @@ def add_gallery_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 def run_gallery(args: argparse.Namespace) -> int:
     """Run ``circuitscope gallery`` for parsed ``args`` (spread over the processes of a
     ``torchrun``, when started by one)."""
-    from .models import load_inceptionv1
-
     microscope = args.all_layers or args.layers is not None
     if microscope == (args.layer is not None):
         raise ValueError("give either one LAYER, or --all-layers / --layers for a whole-model Microscope")
@@ -742,7 +738,7 @@ def run_gallery(args: argparse.Namespace) -> int:
     state = weights_state(model)
     if state in BANDS and main:
         print(f"note: {weights_caption(model)}; every image is marked '{BANDS[state][0]}'")
-    extra = {"autocast": torch.bfloat16} if args.bf16 else {}
+    extra = {"options": RenderOptions(autocast=torch.bfloat16)} if args.bf16 else {}
     if microscope:
         layers = args.layers.split(",") if args.layers else None
         index = render_microscope(model, args.out, layers, args.channels, args.size, args.steps, args.batch_size,

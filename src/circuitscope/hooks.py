@@ -2,7 +2,9 @@
 
 ``activations(model, images, ["mixed4a", "mixed4a_3x3_pre_relu"])`` runs the model only as far
 as the deepest name asked for and returns the values by name; gradients flow through them.
-``capture`` does the same for any forward pass with temporary forward hooks.
+``capture`` does the same for any forward pass with temporary forward hooks. Both work on any
+:class:`~circuitscope.models.named.NamedModel` (InceptionV1, the planted models, the SAE
+feature model): :meth:`NamedModel.run_to` is the one scan that stops at the deepest name.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from contextlib import contextmanager
 import torch
 
 from .models.inceptionv1 import LAYER_NAMES, MAIN_LAYERS
+from .models.named import HookPoint, HookPoints, NamedModel
+
+__all__ = ["HookPoint", "HookPoints", "NamedModel", "activations", "capture", "check_layer_names"]
 
 
 def check_layer_names(model: torch.nn.Module, names: Iterable[str]) -> list[str]:
@@ -33,7 +38,7 @@ def check_layer_names(model: torch.nn.Module, names: Iterable[str]) -> list[str]
     return names
 
 
-def activations(model, images: torch.Tensor, layers: str | Iterable[str]) -> dict[str, torch.Tensor]:
+def activations(model: NamedModel, images: torch.Tensor, layers: str | Iterable[str]) -> dict[str, torch.Tensor]:
     """Named activations of ``images: (N, 3, H, W)`` float in [0, 1].
 
     Returns ``{name: (N, C, H', W')}`` (``(N, 1008)`` for logits/softmax) for each name in
@@ -41,16 +46,7 @@ def activations(model, images: torch.Tensor, layers: str | Iterable[str]) -> dic
     caller's grad mode, so wrap it in ``torch.no_grad()`` when no gradient is needed.
     """
     wanted = check_layer_names(model, layers)
-    remaining = set(wanted)
-    found: dict[str, torch.Tensor] = {}
-    images = images.to(model.device)
-    for name, value in model.named_forward(images):
-        if name in remaining:
-            found[name] = value
-            remaining.discard(name)
-            if not remaining:
-                break
-    return {name: found[name] for name in wanted}
+    return model.run_to(images.to(model.device), wanted)
 
 
 @contextmanager

@@ -83,3 +83,30 @@ def sample_image(name: str, size: int | None = 224) -> torch.Tensor:
 def sample_images(names: list[str] | None = None, size: int = 224) -> torch.Tensor:
     """Several sample photos as one batch ``(N, 3, size, size)`` (all of them by default)."""
     return torch.stack([sample_image(n, size) for n in (names or list(SAMPLE_PHOTOS))])
+
+
+def photo_crops(n: int = 32, size: int = 128, seed: int = 0, names: list[str] | None = None) -> torch.Tensor:
+    """``n`` seeded random crops of the bundled sample photos: ``(n, 3, size, size)`` in [0, 1].
+
+    Each crop covers 30% to 100% of a photo's shorter side at a random place, half of them
+    mirrored, resized to ``size``. A small, offline image set: enough to train a toy SAE and to
+    rank its features' examples on a laptop, nowhere near the millions of ImageNet activations
+    a real dictionary needs. ``names``: which photos (default all of
+    :data:`SAMPLE_PHOTOS`).
+    """
+    photos = [sample_image(name, size=None) for name in (names or list(SAMPLE_PHOTOS))]
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        photo = photos[i % len(photos)]
+        h, w = photo.shape[-2:]
+        side = int(min(h, w) * (0.3 + 0.7 * float(torch.rand((), generator=gen))))
+        top = int(torch.randint(h - side + 1, (), generator=gen))
+        left = int(torch.randint(w - side + 1, (), generator=gen))
+        crop = photo[:, top : top + side, left : left + side]
+        if bool(torch.rand((), generator=gen) < 0.5):
+            crop = crop.flip(-1)
+        crop = F.interpolate(crop[None], size=(size, size), mode="bilinear",
+                                         antialias=True, align_corners=False)[0]  # fmt: skip
+        out.append(crop.clamp(0, 1))
+    return torch.stack(out)

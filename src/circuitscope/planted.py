@@ -24,7 +24,8 @@ e.g. 44):
 
 The ground truth is returned by :meth:`PlantedCurveModel.planted_weights`,
 :meth:`~PlantedCurveModel.planted_factors` and :meth:`~PlantedCurveModel.arc_cells`. The
-model follows InceptionV1's conventions: ``named_forward``, ``hook_points``, ``layer_names``,
+model is a :class:`~circuitscope.models.named.NamedModel`, as InceptionV1 is (``named_forward``,
+``hook_points``, ``layer_names``, ``relus``), and keeps its convolutions in
 ``<layer>_pre_relu_conv`` modules, so :func:`circuitscope.activations`,
 :func:`circuitscope.stimuli.tuning_curve` and :func:`circuitscope.circuits.weights_between`
 work on it (``layer_inputs`` declares that ``lines`` feeds ``curves`` directly).
@@ -40,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models.inceptionv1 import HookPoint, HookPoints, check_images
+from .models.named import NamedModel, check_images
+from .stimuli import line
 
 __all__ = ["CURVE_ORIENTATIONS", "FAMILIES", "FAMILY_WEIGHTS", "LINE_ORIENTATIONS", "PLANTED_CAPTION", "PlantedCurveModel"]
 
@@ -89,7 +91,7 @@ def _orientation_weights(theta: float) -> torch.Tensor:
     return w
 
 
-class PlantedCurveModel(nn.Module):
+class PlantedCurveModel(NamedModel):
     """Line detectors -> planted curve detectors; see the module docstring.
 
     Args:
@@ -112,6 +114,8 @@ class PlantedCurveModel(nn.Module):
         "curves": 8,
     }
     layer_inputs: ClassVar[dict[str, str]] = {"curves": "lines"}  # direct connections, for circuits
+    # ``lines`` is pooled after its ReLU, so only ``curves`` is a plain ReLU (for redirected ReLU).
+    relus: ClassVar[dict[str, str]] = {"curves": "curves_pre_relu"}
 
     def __init__(
         self,
@@ -127,7 +131,6 @@ class PlantedCurveModel(nn.Module):
         self.inhibition, self.falloff = float(inhibition), float(falloff)
         self.lines_pre_relu_conv = nn.Conv2d(3, 16, _LINE_KERNEL, padding=_LINE_KERNEL // 2)
         self.curves_pre_relu_conv = nn.Conv2d(16, 8, _CURVE_KERNEL, padding=_CURVE_KERNEL // 2)
-        self.hook_points = HookPoints({n: HookPoint(n) for n in self.layer_names})
         with torch.no_grad():
             self.lines_pre_relu_conv.weight.copy_(self._line_weights())
             self.lines_pre_relu_conv.bias.fill_(-line_threshold)
@@ -141,8 +144,6 @@ class PlantedCurveModel(nn.Module):
 
     # -- construction ------------------------------------------------------------------------
     def _line_weights(self) -> torch.Tensor:
-        from .stimuli import line
-
         weights = torch.zeros(16, 3, _LINE_KERNEL, _LINE_KERNEL, dtype=torch.float64)
         for f, family in enumerate(FAMILIES):
             for o, theta in enumerate(LINE_ORIENTATIONS):
@@ -214,24 +215,16 @@ class PlantedCurveModel(nn.Module):
     def named_forward(self, images: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
         """Yield ``(name, value)`` for each of :attr:`layer_names`; ``images: (N, 3, H, W)`` in [0, 1]."""
         check_images(images)
-        hp = self.hook_points
-        pre = hp["lines_pre_relu"](self.lines_pre_relu_conv(images))
-        yield "lines_pre_relu", pre
-        lines = hp["lines"](F.avg_pool2d(F.relu(pre), self.cell))
-        yield "lines", lines
-        pre = hp["curves_pre_relu"](self.curves_pre_relu_conv(lines))
-        yield "curves_pre_relu", pre
-        yield "curves", hp["curves"](F.relu(pre))
+        _, pre = item = self.emit("lines_pre_relu", self.lines_pre_relu_conv(images))
+        yield item
+        _, lines = item = self.emit("lines", F.avg_pool2d(F.relu(pre), self.cell))
+        yield item
+        _, pre = item = self.emit("curves_pre_relu", self.curves_pre_relu_conv(lines))
+        yield item
+        yield self.emit("curves", F.relu(pre))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        for name, value in self.named_forward(images):
-            if name == "curves":
-                return value
-        raise AssertionError("unreachable")
-
-    @property
-    def device(self) -> torch.device:
-        return self.curves_pre_relu_conv.weight.device
+        return self.run_to(images, ["curves"])["curves"]
 
     def extra_repr(self) -> str:
         return f"radius={self.radius}, width={self.width}, cell={self.cell}, inhibition={self.inhibition}"

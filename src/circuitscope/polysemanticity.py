@@ -55,11 +55,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dataset_examples import WARNINGS, TopExamples, resolve_unit, top_examples, unit_activations
-from .device import profile
-from .models.inceptionv1 import BLOCKS, HookPoint, HookPoints, InceptionV1, check_images
+from .circuits import expand_short_name, expanded_weights, format_unit, layer_channels_of
+from .dataset_examples import WARNINGS, TopExamples, fields_for, resolve_unit, top_examples, unit_activations
+from .device import one_cpu_thread, profile
+from .models.inceptionv1 import BLOCKS, InceptionV1
 from .models.layers import conv2d_same, max_pool_same
-from .provenance import weights_state
+from .models.named import NamedModel, check_images
+from .optvis import channel, diversity, render
+from .provenance import stamp, weights_state
+from .receptive_field import Op, chain_receptive_field
 
 __all__ = [
     "PATTERNS",
@@ -245,8 +249,6 @@ def _position_in(model, top: TopExamples, layer: str, grid: tuple[int, int]) -> 
     """
     if layer == top.layer or tuple(grid) == tuple(top.grid):
         return top.positions.clone(), 0
-    from .dataset_examples import fields_for
-
     ours = top._fields
     theirs = fields_for(model, layer, grid, top.image_size)
     out = []
@@ -461,8 +463,6 @@ def outgoing_weight_vector(model, unit, layer: str | None = None, pool: str = "a
     identity, max pools as ``pool``) summed over the kernel: how much a uniform patch of the
     feature raises each next-layer pre-activation.
     """
-    from .circuits import expanded_weights
-
     src_layer, channel = resolve_unit(model, unit)
     target = layer or next_layer(model, src_layer)
     w = expanded_weights(model, (src_layer.removesuffix("_pre_relu"), channel), target, pool=pool)
@@ -485,8 +485,6 @@ def outgoing_weights(
     ``"positive"`` (largest excitatory), ``"negative"`` (most inhibitory) or ``"abs"``
     (largest magnitude). Weights are summed over space (:func:`outgoing_weight_vector`).
     """
-    from .circuits import format_unit
-
     if sign not in ("positive", "negative", "abs"):
         raise ValueError(f"sign must be 'positive', 'negative' or 'abs', got {sign!r}")
     target, w = _outgoing(model, unit, layer, pool)
@@ -497,11 +495,9 @@ def outgoing_weights(
 
 def _outgoing(model, unit, layer: str | None, pool: str) -> tuple[str, torch.Tensor]:
     """The target layer's full name (default :func:`next_layer`) and :func:`outgoing_weight_vector`."""
-    from .circuits import _expand_short, _layer_channels
-
     src_layer, _ = resolve_unit(model, unit)
-    target = _expand_short(
-        (layer or next_layer(model, src_layer)).removesuffix("_pre_relu"), _layer_channels(model)
+    target = expand_short_name(
+        (layer or next_layer(model, src_layer)).removesuffix("_pre_relu"), layer_channels_of(model)
     )
     return target, outgoing_weight_vector(model, unit, target, pool=pool)
 
@@ -524,14 +520,10 @@ def diverse_renders(
     :func:`circuitscope.optvis.render` (``size``, ``steps``, ``seed``, ``progress``, ...).
     Returns ``(n, 3, S, S)`` float in [0, 1] on the CPU.
     """
-    from .dataset_examples import _model_device
-    from .device import one_cpu_thread
-    from .optvis import channel, diversity, render
-
     layer, ch = resolve_unit(model, unit)
     objective = channel(layer, ch) - strength * diversity(diversity_layer or layer)
     # A tiny model (a planted one) on the CPU runs many times faster on one thread.
-    tiny = sum(p.numel() for p in model.parameters()) < 100_000 and _model_device(model).type == "cpu"
+    tiny = sum(p.numel() for p in model.parameters()) < 100_000 and model.device.type == "cpu"
     with one_cpu_thread(enabled=tiny):
         return render(model, objective, batch=n, **render_kwargs)
 
@@ -632,11 +624,11 @@ def write_planted_folder(
     return out
 
 
-class PlantedPatternModel(nn.Module):
+class PlantedPatternModel(NamedModel):
     """A tiny model with a polysemantic unit, built by hand; the InceptionV1 interface.
 
-    ``images: (N, 3, H, W)`` in [0, 1]. Layers (``named_forward``, ``hook_points``,
-    ``layer_names``, ``<layer>_pre_relu_conv`` modules, ``layer_inputs``):
+    ``images: (N, 3, H, W)`` in [0, 1]. A :class:`~circuitscope.models.named.NamedModel` (with
+    ``<layer>_pre_relu_conv`` modules and ``layer_inputs`` for the circuit tools); layers:
 
     * ``detectors`` (2 channels, 9x9 "SAME" convolution, stride 1): matched filters, 0 for a
       red cross (on redness ``R - (G + B) / 2``), 1 for a checkerboard (on grey), scaled so
@@ -654,6 +646,7 @@ class PlantedPatternModel(nn.Module):
         "detectors_pre_relu": 2, "detectors": 2, "units_pre_relu": 3, "units": 3,
     }  # fmt: skip
     layer_inputs: ClassVar[dict[str, str]] = {"units": "detectors"}
+    relus: ClassVar[dict[str, str]] = {"detectors": "detectors_pre_relu", "units": "units_pre_relu"}
     UNIT_WEIGHTS: ClassVar[list[list[float]]] = [[1.0, 1.0], [1.0, 0.0], [0.0, 1.0]]
 
     def __init__(self, threshold: float = 0.5) -> None:
@@ -661,7 +654,6 @@ class PlantedPatternModel(nn.Module):
         # Every weight is set below: skip the random init (it would draw from the caller's RNG).
         self.detectors_pre_relu_conv = nn.utils.skip_init(nn.Conv2d, 3, 2, _PATTERN_SIZE)
         self.units_pre_relu_conv = nn.utils.skip_init(nn.Conv2d, 2, 3, 1)
-        self.hook_points = HookPoints({n: HookPoint(n) for n in self.layer_names})
         with torch.no_grad():
             cross = _pattern_mask("cross")
             w = cross - cross.mean()
@@ -684,34 +676,24 @@ class PlantedPatternModel(nn.Module):
     def named_forward(self, images: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
         """Yield ``(name, value)`` for each of :attr:`layer_names`; ``images: (N, 3, H, W)`` in [0, 1]."""
         check_images(images)
-        hp = self.hook_points
-        pre = hp["detectors_pre_relu"](conv2d_same(images, self.detectors_pre_relu_conv))
-        yield "detectors_pre_relu", pre
-        det = hp["detectors"](F.relu(pre))
-        yield "detectors", det
-        pre = hp["units_pre_relu"](self.units_pre_relu_conv(max_pool_same(det, 3, 2)))
-        yield "units_pre_relu", pre
-        yield "units", hp["units"](F.relu(pre))
+        _, pre = item = self.emit("detectors_pre_relu", conv2d_same(images, self.detectors_pre_relu_conv))
+        yield item
+        _, det = item = self.emit("detectors", F.relu(pre))
+        yield item
+        _, pre = item = self.emit("units_pre_relu", self.units_pre_relu_conv(max_pool_same(det, 3, 2)))
+        yield item
+        yield self.emit("units", F.relu(pre))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        for name, value in self.named_forward(images):
-            if name == "units":
-                return value
-        raise AssertionError("unreachable")
+        return self.run_to(images, ["units"])["units"]
 
     def receptive_field(self, layer: str, input_size: int):
         """The :class:`~circuitscope.receptive_field.ReceptiveField` of ``layer`` at ``input_size``."""
-        from .receptive_field import Op, chain_receptive_field
-
         base = layer.removesuffix("_pre_relu")
         ops = {"detectors": [Op("detectors", 9, 1)], "units": [Op("detectors", 9, 1), Op("pool", 3, 2)]}
         if base not in ops:
             raise KeyError(f"unknown layer {layer!r}; layers: {self.layer_names}")
         return chain_receptive_field(ops[base], input_size, layer)
-
-    @property
-    def device(self) -> torch.device:
-        return self.units_pre_relu_conv.weight.device
 
 
 # -- figures -------------------------------------------------------------------------------------
@@ -724,9 +706,6 @@ def outgoing_weights_figure(
     with the model's weights caption.
     """
     import matplotlib.pyplot as plt
-
-    from .circuits import format_unit
-    from .provenance import stamp
 
     target, w = _outgoing(model, unit, layer, pool)
     values, order = torch.sort(w, descending=True, stable=True)

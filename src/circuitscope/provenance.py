@@ -79,6 +79,15 @@ def stamp(fig, model) -> None:
              color=COLOURS[state], weight="bold" if loud else "normal")  # fmt: skip
 
 
+def caption_figure(fig, model, caption: str | None = None) -> None:
+    """Write ``caption`` at the foot of a figure (grey); without one, :func:`stamp` it with the
+    model's weights (nothing when ``model`` is None too)."""
+    if caption is not None:
+        fig.text(0.5, 0.002, caption, ha="center", va="bottom", fontsize=8, color="#555555")
+    elif model is not None:
+        stamp(fig, model)
+
+
 class _HTML:
     """Minimal rich-display object (IPython's HTML without importing IPython at module import)."""
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
+from .hooks import check_layer_names
 from .models.inceptionv1 import BLOCKS, LAYER_NAMES, MAIN_LAYERS, POOL_BEFORE, STEM
 from .models.layers import same_padding
 
@@ -231,8 +232,6 @@ def _check_layer(layer: str) -> None:
         return
     if layer in LAYER_NAMES:
         raise ValueError(f"{layer!r} is not spatial: the logits see the whole image (averaged over mixed5b)")
-    from .hooks import check_layer_names
-
     check_layer_names(None, [layer])  # raises KeyError with suggestions
 
 

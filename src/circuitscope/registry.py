@@ -28,6 +28,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from .progress import bar as progress_bar
+
 ENV_MIRROR = "CIRCUITSCOPE_MIRROR"  # folders holding copies of the registry's files
 ENV_CACHE = "CIRCUITSCOPE_CACHE"  # cache directory (the weights' too)
 ENV_OFFLINE = "CIRCUITSCOPE_OFFLINE"  # "1": never use the network
@@ -217,8 +219,6 @@ def available(name: str) -> bool:
 
 def fetch_all(names=None, progress: bool = True) -> dict[str, Path | DataError]:
     """Fetch many registry files (default: all); ``{name: path or the error}``, never raising."""
-    from .progress import bar as progress_bar
-
     results: dict[str, Path | DataError] = {}
     for name in progress_bar(list(names or entries()), desc="published data", unit="file", progress=progress):
         try:

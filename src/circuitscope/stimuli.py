@@ -51,6 +51,10 @@ from functools import partial
 
 import torch
 
+from .circuits import parse_unit
+from .hooks import activations
+from .provenance import caption_figure
+
 __all__ = [
     "ARTICLE_RADII",
     "HighLowTuning",
@@ -536,7 +540,7 @@ def tuning_curve(
     """Responses of ``unit`` (or several units of one layer) to a stimulus at each orientation.
 
     Args:
-        model: InceptionV1 or any model with ``named_forward`` (e.g. a planted model).
+        model: InceptionV1 or any :class:`~circuitscope.models.named.NamedModel` (e.g. a planted model).
         unit: ``"3b:379"`` / ``"mixed3b:379"`` or a list of units of the same layer.
         stimulus: ``"curve"``, ``"line"``, ``"high_low"`` (drawn at ``size`` pixels with
             ``stimulus_kwargs`` such as ``radius=``, ``width=``, ``thickness=``) or a callable
@@ -550,8 +554,6 @@ def tuning_curve(
     Returns a :class:`TuningCurve` (a list of them for a list of units). The stimuli are drawn
     on the model's device and run in batches of ``batch_size``; no gradients are kept.
     """
-    from .circuits import parse_unit
-
     units = [unit] if isinstance(unit, str) else list(unit)
     parsed = [parse_unit(u, model) for u in units]
     layers = {layer for layer, _ in parsed}
@@ -574,8 +576,6 @@ def tuning_curve(
     if isinstance(angles, int):
         angles = torch.arange(angles, dtype=torch.float64) * (period / angles)
     angles = torch.as_tensor(angles, dtype=torch.float64).reshape(-1)
-
-    from .hooks import activations
 
     chunks = []
     with torch.no_grad():
@@ -759,8 +759,6 @@ def plot_tuning_curves(
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from .circuits import _caption
-
     curves = [curves] if isinstance(curves, TuningCurve) else list(curves)
     fig = plt.figure(figsize=(4.2, 4.4) if polar else (5.5, 3.4))
     ax = fig.add_subplot(projection="polar" if polar else None)
@@ -786,6 +784,6 @@ def plot_tuning_curves(
     if title:
         ax.set_title(title, fontsize=10, pad=14)
     fig.subplots_adjust(bottom=0.12)
-    _caption(fig, model, caption)
+    caption_figure(fig, model, caption)
     plt.close(fig)
     return fig

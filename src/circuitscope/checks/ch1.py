@@ -27,7 +27,7 @@ from ..classify import top_k_classes as _ref_top_k
 from ..hooks import activations as _ref_activations
 from ..hooks import capture as _ref_capture
 from ..images import preprocess as _ref_preprocess
-from ..models.inceptionv1 import HookPoint
+from ..models.named import NamedModel
 from ..models.layers import same_padding
 from ..receptive_field import chain_receptive_field as _ref_chain
 from ..receptive_field import kernel_strides
@@ -447,8 +447,9 @@ check_top_k = Exercise(
 # =============================================================================================
 # Exercise 3: forward hooks
 # =============================================================================================
-class TinyHooked(nn.Module):
-    """A tiny network with InceptionV1's interface: ``hook_points[name]`` and ``layer_names``.
+class TinyHooked(NamedModel):
+    """A tiny network with InceptionV1's interface (a :class:`~circuitscope.models.named.NamedModel`:
+    ``hook_points[name]``, ``layer_names``, ``named_forward``).
 
     ``(N, 3, H, W) -> (N, 7)``: conv 3x3 -> ReLU -> max pool 2 -> mean -> linear. With
     ``fail_after`` set, the forward pass raises a RuntimeError right after that hook point, to test
@@ -456,6 +457,9 @@ class TinyHooked(nn.Module):
     """
 
     layer_names: ClassVar[list[str]] = ["conv2d0_pre_relu", "conv2d0", "maxpool0", "softmax2_pre_activation"]
+    layer_channels: ClassVar[dict[str, int]] = {"conv2d0_pre_relu": 5, "conv2d0": 5, "maxpool0": 5,
+                                                "softmax2_pre_activation": 7}  # fmt: skip
+    relus: ClassVar[dict[str, str]] = {"conv2d0": "conv2d0_pre_relu"}
 
     def __init__(self, seed: int = 0, fail_after: str | None = None):
         super().__init__()
@@ -465,21 +469,26 @@ class TinyHooked(nn.Module):
         with torch.no_grad():
             for p in self.parameters():
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-        self.hook_points = nn.ModuleDict({n: HookPoint(n) for n in self.layer_names})
         self.fail_after = fail_after
         self.requires_grad_(False)
 
-    def _point(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        x = self.hook_points[name](x)
+    def _point(self, name: str, x: torch.Tensor) -> tuple[str, torch.Tensor]:
+        item = self.emit(name, x)
         if name == self.fail_after:
             raise RuntimeError(f"planted failure after {name!r} (the check makes the forward pass fail)")
-        return x
+        return item
+
+    def named_forward(self, images: torch.Tensor):
+        _, x = item = self._point("conv2d0_pre_relu", self.conv(images))
+        yield item
+        _, x = item = self._point("conv2d0", torch.relu(x))
+        yield item
+        _, x = item = self._point("maxpool0", nn.functional.max_pool2d(x, 2))
+        yield item
+        yield self._point("softmax2_pre_activation", self.linear(x.mean(dim=(-2, -1))))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self._point("conv2d0_pre_relu", self.conv(images))
-        x = self._point("conv2d0", torch.relu(x))
-        x = self._point("maxpool0", nn.functional.max_pool2d(x, 2))
-        return self._point("softmax2_pre_activation", self.linear(x.mean(dim=(-2, -1))))
+        return self.run_to(images, ["softmax2_pre_activation"])["softmax2_pre_activation"]
 
 
 class OwnHook:

@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from ..dataset_examples import _crop
+from ..dataset_examples import crop_window
 from ..hooks import activations
 from ..optvis import channel as channel_objective
 from ..optvis import diversity, render
@@ -311,7 +311,7 @@ def _ref_patch(image: _Tensor, row: int, col: int, size: int, jump: int, start: 
     """``(3, size, size)``: pixels ``c - half .. c - half + size - 1``, ``c = start + i * jump``."""
     half = (size - 1) // 2
     top, left = int(start + row * jump) - half, int(start + col * jump) - half
-    return _crop(image, top, left, top + size - 1, left + size - 1, fill, False)
+    return crop_window(image, top, left, top + size - 1, left + size - 1, fill, False)
 
 
 def _shifted_patch(image, row, col, size, jump, start, fill) -> _Tensor:
@@ -320,7 +320,7 @@ def _shifted_patch(image, row, col, size, jump, start, fill) -> _Tensor:
     h, w = image.shape[-2:]
     top = min(max(int(start + row * jump) - half, 0), max(h - size, 0))
     left = min(max(int(start + col * jump) - half, 0), max(w - size, 0))
-    return _crop(image, top, left, top + size - 1, left + size - 1, fill, False)
+    return crop_window(image, top, left, top + size - 1, left + size - 1, fill, False)
 
 
 def _patch_cases(hidden: bool):

@@ -19,6 +19,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..models.named import NamedModel
 from ..optvis.objectives import direction
 from ..sae import SparseAutoencoder, mean_max_cosine_similarity, planted_features
 from ..superposition import ToyModel, feature_norms, importance_decay, importance_weighted_loss
@@ -659,24 +660,23 @@ check_layer_vectors = Exercise(
 # =============================================================================================
 # Exercise 7: visualizing an SAE feature with the direction objective
 # =============================================================================================
-class PlantedColourModel(nn.Module):
+class PlantedColourModel(NamedModel):
     """A one-layer model whose only layer, ``"colour"``, is linear in the pixel colours.
 
     ``colour = A (rgb - 0.5)`` at every pixel, ``A: (C, 3)`` fixed: the direction objective for
     ``v`` is then ``(A^T v) . (mean colour - 0.5)``, so the colour a good visualization drifts
-    to is known (towards ``sign(A^T v)``). It has what :func:`circuitscope.optvis.render` needs:
-    ``layer_names``, ``named_forward`` and ``device``.
+    to is known (towards ``sign(A^T v)``). A :class:`~circuitscope.models.named.NamedModel`, as
+    :func:`circuitscope.optvis.render` needs.
     """
 
     layer_names: ClassVar[list[str]] = ["colour"]
 
     def __init__(self, channels: int = 4, seed: int = 0) -> None:
-        super().__init__()
+        super().__init__(layer_channels={"colour": channels})
         A = torch.randn(channels, 3, generator=_gen(seed))
         self.conv = nn.Conv2d(3, channels, 1, bias=False)
         with torch.no_grad():
             self.conv.weight.copy_(A[:, :, None, None])
-        self.layer_channels = {"colour": channels}
         self.weights_state = "planted"  # built by hand with a known answer, not InceptionV1: figures say so
         self.is_synthetic = True
 
@@ -684,15 +684,11 @@ class PlantedColourModel(nn.Module):
     def A(self) -> torch.Tensor:
         return self.conv.weight.detach()[:, :, 0, 0]
 
-    @property
-    def device(self) -> torch.device:
-        return self.conv.weight.device
-
     def named_forward(self, images: torch.Tensor):
-        yield "colour", self(images)
+        yield self.emit("colour", self.conv(images - 0.5))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.conv(images - 0.5)
+        return self.run_to(images, ["colour"])["colour"]
 
 
 def planted_sae(d_in: int, d_hidden: int, seed: int) -> SparseAutoencoder:
@@ -920,7 +916,7 @@ check_evaluate_sae = Exercise(
 # =============================================================================================
 # Exercise 9: the splice-in test
 # =============================================================================================
-class PlantedClassifier(nn.Module):
+class PlantedClassifier(NamedModel):
     """A tiny seeded image classifier with one named layer, ``"hidden"``, for the splice-in test.
 
     ``images (N, 3, H, W)`` -> ``hidden = ReLU(conv3x3(images))`` ``(N, C, H, W)`` (a
@@ -932,9 +928,7 @@ class PlantedClassifier(nn.Module):
     layer_names: ClassVar[list[str]] = ["hidden"]
 
     def __init__(self, channels: int = 6, classes: int = 5, seed: int = 0) -> None:
-        from ..models.inceptionv1 import HookPoint
-
-        super().__init__()
+        super().__init__(layer_channels={"hidden": channels})
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.conv = nn.Conv2d(3, channels, 3, padding=1)
@@ -942,21 +936,15 @@ class PlantedClassifier(nn.Module):
             with torch.no_grad():  # strong weights: the logits differ from image to image
                 self.conv.weight.mul_(4.0)
                 self.fc.weight.mul_(8.0)
-        self.hook_points = nn.ModuleDict({"hidden": HookPoint("hidden")})
-        self.layer_channels = {"hidden": channels}
         self.weights_state = "planted"
         self.is_synthetic = True
         self.requires_grad_(False)
 
-    @property
-    def device(self) -> torch.device:
-        return self.fc.weight.device
-
     def named_forward(self, images: torch.Tensor):
-        yield "hidden", self.hook_points["hidden"](torch.relu(self.conv(images - 0.5)))
+        yield self.emit("hidden", torch.relu(self.conv(images - 0.5)))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        hidden = next(self.named_forward(images))[1]
+        hidden = self.run_to(images, ["hidden"])["hidden"]
         return self.fc(hidden.mean(dim=(-2, -1)))
 
 

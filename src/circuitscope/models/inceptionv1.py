@@ -12,7 +12,6 @@ Parameter names and shapes equal those of the public ``inception5h.pth`` file
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,6 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import conv2d_same, local_response_norm, max_pool_same
+from .named import HookPoint, HookPoints, NamedModel, check_images
+
+__all__ = [
+    "BLOCKS", "LAYER_CHANNELS", "LAYER_NAMES", "MAIN_LAYERS", "NUM_LOGITS", "PIXEL_OFFSET", "PIXEL_SCALE",
+    "POOL_BEFORE", "RELUS", "STEM", "HookPoint", "HookPoints", "InceptionBlock", "InceptionV1", "check_images",
+]  # fmt: skip
 
 # The TensorFlow graph has no preprocessing of its own: it is fed pixels in [-117, 138],
 # ``image01 * 255 - 117``, by Lucid (``image_value_range = (-117, 255 - 117)``) and by the
@@ -113,61 +118,20 @@ MAIN_LAYERS = [
 ]  # fmt: skip
 
 
-class HookPoint(nn.Module):
-    """An identity module at a named place of the forward pass, for forward hooks.
+def _relus() -> dict[str, str]:
+    """Every convolution's ReLU: ``{"conv2d0": "conv2d0_pre_relu", "mixed3a_3x3": ...}``.
 
-    A forward hook on it sees (and may replace) the value of that name.
+    Block outputs (``mixed3a``) are concatenations of their branches' ReLUs, so they are not
+    listed; their gradient flows through the branch ReLUs.
     """
-
-    def __init__(self, name: str):
-        super().__init__()
-        self.name = name
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def extra_repr(self) -> str:
-        return repr(self.name)
+    names = [name for name, *_ in STEM] + [n for block in BLOCKS for n, *_ in block.branches()]
+    return {name: f"{name}_pre_relu" for name in LAYER_NAMES if name in names}
 
 
-class HookPoints(nn.ModuleDict):
-    """``model.hook_points``: the :class:`HookPoint` of each name, ``hook_points["mixed4a"]``.
-
-    An ordinary ``nn.ModuleDict``, except that an unknown name raises a ``KeyError`` that says
-    which names there are (the model's ``layer_names``) instead of repeating the name.
-    """
-
-    def __getitem__(self, key):
-        if isinstance(key, str) and key not in self._modules:
-            names = list(self._modules)
-            close = difflib.get_close_matches(key, names, n=3)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise KeyError(
-                f"no hook point named {key!r}.{hint} The hook points are the model's layer names "
-                f"(model.layer_names): {', '.join(names[:4])}, ..."
-            )
-        return super().__getitem__(key)
+RELUS = _relus()
 
 
-def check_images(images) -> None:
-    """Raise a clear error unless ``images`` is a float tensor ``(N, 3, H, W)`` (values in [0, 1])."""
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(
-            f"expected images as a torch.Tensor (N, 3, H, W) float in [0, 1], got {type(images).__name__}"
-        )
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(
-            f"expected images of shape (N, 3, H, W) in [0, 1], got {tuple(images.shape)}; "
-            "for one image use images.unsqueeze(0), for HWC arrays permute(2, 0, 1)"
-        )
-    if not images.is_floating_point():
-        raise TypeError(
-            f"expected float images in [0, 1], got {images.dtype} pixels: for 0..255 pixels "
-            "use images.float() / 255"
-        )
-
-
-class InceptionV1(nn.Module):
+class InceptionV1(NamedModel):
     """InceptionV1 with the inception5h weight layout; input images in [0, 1].
 
     ``forward(images)`` maps ``images: (N, 3, H, W)`` float in [0, 1] to logits ``(N, 1008)``
@@ -187,6 +151,7 @@ class InceptionV1(nn.Module):
 
     layer_names = LAYER_NAMES
     layer_channels = LAYER_CHANNELS
+    relus = RELUS
 
     def __init__(self) -> None:
         super().__init__()
@@ -196,7 +161,6 @@ class InceptionV1(nn.Module):
             for name, cin, cout, k in block.branches():
                 self.add_module(f"{name}_pre_relu_conv", nn.Conv2d(cin, cout, k))
         self.softmax2_pre_activation_matmul = nn.Linear(1024, NUM_LOGITS)
-        self.hook_points = HookPoints({n: HookPoint(n) for n in LAYER_NAMES})
         self.requires_grad_(False)  # input optimisation must never build weight gradients
         # Random init is no one's learned features: it must never be stamped as InceptionV1's.
         self.weights_state = "synthetic"
@@ -226,10 +190,7 @@ class InceptionV1(nn.Module):
         """
         check_images(images)
         x = images * PIXEL_SCALE - PIXEL_OFFSET
-
-        def emit(name: str, value: torch.Tensor):
-            return name, self.hook_points[name](value)
-
+        emit = self.emit
         for name, *_ in STEM:
             _, pre = item = emit(f"{name}_pre_relu", conv2d_same(x, self._conv(name)))
             yield item
@@ -296,14 +257,7 @@ class InceptionV1(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, 1008)`` for ``images: (N, 3, H, W)`` in [0, 1]."""
-        for name, value in self.named_forward(images):
-            if name == "softmax2_pre_activation":
-                return value
-        raise AssertionError("unreachable: the forward pass always yields the logits")
-
-    @property
-    def device(self) -> torch.device:
-        return self.softmax2_pre_activation_matmul.weight.device
+        return self.run_to(images, ["softmax2_pre_activation"])["softmax2_pre_activation"]
 
     def extra_repr(self) -> str:
         return f"weights ({self.weights_state}): {self.weights_source}"

@@ -73,7 +73,7 @@ def _ceil_mode_size(n: int, kernel: int, stride: int) -> int:
     return -(-(n - kernel) // stride) + 1 if n >= kernel else 0
 
 
-def _channel_window_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
+def channel_window_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
     """``out[:, c] = sum_{j=c-r..c+r} x[:, j]`` of ``x: (N, C, H, W)``, clipped at the ends.
 
     A 1x1 conv with a 0/1 band matrix: several times faster than pooling over channels, and
@@ -94,7 +94,7 @@ class _LocalResponseNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, radius: int, bias: float, alpha: float, beta: float):
-        d = _channel_window_sum(x * x, radius).mul_(alpha).add_(bias)
+        d = channel_window_sum(x * x, radius).mul_(alpha).add_(bias)
         r = d.rsqrt() if beta == 0.5 else d.pow(-beta)
         y = x * r
         ctx.save_for_backward(x, y, r, d)
@@ -106,7 +106,7 @@ class _LocalResponseNorm(torch.autograd.Function):
     def backward(ctx, g):
         x, y, r, d = ctx.saved_tensors
         radius, alpha, beta = ctx.constants
-        spread = _channel_window_sum((g * y).div_(d), radius)
+        spread = channel_window_sum((g * y).div_(d), radius)
         grad = (g * r).addcmul_(x, spread, value=-2.0 * alpha * beta)
         return grad, None, None, None, None
 

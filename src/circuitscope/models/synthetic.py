@@ -18,6 +18,7 @@ import math
 import torch
 
 from ..device import one_cpu_thread
+from ..images import sample_images
 from .inceptionv1 import InceptionV1
 
 SYNTHETIC_SEED = 0
@@ -83,8 +84,6 @@ def first_layer_bank(size: int = 7) -> torch.Tensor:
 
 def calibration_images(size: int = 96) -> torch.Tensor:
     """``(8, 3, size, size)`` in [0, 1]: four bundled sample photos and their mirror images."""
-    from ..images import sample_images
-
     photos = sample_images(["chelsea", "astronaut", "coffee", "rocket"], size=size)
     return torch.cat([photos, photos.flip(-1)])
 

@@ -27,7 +27,7 @@ from .objectives import (
     per_element,
 )
 from .param import FourierImage, ImageParam, PixelImage, image, to_rgb
-from .render import RedirectedReLU, forward_to, redirected_relu, render
+from .render import RedirectedReLU, RenderOptions, forward_to, redirected_relu, render
 from .transform import standard_transforms
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "Objective",
     "PixelImage",
     "RedirectedReLU",
+    "RenderOptions",
     "as_objective",
     "channel",
     "direction",

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..class_labels import labels
+
 Acts = Mapping[str, torch.Tensor]
 LOGITS = "softmax2_pre_activation"
 
@@ -359,8 +361,6 @@ def direction(layer: str, vector) -> Direction:
 def logit(n: int | str, layer: str = LOGITS) -> Logit:
     """Class logit ``n`` (an index 0..1007 or a label such as ``"goldfish"``)."""
     if isinstance(n, str):
-        from ..class_labels import labels
-
         names = labels()
         if n not in names:
             raise KeyError(f"no class labelled {n!r}; see circuitscope.labels()")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -79,15 +80,6 @@ def redirected_relu_grad(grad: torch.Tensor, x: torch.Tensor, host_sync: bool = 
     return relu_grad
 
 
-def relu_names(model) -> list[str]:
-    """The names of the model's real ReLUs: each conv's output (``conv2d0``, ``mixed3a_3x3``, ...).
-
-    Block outputs (``mixed3a``) are concatenations of their branches' ReLUs, so they are not
-    listed; their gradient flows through the branch ReLUs.
-    """
-    return [n for n in model.layer_names if hasattr(model, f"{n}_pre_relu_conv")]
-
-
 class _Redirect:
     """The switch returned by :func:`redirected_relu`: set ``enabled`` per step."""
 
@@ -100,9 +92,11 @@ class _Redirect:
 def redirected_relu(model) -> Iterator[_Redirect]:
     """Use :class:`RedirectedReLU` for every ReLU of ``model`` inside the ``with`` block.
 
-    Implemented with temporary forward hooks (removed on exit, even on an error): the hook on
-    ``<conv>_pre_relu`` keeps the pre-ReLU value, the hook on ``<conv>`` replaces the output by
-    ``RedirectedReLU.apply(pre_relu)`` (same value, redirected gradient). Set
+    The model declares its ReLUs (``model.relus``: ``{output name: pre-ReLU name}``, see
+    :class:`~circuitscope.models.named.NamedModel`). Implemented with temporary forward hooks
+    (removed on exit, even on an error): the hook on the pre-ReLU value keeps it, the hook on
+    the ReLU's output replaces it by ``RedirectedReLU.apply(pre_relu)`` (same value, redirected
+    gradient). Set
     ``switch.enabled = False`` to get the ordinary ReLU (the hooks then do nothing)::
 
         with redirected_relu(model) as switch:
@@ -129,8 +123,7 @@ def redirected_relu(model) -> Iterator[_Redirect]:
 
     handles = []
     try:
-        for name in relu_names(model):
-            pre = f"{name}_pre_relu"
+        for name, pre in model.relus.items():
             handles.append(model.hook_points[pre].register_forward_hook(keep(pre)))
             handles.append(model.hook_points[name].register_forward_hook(replace(pre)))
         yield switch
@@ -156,24 +149,35 @@ def _frozen(model):
 def forward_to(
     model, images: torch.Tensor, layers: Sequence[str], stop_early: bool = True
 ) -> dict[str, torch.Tensor]:
-    """``{name: value}`` for ``layers``, running the model only as far as the deepest one.
+    """``{name: value}`` for ``layers``, running the model only as far as the deepest one
+    (:meth:`~circuitscope.models.named.NamedModel.run_to`).
 
     ``stop_early=False`` runs on through ``mixed5b`` (or the logits if asked for), the naive
     way, for benchmarks. An unknown name raises ``KeyError`` (with the valid names) before
-    anything runs, when the model lists its ``layer_names``.
+    anything runs.
     """
     if isinstance(layers, str):
         raise TypeError(f"forward_to takes a list of layer names, e.g. [{layers!r}], not one string")
-    wanted = set(layers)
-    if getattr(model, "layer_names", None) is not None and not wanted.issubset(model.layer_names):
-        check_layer_names(model, layers)
-    found: dict[str, torch.Tensor] = {}
-    for name, value in model.named_forward(images):
-        if name in wanted:
-            found[name] = value
-        if len(found) == len(wanted) and (stop_early or name == DEEPEST_CONV):
-            break
-    return found
+    layers = check_layer_names(model, layers)
+    until = None if stop_early or DEEPEST_CONV not in model.layer_names else DEEPEST_CONV
+    return model.run_to(images, layers, until=until)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How :func:`render` runs, not what it computes: switches for speed and for benchmarks.
+
+    Attributes:
+        autocast: e.g. ``torch.bfloat16`` to run the model under autocast (GPU speed-up).
+        channels_last: feed the model channels-last tensors; ``None`` (default): on the CPU
+            only, where it makes a render step about 1.3-1.4x faster (max pooling most of all).
+        stop_early: run the model only to the deepest layer used (False: through mixed5b, the
+            naive way, to measure what stopping early saves).
+    """
+
+    autocast: torch.dtype | None = None
+    channels_last: bool | None = None
+    stop_early: bool = True
 
 
 # -- the render loop ------------------------------------------------------------------------
@@ -194,14 +198,13 @@ def render(
     sd: float = 0.01,
     decay_power: float = 1.0,
     redirect_steps: int = REDIRECT_STEPS,
-    autocast: torch.dtype | None = None,
-    channels_last: bool | None = None,
-    stop_early: bool = True,
+    options: RenderOptions | None = None,
 ):
     """Feature visualization: images that maximise ``objectives``.
 
     Args:
-        model: an :class:`~circuitscope.InceptionV1` (frozen; its weights get no gradient).
+        model: an :class:`~circuitscope.InceptionV1` or any other
+            :class:`~circuitscope.models.named.NamedModel` (frozen; its weights get no gradient).
         objectives: one objective (``channel("mixed4a", 476)``, or ``"mixed4a:476"``) for a
             batch of ``batch`` images (default 1), or a list, one objective per image, all
             optimised in one batch.
@@ -220,53 +223,28 @@ def render(
         batch: the batch size for a single objective (ignored for a list).
         sd, decay_power: the parameterization's initial sd (0.01) and spectrum decay (1).
         redirect_steps: updates with the redirected ReLU gradient (Lucid: 17; 0 to turn off).
-        autocast: e.g. ``torch.bfloat16`` to run the model under autocast (GPU speed-up).
-        channels_last: feed the model channels-last tensors; ``None`` (default): on the CPU
-            only, where it makes a render step about 1.3-1.4x faster (max pooling most of all).
-        stop_early: run the model only to the deepest layer used (False: through mixed5b).
+        options: speed switches (:class:`RenderOptions`: autocast, memory format, stopping
+            early); they change how fast, not what is computed.
 
     Returns:
         ``images: (N, 3, size, size)`` float in [0, 1] on the CPU, or ``{step: images}`` when
         ``thresholds`` is given. Ctrl-C stops the optimisation and returns the images so far.
     """
-    if isinstance(objectives, (list, tuple)):
-        objective = O.per_element(objectives)
-        n = len(objectives)
-        if batch is not None and batch != n:
-            raise ValueError(f"batch={batch} but {n} objectives were given (one per image)")
-    else:
-        objective = O.as_objective(objectives)
-        n = batch or 1
+    options = options or RenderOptions()
+    objective, n = _batched_objective(objectives, batch)
     layers = check_layer_names(model, objective.layers)
     device = model.device
     prof = _profile(device=device)
-    if channels_last is None:
-        channels_last = device.type == "cpu"
-    steps = prof.render_steps if steps is None else int(steps)
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    marks = {int(t) for t in (thresholds or ())} | {steps}
-    if min(marks) < 1 or max(marks) > steps:
-        raise ValueError(f"thresholds must lie in 1..steps={steps}, got {thresholds}")
-
+    steps, marks = _step_marks(prof.render_steps if steps is None else int(steps), thresholds)
     if seed is None:
         seed = int(torch.randint(2**31 - 1, ()))
     generator = torch.Generator().manual_seed(seed)
-    if isinstance(param, ImageParam):
-        img = param.to(device)
-        if img.batch != n:
-            raise ValueError(f"the image parameterization has {img.batch} images, the objectives need {n}")
-    else:
-        size = prof.render_size if size is None else int(size)
-        img = make_image(size, n, param, sd, decay_power, decorrelate, generator, device)
+    img = _image_param(param, n, prof.render_size if size is None else int(size), sd, decay_power,
+                       decorrelate, generator, device)  # fmt: skip
     transform = make_transforms(transforms)
     params = [p for p in img.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
-    amp = (
-        torch.autocast(device_type=device.type, dtype=autocast)
-        if autocast is not None
-        else contextlib.nullcontext()
-    )
+    run_model = _model_runner(model, layers, options)
 
     def snapshot() -> torch.Tensor:
         with torch.no_grad():
@@ -279,21 +257,17 @@ def render(
     with _frozen(model), redirecting as redirect:
         try:
             for step in range(steps):
+                # One step: a randomly transformed image, the objective, an Adam step up its gradient.
                 redirect.enabled = step < redirect_steps
-                x = transform(img(), generator)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with amp:
-                    acts = forward_to(model, x, layers, stop_early)
+                acts = run_model(transform(img(), generator))
                 values = objective({k: v.float() for k, v in acts.items()})
                 if values.shape != (n,):
                     raise ValueError(f"{objective!r} gave shape {tuple(values.shape)}, expected ({n},)")
-                loss = -values.sum()
-                grads = torch.autograd.grad(loss, params)
+                grads = torch.autograd.grad(-values.sum(), params)
                 for p, g in zip(params, grads):
                     p.grad = g
                 optimizer.step()
-                del acts, x, grads
+                del acts, grads
                 if step + 1 in marks:
                     kept[step + 1] = snapshot()
                 bar.update(1)
@@ -307,6 +281,53 @@ def render(
     if thresholds is None:
         return kept[max(kept)]
     return kept
+
+
+def _batched_objective(objectives, batch: int | None) -> tuple[O.Objective, int]:
+    """One objective over the batch and the batch size: a list gives one image per objective."""
+    if isinstance(objectives, (list, tuple)):
+        n = len(objectives)
+        if batch is not None and batch != n:
+            raise ValueError(f"batch={batch} but {n} objectives were given (one per image)")
+        return O.per_element(objectives), n
+    return O.as_objective(objectives), batch or 1
+
+
+def _step_marks(steps: int, thresholds: Sequence[int] | None) -> tuple[int, set[int]]:
+    """``steps`` checked, and the step counts at which to keep the images (always the last)."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    marks = {int(t) for t in (thresholds or ())} | {steps}
+    if min(marks) < 1 or max(marks) > steps:
+        raise ValueError(f"thresholds must lie in 1..steps={steps}, got {thresholds}")
+    return steps, marks
+
+
+def _image_param(param, n: int, size: int, sd, decay_power, decorrelate, generator, device) -> ImageParam:
+    """The image being optimised: the given :class:`ImageParam` (on ``device``) or a new one."""
+    if isinstance(param, ImageParam):
+        img = param.to(device)
+        if img.batch != n:
+            raise ValueError(f"the image parameterization has {img.batch} images, the objectives need {n}")
+        return img
+    return make_image(size, n, param, sd, decay_power, decorrelate, generator, device)
+
+
+def _model_runner(model, layers: list[str], options: RenderOptions):
+    """``images -> {layer: value}`` for ``layers``, with the memory format and precision of
+    ``options``."""
+    device = model.device
+    channels_last = device.type == "cpu" if options.channels_last is None else options.channels_last
+
+    def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        amp = (torch.autocast(device_type=device.type, dtype=options.autocast)
+               if options.autocast is not None else contextlib.nullcontext())  # fmt: skip
+        with amp:
+            return forward_to(model, x, layers, options.stop_early)
+
+    return run
 
 
 def _short(text: str, n: int = 40) -> str:
