@@ -1147,9 +1147,16 @@ def plot_weights(
         panels = list(w.reshape(-1, *w.shape[-2:]))
     else:
         raise ValueError(f"expected (k, k), (N, k, k) or (R, C, k, k) weights, got shape {w.shape}")
+    from .plotting import COLUMN_IN, wrap  # drawn for the site's column
+
     vmax = float(vmax if vmax is not None else max(np.abs(w).max(), 1e-12))
+    bar = 0.8 if colorbar else 0.0
+    cell = min(cell, (COLUMN_IN - bar) / ncols)
+    # an axes is narrower than its cell: titles wrap to three quarters of it
+    titles = [wrap(t, cell * 0.75, 7.5) for t in titles] if titles is not None else None
+    lines = max((t.count("\n") + 1 for t in titles or []), default=0)  # title lines above each panel
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(cell * ncols + (0.8 if colorbar else 0), cell * nrows + 0.3), squeeze=False
+        nrows, ncols, figsize=(cell * ncols + bar, (cell + 0.17 * lines) * nrows + 0.35), squeeze=False
     )
     image = None
     for i, ax in enumerate(axes.flat):
@@ -1159,7 +1166,7 @@ def plot_weights(
             continue
         image = ax.imshow(panels[i], cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest")
         if titles is not None and i < len(titles):
-            ax.set_title(titles[i], fontsize=8)
+            ax.set_title(titles[i], fontsize=7.5)
     if colorbar and image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
     caption_figure(fig, model, caption)
@@ -1231,7 +1238,7 @@ def plot_circuit(
         col = columns[layer]
         for i, u in enumerate(col):
             pos[u] = (x * 2.2, (tallest - 1) / 2 + (len(col) - 1) / 2 - i)  # columns centred
-    fig, ax = plt.subplots(figsize=(2.2 * len(layers) + 0.6, 1.4 * tallest + 0.8))
+    fig, ax = plt.subplots(figsize=(2.2 * len(layers) + 0.6, 0.9 * tallest + 0.8))
     ax.set_xlim(-1, 2.2 * (len(layers) - 1) + 1)
     ax.set_ylim(-0.9, tallest - 0.1)
     ax.axis("off")

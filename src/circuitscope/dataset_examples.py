@@ -536,19 +536,22 @@ class TopExamples:
         """
         import matplotlib.pyplot as plt
 
+        from .plotting import COLUMN_IN, wrap  # drawn for the site's column
+
         pics = self.patches(field=field) if what == "patches" else self.images()
         n = len(pics)
         columns = columns or min(n, 6)
         rows = -(-n // columns)
+        cell = min(1.8, COLUMN_IN / columns)
         fig, axes = plt.subplots(
-            rows, columns, figsize=figsize or (1.8 * columns, 2.0 * rows + 0.3), squeeze=False
+            rows, columns, figsize=figsize or (cell * columns, (cell + 0.45) * rows + 0.6), squeeze=False
         )
         for ax in axes.flat:
             ax.axis("off")
         for ax, pic, s, lab in zip(axes.flat, pics, self.scores.tolist(), self.label_names):
             ax.imshow(pic.permute(1, 2, 0).clamp(0, 1).numpy())
-            ax.set_title(f"{s:.3g}" + (f"\n{lab}" if lab else ""), fontsize=8)
-        fig.suptitle(f"Top {n} dataset examples of {self.unit} (by {self.by})", fontsize=10)
+            ax.set_title(f"{s:.3g}" + (f"\n{wrap(lab, cell * 0.95, 8)}" if lab else ""), fontsize=8)
+        fig.suptitle(wrap(f"Top {n} dataset examples of {self.unit} (by {self.by})", COLUMN_IN, 10), fontsize=10)
         stamp(fig, self._weights())
         plt.close(fig)  # returned, not left open: a notebook shows it once, as the cell's value
         return fig

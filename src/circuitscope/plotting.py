@@ -111,10 +111,11 @@ def column_width(fraction: float = 1.0) -> float:
 
 def wrap(text: str, width_in: float, pt: float = FONT_PT) -> str:
     """``text`` broken into lines that fit ``width_in`` inches at ``pt`` points (DejaVu Sans
-    averages about 0.58 em a character)."""
+    averages about 0.58 em a character in prose; 0.63 is used, since labels are mostly digits,
+    underscores and wide letters); a word longer than a line is broken."""
     import textwrap
 
-    chars = max(6, int(width_in * 72 / (pt * 0.58)))
+    chars = max(6, int(width_in * 72 / (pt * 0.63)))
     return "\n".join(
         "\n".join(textwrap.wrap(line, chars, break_on_hyphens=False) or [""]) for line in str(text).split("\n")
     )

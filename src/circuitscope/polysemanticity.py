@@ -707,24 +707,36 @@ def outgoing_weights_figure(
     """
     import matplotlib.pyplot as plt
 
+    from .plotting import COLUMN_IN, wrap  # drawn for the site's column
+
     target, w = _outgoing(model, unit, layer, pool)
     values, order = torch.sort(w, descending=True, stable=True)
     names = [format_unit(target, int(o)) for o in order]
     marked = {format_unit(*resolve_unit(model, h)) for h in highlight}
-    fig, ax = plt.subplots(figsize=(8, 3.4))
+    fig, ax = plt.subplots(figsize=(COLUMN_IN, 3.4))
     ax.bar(range(len(w)), values.numpy(), color="#5e81b5", width=1.0)
     top = ", ".join(f"{names[r]} {float(values[r]):+.2f}" for r in range(min(k, len(w))))
-    ax.text(0.99, 0.97, f"largest: {top}", transform=ax.transAxes, ha="right", va="top", fontsize=7)
+    ax.text(0.99, 0.97, wrap(f"largest: {top}", COLUMN_IN * 0.55, 7.5), transform=ax.transAxes, ha="right",
+            va="top", fontsize=7.5)  # fmt: skip
     hits = [(r, n) for r, n in enumerate(names) if n in marked]
-    for j, (r, n) in enumerate(hits):
+    rows = {"low": 0, "high": 0}
+    for r, n in hits:
         value = float(values[r])
         ax.plot([r], [value], marker="v", color="#e66101", markersize=7)
+        # Sorted bars leave two corners empty: lower left (the left bars are positive) and upper
+        # right (the right ones negative). Each label gets its own row in the corner on its side.
+        side = "low" if r < len(w) / 2 else "high"
+        y = 0.08 + 0.1 * rows["low"] if side == "low" else 0.72 - 0.1 * rows["high"]
+        rows[side] += 1
+        right = r > 0.75 * len(w)  # near the right edge: the label ends at the line
         ax.annotate(
             f"{n} (rank {r + 1})",
             (r, value),
-            textcoords="offset points",
-            xytext=(6, 8 + 11 * j),
-            fontsize=7,
+            xycoords="data",
+            textcoords=("data", "axes fraction"),
+            xytext=(r - len(w) * 0.03 if right else r + len(w) * 0.03, y),
+            ha="right" if right else "left",
+            fontsize=7.5,
             color="#e66101",
             arrowprops={"arrowstyle": "-", "color": "#e66101", "lw": 0.6},
         )
