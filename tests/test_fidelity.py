@@ -203,3 +203,96 @@ def test_curve_pairs_drawn_are_zoom_in_s_and_are_credited_to_it(path):
         f"{path}: the pairs should be credited to Zoom In"
     )
     assert "`71 → 340`" in text and "`145 → 388`" in text, f"{path}: name Curve Circuits' own pairs too"
+
+
+# -- every real-unit claim on a chapter page is marked "reported by" or "reproduced here" ----------
+#: A unit of the real InceptionV1 named on a page: "3b:379", "mixed4c:447", "conv2d2:119".
+#: (Planted models' units, "curves:2" or "lines:0", are not real units and do not match.)
+REAL_UNIT = re.compile(r"(?<![\w:])(?:mixed)?(?:[345][a-e]|conv2d[0-2]):\d+\b")
+#: The two marks (bold, case-insensitive): **Reported by "Zoom In".** ... {cite}`...`, and
+#: **Reproduced here.** for what the cells after it compute with the weights at hand.
+REPORTED = re.compile(r"\*\*reported by [^*]+\*\*", re.IGNORECASE)
+REPRODUCED = re.compile(r"\*\*reproduced here\b[^*]*\*\*", re.IGNORECASE)
+CHAPTER_PAGES = sorted(BOOK.glob("ch*/index.ipynb"))
+
+
+def _paragraphs(source: str) -> list[str]:
+    """A markdown cell's paragraphs: blocks between blank lines, each list item its own block."""
+    out: list[str] = []
+    current: list[str] = []
+    for line in source.splitlines():
+        starts_item = re.match(r"\s*(?:[-*]|\d+\.)\s", line)
+        if not line.strip() or (starts_item and current):
+            if current:
+                out.append("\n".join(current))
+            current = [line] if line.strip() else []
+        else:
+            current.append(line)
+    if current:
+        out.append("\n".join(current))
+    return out
+
+
+def claim_problems(cells: list[tuple[str, str]]) -> list[str]:
+    """What is wrong with the marks of a page given as ``[(cell_type, source), ...]``.
+
+    Only the page's claims sections count: from its first ``## `` heading on (the title, reading
+    time and learning objectives before it are not claims). A paragraph that names a real unit
+    must carry a mark; a **Reported by** paragraph must cite its source ({cite}); a
+    **Reproduced here** paragraph must be followed by a code cell before the next section.
+    """
+    problems = []
+    in_claims = False
+    for i, (kind, source) in enumerate(cells):
+        if kind != "markdown":
+            continue
+        for para in _paragraphs(source):
+            if para.lstrip().startswith("## "):
+                in_claims = True
+            if not in_claims or para.lstrip().startswith(("#", "|")):
+                continue
+            reported, reproduced = REPORTED.search(para), REPRODUCED.search(para)
+            where = f"cell {i}: {para.strip()[:90]!r}"
+            if REAL_UNIT.search(para) and not (reported or reproduced):
+                problems.append(f"names a real unit without 'Reported by' or 'Reproduced here': {where}")
+            if reported and not CITE.search(para):
+                problems.append(f"'Reported by' without a {{cite}} in the same paragraph: {where}")
+            if reproduced:
+                following = []
+                for kind2, source2 in cells[i + 1:]:
+                    if kind2 == "markdown" and source2.lstrip().startswith("## "):
+                        break
+                    following.append(kind2)
+                if "code" not in following:
+                    problems.append(f"'Reproduced here' but no code cell computes it before the next section: {where}")
+    return problems
+
+
+def _cells(path: Path) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source) for c in nbformat.read(path, as_version=4).cells]
+
+
+def test_the_claim_check_finds_what_it_should():
+    ok = [("markdown", "# Title\n\nObjectives name `4e:55` freely."),
+          ("markdown", "## A\n\n**Reported by \"Zoom In\".** `4c:447` is a car detector {cite}`olah2020zoom`."),
+          ("markdown", "**Reproduced here.** The cell draws `3b:379`'s weights."), ("code", "draw()"),
+          ("markdown", "The planted `curves:2` needs no mark.")]
+    assert claim_problems(ok) == []
+    unmarked = [("markdown", "## A\n\nThe car detector `4c:447` reads windows above.")]
+    uncited = [("markdown", "## A\n\n**Reported by \"Zoom In\".** `4c:447` reads windows above.")]
+    uncomputed = [("markdown", "## A\n\n**Reproduced here.** `3b:379` is a curve detector."), ("markdown", "## B")]
+    item = [("markdown", "## A\n\n- **Reported by \"Zoom In\".** `4c:447` {cite}`olah2020zoom`\n- and `4d:417` too")]
+    for bad in (unmarked, uncited, uncomputed, item):
+        assert len(claim_problems(bad)) == 1, bad
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES, ids=lambda p: p.parent.name)
+def test_every_real_unit_claim_on_a_chapter_page_is_marked(page):
+    problems = claim_problems(_cells(page))
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES, ids=lambda p: p.parent.name)
+def test_every_chapter_page_uses_both_marks(page):
+    text = _markdown(page)
+    assert REPORTED.search(text) and REPRODUCED.search(text), f"{page}: use both marks"
