@@ -136,7 +136,8 @@ def layer_banding(
 
     ``blocks`` default: every ``mixedXY`` block of the model (InceptionV1: mixed3a .. mixed5b, in
     order). "Weight Banding" finds the bands in the last block before global average pooling
-    (mixed5b); the earlier blocks give about the random level ``1 / (k + 1)``.
+    (mixed5b); earlier blocks are expected near the random level ``1 / (k + 1)`` (our expectation, not a
+    number the article reports).
     """
     if blocks is None:
         blocks = [n for n in model.layer_names if n.startswith("mixed") and "_" not in n]
