@@ -724,3 +724,29 @@ def test_references_list_and_text_cite_alike(site):
     chapter = (site / "html" / f"{CHAPTER}.html").read_text(encoding="utf-8")
     assert "Olah <em>et al.</em>, 2020c" in chapter or "Olah et al., 2020c" in chapter
 
+
+
+def test_a_microscope_is_copied_into_the_site_and_linked(synthetic_model, tmp_path, monkeypatch):
+    import circuitscope.gallery as gallery
+
+    monkeypatch.setattr("circuitscope.models.load_inceptionv1", lambda *a, **k: synthetic_model)
+    scope = tmp_path / "scope"
+    argv = ["--layers", "mixed3a", "--channels", "0:2", "--size", "32", "--steps", "2", "--diversity", "0",
+            "--out", str(scope), "--weights", "synthetic", "--device", "cpu", "--no-progress", "--no-published"]
+    assert gallery.gallery_main(argv) == 0
+    # the built page as MyST writes it: the note of book/microscope.md, its raw HTML kept
+    note = re.search(r'<div class="circuitscope-microscope".*?</div>', (ROOT / "book" / "microscope.md").read_text(),
+                     re.S).group(0)  # fmt: skip
+    html = tmp_path / "html"
+    (html / "book").mkdir(parents=True)
+    (html / book.MICROSCOPE_PAGE).write_text(f"<html><body><h1>A local Microscope</h1>{note}</body></html>")
+
+    with pytest.raises(book.MicroscopeError, match="synthetic weights"):
+        book.attach_microscope(html, scope, require_real=True)  # the hosted site links only a real one
+    with pytest.raises(book.MicroscopeError, match="gallery --all-layers"):
+        book.attach_microscope(html, tmp_path / "nothing")
+    line = book.attach_microscope(html, scope)
+    assert "2 units" in line
+    page = (html / book.MICROSCOPE_PAGE).read_text()
+    assert 'href="../microscope/index.html"' in page and "built without" not in page and "SYNTHETIC" in page
+    assert (html / "microscope" / "index.html").is_file() and (html / "microscope" / "mixed3a").is_dir()

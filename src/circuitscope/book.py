@@ -793,13 +793,15 @@ def build(
     classroom: bool = False,
     require_real: bool = False,
     learner_repo: str | None = None,
+    microscope: Path | None = None,
 ) -> int:
     """Build the site of the book at ``root`` into ``<output or root>/_build/html``; the exit status.
 
     ``classroom=True``: the release without solutions, whose links lead to ``learner_repo`` (default
     ``_config.yml``'s ``classroom.learner_repository``) or nowhere; ``require_real=True``: fail
     unless every page is made with the verified real weights and every published file (see the
-    module's docstring).
+    module's docstring). ``microscope``: a folder written by ``circuitscope gallery --all-layers``,
+    copied into the site and linked from its Microscope page (:func:`attach_microscope`).
     """
     from circuitscope import registry
     from circuitscope_course import pages
@@ -897,6 +899,12 @@ def build(
         for link in links:
             print(f"  - {link}", file=sys.stderr)
         return 1
+    if microscope is not None:
+        try:
+            print(attach_microscope(build_path / "html", Path(microscope), require_real=require_real))
+        except MicroscopeError as err:
+            print(f"\nBook build FAILED: {err}", file=sys.stderr)
+            return 1
     figures = check_figures(build_path)
     if figures:
         print(f"\n{len(figures)} figure problem(s) (text under {MIN_FONT_PX:.0f} px in the "
@@ -916,6 +924,53 @@ def build(
           f"\n  Weights:  {identity}: {STATE_WORDS.get(state or '', 'unknown weights')}"
           f"\n  Pages:    {len(log.times)} run now, {len(log.cached)} from the cache")  # fmt: skip
     return 0
+
+
+# -- the Microscope --------------------------------------------------------------------------
+MICROSCOPE_PAGE = Path("book") / "microscope.html"
+_MICROSCOPE_STATUS = re.compile(r'<div class="circuitscope-microscope" id="microscope-status">.*?</div>', re.S)
+
+
+class MicroscopeError(ValueError):
+    """A Microscope folder that cannot be linked from the site (the message says what to do)."""
+
+
+def attach_microscope(html: Path, microscope: Path, require_real: bool = False) -> str:
+    """Copy the Microscope ``microscope`` (``circuitscope gallery --all-layers --out``: its
+    ``index.html`` and ``microscope.json``) to ``html/microscope/`` and link it from the site's
+    Microscope page, in place of its "built without" note. Returns a line for the log.
+
+    Done on the built HTML, so that a site without a Microscope has no link to a missing page.
+    """
+    import html as html_lib
+
+    info_path, index = microscope / "microscope.json", microscope / "index.html"
+    if not (info_path.is_file() and index.is_file()):
+        raise MicroscopeError(f"{microscope} is not a Microscope (no index.html and microscope.json): make one "
+                              "with `circuitscope gallery --all-layers --out DIR`")  # fmt: skip
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    state = info.get("weights_state", "unknown")
+    if require_real and state != "real":
+        raise MicroscopeError(f"the Microscope in {microscope} was made with {state} weights; "
+                              "--require-real links only one made with the verified real weights")  # fmt: skip
+    page = html / MICROSCOPE_PAGE
+    source = page.read_text(encoding="utf-8") if page.is_file() else ""
+    if not _MICROSCOPE_STATUS.search(source):
+        raise MicroscopeError(f"{page} has no Microscope note to replace (is book/microscope.md in _toc.yml?)")
+    dest = html / "microscope"
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(microscope, dest)
+    layers = info.get("layers", {})
+    units = sum(len(v.get("channels", [])) if isinstance(v.get("channels"), list) else int(v.get("channels") or 0)
+                for v in layers.values())  # fmt: skip
+    words = STATE_WORDS.get(state, f"{state} weights")
+    link = (f'<div class="circuitscope-microscope" id="microscope-status"><p><a href="../microscope/index.html">'
+            f"Open the Microscope</a>: {units} units of {len(layers)} layer(s) "
+            f"({html_lib.escape(', '.join(layers))}), {info.get('size', '?')} px, {info.get('steps', '?')} "
+            f"steps; made with {html_lib.escape(str(info.get('weights', state)))}: "
+            f"{html_lib.escape(words)}.</p></div>")  # fmt: skip
+    page.write_text(_MICROSCOPE_STATUS.sub(lambda _: link, source, count=1), encoding="utf-8")
+    return f"Microscope: {units} units linked from {page} ({dest})"
 
 
 # -- the build's log -------------------------------------------------------------------------
@@ -1035,9 +1090,13 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--require-real", action="store_true",
                    help="fail unless every page is made with the verified real weights and every "
                         "published figure could be had (the hosted site)")  # fmt: skip
+    b.add_argument("--microscope", type=Path, default=None, metavar="DIR",
+                   help="a Microscope made by `circuitscope gallery --all-layers --out DIR`: copied "
+                        "into the site and linked from its Microscope page")  # fmt: skip
     args, extra = parser.parse_known_args(argv)
     return build(args.root or repo_root(), args.output, extra, classroom=args.classroom,
-                 require_real=args.require_real, learner_repo=args.learner_repo)  # fmt: skip
+                 require_real=args.require_real, learner_repo=args.learner_repo,
+                 microscope=args.microscope)  # fmt: skip
 
 
 if __name__ == "__main__":
