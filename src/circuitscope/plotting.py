@@ -589,11 +589,14 @@ def strongest_channels_chart(
     map_rows = math.ceil(max(k, 1) / per_row)
     cell = COLUMN_IN / per_row
     top_h, gap = 2.1, 0.95  # the bar chart; the room under it for its label and the maps' titles
-    fig = plt.figure(figsize=(COLUMN_IN, top_h + map_rows * (cell + gap) + 0.75))
+    title = wrap(f"The strongest channels of {layer} for this image (maps share one colour scale)", COLUMN_IN,
+                 TITLE_PT)  # fmt: skip
+    head = 0.25 + 0.2 * (title.count("\n") + 1)  # room above the panels for the title's lines
+    fig = plt.figure(figsize=(COLUMN_IN, top_h + map_rows * (cell + gap) + 0.3 + head))
     mean_h = (top_h + cell * map_rows) / (1 + map_rows)
     grid = fig.add_gridspec(1 + map_rows, per_row, height_ratios=[top_h] + [cell] * map_rows,
                             hspace=gap / mean_h, wspace=0.08, left=0.01, right=0.99,
-                            top=1 - 0.45 / fig.get_figheight(), bottom=0.3 / fig.get_figheight())  # fmt: skip
+                            top=1 - head / fig.get_figheight(), bottom=0.3 / fig.get_figheight())  # fmt: skip
     split = max(1, round(per_row * 0.3))
     ax_img = fig.add_subplot(grid[0, :split])
     ax_img.imshow(to_numpy_image(image))
@@ -620,8 +623,7 @@ def strongest_channels_chart(
             f"{layer}:{int(c)}\nmean {float(means[int(c)]):.2f}",
             vmax=vmax,
         )
-    fig.suptitle(wrap(f"The strongest channels of {layer} for this image (maps share one colour scale)",
-                      COLUMN_IN, TITLE_PT))  # fmt: skip
+    fig.suptitle(title)
     return _finish(fig, model)
 
 

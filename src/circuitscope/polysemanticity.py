@@ -729,17 +729,12 @@ def outgoing_weights_figure(
         y = 0.08 + 0.1 * rows["low"] if side == "low" else 0.72 - 0.1 * rows["high"]
         rows[side] += 1
         right = r > 0.75 * len(w)  # near the right edge: the label ends at the line
-        ax.annotate(
-            f"{n} (rank {r + 1})",
-            (r, value),
-            xycoords="data",
-            textcoords=("data", "axes fraction"),
-            xytext=(r - len(w) * 0.03 if right else r + len(w) * 0.03, y),
-            ha="right" if right else "left",
-            fontsize=7.5,
-            color="#e66101",
-            arrowprops={"arrowstyle": "-", "color": "#e66101", "lw": 0.6},
-        )
+        x = r - len(w) * 0.03 if right else r + len(w) * 0.03
+        # the leader line and the label apart, so that a label's box is its text only
+        ax.annotate("", (r, value), xycoords="data", textcoords=("data", "axes fraction"), xytext=(x, y),
+                    arrowprops={"arrowstyle": "-", "color": "#e66101", "lw": 0.6})  # fmt: skip
+        ax.text(x, y, f"{n} (rank {r + 1})", transform=ax.get_xaxis_transform(), ha="right" if right else "left",
+                va="center", fontsize=7.5, color="#e66101")  # fmt: skip
     ax.axhline(0, color="#888888", linewidth=0.6)
     ax.set_xlabel(f"units of {target}, sorted by the weight they get")
     ax.set_ylabel("summed weight")
