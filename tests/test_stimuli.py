@@ -393,3 +393,47 @@ def test_high_low_tuning_has_orientation_and_ratio_axes(planted):
     assert len(tun) == 2 and tun[0].responses.shape == (2, 8) and torch.equal(tun[0].ratios, torch.tensor([1.0, 4.0], dtype=torch.float64))
     r, a = divmod(int(torch.argmax(tun[0].responses)), 8)
     assert tun[0].peak == (float(tun[0].angles[a]), float(tun[0].ratios[r]))
+
+
+def test_tuning_curve_figure_marks_the_preferred_orientation_and_its_weights(synthetic_model):
+    import matplotlib.pyplot as plt
+
+    from circuitscope.planted import CURVE_ORIENTATIONS, PLANTED_CAPTION
+
+    texts_of = lambda f: " ".join(t.get_text() for t in f.texts)
+
+    planted = PlantedCurveModel()
+    curves = stimuli.tuning_curve(planted, ["curves:0", "curves:2"], angles=8, size=44, radius=12.0)
+    assert [tc.peak for tc in curves] == [CURVE_ORIENTATIONS[0], CURVE_ORIENTATIONS[2]]
+    fig = stimuli.plot_tuning_curves(curves, caption=PLANTED_CAPTION)
+    assert "PLANTED CIRCUIT" in texts_of(fig) and fig.axes[0].name == "polar"
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 4  # a curve and a preferred-orientation spoke per unit
+    spoke = lines[3].get_xdata()
+    assert spoke[0] == pytest.approx(math.radians(curves[1].preferred))
+    plt.close(fig)
+    fig = stimuli.plot_tuning_curves(curves[0], model=synthetic_model, polar=False)
+    assert "SYNTHETIC WEIGHTS" in texts_of(fig) and fig.axes[0].name != "polar"
+    plt.close(fig)
+
+
+def test_rotated_turns_one_image_counter_clockwise_inside_a_disc():
+    image = torch.zeros(3, 33, 33)
+    image[:, 16, 20:] = 1.0  # a bright ray from the centre pointing right (0 degrees)
+    draw = stimuli.rotated(image)
+    turned = draw(torch.tensor([0.0, 90.0, 180.0]))
+    assert turned.shape == (3, 3, 33, 33) and 0 <= float(turned.min()) and float(turned.max()) <= 1
+    # counter-clockwise as this library's orientations: 90 degrees points up (smaller rows)
+    assert float(turned[1, 0, 4:13, 16].mean()) > 0.5 and float(turned[1, 0, 20:29, 16].mean()) < 0.1
+    assert float(turned[2, 0, 16, 4:13].mean()) > 0.5  # 180: pointing left
+    # the corners (outside the disc) hold the mean colour at every angle
+    assert torch.allclose(turned[:, :, 0, 0], image.mean(dim=(1, 2))[None].expand(3, 3), atol=1e-6)
+
+
+def test_a_unit_that_sees_a_turned_image_has_a_tuning_curve(synthetic_model):
+    from circuitscope.images import sample_image
+
+    photo = sample_image("coffee", size=64)
+    curve = stimuli.tuning_curve(synthetic_model, "3b:379", stimulus=stimuli.rotated(photo), angles=8)
+    assert curve.responses.shape == (8,) and curve.period == 360.0
+    assert float(curve.responses.std()) > 0  # the response changes as the photo turns

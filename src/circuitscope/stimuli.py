@@ -70,6 +70,7 @@ __all__ = [
     "line",
     "plot_tuning_curves",
     "radial_tuning_curve",
+    "rotated",
     "rounded_corner",
     "tuning_curve",
 ]  # fmt: skip
@@ -467,6 +468,37 @@ def high_low_frequency(
 
 
 # -- tuning curves -----------------------------------------------------------------------------
+def rotated(image: torch.Tensor, disc: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A stimulus for :func:`tuning_curve` made of one image turned: "Curve Detectors" turns a
+    unit's dataset examples and records the unit's response at each rotation ("Rotated Dataset
+    Examples"), the natural-image counterpart of the synthetic curves.
+
+    ``image: (3, H, W)`` in ``[0, 1]`` (e.g. a dataset example's crop, centred on what the unit
+    sees). Returns ``draw(angles) -> (A, 3, H, W)`` in ``[0, 1]``: the image turned counter-
+    clockwise by each angle (degrees; bilinear), as this library's orientations turn. With
+    ``disc`` (default) only the inscribed disc is kept and the rest filled with the image's mean
+    colour, so the corners do not come and go as it turns.
+    """
+    from torchvision.transforms.functional import InterpolationMode, rotate
+
+    image = torch.as_tensor(image, dtype=torch.float32)
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"rotated takes one (3, H, W) image in [0, 1], got shape {tuple(image.shape)}")
+    mean = image.mean(dim=(1, 2), keepdim=True)
+    if disc:
+        h, w = image.shape[-2:]
+        yy, xx = torch.meshgrid(torch.arange(h) - (h - 1) / 2, torch.arange(w) - (w - 1) / 2, indexing="ij")
+        inside = (yy**2 + xx**2 <= (min(h, w) / 2) ** 2).to(image.dtype)
+        image = image * inside + mean * (1 - inside)
+
+    def draw(angles: torch.Tensor) -> torch.Tensor:
+        turned = [rotate(image, float(a), InterpolationMode.BILINEAR, fill=mean.flatten().tolist())
+                  for a in torch.as_tensor(angles).reshape(-1)]  # fmt: skip
+        return torch.stack(turned).clamp(0, 1)
+
+    return draw
+
+
 STIMULI: dict[str, tuple[Callable[..., torch.Tensor], float]] = {
     "curve": (curve, 360.0),
     "line": (line, 180.0),
