@@ -1,8 +1,13 @@
-"""What every chapter's exercise tests share: the solution notebook's cells run as plain code.
+"""What every chapter's exercise tests share.
 
-``reference_functions`` runs each solution cell of a source notebook, ``stub_functions`` the cells
-nbgrader's ClearSolutions makes of them (what a learner starts from), both in a namespace that
-stands for the notebook's setup cell. The chapter tests then call the checks on what they define.
+* The chapters, read from their solution notebooks: :data:`CHAPTERS` and :func:`chapter` (its
+  exercises from the nbgrader test cells, the namespace its setup cell imports, the functions its
+  solution cells and its untouched stubs define, its named mistakes from tests/mistakes/).
+* ``reference_functions`` runs each solution cell of a source notebook, ``stub_functions`` the cells
+  nbgrader's ClearSolutions makes of them (what a learner starts from), both in a namespace that
+  stands for the notebook's setup cell.
+* Assertions the chapter tests make: a check passes (in time, over the wire), a stub or a mistake
+  fails with its hint, the hidden cases draw their values from the grader's private key.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import tempfile
 import textwrap
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import nbformat
 import pytest
@@ -84,21 +91,8 @@ MISTAKES_DIR = Path(__file__).resolve().parent / "mistakes"
 
 def load_mistakes(assignment: str) -> dict[str, str]:
     """``{solution grade_id: source of a plausible wrong cell}`` from tests/mistakes/<assignment>.py ({} if none)."""
-    import importlib.util
-
-    path = MISTAKES_DIR / f"{assignment}.py"
-    if not path.is_file():
-        return {}
-    spec = importlib.util.spec_from_file_location(f"mistakes_{assignment}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return dict(module.MISTAKES)
-
-
-def mistake_function(code: str, namespace: dict, names) -> object:
-    """The exercise function (one of ``names``) that the wrong cell ``code`` defines."""
-    ns = run_cells({"mistake": textwrap.dedent(code)}, namespace)
-    return next(v for k, v in ns.items() if k in names and k not in namespace and callable(v))
+    module = _load_mistakes_module(assignment)
+    return {} if module is None else dict(module.MISTAKES)
 
 
 def assert_mistake_fails(check, fn, hint: str, needs_hidden: bool = False) -> str:
@@ -222,3 +216,175 @@ def assert_hidden_cases_change(check, changes: bool = True, key: str = PRIVATE_K
         assert changed, f"{check.__name__}: no hidden case draws its values from the private key"
     else:
         assert not changed, f"{check.__name__}: hidden cases changed with the key: {changed}"
+
+
+# =============================================================================================
+# The five chapters, read from their solution notebooks (never from a hand-kept table)
+# =============================================================================================
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = ROOT / "solutions"
+
+#: Every assignment: a folder of solutions/ with a notebook (``ch1_introduction``, ...).
+CHAPTERS = tuple(sorted(p.name for p in SOLUTIONS.iterdir() if p.is_dir() and any(p.glob("*.ipynb"))))
+
+
+class Mistake(NamedTuple):
+    """A plausible wrong answer to one exercise, as a learner would write it.
+
+    ``check``: the check that must catch it; ``needs_hidden``: only the hidden cases catch it (the
+    visible ones pass it); ``hint``: words the failure message must hold; ``code``: the cell;
+    ``raises``: the error the code raises on a case (its message names that error instead of an
+    expected value), or "" when it returns a wrong value."""
+
+    check: str
+    needs_hidden: bool
+    hint: str
+    code: str
+    raises: str = ""
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One graded exercise: the check its test cell calls on the function its solution cell defines."""
+
+    check: str
+    function: str
+    grade_id: str
+
+
+def notebook_exercises(notebook: Path) -> tuple[Exercise, ...]:
+    """The exercises of ``notebook``, in notebook order, read from its test cells."""
+    return tuple(Exercise(check, fn, gid) for check, (fn, gid) in graded_checks(notebook).items())
+
+
+def setup_namespace(notebook: Path) -> dict:
+    """What the notebook's setup cell (the one importing its checks) imports, without running the
+    rest of it (loading InceptionV1, printing the device)."""
+    import ast
+
+    nb = nbformat.read(notebook, as_version=4)
+    (setup,) = [c for c in nb.cells if c.cell_type == "code" and "from circuitscope.checks import" in c.source
+                and not c.metadata.get("nbgrader", {}).get("grade")]  # fmt: skip
+    tree = ast.parse(setup.source)
+    imports = ast.Module([n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))], type_ignores=[])
+    namespace: dict = {}
+    exec(compile(imports, f"<setup cell of {notebook.name}>", "exec"), namespace)  # noqa: S102
+    namespace.pop("__builtins__", None)
+    return namespace
+
+
+def defined_functions(code: str) -> list[str]:
+    """The names of the functions ``code`` defines at its top level."""
+    import ast
+
+    return [n.name for n in ast.parse(textwrap.dedent(code)).body if isinstance(n, ast.FunctionDef)]
+
+
+def first_mistakes(named: dict[str, Mistake], notebook: Path) -> dict[str, str]:
+    """``{grade_id: cell}``: the first named mistake of each exercise, the nbgrader round trip's
+    mistakes submission (tests/test_course.py grades it; each must score 0)."""
+    grade_ids = {e.check: e.grade_id for e in notebook_exercises(notebook)}
+    cells: dict[str, str] = {}
+    for mistake in named.values():
+        cells.setdefault(grade_ids[mistake.check], textwrap.dedent(mistake.code).strip())
+    return cells
+
+
+def _load_mistakes_module(assignment: str):
+    import importlib.util
+
+    path = MISTAKES_DIR / f"{assignment}.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location(f"mistakes_{assignment}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Chapter:
+    """One chapter's exercises as the tests see them: its notebook, its checks module, the
+    namespace of its setup cell, its reference and stub functions, and its named mistakes
+    (``tests/mistakes/<assignment>.py``: ``NAMED``, and ``HELPERS`` the mistakes are written with)."""
+
+    def __init__(self, assignment: str):
+        import importlib
+
+        self.assignment = assignment
+        (self.notebook,) = sorted((SOLUTIONS / assignment).glob("*.ipynb"))
+        self.exercises = notebook_exercises(self.notebook)
+        modules = {re.match(r"(ch\d+)\.", c.source)[1] for c in self._test_cells()}
+        (self.module,) = modules
+        self.checks = importlib.import_module(f"circuitscope.checks.{self.module}")
+        self.mistakes = _load_mistakes_module(assignment)
+        self.named: dict[str, Mistake] = dict(getattr(self.mistakes, "NAMED", {}))
+        self._reference = self._stub = None
+
+    def _test_cells(self):
+        return [c for c in nbformat.read(self.notebook, as_version=4).cells
+                if c.metadata.get("nbgrader", {}).get("grade_id", "").endswith("-test")]  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"Chapter({self.assignment!r})"
+
+    @property
+    def functions(self) -> set[str]:
+        return {e.function for e in self.exercises}
+
+    def exercise(self, check: str) -> Exercise:
+        return next(e for e in self.exercises if e.check == check)
+
+    def check(self, name: str):
+        """The check ``name`` (``"check_x"``) of this chapter."""
+        return getattr(self.checks, name)
+
+    def namespace(self, helpers: bool = True) -> dict:
+        """A fresh copy of what the setup cell imports, with the mistakes' ``HELPERS`` (the
+        library's answers, copied: see :func:`copied`) unless ``helpers=False``."""
+        ns = setup_namespace(self.notebook)
+        if helpers:
+            ns.update(getattr(self.mistakes, "HELPERS", {}))
+        return ns
+
+    @property
+    def reference(self) -> dict:
+        """What the solution cells define (built once; do not modify)."""
+        if self._reference is None:
+            self._reference = reference_functions(self.notebook, self.namespace())
+        return self._reference
+
+    @property
+    def stub(self) -> dict:
+        """What the learner's untouched cells define (built once)."""
+        if self._stub is None:
+            self._stub = stub_functions(self.notebook, self.namespace())
+        return self._stub
+
+    def mistake(self, code: str):
+        """The exercise function the cell ``code`` defines, run after the reference solutions (as
+        in a notebook where the earlier exercises are solved) in the setup cell's namespace."""
+        names = [n for n in defined_functions(code) if n in self.functions]
+        assert len(names) == 1, f"the cell should define one exercise function, not {names}"
+        namespace = {**self.namespace(), **{f: self.reference[f] for f in self.functions}}
+        return run_cells({"mistake": textwrap.dedent(code)}, namespace)[names[0]]
+
+
+_CHAPTERS: dict[str, Chapter] = {}
+
+
+def chapter(assignment: str) -> Chapter:
+    """The chapter ``assignment`` (built once per session)."""
+    if assignment not in _CHAPTERS:
+        _CHAPTERS[assignment] = Chapter(assignment)
+    return _CHAPTERS[assignment]
+
+
+def assert_named_mistake_fails(check, fn, mistake: Mistake) -> str:
+    """``check`` fails ``fn`` as ``mistake`` says: with its hint; and the message says what was
+    expected, with a hint line (or, for a mistake that raises, names the error it raised)."""
+    message = assert_mistake_fails(check, fn, mistake.hint, mistake.needs_hidden)
+    if mistake.raises:
+        assert f"raised {mistake.raises}" in message, f"the message does not name {mistake.raises}:\n{message}"
+    else:
+        assert "expected" in message and "hint:" in message, f"no expected value or no hint line:\n{message}"
+    return message

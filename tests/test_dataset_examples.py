@@ -311,3 +311,39 @@ def test_dataset_examples_command_line(synthetic_model, tmp_path, monkeypatch, c
     assert "TopExamples(3a:5" in capsys.readouterr().out
     record = json.loads((tmp_path / "out" / "3a_5.json").read_text())
     assert len(record["names"]) == 2 and (tmp_path / "out" / "3a_5_1.png").exists()
+
+
+def test_write_photo_folder_is_a_seeded_labelled_image_folder(tmp_path):
+    from circuitscope.datasets import write_photo_folder
+
+    written = write_photo_folder(
+        tmp_path / "a", crops_per_photo=2, size=40, names=["chelsea", "coffee"], seed=3
+    )
+    again = write_photo_folder(
+        tmp_path / "b", crops_per_photo=2, size=40, names=["chelsea", "coffee"], seed=3
+    )
+    assert sorted(p.relative_to(tmp_path / "a").as_posix() for p in written) == [
+        "chelsea/chelsea_000.jpg", "chelsea/chelsea_001.jpg", "coffee/coffee_000.jpg", "coffee/coffee_001.jpg",
+    ]  # fmt: skip
+    assert [p.read_bytes() for p in written] == [p.read_bytes() for p in again], "not deterministic"
+    stream = ImageFolderStream(tmp_path / "a", size=40, batch_size=3)
+    images, _, _ = next(iter(stream))
+    assert images.shape == (3, 3, 40, 40) and 0 <= float(images.min()) and float(images.max()) <= 1
+    assert [stream.label_name(i) for i in range(4)] == ["chelsea", "chelsea", "coffee", "coffee"]
+    # Crops differ from each other (a random place and size each), not copies of one image.
+    assert float((images[0] - images[1]).abs().mean()) > 0.02
+
+
+def test_top_examples_plot_is_closed_so_a_notebook_shows_it_once(tmp_path):
+    import matplotlib.pyplot as plt
+
+    import circuitscope as cs
+
+    texts_of = lambda f: " ".join(t.get_text() for t in f.texts)
+
+    model = PlantedPatternModel()
+    images, _, _ = planted_images(n_plain=3, n_per_pattern=1, size=32, seed=0)
+    top = cs.top_examples(model, images, "units:0", k=2, progress=False, cache_dir=tmp_path)
+    before = plt.get_fignums()
+    fig = top.plot()
+    assert plt.get_fignums() == before and "PLANTED MODEL" in texts_of(fig) and "SYNTHETIC" not in texts_of(fig)

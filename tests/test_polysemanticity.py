@@ -173,3 +173,37 @@ def test_planted_pattern_model_is_planted_not_synthetic():
     from circuitscope.provenance import weights_state
 
     assert weights_state(PlantedPatternModel()) == "planted"
+
+
+# -- the chapter's demonstrations (moved from test_ch4) -------------------------------------------
+def test_diversity_splits_the_planted_unit_into_its_two_patterns():
+    import circuitscope as cs
+    from circuitscope.optvis import channel, diversity, render
+
+    # The chapter's and exercise 3's figure: with the diversity term each image of the batch
+    # specialises in one pattern (one detector fires, the other hardly); without it, both fire.
+    model = PlantedPatternModel(threshold=0.0)
+    obj = channel("units", 0)
+    plain = render(model, obj, batch=4, size=32, steps=40, seed=0, progress=False)
+    diverse = render(
+        model, obj - 1.0 * diversity("units"), batch=4, size=32, steps=40, seed=0, progress=False
+    )
+    with torch.no_grad():
+        det_plain = cs.activations(model, plain, ["detectors"])["detectors"].amax(dim=(2, 3))
+        det_diverse = cs.activations(model, diverse, ["detectors"])["detectors"].amax(dim=(2, 3))
+    ratio = lambda d: d.min(1).values / d.max(1).values.clamp_min(1e-6)
+    assert bool((ratio(det_plain) > 0.5).all()), det_plain  # both patterns in every image
+    assert bool((ratio(det_diverse) < 0.2).all()), det_diverse  # one pattern per image
+    assert set(det_diverse.argmax(1).tolist()) == {0, 1}, "both patterns appear in the batch"
+
+
+def test_outgoing_weights_figure_marks_the_highlighted_units():
+    from circuitscope.polysemanticity import outgoing_weights_figure
+
+    texts_of = lambda f: " ".join(t.get_text() for t in f.texts)
+
+    fig = outgoing_weights_figure(PlantedPatternModel(), "detectors:0", k=2, highlight=["units:1"])
+    ax = fig.axes[0]
+    texts = texts_of(ax)
+    assert "largest: units:0 +1.00, units:1 +1.00" in texts and "units:1 (rank 2)" in texts
+    assert len(ax.patches) == 3 and "PLANTED MODEL" in texts_of(fig) and "SYNTHETIC" not in texts_of(fig)
