@@ -1,6 +1,6 @@
 """circuitscope.branches: branch ranges and shares ("Branch Specialization"), the banding index
 ("Weight Banding"). Exact answers on InceptionV1's layout and on planted weights; chapter 3's
-exercises 7 and 8 are tested in test_ch3.py."""
+exercises 7 and 8 are tested in test_chapters.py."""
 
 from __future__ import annotations
 

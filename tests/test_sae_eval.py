@@ -2,7 +2,7 @@
 
 Planted answers: an SAE that reconstructs exactly (no change when spliced in), one whose features
 never fire (all dead; splicing it in zero-ablates the layer: a measurable change), and one with
-planted dead and dense features. Chapter 5's exercises 8 and 9 are tested in test_ch5.py.
+planted dead and dense features. Chapter 5's exercises 8 and 9 are tested in test_chapters.py.
 """
 
 from __future__ import annotations
