@@ -652,7 +652,14 @@ document.getElementById("f").addEventListener("load", function () {
       width: w.innerWidth, scroll: d.documentElement.scrollWidth,
       column: art.getBoundingClientRect().width, imgs: imgs, overflowing: pres,
       header: header ? w.getComputedStyle(header).display : "none",
-      interactive: art.querySelectorAll(".circuitscope-interactive .js-plotly-plot").length
+      interactive: art.querySelectorAll(".circuitscope-interactive .js-plotly-plot").length,
+      browser: art.querySelectorAll(".circuitscope-browser .cs-browser-panels .cs-browser-view").length,
+      browserImages: [].filter.call(art.querySelectorAll(".circuitscope-browser .cs-browser-view"), function (v) {
+        return v.style.backgroundImage.indexOf("data:image/") >= 0 || v.querySelector("img[src^='data:image/']");
+      }).length,
+      past: [].filter.call(art.querySelectorAll(".circuitscope-interactive, .circuitscope-browser, .cell.tag_full-width"),
+        function (e) { var r = e.getBoundingClientRect(); return r.width > 0 && (r.left < -1 || r.right > w.innerWidth + 1); }
+      ).map(function (e) { return e.className.slice(0, 60); })
     });
   }, 4000);
 });
@@ -689,6 +696,12 @@ def test_pages_fit_the_screen_at_desktop_and_phone_widths(server, site, tmp_path
         assert not squeezed, f"{page}: figures shown smaller than the column allows: {squeezed[:3]}"
     if page == "book/ch3_circuits/index" and width == 1280:
         assert m["interactive"] >= 1, "the curve family's interactive figure did not draw (plotly.js from _static)"
+    assert not m["past"], f"{page} at {width}px: interactive or full-width figures run past the screen: {m['past']}"
+    if page == "book/ch5_closing_thoughts/index":
+        assert m["interactive"] >= 1, f"the phase diagram's interactive figure did not draw at {width}px"
+    if page == "book/ch2_feature_visualization/index":
+        assert m["browser"] == 2, f"the unit browser did not draw its two panels at {width}px"
+        assert m["browserImages"] >= 1, "the unit browser shows no render (its images are data: URIs in the page)"
 
 
 @pytest.mark.slow
@@ -699,6 +712,23 @@ def test_the_site_serves_plotly_itself_and_the_landing_figure(site):
     assert 'class="circuitscope-landing"' in landing and "../_static/circuitscope-landing.png" in landing
     assert (html / "_static" / "circuitscope-landing.png").is_file()
     assert "CC BY 4.0" in landing, "the landing figure's credit"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page, kind", [("book/ch5_closing_thoughts/index", "circuitscope-interactive"),
+                                        ("book/ch2_feature_visualization/index", "circuitscope-browser")])  # fmt: skip
+def test_interactive_figures_keep_a_static_image_and_load_nothing_remote(site, page, kind):
+    """The phase diagram (chapter 5) and the unit browser (chapter 2): a static PNG for readers
+    without JavaScript, a script that draws only on the site, and no URL of another host."""
+    text = (site / "html" / f"{page}.html").read_text(encoding="utf-8")
+    blocks = re.findall(rf'<div class="{kind}" id="([^"]+)">(.*?)</div><script>(.*?)</script>', text, re.DOTALL)
+    assert blocks, f"{page} has no {kind}"
+    for uid, body, script in blocks:
+        assert re.search(r'<img src="data:image/png;base64,[^"]+" alt="[^"]+"', body), f"{uid}: no static image"
+        assert "data-content_root" in script and uid in script
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/[^\s\"']*\.(js|css|png|jpe?g)", script), uid
+    if kind == "circuitscope-browser":
+        assert "tag_full-width" in text, "the wide grid of published renders is marked full-width"
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from io import BytesIO
 
 import numpy as np
 import pytest
@@ -243,3 +244,101 @@ def test_landing_figure_is_computed_and_credited(monkeypatch, tmp_path):
     assert 'src="../_static/' + pages.LANDING_PNG + '"' in html and "could not be had" in html
     credited = pages.landing_figure_html("renders", "Figure adapted from Olah et al. (CC BY 4.0).")
     assert "CC BY 4.0" in credited and "://" not in credited.split("<figcaption>")[0]
+
+
+# -- the phase diagram and the unit browser, interactive -------------------------------------------
+def _no_network(html: str) -> None:
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), "no asset from the network"
+    assert not re.search(r"""url\(["']?(https?:)?//""", html), "no CSS image from the network"
+    assert "cdn" not in re.sub(r"base64,[^\"]+", "", html).lower()
+    assert "data-content_root" in html, "drawn only on the course site"
+
+
+def _static_png(html: str) -> bytes:
+    found = re.search(r'<img src="data:image/png;base64,([^"]+)" alt="[^"]+"', html)
+    assert found, "a static image for readers without JavaScript"
+    png = base64.b64decode(found.group(1))
+    assert png.startswith(b"\x89PNG") and int.from_bytes(png[16:20], "big") <= book.COLUMN_PX
+    return png
+
+
+def test_interactive_phase_diagram_holds_each_cells_values_and_keeps_the_static_figure():
+    pytest.importorskip("plotly")
+    from circuitscope import superposition as sp
+
+    phases = np.array([[0, 1, 1], [0, 2, 1]])
+    diagram = sp.PhaseDiagram(phases, np.array([0.0, 0.9]), np.array([0.1, 1.0, 10.0]),
+                              np.full((2, 3, 2), 0.5), np.full((2, 3), 0.01))  # fmt: skip
+    shown = plotting.interactive_phase_diagram(diagram)
+    assert isinstance(shown, plotting.Interactive)
+    html = shown._repr_html_()
+    _no_network(html)
+    assert '"_static/plotly.min.js"' in html
+    _static_png(html)
+    cells = shown.spec["data"][0]
+    assert cells["type"] == "heatmap" and cells["z"] == phases.tolist()
+    assert len(cells["x"]) == 4 and len(cells["y"]) == 3, "cell edges around 3 importances and 2 densities"
+    assert "sparsity S = 0.9 (density 0.1)" in cells["text"][1][0] and "relative importance 0.1" in cells["text"][1][0]
+    assert "superposition" in cells["text"][1][1] and "not represented" in cells["text"][0][0]
+    assert [t["name"] for t in shown.spec["data"][1:]] == list(sp.PHASES), "a legend swatch per phase"
+    assert shown.spec["layout"]["xaxis"]["type"] == "log" == shown.spec["layout"]["yaxis"]["type"]
+    assert shown.hover_isolate is False
+
+
+@pytest.fixture
+def fake_sheets(tmp_path, monkeypatch):
+    """Sprite sheets of the published renders, made here: channel c's cell is one grey level."""
+    from PIL import Image
+
+    from circuitscope import published, registry
+
+    def fetch(name, *args, **kwargs):
+        if "mixed4a" in name:
+            raise published.DataError(f"{name}: offline (test)")
+        cols, cell = published.SPRITE_COLUMNS["mixed3b"], published.SPRITE_CELL
+        sheet = np.zeros((23 * cell, cols * cell, 3), np.uint8)
+        for c in range(480):
+            sheet[cell * (c // cols):cell * (c // cols + 1), cell * (c % cols):cell * (c % cols + 1)] = c % 250
+        path = tmp_path / "sheet.jpeg"
+        Image.fromarray(sheet).save(path)
+        return path
+
+    monkeypatch.setattr(registry, "fetch", fetch)
+    published._sprite.cache_clear()
+    yield
+    published._sprite.cache_clear()
+
+
+def test_unit_browser_holds_the_published_sheets_and_the_pages_renders(fake_sheets, synthetic_model, images):
+    from PIL import Image
+
+    units = ["3b:379", "3b:342", "4a:476"]
+    shown = plotting.unit_browser(images[:3], units, synthetic_model, layers=["mixed3b", "mixed4a"], cell_px=16)
+    html = shown._repr_html_()
+    _no_network(html)
+    _static_png(html)
+    spec = shown.spec()
+    assert list(spec["layers"]) == ["mixed3b"] and "mixed4a" in shown.note, "a sheet that cannot be had is named"
+    sheet = spec["layers"]["mixed3b"]
+    assert (sheet["channels"], sheet["columns"], sheet["rows"], sheet["cell"]) == (480, 21, 23, 16)
+    assert sheet["sprite"].startswith("data:image/jpeg;base64,")
+    with Image.open(BytesIO(base64.b64decode(sheet["sprite"].split(",", 1)[1]))) as im:
+        assert im.size == (21 * 16, 23 * 16)
+    assert spec["units"] == units == sorted(spec["own"], key=units.index) and spec["order"] == ["mixed3b", "mixed4a"]
+    assert spec["state"] == "synthetic" and "SYNTHETIC" in spec["caption"], "the page's renders say their weights"
+    for unit, uri in spec["own"].items():
+        with Image.open(BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as im:
+            assert im.size == (64, 64), unit
+    assert spec["channels"] == {"mixed3b": 480, "mixed4a": 508}
+    assert "CC BY 4.0" in html and "Building Blocks" in html, "the published renders are credited"
+    payload = json.loads(re.search(r"var spec = (\{.*?\});\n", html, re.DOTALL).group(1))
+    assert payload == spec, "the page's script reads the same data"
+
+
+def test_unit_browser_static_grid_fits_the_column(fake_sheets, synthetic_model, images):
+    from circuitscope import published
+
+    cells = {u: published.published_render(u) for u in ("3b:379", "3b:342")}
+    units = ["3b:379", "3b:342", "4a:476", "3b:1", "3b:2", "3b:3", "3b:4", "3b:5"]
+    batch = torch.cat([images, images])
+    assert_fits(plotting._browser_grid(batch, units, synthetic_model, cells, columns=4), "unit browser grid")
