@@ -345,7 +345,7 @@ def _grade_notebook(course: Course, sub: Submission, notebook: str, cell_timeout
 
 #: Imported once by the fork server, so that each notebook's grading process starts with them.
 _PRELOAD = ["nbgrader.apps", "nbclient", "circuitscope_course.verdicts", "circuitscope.checks.runner",
-            "circuitscope.checks.recipes", "torch"]  # fmt: skip
+            "circuitscope.checks.recipes", "torch", *(f"circuitscope.checks.ch{n}" for n in range(1, 6))]  # fmt: skip
 _FORKSERVER = None
 
 
