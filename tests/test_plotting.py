@@ -38,8 +38,9 @@ def test_every_model_figure_function_is_listed():
         if callable(getattr(plotting, name))
         and "model" in inspect.signature(getattr(plotting, name)).parameters
     }
-    # layer_shapes draws nothing; the interactive figure's stamp is tested below
-    assert takes_model - {"layer_shapes", "interactive_radial_tuning"} == set(FIGURES)
+    # layer_shapes draws nothing; the interactive figure's stamp is tested below, the unit browser's
+    # in test_figures.py (test_unit_browser_holds_the_published_sheets_and_the_pages_renders)
+    assert takes_model - {"layer_shapes", "interactive_radial_tuning", "unit_browser"} == set(FIGURES)
 
 
 def test_the_interactive_figure_says_which_weights_made_it(synthetic_model):
