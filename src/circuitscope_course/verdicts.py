@@ -51,7 +51,7 @@ from .nbgrader_ext import ABOUT_PREFIX, PARTIAL_MIME
 
 #: Modules a check may come from without being in the assignment's source folder.
 TRUSTED_PREFIX = "circuitscope.checks."
-TIMED_OUT = "your function ran past the time limit and was interrupted"
+TIMED_OUT = "your function ran past the time limit (on this case or another of the exercise's) and was interrupted"
 
 
 class PlanError(ValueError):
@@ -131,7 +131,13 @@ class RemoteFunction:
     def invoke(self, case):
         from circuitscope.checks import wire
 
-        return self._send(wire.request(case, self.name))
+        return self._send([wire.request(case, self.name)])[0]
+
+    def invoke_many(self, cases):
+        """Every case's outcome from one round trip into the kernel (see ``runner.run``)."""
+        from circuitscope.checks import wire
+
+        return self._send([wire.request(case, self.name) for case in cases])
 
 
 class TrustedExecute(Execute):
@@ -260,35 +266,43 @@ class TrustedExecute(Execute):
         return sys.modules[key]
 
     # -- one call across the sandbox boundary ---------------------------------------------------
-    def _send(self, request: dict):
-        """Run one request in the kernel; the :class:`Outcome` it sent back (data only)."""
+    def _send(self, requests: list[dict]) -> list:
+        """Run ``requests`` (calls of one learner function) in the kernel, in one round trip; the
+        :class:`Outcome` of each, as it sent them back (data only)."""
         from circuitscope.checks import wire
         from circuitscope.checks.runner import Outcome
 
         if self._timed_out is not None:
             # A call of this cell ran past the time limit: the cell's other cases (partial credit
             # runs them all) fail at once instead of waiting out the limit each.
-            return self._timed_out
+            return [self._timed_out] * len(requests)
         self._calls += 1
-        code = f"__import__('circuitscope.checks.remote', fromlist=['serve']).serve({wire.encode(request)!r})"
+        payload = requests[0] if len(requests) == 1 else requests
+        code = f"__import__('circuitscope.checks.remote', fromlist=['serve']).serve({wire.encode(payload)!r})"
         cell = new_code_cell(code)
         self.execute_cell(cell, self._index, store_history=False)
         replies = [o for o in cell.outputs if o.get("output_type") == "display_data"
                    and wire.MIME in o.get("data", {})]  # fmt: skip
+
+        def every(outcome):
+            return [outcome] * len(requests)
+
         if not replies:
             errors = [o for o in cell.outputs if o.get("output_type") == "error"]
             if errors and errors[-1].get("ename") == "CellTimeoutError":
                 self._timed_out = Outcome(error=("TimeoutError", TIMED_OUT))
-                return self._timed_out
+                return every(self._timed_out)
             detail = f": {errors[-1].get('ename')}: {errors[-1].get('evalue')}" if errors else ""
-            return Outcome(error=("NoAnswer", f"the kernel gave no answer{detail}"))
+            return every(Outcome(error=("NoAnswer", f"the kernel gave no answer{detail}")))
         try:
-            outcome = wire.decode(replies[-1]["data"][wire.MIME])
+            answer = wire.decode(replies[-1]["data"][wire.MIME])
         except Exception as err:  # noqa: BLE001 -- a reply that is not data is no answer
-            return Outcome(error=("NoAnswer", f"the kernel's answer could not be read as data ({err})"))
-        if not isinstance(outcome, Outcome):
-            return Outcome(error=("NoAnswer", "the kernel's answer is not an outcome"))
-        return outcome
+            return every(Outcome(error=("NoAnswer", f"the kernel's answer could not be read as data ({err})")))
+        outcomes = [answer] if len(requests) == 1 else answer
+        if not (isinstance(outcomes, list) and len(outcomes) == len(requests)
+                and all(isinstance(o, Outcome) for o in outcomes)):  # fmt: skip
+            return every(Outcome(error=("NoAnswer", "the kernel's answer is not an outcome")))
+        return outcomes
 
 
 def _error(ename: str, evalue: str, line: int = 0, about: str | None = None) -> NotebookNode:

@@ -41,11 +41,14 @@ def answer(request: dict, namespace: dict | None = None) -> Outcome:
 
 
 def serve(text: str) -> None:
-    """Answer one request (base64 :mod:`.wire` data) with display data of type ``wire.MIME``."""
+    """Answer one request, or a list of them (base64 :mod:`.wire` data), with display data of type
+    ``wire.MIME``: an :class:`Outcome`, or the list of them."""
     from IPython.display import publish_display_data
 
     try:
-        reply = wire.encode(answer(wire.decode(text)))
+        request = wire.decode(text)
+        # a list: every case of an exercise in one round trip, answered in order
+        reply = wire.encode([answer(r) for r in request] if isinstance(request, list) else answer(request))
     except Exception as err:  # noqa: BLE001 -- an answer that cannot be encoded is a wrong answer
         reply = wire.encode(Outcome(error=(type(err).__name__, f"the result could not be sent as data: {err}")))
     publish_display_data({wire.MIME: reply})
