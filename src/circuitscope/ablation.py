@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 
 from .circuits import parse_unit
-from .hooks import activations
+from .hooks import activations, replaced
 
 __all__ = ["AblationEffect", "ablated", "ablation_effect"]
 
@@ -63,18 +63,15 @@ def ablated(model, units: str | Iterable[str], value: float | torch.Tensor = 0.0
     if fill.dim() == 1 and fill.numel() != len(channels):
         raise ValueError(f"value has {fill.numel()} entries for {len(channels)} units")
 
-    def hook(_module, _inputs, output: torch.Tensor) -> torch.Tensor:
+    def ablate(output: torch.Tensor) -> torch.Tensor:
         out = output.clone()
         v = fill.to(out)
         v = v.view(1, -1, *([1] * (out.dim() - 2))) if v.dim() == 1 else v
         out[:, index.to(out.device)] = v.expand_as(out[:, index.to(out.device)])
         return out
 
-    handle = model.hook_points[layer].register_forward_hook(hook)
-    try:
+    with replaced(model, layer, ablate):
         yield
-    finally:
-        handle.remove()
 
 
 class AblationEffect(NamedTuple):

@@ -18,7 +18,7 @@ import torch
 from .models.inceptionv1 import LAYER_NAMES, MAIN_LAYERS
 from .models.named import HookPoint, HookPoints, NamedModel
 
-__all__ = ["HookPoint", "HookPoints", "NamedModel", "activations", "capture", "check_layer_names"]
+__all__ = ["HookPoint", "HookPoints", "NamedModel", "activations", "capture", "check_layer_names", "replaced"]
 
 
 def check_layer_names(model: torch.nn.Module, names: Iterable[str]) -> list[str]:
@@ -74,3 +74,19 @@ def capture(model, layers: str | Iterable[str]) -> Iterator[dict[str, torch.Tens
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextmanager
+def replaced(model, layer: str, replace) -> Iterator[None]:
+    """Inside the ``with`` block, the named value ``layer`` is ``replace(value)`` in every forward
+    pass, and every later layer computes from it (ablations, a dictionary's reconstruction spliced in).
+
+    ``replace`` maps the value (e.g. ``(N, C, H, W)``) to a tensor of the same shape. The hook is
+    removed when the block ends, even on an error.
+    """
+    (name,) = check_layer_names(model, [layer])
+    handle = model.hook_points[name].register_forward_hook(lambda _module, _inputs, output: replace(output))
+    try:
+        yield
+    finally:
+        handle.remove()

@@ -30,6 +30,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .hooks import replaced
 from .sae import SparseAutoencoder, feature_frequencies
 
 __all__ = [
@@ -137,12 +138,8 @@ def spliced(model, sae: SparseAutoencoder, layer: str, replace=None) -> Iterator
     after the layer reads the replacement. The hook is removed when the block ends, even on an
     error.
     """
-    replace = replace or (lambda acts: reconstruct_activations(sae, acts))
-    handle = model.hook_points[layer].register_forward_hook(lambda _m, _i, out: replace(out))
-    try:
+    with replaced(model, layer, replace or (lambda acts: reconstruct_activations(sae, acts))):
         yield
-    finally:
-        handle.remove()
 
 
 class SpliceResult(NamedTuple):
