@@ -979,13 +979,14 @@ def _splice(model, sae, layer: str, images, labels, variant: str | None = None) 
     """The reference (:func:`sae_eval.spliced_metrics` as a dict), or what a mistaken version gives."""
     import torch.nn.functional as F
 
+    from ..hooks import replaced
     from ..sae_eval import spliced_metrics
 
     if variant is None:
         return dict(spliced_metrics(model, sae, layer, images, labels).as_dict())
     scale = 1.0 if variant == "no_scale" else sae.input_scale
 
-    def replace(_module, _inputs, acts):
+    def replace(acts):
         n, c, h, w = acts.shape
         if variant == "no_permute":
             return (sae(acts.reshape(-1, c) / scale)[0] * scale).reshape(n, c, h, w)
@@ -994,11 +995,8 @@ def _splice(model, sae, layer: str, images, labels, variant: str | None = None) 
 
     with torch.no_grad():
         clean = model(images)
-        handle = model.hook_points[layer].register_forward_hook(replace)
-        try:
+        with replaced(model, layer, replace):
             patched = model(images)
-        finally:
-            handle.remove()
         if variant == "clean_spliced":
             clean = patched
         target = clean.argmax(-1) if variant == "argmax_labels" else labels
