@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import torch
 
 import circuitscope as cs
-from circuitscope.optvis import RenderOptions, channel, render
+from circuitscope.methods.optvis import RenderOptions, channel, render
 
 
 @dataclass

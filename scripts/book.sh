@@ -3,4 +3,4 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$root"
-exec python -m circuitscope.book build "$@"
+exec python -m circuitscope.tools.book build "$@"

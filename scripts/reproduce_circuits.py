@@ -25,14 +25,14 @@ It prints one table, ``claim | article's value | measured | verdict``, and exits
   says "UNVERIFIED weights" in its header.
 
 Stimulus and orientation conventions. Claim 1 is measured as the article measured it: the
-articles' stimulus (:func:`circuitscope.stimuli.rounded_corner`: a filled 90-degree corner
+articles' stimulus (:func:`circuitscope.methods.stimuli.rounded_corner`: a filled 90-degree corner
 rounded by an arc, its legs running to the image's edge, so no line ends; radius 60 px at
 224 px among the radii averaged), its responses averaged over curvature (several radii) and
-the preferred orientation taken as the peak (:func:`circuitscope.stimuli.radial_tuning_curve`).
+the preferred orientation taken as the peak (:func:`circuitscope.methods.stimuli.radial_tuning_curve`).
 ``--stimulus curve`` uses the short arc of the exercises instead. The stimuli count
 orientation counter-clockwise and the article clockwise; the measured peaks are converted with
-:func:`circuitscope.stimuli.article_orientation` (read off the article's figures: see
-:mod:`circuitscope.stimuli`). As a safeguard the comparison still fits the single rotation (and
+:func:`circuitscope.methods.stimuli.article_orientation` (read off the article's figures: see
+:mod:`circuitscope.methods.stimuli`). As a safeguard the comparison still fits the single rotation (and
 reflection) that best aligns the measured angles with the article's and prints it: with the
 conversion it should be close to 0 and not mirrored. Each unit AGREES when its aligned angle
 is within ``--tolerance`` degrees (30) of the article's.
@@ -49,7 +49,7 @@ What is the article's and what is this script's:
   curve is the 3a curve detector whose published orientation ("Curve Detectors",
   ``curve-detectors/data/curves-mixed3a.json``) is nearest to 180 degrees from the source's.
   A kernel "excites" when the sum of its entries is positive and "inhibits" when negative
-  (:func:`circuitscope.circuits.kernel_regions` says where on the kernel the sign lies).
+  (:func:`circuitscope.methods.circuits.kernel_regions` says where on the kernel the sign lies).
 * The car claims are the words of "Zoom In"'s figure: windows "excite the car detector at the
   top and inhibit at the bottom", the car body "excites the car detector, especially at the
   bottom", wheels "excite the car detector at the bottom and inhibit at the top". Reading them
@@ -163,7 +163,7 @@ class Measured:
 # -- the published side --------------------------------------------------------------------
 def load_published(pairs: str = "curve-circuits") -> Published:
     """The articles' values, from the verified data registry; :class:`CannotRun` if unavailable."""
-    from circuitscope import published
+    from circuitscope.core import published
 
     try:
         o3b = published.preferred_orientations("mixed3b")
@@ -225,11 +225,11 @@ def measure_orientations(model, size=224, angles=72, radii=None, width=120.0, th
     radius of ``radii`` (px in ``size``-px images; default :data:`RADII_224` scaled to ``size``)
     and ``angles`` orientations each unit is read at the centre position; its responses are
     averaged over the radii and its preferred orientation is their peak, as the article's
-    radial tuning curve (:func:`circuitscope.stimuli.radial_tuning_curve`), converted to the
-    article's clockwise count (:func:`circuitscope.stimuli.article_orientation`). ``nan``: the
+    radial tuning curve (:func:`circuitscope.methods.stimuli.radial_tuning_curve`), converted to the
+    article's clockwise count (:func:`circuitscope.methods.stimuli.article_orientation`). ``nan``: the
     unit did not respond.
     """
-    from circuitscope import stimuli
+    from circuitscope.methods import stimuli
 
     radii = tuple(r * size / 224.0 for r in RADII_224) if radii is None else tuple(radii)
     style = ({"width": width, "thickness": thickness, "foreground": 0.0, "background": 1.0}
@@ -252,7 +252,7 @@ def _row_sums(kernel, rows: int = 2) -> tuple[float, float]:
 def measure(model, pub: Published, size=224, angles=72, radii=None, width=120.0,
             thickness=3.0, stimulus="rounded_corner") -> Measured:  # fmt: skip
     """Everything the comparison needs, from ``model``'s weights (see :func:`measure_orientations`)."""
-    from circuitscope import circuits
+    from circuitscope.methods import circuits
 
     radii = tuple(r * size / 224.0 for r in RADII_224) if radii is None else tuple(radii)
     orientations = measure_orientations(model, size, angles, radii, width, thickness, stimulus)
@@ -421,8 +421,8 @@ def format_report(pub: Published, meas: Measured, rows: list[Row], notes: list[s
 def load_model(weights: str | None, allow_unverified: bool, device=None):
     """The model to check and its weights state; :class:`CannotRun` when it cannot be used."""
     import circuitscope as cs
-    from circuitscope.models import WeightsError
-    from circuitscope.provenance import weights_state
+    from circuitscope.core.models import WeightsError
+    from circuitscope.core.provenance import weights_state
 
     spec = weights if weights else "lucid"
     kwargs = {"device": device}

@@ -22,7 +22,7 @@ if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
 fi
 export PATH="$venv/bin:$PATH"
 # The course's third-party data (the articles' figures, Lucid's photo and activations, the class
-# labels) is fetched by URL and hash (circuitscope.registry). A checkout beside ../shared uses its
+# labels) is fetched by URL and hash (circuitscope.core.registry). A checkout beside ../shared uses its
 # copy as a mirror, so builds and tests here and in CI need no network.
 if [ -z "${CIRCUITSCOPE_MIRROR:-}" ] && [ -d "$root/../shared/data" ]; then
   export CIRCUITSCOPE_MIRROR="$(cd "$root/../shared/data" && pwd)"

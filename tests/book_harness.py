@@ -27,7 +27,7 @@ def run_build(
     env: dict[str, str] | None = None,
     args: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess:
-    """``python -m circuitscope.book build ROOT``, as scripts/book.sh runs it, offline.
+    """``python -m circuitscope.tools.book build ROOT``, as scripts/book.sh runs it, offline.
 
     No real weights unless ``env`` (added to the environment) names a file: ``CIRCUITSCOPE_WEIGHTS``
     is removed from the inherited environment.
@@ -35,7 +35,7 @@ def run_build(
     full = {k: v for k, v in os.environ.items() if k != "CIRCUITSCOPE_WEIGHTS"}
     full["CIRCUITSCOPE_CACHE"] = str(cache)
     full.update(env or {})
-    cmd = [sys.executable, "-m", "circuitscope.book", "build", str(root), *args]
+    cmd = [sys.executable, "-m", "circuitscope.tools.book", "build", str(root), *args]
     if output is not None:
         cmd += ["--output", str(output)]
     return subprocess.run(cmd, env=full, capture_output=True, text=True, timeout=BUILD_TIMEOUT)

@@ -15,7 +15,7 @@ os.environ["CIRCUITSCOPE_OFFLINE"] = "1"
 os.environ.setdefault("CIRCUITSCOPE_PROFILE", "cpu")
 os.environ.setdefault("CIRCUITSCOPE_DEVICE", "cpu")
 # The articles' published files, the Lucid photo and the labels come from ../shared/data, a
-# mirror of the data registry (circuitscope.registry); never from the network.
+# mirror of the data registry (circuitscope.core.registry); never from the network.
 if (SHARED / "data").is_dir():
     os.environ.setdefault("CIRCUITSCOPE_MIRROR", str(SHARED / "data"))
 _REAL_WEIGHTS = os.environ.pop("CIRCUITSCOPE_WEIGHTS", None)  # only the parity test may use them
@@ -47,7 +47,7 @@ def real_format_weights(tmp_path_factory):
 
     import torch
 
-    from circuitscope.models.weights import expected_shapes
+    from circuitscope.core.models.weights import expected_shapes
 
     gen = torch.Generator().manual_seed(0)
     state = {}
@@ -73,7 +73,7 @@ def real_weights_path():
 def one_thread():
     """Tiny models on a busy machine: one thread is many times faster than several.
     Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
-    from circuitscope.device import one_cpu_thread
+    from circuitscope.core.device import one_cpu_thread
 
     with one_cpu_thread():
         yield

@@ -1,4 +1,4 @@
-"""circuitscope.ablation on the planted curve model, whose circuit is known by construction.
+"""circuitscope.methods.ablation on the planted curve model, whose circuit is known by construction.
 
 ``curves:k`` reads the thin line family (lines:0-7) with weight 1 and the thick family
 (lines:8-15) with weight 0.5, so switching a family off removes a known part of its input.
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import circuitscope as cs
-from circuitscope import stimuli
-from circuitscope.ablation import ablated, ablation_effect
-from circuitscope.planted import PlantedCurveModel
+from circuitscope.methods import stimuli
+from circuitscope.methods.ablation import ablated, ablation_effect
+from circuitscope.methods.planted import PlantedCurveModel
 
 THIN = [f"lines:{c}" for c in range(8)]
 THICK = [f"lines:{c}" for c in range(8, 16)]

@@ -151,7 +151,7 @@ def test_the_checker_finds_a_planted_private_import_even_inside_a_function():
 @pytest.fixture(scope="module")
 def problems():
     modules = library_sources()
-    assert "circuitscope.hooks" in modules and "circuitscope.sae.training" in modules
+    assert "circuitscope.core.hooks" in modules and "circuitscope.methods.sae.training" in modules
     return import_problems(modules)
 
 

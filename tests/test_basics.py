@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED
 
 import circuitscope as cs
-from circuitscope.images import SAMPLE_PHOTOS
-
-from conftest import SHARED
+from circuitscope.core.images import SAMPLE_PHOTOS
 
 
 def test_labels_are_the_shipped_file():
@@ -65,7 +64,7 @@ def test_seed_everything_makes_runs_repeatable():
 
 
 def test_cli_info_and_weights_commands(tmp_path, capsys):
-    from circuitscope.cli import main
+    from circuitscope.tools.cli import main
 
     assert main(["info"]) == 0
     assert "SYNTHETIC" in capsys.readouterr().out  # offline, nothing cached
@@ -94,7 +93,7 @@ def test_exports_survive_importing_every_submodule():
 
 def test_no_progress_bar_when_tqdm_is_disabled_by_the_environment(monkeypatch):
     """An explicit disable=False would override TQDM_DISABLE and leave an empty widget on a page."""
-    from circuitscope.progress import bar, bar_disabled
+    from circuitscope.core.progress import bar, bar_disabled
 
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     assert not bar_disabled(True) and bar_disabled(False)

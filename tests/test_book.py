@@ -33,7 +33,7 @@ from book_harness import (
     toc_pages,
 )
 
-from circuitscope import book
+from circuitscope.tools import book
 
 # Pages the tests look at (paths relative to the site's root, without ".html").
 LANDING = "book/intro"
@@ -617,7 +617,7 @@ def test_every_figure_of_the_site_fits_the_column(site):
     """Every matplotlib figure on the site, measured from what the build's kernels drew: no text
     under 9 px at the size the column shows it, no overlapping labels (see tests/test_figures.py)."""
     records = book.read_figure_audit(site / book.FIGURE_AUDIT)
-    assert records, "the build's kernels recorded no figure (circuitscope.book.kernel_profile)"
+    assert records, "the build's kernels recorded no figure (circuitscope.tools.book.kernel_profile)"
     shown = book.site_figures(site / "html")
     import hashlib
 
@@ -757,9 +757,9 @@ def test_references_list_and_text_cite_alike(site):
 
 
 def test_a_microscope_is_copied_into_the_site_and_linked(synthetic_model, tmp_path, monkeypatch):
-    import circuitscope.gallery as gallery
+    import circuitscope.tools.gallery as gallery
 
-    monkeypatch.setattr("circuitscope.models.load_inceptionv1", lambda *a, **k: synthetic_model)
+    monkeypatch.setattr("circuitscope.core.models.load_inceptionv1", lambda *a, **k: synthetic_model)
     scope = tmp_path / "scope"
     argv = ["--layers", "mixed3a", "--channels", "0:2", "--size", "32", "--steps", "2", "--diversity", "0",
             "--out", str(scope), "--weights", "synthetic", "--device", "cpu", "--no-progress", "--no-published"]

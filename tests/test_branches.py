@@ -1,4 +1,4 @@
-"""circuitscope.branches: branch ranges and shares ("Branch Specialization"), the banding index
+"""circuitscope.methods.branches: branch ranges and shares ("Branch Specialization"), the banding index
 ("Weight Banding"). Exact answers on InceptionV1's layout and on planted weights; chapter 3's
 exercises 7 and 8 are tested in test_chapters.py."""
 
@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from circuitscope import branches
 from circuitscope.checks.ch3 import CURVE_FAMILY, block_layout
-from circuitscope.circuits import branch_of, branch_slices
-from circuitscope.models.inceptionv1 import BLOCKS, InceptionV1
+from circuitscope.core.models.inceptionv1 import BLOCKS, InceptionV1
+from circuitscope.methods import branches
+from circuitscope.methods.circuits import branch_of, branch_slices
 
 LAYOUT = block_layout()  # InceptionV1's widths, no weights
 

@@ -14,7 +14,7 @@ import torch
 from exercise_harness import assert_check_passes, chapter
 
 from circuitscope.checks import CheckFailed
-from circuitscope.planted import PlantedCurveModel
+from circuitscope.methods.planted import PlantedCurveModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -14,7 +14,7 @@ import torch
 from exercise_harness import chapter
 
 from circuitscope.checks import CheckFailed
-from circuitscope.optvis.objectives import direction
+from circuitscope.methods.optvis.objectives import direction
 
 CHAPTER = chapter("ch5_closing_thoughts")
 checks = CHAPTER.checks

@@ -1,12 +1,12 @@
-"""Strongest channels and the strongest patch (``circuitscope.channels``) on planted activations."""
+"""Strongest channels and the strongest patch (``circuitscope.methods.channels``) on planted activations."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from circuitscope.channels import strongest_channels, strongest_patch, strongest_position
-from circuitscope.receptive_field import receptive_field
+from circuitscope.core.receptive_field import receptive_field
+from circuitscope.methods.channels import strongest_channels, strongest_patch, strongest_position
 
 
 def test_strongest_channels():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -11,8 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from circuitscope import circuits
-from circuitscope.circuits import (
+from circuitscope.core.models import inceptionv1 as inception_module
+from circuitscope.core.models.inceptionv1 import BLOCKS, InceptionV1
+from circuitscope.core.models.layers import pad_same
+from circuitscope.methods import circuits
+from circuitscope.methods.circuits import (
     branch_of,
     branch_slices,
     concat_index,
@@ -24,10 +26,6 @@ from circuitscope.circuits import (
     parse_unit,
     weights_between,
 )
-from circuitscope.models import inceptionv1 as inception_module
-from circuitscope.models.inceptionv1 import BLOCKS, InceptionV1
-from circuitscope.models.layers import pad_same
-
 
 
 @pytest.fixture(scope="module")
@@ -358,8 +356,8 @@ def test_weight_figures_are_closed_so_a_notebook_shows_them_once(synthetic_model
 
 # -- local response normalisation, the pool branch, where a kernel is positive --------------------
 def test_the_lrn_stand_in_is_lrns_jacobian_at_zero_and_exact_at_its_input(random_model):
-    from circuitscope.hooks import activations
-    from circuitscope.models.layers import local_response_norm
+    from circuitscope.core.hooks import activations
+    from circuitscope.core.models.layers import local_response_norm
 
     zero = torch.zeros(1, 12, 2, 2, dtype=torch.float64)
     jac = torch.autograd.functional.jacobian(local_response_norm, zero).reshape(48, 48)

@@ -1,4 +1,4 @@
-"""Top-k classes (``circuitscope.classify``) on planted logits and on the model."""
+"""Top-k classes (``circuitscope.methods.classify``) on planted logits and on the model."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import circuitscope as cs
-from circuitscope.classify import class_probabilities, top_k_classes
+from circuitscope.methods.classify import class_probabilities, top_k_classes
 
 
 class _Fixed(torch.nn.Module):

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from book_harness import ROOT, mini_book, run_build
 
-from circuitscope import book
+from circuitscope.tools import book
 from circuitscope_course import pages
 from circuitscope_course.pages import Classroom, Site
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from circuitscope.dataset_examples import (
+from circuitscope.core.datasets import ImageFolderStream, TensorStream, as_stream, find_images
+from circuitscope.methods.dataset_examples import (
     LayerSummary,
     TopExamples,
     clear_activation_cache,
@@ -18,8 +19,7 @@ from circuitscope.dataset_examples import (
     model_fingerprint,
     top_examples,
 )
-from circuitscope.datasets import ImageFolderStream, TensorStream, as_stream, find_images
-from circuitscope.polysemanticity import PlantedPatternModel, planted_images, write_planted_folder
+from circuitscope.methods.polysemanticity import PlantedPatternModel, planted_images, write_planted_folder
 
 SIZE = 48
 N_PLAIN, N_PER = 14, 4  # 22 images: more than several batches of 3
@@ -266,7 +266,7 @@ def test_layer_summary(model, folder, tmp_path):
 # -- InceptionV1 ----------------------------------------------------------------------------------
 def test_inceptionv1_patches_use_receptive_field_arithmetic():
     from circuitscope import InceptionV1, activations
-    from circuitscope.receptive_field import receptive_field
+    from circuitscope.core.receptive_field import receptive_field
 
     torch.manual_seed(0)
     inception = InceptionV1().eval()  # PyTorch's random initialisation is enough here
@@ -297,9 +297,9 @@ def test_dataset_examples_command_line(synthetic_model, tmp_path, monkeypatch, c
     import numpy as np
     from PIL import Image
 
-    from circuitscope.cli import main
+    from circuitscope.tools.cli import main
 
-    monkeypatch.setattr("circuitscope.models.load_inceptionv1", lambda *a, **k: synthetic_model)
+    monkeypatch.setattr("circuitscope.core.models.load_inceptionv1", lambda *a, **k: synthetic_model)
     photos = tmp_path / "photos"
     photos.mkdir()
     gen = np.random.default_rng(0)
@@ -314,7 +314,7 @@ def test_dataset_examples_command_line(synthetic_model, tmp_path, monkeypatch, c
 
 
 def test_write_photo_folder_is_a_seeded_labelled_image_folder(tmp_path):
-    from circuitscope.datasets import write_photo_folder
+    from circuitscope.core.datasets import write_photo_folder
 
     written = write_photo_folder(
         tmp_path / "a", crops_per_photo=2, size=40, names=["chelsea", "coffee"], seed=3

@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 
 import circuitscope as cs
-from circuitscope import distributed
-from circuitscope.dataset_examples import top_examples
-from circuitscope.device import one_cpu_thread
-from circuitscope.sae import SparseAutoencoder, planted_features, train_sae
+from circuitscope.core import distributed
+from circuitscope.core.device import one_cpu_thread
+from circuitscope.methods.dataset_examples import top_examples
+from circuitscope.methods.sae import SparseAutoencoder, planted_features, train_sae
 
 pytestmark = pytest.mark.filterwarnings("ignore:skipped dogs/broken.png")
 WORLD = 2
@@ -91,10 +91,10 @@ def _worker(rank: int, port: int, out: str, folder: str) -> None:
     model.load_state_dict(torch.load(Path(out) / "weights.pt"))
     out_dir = Path(out)
     results = _run_jobs(model, out_dir, Path(folder))
-    from circuitscope.gallery import render_gallery, render_microscope
+    from circuitscope.tools.gallery import render_gallery, render_microscope
 
     seen = []
-    import circuitscope.gallery as G
+    import circuitscope.tools.gallery as G
 
     real_render = G.render
 

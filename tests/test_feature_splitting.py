@@ -1,12 +1,12 @@
-"""circuitscope.feature_splitting: planted families, and how dictionaries of two sizes match them."""
+"""circuitscope.methods.feature_splitting: planted families, and how dictionaries of two sizes match them."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from circuitscope import sae as sae_lib
-from circuitscope.feature_splitting import planted_families, splitting_report
+from circuitscope.methods import sae as sae_lib
+from circuitscope.methods.feature_splitting import planted_families, splitting_report
 
 
 def test_children_sit_at_the_stated_similarity_to_their_parent():

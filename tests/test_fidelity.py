@@ -27,11 +27,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from circuitscope.models.layers import conv2d_same
-from circuitscope.optvis.transform import scale_by
+from circuitscope.core.models.layers import conv2d_same
+from circuitscope.methods.optvis.transform import scale_by
 
-# The module, not the function `circuitscope.optvis.render` that the package exports.
-render_module = importlib.import_module("circuitscope.optvis.render")
+# The module, not the function `circuitscope.methods.optvis.render` that the package exports.
+render_module = importlib.import_module("circuitscope.methods.optvis.render")
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"

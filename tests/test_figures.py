@@ -1,12 +1,12 @@
 """Figures made for the page: one style, sized for the site's column, readable, nothing overlapping.
 
 The site shows a figure's PNG at its own size, shrunk to the text column when wider
-(``max-width: 100%``): the column is :data:`circuitscope.book.COLUMN_PX` CSS pixels on a
-1280-pixel screen. Here every figure function of :mod:`circuitscope.plotting` is drawn as a notebook
-draws it (:func:`circuitscope.book.draw_png`) and measured: its width against the column, its
-smallest text at the size shown (at least :data:`circuitscope.book.MIN_FONT_PX`), and pairs of
+(``max-width: 100%``): the column is :data:`circuitscope.tools.book.COLUMN_PX` CSS pixels on a
+1280-pixel screen. Here every figure function of :mod:`circuitscope.figures.plotting` is drawn as a notebook
+draws it (:func:`circuitscope.tools.book.draw_png`) and measured: its width against the column, its
+smallest text at the size shown (at least :data:`circuitscope.tools.book.MIN_FONT_PX`), and pairs of
 texts whose boxes overlap. The same measurements run over every figure of the built site
-(:func:`circuitscope.book.check_figures`, tests/test_book.py), from the records the build's kernels
+(:func:`circuitscope.tools.book.check_figures`, tests/test_book.py), from the records the build's kernels
 write when they draw.
 """
 
@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from circuitscope import book, plotting
+from circuitscope.figures import plotting
+from circuitscope.tools import book
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -230,7 +231,7 @@ def test_interactive_figure_uses_the_sites_plotly_and_keeps_a_static_image():
 def test_landing_figure_is_computed_and_credited(monkeypatch, tmp_path):
     """The landing page's figure: the articles' renders when they can be had (credited), else a
     figure the library computes; never a remote image."""
-    from circuitscope import published
+    from circuitscope.core import published
     from circuitscope_course import pages
 
     def unavailable(unit):
@@ -264,7 +265,7 @@ def _static_png(html: str) -> bytes:
 
 def test_interactive_phase_diagram_holds_each_cells_values_and_keeps_the_static_figure():
     pytest.importorskip("plotly")
-    from circuitscope import superposition as sp
+    from circuitscope.methods import superposition as sp
 
     phases = np.array([[0, 1, 1], [0, 2, 1]])
     diagram = sp.PhaseDiagram(phases, np.array([0.0, 0.9]), np.array([0.1, 1.0, 10.0]),
@@ -290,7 +291,7 @@ def fake_sheets(tmp_path, monkeypatch):
     """Sprite sheets of the published renders, made here: channel c's cell is one grey level."""
     from PIL import Image
 
-    from circuitscope import published, registry
+    from circuitscope.core import published, registry
 
     def fetch(name, *args, **kwargs):
         if "mixed4a" in name:
@@ -336,7 +337,7 @@ def test_unit_browser_holds_the_published_sheets_and_the_pages_renders(fake_shee
 
 
 def test_unit_browser_static_grid_fits_the_column(fake_sheets, synthetic_model, images):
-    from circuitscope import published
+    from circuitscope.core import published
 
     cells = {u: published.published_render(u) for u in ("3b:379", "3b:342")}
     units = ["3b:379", "3b:342", "4a:476", "3b:1", "3b:2", "3b:3", "3b:4", "3b:5"]

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-import circuitscope.gallery as G
-from circuitscope.provenance import weights_caption
+import circuitscope.tools.gallery as G
+from circuitscope.core.provenance import weights_caption
 
 SMALL = {"size": 16, "steps": 2, "batch_size": 2, "progress": False}
 
@@ -102,7 +102,7 @@ def test_a_real_gallery_has_no_band_and_names_the_file(synthetic_model, tmp_path
 
 
 def test_gallery_command_line(synthetic_model, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("circuitscope.models.load_inceptionv1", lambda *a, **k: synthetic_model)
+    monkeypatch.setattr("circuitscope.core.models.load_inceptionv1", lambda *a, **k: synthetic_model)
     argv = ["conv2d0", "--channels", "3,4", "--out", str(tmp_path), "--size", "16", "--steps", "1",
             "--weights", "synthetic", "--device", "cpu", "--no-progress"]  # fmt: skip
     assert G.gallery_main(argv) == 0
@@ -131,14 +131,14 @@ def test_group_diversity_compares_within_groups_only():
     values = G.GroupDiversity("x", 3)(acts)
     assert values.shape == (6,)
     torch.testing.assert_close(values[:3], values[3:])
-    from circuitscope.optvis import diversity
+    from circuitscope.methods.optvis import diversity
 
     torch.testing.assert_close(values[:3], diversity("x")({"x": acts["x"][:3]}))
 
 
 def test_microscope_end_to_end_and_resumable(synthetic_model, tmp_path, monkeypatch, capsys):
     """``circuitscope gallery --layers ... --channels 0:4 --size 32 --steps 4``: the CI-sized run."""
-    monkeypatch.setattr("circuitscope.models.load_inceptionv1", lambda *a, **k: synthetic_model)
+    monkeypatch.setattr("circuitscope.core.models.load_inceptionv1", lambda *a, **k: synthetic_model)
     photos, out = _image_folder(tmp_path / "photos"), tmp_path / "site"
     argv = ["--layers", "mixed3a,mixed3b", "--channels", "0:4", "--size", "32", "--steps", "4", "--diversity", "2",
             "--examples", str(photos), "--k", "3", "--image-size", "32", "--batch-size", "4", "--out", str(out),

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from circuitscope.models.graphdef import (
+from circuitscope.core.models.graphdef import (
     INCEPTION5H_ZIP_SHA256,
     INCEPTION5H_ZIP_URL,
     load_spec,
@@ -395,7 +395,7 @@ def test_missing_zip_raises(tmp_path):
 def test_load_inceptionv1_takes_the_original_zip(tmp_path, full_graph, monkeypatch):
     """End to end: $CIRCUITSCOPE_WEIGHTS -> verified zip -> converted -> strict load."""
     import circuitscope as cs
-    from circuitscope.models import weights as W
+    from circuitscope.core.models import weights as W
 
     pb, arrays = full_graph
     path = tmp_path / "inception5h.zip"

@@ -13,13 +13,14 @@ import pytest
 import torch
 
 import circuitscope as cs
-from circuitscope import circuits
 from circuitscope.checks.hints import LIBRARY_ERRORS, library_hint
 from circuitscope.checks.runner import Case, CheckFailed, Exercise, Recipe
-from circuitscope.optvis import objectives as O
-from circuitscope.optvis import param
-from circuitscope.optvis.render import forward_to
-from circuitscope.planted import PlantedCurveModel
+from circuitscope.core import units
+from circuitscope.methods import circuits
+from circuitscope.methods.optvis import objectives as O
+from circuitscope.methods.optvis import param
+from circuitscope.methods.optvis.render import forward_to
+from circuitscope.methods.planted import PlantedCurveModel
 
 
 def error_of(fn, *args, **kwargs) -> tuple[str, str]:
@@ -78,7 +79,7 @@ def test_render_loop_calling_image_method_gets_the_hint():
             optimizer.step()
         return image.image().detach()
 
-    image = Recipe("circuitscope.optvis.param:image", size=8, batch=1)
+    image = Recipe("circuitscope.methods.optvis.param:image", size=8, batch=1)
     message = failure_of(one_case_exercise((image, 2)), render_loop)
     assert "raised AttributeError" in message and f"hint: {hint}" in message
 
@@ -88,26 +89,26 @@ def test_render_loop_calling_image_method_gets_the_hint():
 # =============================================================================================
 def test_parse_unit_without_the_model_says_to_pass_it():
     with pytest.raises(ValueError, match=r"unknown layer 'curves'.*Without a model.*InceptionV1.*model\)"):
-        circuits.parse_unit("curves:2")
-    assert circuits.parse_unit("curves:2", PlantedCurveModel()) == ("curves", 2)
+        units.parse_unit("curves:2")
+    assert units.parse_unit("curves:2", PlantedCurveModel()) == ("curves", 2)
     with pytest.raises(ValueError, match="Did you mean 'mixed3b'"):
-        circuits.parse_unit("mixd3b:2")
+        units.parse_unit("mixd3b:2")
     with pytest.raises(ValueError, match="Did you mean 'curves'.*model.layer_names"):
-        circuits.parse_unit("curve:2", PlantedCurveModel())
+        units.parse_unit("curve:2", PlantedCurveModel())
     with pytest.raises(ValueError, match="not an integer"):
-        circuits.parse_unit(("mixed3b", "5"))
-    assert circuits.parse_unit(("mixed3b", np.int64(5))) == ("mixed3b", 5)
+        units.parse_unit(("mixed3b", "5"))
+    assert units.parse_unit(("mixed3b", np.int64(5))) == ("mixed3b", 5)
 
 
 def test_tuning_curve_without_the_model_gets_the_hint():
-    hint = hint_of(error_of(circuits.parse_unit, "curves:2"))
+    hint = hint_of(error_of(units.parse_unit, "curves:2"))
     assert hint == hint_for("ValueError: Without a model, units are looked up in InceptionV1")
 
     def radial_tuning_curve(model, unit):  # the mistake: parse_unit(unit) without model
-        layer, channel = circuits.parse_unit(unit)
+        layer, channel = units.parse_unit(unit)
         return cs.activations(model, torch.zeros(1, 3, 16, 16), [layer])[layer][:, channel]
 
-    planted = Recipe("circuitscope.planted:PlantedCurveModel")
+    planted = Recipe("circuitscope.methods.planted:PlantedCurveModel")
     message = failure_of(one_case_exercise((planted, "curves:2")), radial_tuning_curve)
     assert "raised ValueError" in message and f"hint: {hint}" in message
 

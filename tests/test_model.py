@@ -7,12 +7,17 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SHARED
 
 import circuitscope as cs
-from circuitscope.models import LAYER_NAMES, MAIN_LAYERS, InceptionV1
-from circuitscope.models.layers import conv2d_same, local_response_norm, max_pool_same, pad_same, same_padding
-
-from conftest import SHARED
+from circuitscope.core.models import LAYER_NAMES, MAIN_LAYERS, InceptionV1
+from circuitscope.core.models.layers import (
+    conv2d_same,
+    local_response_norm,
+    max_pool_same,
+    pad_same,
+    same_padding,
+)
 
 
 def spec_tensors():
@@ -141,7 +146,7 @@ def test_synthetic_activations_are_alive_and_of_similar_scale(synthetic_model):
 
 
 def test_synthetic_first_layer_is_gabor_and_colour_filters(synthetic_model):
-    from circuitscope.models.synthetic import first_layer_bank
+    from circuitscope.core.models.synthetic import first_layer_bank
 
     w = synthetic_model.conv2d0_pre_relu_conv.weight
     bank = first_layer_bank()
@@ -203,7 +208,7 @@ def test_every_weights_state_has_its_caption_notice_and_stamp(state):
     import matplotlib.colors
     import matplotlib.pyplot as plt
 
-    from circuitscope import provenance
+    from circuitscope.core import provenance
 
     model = InceptionV1()
     model.weights_state, model.weights_source = state, "/data/inception5h.pth (git blob SHA-1 0123abcd)"
@@ -223,8 +228,8 @@ def test_every_weights_state_has_its_caption_notice_and_stamp(state):
 
 
 def test_objects_without_a_state_fall_back_on_their_flag():
-    from circuitscope import provenance
-    from circuitscope.plotting import Provenance
+    from circuitscope.core import provenance
+    from circuitscope.figures.plotting import Provenance
 
     class Flagged:
         is_synthetic = False
@@ -236,10 +241,10 @@ def test_objects_without_a_state_fall_back_on_their_flag():
 
 
 def test_planted_and_toy_models_say_planted():
-    from circuitscope import provenance
     from circuitscope.checks.ch5 import PlantedColourModel
-    from circuitscope.planted import PlantedCurveModel
-    from circuitscope.polysemanticity import PlantedPatternModel
+    from circuitscope.core import provenance
+    from circuitscope.methods.planted import PlantedCurveModel
+    from circuitscope.methods.polysemanticity import PlantedPatternModel
 
     for model in (PlantedCurveModel(), PlantedPatternModel(), PlantedColourModel()):
         assert provenance.weights_state(model) == "planted" and model.is_synthetic, type(model).__name__
@@ -251,7 +256,7 @@ def test_the_synthetic_stand_in_is_the_same_with_any_number_of_threads():
     import sys
 
     code = ("import sys, torch; torch.set_num_threads(int(sys.argv[1])); import circuitscope as cs; "
-            "from circuitscope.dataset_examples import model_fingerprint; "
+            "from circuitscope.methods.dataset_examples import model_fingerprint; "
             "print(model_fingerprint(cs.load_inceptionv1('synthetic')))")  # fmt: skip
     prints = {subprocess.run([sys.executable, "-c", code, str(n)], capture_output=True, text=True,
                              check=True).stdout.strip() for n in (1, 2, 3)}  # fmt: skip

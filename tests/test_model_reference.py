@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import circuitscope as cs
-from circuitscope.models import LAYER_NAMES, InceptionV1
+from circuitscope.core.models import LAYER_NAMES, InceptionV1
 
 BLOCK_NAMES = ["mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d", "mixed4e",
                "mixed5a", "mixed5b"]  # fmt: skip

@@ -1,4 +1,4 @@
-"""circuitscope.optvis: parameterizations, transforms, objectives and the render loop.
+"""circuitscope.methods.optvis: parameterizations, transforms, objectives and the render loop.
 
 Exact answers where they exist (objectives on fixed activations, transforms at fixed offsets,
 the Fourier image's 1/f spectrum) and planted ground truth for the optimisation: the synthetic
@@ -14,10 +14,17 @@ import pytest
 import torch
 
 import circuitscope as cs
-from circuitscope.optvis import objectives as O
-from circuitscope.optvis import param as P
-from circuitscope.optvis import transform as T
-from circuitscope.optvis.render import RedirectedReLU, RenderOptions, forward_to, redirected_relu, redirected_relu_grad, render
+from circuitscope.methods.optvis import objectives as O
+from circuitscope.methods.optvis import param as P
+from circuitscope.methods.optvis import transform as T
+from circuitscope.methods.optvis.render import (
+    RedirectedReLU,
+    RenderOptions,
+    forward_to,
+    redirected_relu,
+    redirected_relu_grad,
+    render,
+)
 
 
 # -- param ------------------------------------------------------------------------------------

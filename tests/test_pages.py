@@ -443,7 +443,7 @@ def _mini_book(dest: Path, exercise) -> Path:
 def _build(root: Path, output: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "CIRCUITSCOPE_WEIGHTS"}
     env["CIRCUITSCOPE_CACHE"] = str(output / "weights-cache")
-    cmd = [sys.executable, "-m", "circuitscope.book", "build", str(root), "--output", str(output), *args]
+    cmd = [sys.executable, "-m", "circuitscope.tools.book", "build", str(root), "--output", str(output), *args]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
     output_tail = f"{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output_tail}"

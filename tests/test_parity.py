@@ -1,7 +1,7 @@
 """With the real weights: the model reproduces Lucid's mixed4d activations.
 
 Lucid computed mixed4d for six photos with the original TensorFlow graph, published with Distill's
-"Building Blocks of Interpretability" (CC BY 4.0); :func:`circuitscope.published.dog_cat` fetches
+"Building Blocks of Interpretability" (CC BY 4.0); :func:`circuitscope.core.published.dog_cat` fetches
 them through the verified data registry (the tests' mirror is shared/data). The real weights
 cannot be downloaded on CI machines, so this test skips there; run it with CIRCUITSCOPE_WEIGHTS set.
 """
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import circuitscope as cs
-from circuitscope import published, registry
+from circuitscope.core import published, registry
 
 PHOTOS = list(published.LUCID_PHOTOS)
 

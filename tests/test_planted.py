@@ -8,10 +8,15 @@ import pytest
 import torch
 
 import circuitscope as cs
-from circuitscope import circuits
-from circuitscope.planted import CURVE_ORIENTATIONS, FAMILY_WEIGHTS, LINE_ORIENTATIONS, PlantedCurveModel
-from circuitscope.provenance import is_synthetic, weights_state
-from circuitscope.stimuli import curve, tuning_curve
+from circuitscope.core.provenance import is_synthetic, weights_state
+from circuitscope.methods import circuits
+from circuitscope.methods.planted import (
+    CURVE_ORIENTATIONS,
+    FAMILY_WEIGHTS,
+    LINE_ORIENTATIONS,
+    PlantedCurveModel,
+)
+from circuitscope.methods.stimuli import curve, tuning_curve
 
 
 @pytest.fixture(scope="module")

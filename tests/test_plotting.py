@@ -1,4 +1,4 @@
-"""The figures of ``circuitscope.plotting``: every figure a model made says which weights made it
+"""The figures of ``circuitscope.figures.plotting``: every figure a model made says which weights made it
 (synthetic, real); measured layer shapes; the diverging colour map; the image grid."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import circuitscope as cs
-from circuitscope import plotting
+from circuitscope.figures import plotting
 
 
 def _texts(fig) -> str:
@@ -56,7 +56,7 @@ def test_figures_say_which_weights_made_them(synthetic_model, name):
 
 
 def test_a_figure_from_real_activations_is_not_marked_synthetic():
-    from circuitscope import published
+    from circuitscope.core import published
 
     example = published.dog_cat()
     assert example.image.shape == (3, 224, 224) and example.acts["mixed4d"].shape == (528, 14, 14)

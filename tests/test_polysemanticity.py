@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from circuitscope.dataset_examples import top_examples
-from circuitscope.polysemanticity import (
+from circuitscope.methods.dataset_examples import top_examples
+from circuitscope.methods.polysemanticity import (
     PlantedPatternModel,
     count_clusters,
     diverse_renders,
@@ -142,7 +142,7 @@ def test_outgoing_weights_of_planted_detectors(model):
 
 def test_outgoing_weights_in_inceptionv1():
     from circuitscope import InceptionV1
-    from circuitscope.circuits import branch_slices
+    from circuitscope.methods.circuits import branch_slices
 
     torch.manual_seed(0)
     inception = InceptionV1().eval()  # PyTorch's random initialisation is enough here
@@ -170,7 +170,7 @@ def test_diverse_renders(model):
 
 
 def test_planted_pattern_model_is_planted_not_synthetic():
-    from circuitscope.provenance import weights_state
+    from circuitscope.core.provenance import weights_state
 
     assert weights_state(PlantedPatternModel()) == "planted"
 
@@ -178,7 +178,7 @@ def test_planted_pattern_model_is_planted_not_synthetic():
 # -- the chapter's demonstrations (moved from test_ch4) -------------------------------------------
 def test_diversity_splits_the_planted_unit_into_its_two_patterns():
     import circuitscope as cs
-    from circuitscope.optvis import channel, diversity, render
+    from circuitscope.methods.optvis import channel, diversity, render
 
     # The chapter's and exercise 3's figure: with the diversity term each image of the batch
     # specialises in one pattern (one detector fires, the other hardly); without it, both fire.
@@ -198,7 +198,7 @@ def test_diversity_splits_the_planted_unit_into_its_two_patterns():
 
 
 def test_outgoing_weights_figure_marks_the_highlighted_units():
-    from circuitscope.polysemanticity import outgoing_weights_figure
+    from circuitscope.methods.polysemanticity import outgoing_weights_figure
 
     texts_of = lambda f: " ".join(t.get_text() for t in f.texts)
 

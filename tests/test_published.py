@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from circuitscope import provenance, published, registry
+from circuitscope.core import provenance, published, registry
 
 pytestmark = pytest.mark.skipif(not registry.mirrors(), reason="no data mirror (shared/data) beside this checkout")
 
@@ -106,7 +106,7 @@ def _as_measured(data, units, shift=0.0, mirrored=False, step=1):
     """
     import torch
 
-    from circuitscope import stimuli
+    from circuitscope.methods import stimuli
 
     art = np.arange(0, 720, step) / 2.0  # article angles at which we "measure"
     ours = art if mirrored else stimuli.from_article_orientation(art)

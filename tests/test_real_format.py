@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from book_harness import ROOT, chapter_pages, execute_notebook, run_build
 
-from circuitscope import book
+from circuitscope.tools import book
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def unverified_site(unverified_env, tmp_path_factory):
 
 def test_the_file_loads_as_unverified(unverified_env, monkeypatch):
     import circuitscope as cs
-    from circuitscope.models import weights
+    from circuitscope.core.models import weights
 
     for key, value in unverified_env.items():
         monkeypatch.setenv(key, value)

@@ -1,4 +1,4 @@
-"""Receptive fields (``circuitscope.receptive_field``): against a brute-force measurement on the
+"""Receptive fields (``circuitscope.core.receptive_field``): against a brute-force measurement on the
 model itself, known values, the op chain against the graph, errors and clipping."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import circuitscope as cs
-from circuitscope.models.inceptionv1 import LAYER_NAMES, PIXEL_OFFSET, PIXEL_SCALE, InceptionV1
-from circuitscope.models.layers import same_padding
-from circuitscope.receptive_field import (
+from circuitscope.core.models.inceptionv1 import LAYER_NAMES, PIXEL_OFFSET, PIXEL_SCALE, InceptionV1
+from circuitscope.core.models.layers import same_padding
+from circuitscope.core.receptive_field import (
     GRAPH,
     SPATIAL_LAYERS,
     chain_receptive_field,

@@ -9,8 +9,9 @@ import zipfile
 import pooch
 import pytest
 
-from circuitscope import cli, registry
-from circuitscope.registry import DataHashError, DataUnavailableError, Entry
+from circuitscope.core import registry
+from circuitscope.core.registry import DataHashError, DataUnavailableError, Entry
+from circuitscope.tools import cli
 
 PHOTO = "building-blocks/examples/input_images/dog_cat.jpeg"
 needs_mirror = pytest.mark.skipif(not registry.mirrors(), reason="no data mirror (shared/data) beside this checkout")
@@ -173,7 +174,7 @@ def test_cli_data_fetch_and_list(fake_entry, empty_cache, tmp_path, monkeypatch,
 # -- the class labels come through the registry ------------------------------------------------
 @pytest.fixture
 def fresh_labels():
-    from circuitscope import class_labels
+    from circuitscope.core import class_labels
 
     class_labels._labels.cache_clear()
     yield class_labels

@@ -118,7 +118,7 @@ def test_no_weights_exit_2(rc, capsys):
 
 
 def test_no_published_data_exit_2(rc, monkeypatch, capsys):
-    from circuitscope import published
+    from circuitscope.core import published
 
     def unavailable(layer="mixed3b"):
         raise published.DataUnavailableError("curve-detectors/radial/data.json: offline, no mirror")
@@ -137,7 +137,7 @@ def format_weights(request, tmp_path_factory):
     except pytest.FixtureLookupError:
         import torch
 
-        from circuitscope.models.weights import expected_shapes
+        from circuitscope.core.models.weights import expected_shapes
 
         gen = torch.Generator().manual_seed(0)
         state = {k: torch.randn(s, generator=gen) * 0.05 for k, s in expected_shapes().items()}
@@ -152,7 +152,7 @@ def test_unverified_refused_without_flag(rc, format_weights, capsys):
 
 
 def test_end_to_end_on_unverified_weights(rc, format_weights, capsys):
-    from circuitscope.device import one_cpu_thread
+    from circuitscope.core.device import one_cpu_thread
 
     argv = ["--weights", str(format_weights), "--allow-unverified", "--device", "cpu",
             "--size", "96", "--angles", "24", "--radii", "15"]  # fmt: skip

@@ -128,10 +128,10 @@ def test_a_call_over_the_wire_is_the_call_in_process(capsys):
 
 def test_the_librarys_own_answer_is_unavailable_while_the_function_runs():
     import circuitscope as cs
-    from circuitscope.images import preprocess as taken_before
+    from circuitscope.core.images import preprocess as taken_before
 
     exercise = Exercise("check_pre", "preprocess", lambda hidden: [Case("preprocess(image)", (np.zeros((4, 6, 3)),),
-                        expect=torch.zeros(3, 4, 4))], forbid=("circuitscope.images:preprocess",))  # fmt: skip
+                        expect=torch.zeros(3, 4, 4))], forbid=("circuitscope.core.images:preprocess",))  # fmt: skip
     for borrowed in (lambda image: cs.preprocess(image, 4), lambda image: taken_before(image, 4)):
         with pytest.raises(CheckFailed, match="write it yourself") as failure:
             exercise(borrowed)

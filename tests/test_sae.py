@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import circuitscope as cs
-from circuitscope import sae as S
+from circuitscope.methods import sae as S
 
 
 def _noise_images(n: int, size: int = 64, seed: int = 0) -> torch.Tensor:
@@ -205,7 +205,7 @@ def test_feature_direction_feeds_the_direction_objective():
     assert not torch.allclose(v, sae.W_dec[:, 7])
     with pytest.raises(IndexError):
         S.feature_direction(sae, 512)
-    from circuitscope.optvis.objectives import direction
+    from circuitscope.methods.optvis.objectives import direction
 
     acts = torch.rand(2, 256, 4, 4)
     value = direction("mixed3a", S.feature_direction(sae, 7))({"mixed3a": acts})
@@ -294,7 +294,7 @@ def test_training_streams_from_an_image_folder_and_resumes(synthetic_model, tmp_
     """The chapter 4 folder stream composes: batches of (images, indices, labels), skipped on resume."""
     from PIL import Image
 
-    from circuitscope.datasets import ImageFolderStream
+    from circuitscope.core.datasets import ImageFolderStream
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -356,9 +356,9 @@ def test_sae_command_line_trains_and_resumes(synthetic_model, tmp_path, monkeypa
     import numpy as np
     from PIL import Image
 
-    from circuitscope.cli import main
+    from circuitscope.tools.cli import main
 
-    monkeypatch.setattr("circuitscope.models.load_inceptionv1", lambda *a, **k: synthetic_model)
+    monkeypatch.setattr("circuitscope.core.models.load_inceptionv1", lambda *a, **k: synthetic_model)
     photos = tmp_path / "photos"
     photos.mkdir()
     gen = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""circuitscope.sae_eval: L0, variance explained, dead and dense features, the splice-in test.
+"""circuitscope.methods.sae_eval: L0, variance explained, dead and dense features, the splice-in test.
 
 Planted answers: an SAE that reconstructs exactly (no change when spliced in), one whose features
 never fire (all dead; splicing it in zero-ablates the layer: a measurable change), and one with
@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from circuitscope import sae_eval
 from circuitscope.checks.ch5 import PlantedClassifier, _eval_data, eval_sae, planted_sae
-from circuitscope.sae import SparseAutoencoder, feature_frequencies
+from circuitscope.methods import sae_eval
+from circuitscope.methods.sae import SparseAutoencoder, feature_frequencies
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,8 +9,8 @@ right, and the gradebook must hold only what the grader wrote.
 from __future__ import annotations
 
 import copy
-import os
 import json
+import os
 import socket
 import textwrap
 import time

@@ -8,9 +8,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from circuitscope import stimuli
-from circuitscope.planted import PlantedCurveModel
-from circuitscope.stimuli import arc_geometry, circular_mean, curve, high_low_frequency, line, tuning_curve
+from circuitscope.methods import stimuli
+from circuitscope.methods.planted import PlantedCurveModel
+from circuitscope.methods.stimuli import (
+    arc_geometry,
+    circular_mean,
+    curve,
+    high_low_frequency,
+    line,
+    tuning_curve,
+)
 
 
 def rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
@@ -225,8 +232,8 @@ def test_radial_tuning_panels_put_a_published_family_beside_a_measured_one():
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from circuitscope import plotting
-    from circuitscope.planted import PLANTED_CAPTION
+    from circuitscope.figures import plotting
+    from circuitscope.methods.planted import PLANTED_CAPTION
 
     planted = PlantedCurveModel()
     curves = tuning_curve(planted, [f"curves:{u}" for u in range(4)], angles=12, size=44, radius=12.0)
@@ -249,7 +256,7 @@ def test_radial_tuning_panels_put_a_published_family_beside_a_measured_one():
 
 
 # -- the articles' stimuli: rounded corners ------------------------------------------------------
-from circuitscope.stimuli import corner_geometry, high_low_tuning, radial_tuning_curve, rounded_corner
+from circuitscope.methods.stimuli import corner_geometry, high_low_tuning, radial_tuning_curve, rounded_corner
 
 
 def _sample(img: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
@@ -398,7 +405,7 @@ def test_high_low_tuning_has_orientation_and_ratio_axes(planted):
 def test_tuning_curve_figure_marks_the_preferred_orientation_and_its_weights(synthetic_model):
     import matplotlib.pyplot as plt
 
-    from circuitscope.planted import CURVE_ORIENTATIONS, PLANTED_CAPTION
+    from circuitscope.methods.planted import CURVE_ORIENTATIONS, PLANTED_CAPTION
 
     texts_of = lambda f: " ".join(t.get_text() for t in f.texts)
 
@@ -431,7 +438,7 @@ def test_rotated_turns_one_image_counter_clockwise_inside_a_disc():
 
 
 def test_a_unit_that_sees_a_turned_image_has_a_tuning_curve(synthetic_model):
-    from circuitscope.images import sample_image
+    from circuitscope.core.images import sample_image
 
     photo = sample_image("coffee", size=64)
     curve = stimuli.tuning_curve(synthetic_model, "3b:379", stimulus=stimuli.rotated(photo), angles=8)

@@ -8,7 +8,7 @@ import matplotlib
 import pytest
 import torch
 
-from circuitscope import superposition as sp
+from circuitscope.methods import superposition as sp
 
 matplotlib.use("Agg")
 

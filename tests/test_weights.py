@@ -12,8 +12,9 @@ import pytest
 import torch
 
 import circuitscope as cs
-from circuitscope import cli, provenance
-from circuitscope.models import weights as W
+from circuitscope.core import provenance
+from circuitscope.core.models import weights as W
+from circuitscope.tools import cli
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +206,7 @@ def test_lucid_offline_names_the_variable_the_url_and_the_steps():
 
 
 def test_cache_and_offline_are_the_registrys(monkeypatch, tmp_path):
-    from circuitscope import registry
+    from circuitscope.core import registry
 
     monkeypatch.setenv("CIRCUITSCOPE_CACHE", str(tmp_path / "c"))
     assert W.cache_dir() == registry.cache_dir() == tmp_path / "c"
@@ -281,7 +282,7 @@ def test_weights_identity_names_each_state_without_reading_tensors(weight_file, 
     path, _ = weight_file
     digest = W.git_blob_sha1(path)
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("weights_identity read the tensors"))
-    from circuitscope.models.synthetic import SYNTHETIC_VERSION
+    from circuitscope.core.models.synthetic import SYNTHETIC_VERSION
 
     assert W.weights_identity() == cs.models.weights_identity() == f"synthetic-{SYNTHETIC_VERSION}"
     monkeypatch.setenv("CIRCUITSCOPE_WEIGHTS", str(path))

@@ -94,7 +94,7 @@ def test_actions_pinned_to_major_versions_and_pages_concurrency(workflow):
 
 
 def test_weights_and_data_are_verified_and_cached_by_hash(workflow):
-    from circuitscope.models.weights import DATA_HUB
+    from circuitscope.core.models.weights import DATA_HUB
 
     assert workflow["env"]["CIRCUITSCOPE_CACHE"] == "${{ github.workspace }}/.cache/circuitscope"
     assert DATA_HUB["inception5h.pth"].git_blob_sha1 == "119f77db85c8352960933e025312b507d9a96ed7"
@@ -112,12 +112,12 @@ def test_weights_and_data_are_verified_and_cached_by_hash(workflow):
     assert "${{ hashFiles('src/circuitscope/data/registry.json') }}" in dkey
     i_weights, _ = step_running(workflow, "build", r"^circuitscope weights download\b")
     i_data, _ = step_running(workflow, "build", r"^circuitscope data fetch\b")
-    i_site, _ = step_running(workflow, "build", r"circuitscope\.book build --require-real\s*$")
+    i_site, _ = step_running(workflow, "build", r"circuitscope\.tools\.book build --require-real\s*$")
     assert i_wcache < i_weights < i_site and i_dcache < i_data < i_site
 
 
 def test_site_built_with_require_real_and_deployed_to_pages(workflow):
-    i_site, _ = step_running(workflow, "build", r"^python -m circuitscope\.book build --require-real\s*$")
+    i_site, _ = step_running(workflow, "build", r"^python -m circuitscope\.tools\.book build --require-real\s*$")
     (i_upload, upload), = step_using(workflow, "build", "actions/upload-pages-artifact")
     assert upload["with"]["path"] == "_build/html" and i_site < i_upload
     assert step_using(workflow, "build", "actions/configure-pages")
@@ -138,7 +138,7 @@ def test_site_built_with_require_real_and_deployed_to_pages(workflow):
 
 
 def test_classroom_copy_uploaded_as_an_artifact(workflow):
-    i_build, build = step_running(workflow, "build", r"circuitscope\.book build --classroom")
+    i_build, build = step_running(workflow, "build", r"circuitscope\.tools\.book build --classroom")
     assert "--output _classroom" in build["run"] and "--require-real" in build["run"]
     uploads = step_using(workflow, "build", "actions/upload-artifact")
     (i_upload, upload), = [(i, s) for i, s in uploads if s["with"]["path"] == "_classroom/_build/html"]

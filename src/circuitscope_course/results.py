@@ -435,7 +435,7 @@ def strip_machine_outputs(nb: nbformat.NotebookNode, paths: list[str]) -> nbform
 
 def _from_machine(output) -> bool:
     """A Python warning on stderr, or the library's notice of the weights it loaded."""
-    from circuitscope.provenance import NOTICE_CLASS
+    from circuitscope.core.provenance import NOTICE_CLASS
 
     if output.get("name") == "stderr" and _WARNING_LINE.search(_joined(output.get("text", ""))):
         return True

@@ -8,8 +8,8 @@ from __future__ import annotations
 from exercise_harness import SOLUTIONS, Mistake, copied, first_mistakes
 
 import circuitscope as cs
-from circuitscope.channels import strongest_patch
-from circuitscope.receptive_field import chain_receptive_field
+from circuitscope.core.receptive_field import chain_receptive_field
+from circuitscope.methods.channels import strongest_patch
 
 #: The library's answers, copied (see exercise_harness.copied): mistakes written on top of them.
 #: Not in the learner's notebook: no round-trip mistake (the first of each exercise) uses them.

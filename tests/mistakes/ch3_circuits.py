@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from exercise_harness import SOLUTIONS, Mistake, copied, first_mistakes
 
-from circuitscope import stimuli
+from circuitscope.methods import stimuli
 
 #: The library's answer, copied (see exercise_harness.copied): a mistake written on top of it.
 #: Not in the learner's notebook: no round-trip mistake (the first of each exercise) uses it.

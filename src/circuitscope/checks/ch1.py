@@ -19,19 +19,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..channels import strongest_channels as _ref_strongest
-from ..channels import strongest_patch as _ref_patch
-from ..class_labels import label as _label
-from ..class_labels import labels as _labels
-from ..classify import top_k_classes as _ref_top_k
-from ..hooks import activations as _ref_activations
-from ..hooks import capture as _ref_capture
-from ..images import preprocess as _ref_preprocess
-from ..models.named import NamedModel
-from ..models.layers import same_padding
-from ..receptive_field import chain_receptive_field as _ref_chain
-from ..receptive_field import kernel_strides
-from ..receptive_field import receptive_field as _ref_rf
+from ..core.class_labels import label as _label
+from ..core.class_labels import labels as _labels
+from ..core.hooks import activations as _ref_activations
+from ..core.hooks import capture as _ref_capture
+from ..core.images import preprocess as _ref_preprocess
+from ..core.models.layers import same_padding
+from ..core.models.named import NamedModel
+from ..core.receptive_field import chain_receptive_field as _ref_chain
+from ..core.receptive_field import kernel_strides
+from ..core.receptive_field import receptive_field as _ref_rf
+from ..methods.channels import strongest_channels as _ref_strongest
+from ..methods.channels import strongest_patch as _ref_patch
+from ..methods.classify import top_k_classes as _ref_top_k
 from .recipes import generator as _gen
 from .recipes import seeded_inception
 from .runner import (
@@ -236,7 +236,7 @@ def _looks_like(name: str):
 
 check_preprocess = Exercise(
     "check_preprocess", "preprocess", _preprocess_cases,
-    forbid=("circuitscope.images:preprocess",),
+    forbid=("circuitscope.core.images:preprocess",),
     mistakes=[Mistake(hint, when=_looks_like(name)) for name, hint in _PREPROCESS_HINTS.items()],
     doc="""Check ``fn(image, size) -> (3, size, size)`` float tensor in [0, 1] (exercise 1).
 
@@ -437,7 +437,7 @@ _TOP_K_MISTAKES = [
 
 check_top_k = Exercise(
     "check_top_k", "top_k_classes", _top_k_cases, mistakes=_TOP_K_MISTAKES,
-    forbid=("circuitscope.classify:top_k_classes",),
+    forbid=("circuitscope.methods.classify:top_k_classes",),
     errors={"IndexError": "an index past the end of a list: labels()[i] names logit i (labels()[0] is 'dummy'), "
             "so did you shift indices by one? (cs.label(i) also names logits 1001-1007)"},
     doc="""Check ``fn(model, images, k) -> [[(index, label, probability), ...] per image]`` (exercise 2).""",
@@ -448,7 +448,7 @@ check_top_k = Exercise(
 # Exercise 3: forward hooks
 # =============================================================================================
 class TinyHooked(NamedModel):
-    """A tiny network with InceptionV1's interface (a :class:`~circuitscope.models.named.NamedModel`:
+    """A tiny network with InceptionV1's interface (a :class:`~circuitscope.core.models.named.NamedModel`:
     ``hook_points[name]``, ``layer_names``, ``named_forward``).
 
     ``(N, 3, H, W) -> (N, 7)``: conv 3x3 -> ReLU -> max pool 2 -> mean -> linear. With
@@ -679,7 +679,7 @@ _CAPTURE_MISTAKES = [
 
 check_capture = Exercise(
     "check_capture", "capture_activations", _capture_cases, mistakes=_CAPTURE_MISTAKES,
-    forbid=("circuitscope.hooks:capture", "circuitscope.hooks:activations",),
+    forbid=("circuitscope.core.hooks:capture", "circuitscope.core.hooks:activations",),
     doc="""Check ``fn(model, images, names) -> {name: activation}`` with forward hooks (exercise 3).
 
     The hooks go on ``model.hook_points[name]``, one forward pass runs, and every hook is removed
@@ -828,7 +828,7 @@ _STRONGEST_MISTAKES = [
 
 check_strongest_channels = Exercise(
     "check_strongest_channels", "strongest_channels", _strongest_cases, mistakes=_STRONGEST_MISTAKES,
-    forbid=("circuitscope.channels:strongest_channels",),
+    forbid=("circuitscope.methods.channels:strongest_channels",),
     doc="""Check ``fn(acts, k) -> (scores, channels)`` (exercise 4).
 
     ``acts: (N, C, H, W)``; a channel's score is its mean over the H x W positions; ``scores``
@@ -965,7 +965,7 @@ _RF_MISTAKES = [
 
 check_receptive_field = Exercise(
     "check_receptive_field", "receptive_field", _rf_cases, mistakes=_RF_MISTAKES,
-    forbid=("circuitscope.receptive_field:chain_receptive_field", "circuitscope.receptive_field:receptive_field",),
+    forbid=("circuitscope.core.receptive_field:chain_receptive_field", "circuitscope.core.receptive_field:receptive_field",),
     errors={"IndexError": "an empty chain of ops is the pixel itself, (size, jump, start) = (1, 1, 0): start "
             "from those values and loop over every op"},
     doc="""Check ``fn(ops, input_size) -> (size, jump, start)`` (exercise 5).
@@ -1083,7 +1083,7 @@ _PATCH_MISTAKES = [
 
 check_strongest_patch = Exercise(
     "check_strongest_patch", "strongest_patch", _patch_cases, mistakes=_PATCH_MISTAKES,
-    forbid=("circuitscope.channels:strongest_patch",),
+    forbid=("circuitscope.methods.channels:strongest_patch",),
     doc="""Check ``fn(acts, channel, layer, input_size) -> (top, left, bottom, right)`` (exercise 6).
 
     ``acts: (C, H, W)`` of ``layer`` for one square ``input_size`` image; the box is the receptive

@@ -17,21 +17,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..optvis.objectives import direction as _ref_direction
-from ..optvis.objectives import diversity as _ref_diversity
-from ..optvis.objectives import neuron as _ref_neuron
-from ..optvis.param import COLOR_CORRELATION_NORMALIZED as _NORMALIZED
-from ..optvis.param import COLOR_CORRELATION_SVD_SQRT as _CORRELATION
-from ..optvis.param import MAX_NORM_SVD_SQRT as _MAX_NORM
-from ..optvis.param import FourierImage as _RefFourier
-from ..optvis.param import decorrelate_colors as _ref_decorrelate
-from ..optvis.param import frequencies as _ref_frequencies
-from ..optvis.param import image as _ref_image
-from ..optvis.param import to_rgb as _ref_to_rgb
-from ..optvis.transform import jitter_by as _ref_jitter_by
-from ..optvis.transform import pad as _ref_pad
-from ..optvis.transform import rotate_by as _ref_rotate_by
-from ..optvis.transform import scale_by as _ref_scale_by
+from ..methods.optvis.objectives import direction as _ref_direction
+from ..methods.optvis.objectives import diversity as _ref_diversity
+from ..methods.optvis.objectives import neuron as _ref_neuron
+from ..methods.optvis.param import COLOR_CORRELATION_NORMALIZED as _NORMALIZED
+from ..methods.optvis.param import COLOR_CORRELATION_SVD_SQRT as _CORRELATION
+from ..methods.optvis.param import MAX_NORM_SVD_SQRT as _MAX_NORM
+from ..methods.optvis.param import FourierImage as _RefFourier
+from ..methods.optvis.param import decorrelate_colors as _ref_decorrelate
+from ..methods.optvis.param import frequencies as _ref_frequencies
+from ..methods.optvis.param import image as _ref_image
+from ..methods.optvis.param import to_rgb as _ref_to_rgb
+from ..methods.optvis.transform import jitter_by as _ref_jitter_by
+from ..methods.optvis.transform import pad as _ref_pad
+from ..methods.optvis.transform import rotate_by as _ref_rotate_by
+from ..methods.optvis.transform import scale_by as _ref_scale_by
 from .recipes import generator as _gen
 from .runner import (
     Case,
@@ -267,7 +267,7 @@ def _pad_and_jitter_variant(case, dy_dx_swapped: bool = False, zeros: bool = Fal
 
 check_pad_and_jitter = Exercise(
     "check_pad_and_jitter", "pad_and_jitter", _pad_and_jitter_cases,
-    forbid=("circuitscope.optvis.transform:pad", "circuitscope.optvis.transform:jitter_by",),
+    forbid=("circuitscope.methods.optvis.transform:pad", "circuitscope.methods.optvis.transform:jitter_by",),
     doc="""Check ``fn(x, width, dy, dx, d, value=0.5)`` (exercise 2): pad by ``width`` of ``value``
     on every side, then crop ``(H' - d, W' - d)`` starting at row ``dy``, column ``dx``.""",
     mistakes=[
@@ -328,7 +328,7 @@ def _rotated(case, how: str):
 
 check_scale_and_rotate = Exercise(
     "check_scale_and_rotate", "scale_and_rotate", _scale_and_rotate_cases,
-    forbid=("circuitscope.optvis.transform:scale_by", "circuitscope.optvis.transform:rotate_by",),
+    forbid=("circuitscope.methods.optvis.transform:scale_by", "circuitscope.methods.optvis.transform:rotate_by",),
     doc="""Check ``fn(x, factor, degrees)`` (exercise 3): resize to ``int(factor * H), int(factor * W)``
     (bilinear, half-pixel centres, no antialiasing), then rotate counter-clockwise by ``degrees``
     about the centre (bilinear, zeros from outside).""",
@@ -466,7 +466,7 @@ def _colours(matrix: torch.Tensor, transposed: bool = False, sigmoid: bool = Tru
 
 check_to_rgb = Exercise(
     "check_to_rgb", "to_rgb", _to_rgb_cases,
-    forbid=("circuitscope.optvis.param:to_rgb", "circuitscope.optvis.param:decorrelate_colors",),
+    forbid=("circuitscope.methods.optvis.param:to_rgb", "circuitscope.methods.optvis.param:decorrelate_colors",),
     doc="""Check ``fn(t) -> (N, 3, H, W)`` in (0, 1) (exercise 5): each pixel's 3-vector times the
     colour correlation matrix normalised by its largest column norm, then a sigmoid.""",
     mistakes=[
@@ -537,7 +537,7 @@ def _half(size: int) -> int:
 
 check_neuron_objective = Exercise(
     "check_neuron_objective", "neuron_objective", _neuron_cases,
-    forbid=("circuitscope.optvis.objectives:neuron",),
+    forbid=("circuitscope.methods.optvis.objectives:neuron",),
     doc="""Check ``fn(acts, n, x=None, y=None) -> (N,)`` (exercise 6): channel ``n`` at column ``x``,
     row ``y``; the centre ``(H // 2, W // 2)`` by default (x=0 and y=0 are positions like any other).""",
     mistakes=[
@@ -581,7 +581,7 @@ def _direction_cases(hidden: bool):
 
 check_direction_objective = Exercise(
     "check_direction_objective", "direction_objective", _direction_cases,
-    forbid=("circuitscope.optvis.objectives:direction",),
+    forbid=("circuitscope.methods.optvis.objectives:direction",),
     doc="""Check ``fn(acts, vector) -> (N,)`` (exercise 7): the mean over positions of each position's
     activation vector dotted with ``vector``; a one-hot vector gives the channel objective.""",
     mistakes=[
@@ -624,7 +624,7 @@ def _diversity_cases(hidden: bool):
 
 check_diversity_objective = Exercise(
     "check_diversity_objective", "diversity_objective", _diversity_cases,
-    forbid=("circuitscope.optvis.objectives:diversity",),
+    forbid=("circuitscope.methods.optvis.objectives:diversity",),
     doc="""Check ``fn(acts) -> (N,)`` (exercise 8): for each image the sum over the OTHER images of
     the cosine similarity of their Gram matrices.""",
     mistakes=[
@@ -796,7 +796,7 @@ def _render_loop_verify(case, got) -> None:
 
 check_render_loop = Exercise(
     "check_render_loop", "render_loop", _render_loop_cases,
-    forbid=("circuitscope.optvis.render:render",),
+    forbid=("circuitscope.methods.optvis.render:render",),
     doc="""Check ``fn(model, objective, image, transform, steps, lr) -> (images, values)`` (exercise 9).
 
     Adam on ``image.parameters()`` maximising ``objective(model(transform(image()))).sum()``;

@@ -19,9 +19,10 @@ from itertools import pairwise
 
 import torch
 
-from ..circuits import branch_of, expanded_weights, expanded_weights_by_gradient, format_unit, parse_unit
-from ..hooks import activations
-from ..stimuli import curve, tuning_curve
+from ..core.hooks import activations
+from ..core.units import format_unit, parse_unit
+from ..methods.circuits import branch_of, expanded_weights, expanded_weights_by_gradient
+from ..methods.stimuli import curve, tuning_curve
 from .recipes import seeded_inception
 from .runner import Case, CheckFailed, Exercise, Mistake, Recipe, as_tensor, compare, fail, hidden_seed, same
 
@@ -40,7 +41,7 @@ __all__ = [
     "seeded_inception",
 ]
 
-PLANTED = "circuitscope.planted:PlantedCurveModel"
+PLANTED = "circuitscope.methods.planted:PlantedCurveModel"
 
 
 def _wrong_shape(got, expected: torch.Tensor) -> bool:
@@ -208,7 +209,7 @@ def _unsigned(case: Case) -> torch.Tensor:
 
 check_expanded_weights = Exercise(
     "check_expanded_weights", "expanded_weights_bottleneck", _expanded_cases,
-    forbid=("circuitscope.circuits:expanded_weights", "circuitscope.circuits:expanded_weights_by_gradient",),
+    forbid=("circuitscope.methods.circuits:expanded_weights", "circuitscope.methods.circuits:expanded_weights_by_gradient",),
     doc="""Check ``fn(model, source_unit, target_unit) -> (k, k)`` (exercise 2) against autograd.""",
     mistakes=[
         Mistake(KERNEL_HINT, when=lambda case, got: _wrong_shape(got, case.expect)),
@@ -298,7 +299,7 @@ def _image(case: Case, got) -> torch.Tensor:
 def _arc(case: Case, got) -> None:
     """Property (exact geometry, within anti-aliasing): the ink lies at ``radius`` from the
     circle's centre, ``radius`` behind the image centre against ``orientation``; there is as much
-    of it as in :func:`circuitscope.stimuli.curve`'s arc, which the image matches on average."""
+    of it as in :func:`circuitscope.methods.stimuli.curve`'s arc, which the image matches on average."""
     ori, rad, _, size, _ = case.args
     got = _image(case, got)
     expected = _reference_curve(*case.args)
@@ -379,13 +380,13 @@ def _part_missing(case: Case, got) -> bool:
 
 check_curve_stimulus = Exercise(
     "check_curve_stimulus", "draw_curve", _curve_cases,
-    forbid=("circuitscope.stimuli:curve",),
+    forbid=("circuitscope.methods.stimuli:curve",),
     doc="""Check ``fn(orientation, radius, width, size, thickness) -> (3, size, size)`` (exercise 3).
 
     Properties (exact geometry, within anti-aliasing): the drawn pixels lie at ``radius`` from
     the circle's centre, which lies ``radius`` behind the image centre against ``orientation``;
     the arc faces ``orientation`` (any angle, negative or past 360); it matches
-    :func:`circuitscope.stimuli.curve` on average. Rotating by 90 degrees rotates the image.
+    :func:`circuitscope.methods.stimuli.curve` on average. Rotating by 90 degrees rotates the image.
     """,
     mistakes=[
         Mistake("the image is black: draw the arc in white (1.0) on black (0.0)", when=_black),
@@ -463,7 +464,7 @@ def _angles_reversed(case: Case, got) -> bool:
 
 check_tuning_curve = Exercise(
     "check_tuning_curve", "radial_tuning_curve", _tuning_cases,
-    forbid=("circuitscope.stimuli:tuning_curve",),
+    forbid=("circuitscope.methods.stimuli:tuning_curve",),
     doc="""Check ``fn(model, unit, angles, radius, size) -> (A,)`` (exercise 4) on planted models.""",
     mistakes=[
         Mistake("one response per angle: the unit's activation at the centre position",
@@ -806,7 +807,7 @@ def _planted_factors(case: Case, got) -> None:
 
 check_nmf = Exercise(
     "check_nmf", "nmf", _nmf_cases,
-    forbid=("circuitscope.circuits:nmf",),
+    forbid=("circuitscope.methods.circuits:nmf",),
     doc="""Check ``fn(x, k, n_iter, seed) -> (w, h)`` (exercise 6) on planted low-rank data.
 
     ``fn(x, k, 0, seed)`` is the learner's own (normalised) seeded start; the results after 5 and
@@ -837,7 +838,7 @@ class BlockLayout:
 def block_layout(block: str | None = None, seed: int = 0) -> BlockLayout:
     """InceptionV1's layer widths; with ``block``, that block's branches get other widths
     (8..40 channels each, and other bottleneck widths), drawn from ``seed``."""
-    from ..models.inceptionv1 import LAYER_CHANNELS
+    from ..core.models.inceptionv1 import LAYER_CHANNELS
 
     widths = dict(LAYER_CHANNELS)
     if block is not None:
@@ -860,7 +861,7 @@ def _shares_reference(layout: BlockLayout, block: str, channels: list[int], *, w
                       inclusive: bool = False, counts: bool = False, present_only: bool = False,
                       short: bool = False, percent: bool = False):  # fmt: skip
     """:func:`branches.branch_shares` as data (``(branches, shares)``), or what a mistake gives."""
-    from ..branches import BRANCH_SUFFIXES
+    from ..methods.branches import BRANCH_SUFFIXES
 
     widths = widths_of or layout.layer_channels
     names, start, ranges = [], 0, []
@@ -931,9 +932,9 @@ def _hard_coded(case: Case):
 
 check_branch_shares = Exercise(
     "check_branch_shares", "branch_shares", _branch_cases,
-    forbid=("circuitscope.branches:branch_shares", "circuitscope.branches:branch_ranges",
-            "circuitscope.circuits:branch_of", "circuitscope.circuits:branch_slices",
-            "circuitscope.circuits:concat_index"),
+    forbid=("circuitscope.methods.branches:branch_shares", "circuitscope.methods.branches:branch_ranges",
+            "circuitscope.methods.circuits:branch_of", "circuitscope.methods.circuits:branch_slices",
+            "circuitscope.methods.circuits:concat_index"),
     doc="""Check ``fn(model, block, channels) -> (branches, shares)`` (exercise 7).
 
     ``branches``: one branch name per channel (``"mixed3b_5x5"``); ``shares``: every branch of the
@@ -975,7 +976,7 @@ def _banding_reference(weight: torch.Tensor, variant: str | None = None) -> floa
 
 
 def _banding_cases(hidden: bool):
-    from ..branches import banded_weight
+    from ..methods.branches import banded_weight
 
     rows = [  # (label, weight, about)
         ("planted bands of strength 0.7, 5x5 kernels", banded_weight(8, 6, 5, 0.7, seed=1), None),
@@ -1019,7 +1020,7 @@ def _banding_variant(variant: str):
 
 check_banding_index = Exercise(
     "check_banding_index", "banding_index", _banding_cases,
-    forbid=("circuitscope.branches:banding_index", "circuitscope.branches:layer_banding"),
+    forbid=("circuitscope.methods.branches:banding_index", "circuitscope.methods.branches:layer_banding"),
     doc="""Check ``fn(weight) -> float`` (exercise 8): the share of the centred kernels' energy held by
     their row means, pooled over all ``(out, in)`` kernels of ``weight: (out, in, k, k)``.""",
     mistakes=[

@@ -18,12 +18,12 @@ import math
 
 import torch
 
-from ..dataset_examples import crop_window
-from ..hooks import activations
-from ..optvis import channel as channel_objective
-from ..optvis import diversity, render
-from ..polysemanticity import PlantedPatternModel, label_entropy, planted_images
-from ..polysemanticity import effective_classes as ref_effective_classes
+from ..core.hooks import activations
+from ..methods.dataset_examples import crop_window
+from ..methods.optvis import channel as channel_objective
+from ..methods.optvis import diversity, render
+from ..methods.polysemanticity import PlantedPatternModel, label_entropy, planted_images
+from ..methods.polysemanticity import effective_classes as ref_effective_classes
 from .recipes import generator as _gen
 from .runner import Case, Exercise, Mistake, Opaque, Recipe, as_tensor, describe, fail, hidden_seed, same
 
@@ -275,7 +275,7 @@ def _tie_order_wrong(case: Case, got) -> bool:
 
 check_top_k_examples = Exercise(
     "check_top_k_examples", "top_k_examples", _top_k_cases,
-    forbid=("circuitscope.dataset_examples:top_examples",),
+    forbid=("circuitscope.methods.dataset_examples:top_examples",),
     doc="""Check ``fn(model, images, layer, channel, k, batch_size) -> (indices, scores, positions)``.
 
     ``images: (N, 3, H, W)``; score = the channel's largest value over positions; ``indices``
@@ -446,7 +446,7 @@ def _render_cases(hidden: bool):
     if hidden:
         rows += [("units", 0, 3, 10.0, "detectors", 28, 40, hidden_seed(1)),
                  ("units", 0, 2, 3.0, "units", 24, 40, hidden_seed(2))]  # fmt: skip
-    model = Recipe("circuitscope.polysemanticity:PlantedPatternModel", threshold=0.0)
+    model = Recipe("circuitscope.methods.polysemanticity:PlantedPatternModel", threshold=0.0)
     # What each hidden row tests, in words: (without the diversity term, with it).
     abouts = [
         ("a batch of another size and seed, without the diversity term",
@@ -519,7 +519,7 @@ def _no_more_diverse(case: Case, got) -> bool:
 
 check_diverse_render = Exercise(
     "check_diverse_render", "diverse_render", _render_cases,
-    forbid=("circuitscope.polysemanticity:diverse_renders",),
+    forbid=("circuitscope.methods.polysemanticity:diverse_renders",),
     doc="""Check ``fn(model, layer, channel, n, strength, diversity_layer, size, steps, seed)``.
 
     It returns ``(n, 3, size, size)`` in [0, 1]: one batch optimised for ``channel - strength *
@@ -601,7 +601,7 @@ def _each_element_a_class(case: Case) -> float | None:
 
 check_effective_classes = Exercise(
     "check_effective_classes", "effective_classes", _class_cases,
-    forbid=("circuitscope.polysemanticity:effective_classes",),
+    forbid=("circuitscope.methods.polysemanticity:effective_classes",),
     doc="""Check ``fn(labels) -> float``: ``2 ** H`` (H the entropy in bits of the label
     distribution, unlabelled ``-1`` left out); 1 for one class, m for m equal classes.""",
     mistakes=[
@@ -625,7 +625,7 @@ check_effective_classes = Exercise(
 def _inception_4d_1x1(seed: int) -> _Tensor:
     """``(112, 528, 1, 1)``: mixed4d's 1x1 weights at PyTorch's initialisation, seeded (the
     caller's random state untouched)."""
-    from ..models.inceptionv1 import InceptionV1
+    from ..core.models.inceptionv1 import InceptionV1
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -746,7 +746,7 @@ def _right_targets(case: Case, got) -> bool:
 
 check_outgoing_weights = Exercise(
     "check_outgoing_weights", "outgoing_weights", _weight_cases,
-    forbid=("circuitscope.polysemanticity:outgoing_weights", "circuitscope.polysemanticity:outgoing_weight_vector",),
+    forbid=("circuitscope.methods.polysemanticity:outgoing_weights", "circuitscope.methods.polysemanticity:outgoing_weight_vector",),
     doc="""Check ``fn(weight, channel, k) -> (targets, values)`` on weights ``(O, C, kh, kw)``: each
     output's weight from input ``channel`` summed over the kernel; the ``k`` largest, largest first
     (ties: lower index first).""",
@@ -777,7 +777,7 @@ def _facet_cases(hidden: bool):
         s = hidden_seed
         rows += [(0, 8, 4, 48, 12, 5, s(2)), (2, 5, 3, 36, 8, 3, s(3)), (0, 4, 2, 32, 6, 2, s(4)),
                  (1, 5, 2, 33, 5, 2, s(5)), (2, 3, 3, 35, 9, 1, s(6))]  # fmt: skip
-    model = Recipe("circuitscope.polysemanticity:PlantedPatternModel")
+    model = Recipe("circuitscope.methods.polysemanticity:PlantedPatternModel")
     # What each hidden case tests, in words, in the order of the hidden rows.
     abouts = [
         "the two-facet unit with more examples of each pattern, in uneven batches",

@@ -19,11 +19,11 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..models.named import NamedModel
-from ..optvis.objectives import direction
-from ..sae import SparseAutoencoder, mean_max_cosine_similarity, planted_features
-from ..superposition import ToyModel, feature_norms, importance_decay, importance_weighted_loss
-from ..superposition import features_per_dimension as ref_features_per_dimension
+from ..core.models.named import NamedModel
+from ..methods.optvis.objectives import direction
+from ..methods.sae import SparseAutoencoder, mean_max_cosine_similarity, planted_features
+from ..methods.superposition import ToyModel, feature_norms, importance_decay, importance_weighted_loss
+from ..methods.superposition import features_per_dimension as ref_features_per_dimension
 from .recipes import generator as _gen
 from .runner import (
     Case,
@@ -232,7 +232,7 @@ def _fpd_variant(formula):
 
 check_features_per_dimension = Exercise(
     "check_features_per_dimension", "features_per_dimension", _fpd_cases,
-    forbid=("circuitscope.superposition:features_per_dimension",),
+    forbid=("circuitscope.methods.superposition:features_per_dimension",),
     doc="""Check ``fn(W) -> float`` (exercise 2): ``||W||_F^2 / m`` for ``W: (m, n)``.""",
     mistakes=[
         Mistake("inverted: m / ||W||_F^2 is the article's dimensions PER FEATURE; "
@@ -260,7 +260,7 @@ NO_STEP_HINT = "did you forget optimizer.step()? (or create the optimizer on oth
 
 def seeded_toy_model(n_features: int = 5, n_hidden: int = 2, sparsity=TOY_SPARSITIES,
                      seed: int = 0) -> ToyModel:  # fmt: skip
-    """A seeded :class:`~circuitscope.superposition.ToyModel` on the CPU, one instance per
+    """A seeded :class:`~circuitscope.methods.superposition.ToyModel` on the CPU, one instance per
     sparsity, importances ``0.9 ** i``: ``W (len(sparsity), n_hidden, n_features)``."""
     return ToyModel(n_features, n_hidden, sparsity=list(sparsity), importance=importance_decay(n_features),
                     device="cpu", seed=seed)  # fmt: skip
@@ -450,11 +450,11 @@ def _train_toy_cases(hidden: bool):
 
 check_train_toy = Exercise(
     "check_train_toy", "train_toy", _train_toy_cases,
-    forbid=("circuitscope.superposition:train_toy_model",),
+    forbid=("circuitscope.methods.superposition:train_toy_model",),
     doc="""Check ``fn(model, steps, batch_size, lr, seed) -> list of floats`` (exercise 3).
 
     A few steps on seeded toy models, loss by loss against the reference loop; then trains a
-    seeded 5-feature, 2-dimension :class:`~circuitscope.superposition.ToyModel` with a dense
+    seeded 5-feature, 2-dimension :class:`~circuitscope.methods.superposition.ToyModel` with a dense
     instance (S = 0) and a sparse one (S = 0.9) and checks the known regimes: about one feature
     per dimension when dense, clearly more than one when sparse; the loss falls.
     """,
@@ -572,7 +572,7 @@ def _train_sae_cases(hidden: bool):
     p, t = SAE_PLANTED, SAE_TRAINING
     for i, seed in enumerate([0] + ([hidden_seed(1)] if hidden else [])):
         planted = planted_features(p["n_samples"], p["d"], p["n_features"], p["p_active"], p["noise"], seed)
-        sae = Recipe("circuitscope.sae:SparseAutoencoder", d_in=p["d"], d_hidden=2 * p["n_features"],
+        sae = Recipe("circuitscope.methods.sae:SparseAutoencoder", d_in=p["d"], d_hidden=2 * p["n_features"],
                      device="cpu", seed=seed)  # fmt: skip
         yield Case(f"train_sae(SAE {p['d']} -> {2 * p['n_features']}, "
                    f"planted data {tuple(planted.data.shape)}, steps={t['steps']}, seed={seed})",
@@ -609,7 +609,7 @@ def _verify_sae_training(case: Case, got) -> None:
 
 check_train_sae = Exercise(
     "check_train_sae", "train_sae", _train_sae_cases,
-    forbid=("circuitscope.sae:train_sae",),
+    forbid=("circuitscope.methods.sae:train_sae",),
     doc="""Check ``fn(sae, data, steps, lr, l1_coeff, batch_size, seed) -> list of floats`` (exercise 5).
 
     On planted data (24 known unit directions in 16 dimensions, a few active per vector): the
@@ -665,8 +665,8 @@ class PlantedColourModel(NamedModel):
 
     ``colour = A (rgb - 0.5)`` at every pixel, ``A: (C, 3)`` fixed: the direction objective for
     ``v`` is then ``(A^T v) . (mean colour - 0.5)``, so the colour a good visualization drifts
-    to is known (towards ``sign(A^T v)``). A :class:`~circuitscope.models.named.NamedModel`, as
-    :func:`circuitscope.optvis.render` needs.
+    to is known (towards ``sign(A^T v)``). A :class:`~circuitscope.core.models.named.NamedModel`, as
+    :func:`circuitscope.methods.optvis.render` needs.
     """
 
     layer_names: ClassVar[list[str]] = ["colour"]
@@ -811,7 +811,7 @@ def _eval_data(n: int, d: int, d_hidden: int, seed: int) -> torch.Tensor:
 
 def _evaluation(sae: SparseAutoencoder, x: torch.Tensor, threshold: float, variant: str | None = None):
     """The reference (``evaluate_sae`` as a dict of data), or what a mistaken version gives."""
-    from ..sae_eval import evaluate_sae
+    from ..methods.sae_eval import evaluate_sae
 
     ref = evaluate_sae(sae, x, threshold).as_dict()
     with torch.no_grad():
@@ -887,8 +887,8 @@ def _per_vector_frequency(case: Case, got) -> bool:
 
 check_evaluate_sae = Exercise(
     "check_evaluate_sae", "evaluate_sae", _evaluate_cases,
-    forbid=("circuitscope.sae_eval:evaluate_sae", "circuitscope.sae_eval:fraction_of_variance_explained",
-            "circuitscope.sae:feature_frequencies", "circuitscope.sae:dead_features"),
+    forbid=("circuitscope.methods.sae_eval:evaluate_sae", "circuitscope.methods.sae_eval:fraction_of_variance_explained",
+            "circuitscope.methods.sae:feature_frequencies", "circuitscope.methods.sae:dead_features"),
     doc="""Check ``fn(sae, x, dense_threshold) -> dict`` (exercise 8): ``l0`` (float), ``fve`` (float),
     ``frequency`` ``(d_hidden,)``, ``dead`` and ``dense`` ``(d_hidden,)`` bool masks.""",
     mistakes=[
@@ -920,7 +920,7 @@ class PlantedClassifier(NamedModel):
     """A tiny seeded image classifier with one named layer, ``"hidden"``, for the splice-in test.
 
     ``images (N, 3, H, W)`` -> ``hidden = ReLU(conv3x3(images))`` ``(N, C, H, W)`` (a
-    :class:`~circuitscope.models.inceptionv1.HookPoint`: ``model.hook_points["hidden"]``) ->
+    :class:`~circuitscope.core.models.inceptionv1.HookPoint`: ``model.hook_points["hidden"]``) ->
     global average pooling -> a linear layer -> logits ``(N, classes)``. Like InceptionV1's
     last layers, so that splicing a reconstruction into ``hidden`` is what it is there.
     """
@@ -951,7 +951,7 @@ class PlantedClassifier(NamedModel):
 def splice_sae(kind: str, channels: int, d_hidden: int = 0, seed: int = 0, input_scale: float = 1.0):
     """The SAE a splice case plants: ``"identity"`` (exact on a post-ReLU layer), ``"zero"`` (its
     reconstruction is zeros: a zero ablation) or ``"random"`` (a seeded, imperfect one)."""
-    from ..sae_eval import identity_sae, zero_sae
+    from ..methods.sae_eval import identity_sae, zero_sae
 
     if kind == "identity":
         sae = identity_sae(channels)
@@ -979,8 +979,8 @@ def _splice(model, sae, layer: str, images, labels, variant: str | None = None) 
     """The reference (:func:`sae_eval.spliced_metrics` as a dict), or what a mistaken version gives."""
     import torch.nn.functional as F
 
-    from ..hooks import replaced
-    from ..sae_eval import spliced_metrics
+    from ..core.hooks import replaced
+    from ..methods.sae_eval import spliced_metrics
 
     if variant is None:
         return dict(spliced_metrics(model, sae, layer, images, labels).as_dict())
@@ -1054,8 +1054,8 @@ def _splice_variant(variant: str):
 
 check_spliced_metrics = Exercise(
     "check_spliced_metrics", "spliced_metrics", _splice_cases,
-    forbid=("circuitscope.sae_eval:spliced_metrics", "circuitscope.sae_eval:spliced",
-            "circuitscope.sae_eval:reconstruct_activations", "circuitscope.sae_eval:loss_recovered"),
+    forbid=("circuitscope.methods.sae_eval:spliced_metrics", "circuitscope.methods.sae_eval:spliced",
+            "circuitscope.methods.sae_eval:reconstruct_activations", "circuitscope.methods.sae_eval:loss_recovered"),
     doc="""Check ``fn(model, sae, layer, images, labels) -> dict`` (exercise 9): the cross-entropy loss
     and top-1 accuracy on ``labels``, clean and with the SAE's reconstruction spliced into ``layer``
     (``clean_loss``, ``spliced_loss``, ``clean_accuracy``, ``spliced_accuracy``); no hook left.""",

@@ -12,7 +12,7 @@ LIBRARY_ERRORS: dict[str, str] = {
     "AttributeError: is called, not asked for an image":
         "a parameterization (FourierImage, PixelImage) is called like a function: images = image() "
         "gives its (N, 3, H, W) images in [0, 1], and image.parameters() are what the optimiser changes",
-    # -- circuits.parse_unit without the model that has the layer
+    # -- units.parse_unit without the model that has the layer
     "ValueError: Without a model, units are looked up in InceptionV1":
         "a unit of another model (\"curves:2\" is the planted model's) is looked up in that model: "
         "pass it, parse_unit(unit, model)",

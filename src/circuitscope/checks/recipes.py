@@ -18,7 +18,7 @@ def generator(seed: int) -> torch.Generator:
 def seeded_inception(seed: int) -> nn.Module:
     """InceptionV1 with PyTorch's default initialisation, seeded without touching the caller's
     random state: the real structure, the same weights at every call, no weight file."""
-    from ..models.inceptionv1 import InceptionV1
+    from ..core.models.inceptionv1 import InceptionV1
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

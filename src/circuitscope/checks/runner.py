@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..device import one_cpu_thread
+from ..core.device import one_cpu_thread
 
 PASS_MARK = "\u2714"  # ✔
 FAIL_MARK = "\u2718"  # ✘
@@ -333,7 +333,7 @@ class Exercise:
     ``cases(hidden)`` yields :class:`Case` s (hidden ones only when asked); ``mistakes`` is the
     exercise's table of likely mistakes; ``errors`` maps an exception the learner's code raises
     (``"TypeError"``, or ``"TypeError: text in the message"``) to a hint. ``forbid`` names the
-    library functions that answer the exercise (``"circuitscope.images:preprocess"``): while the
+    library functions that answer the exercise (``"circuitscope.core.images:preprocess"``): while the
     learner's function runs they raise :class:`WriteItYourself`, in the notebook and when graded.
     """
 
@@ -410,7 +410,7 @@ def unavailable(names: Iterable[str]):
     """While the block runs, each library function ``"module:name"`` raises :class:`WriteItYourself`.
 
     The function's code is swapped (not only the module attribute), so a reference the learner
-    took before (``from circuitscope.images import preprocess as p``) is caught too. A function
+    took before (``from circuitscope.core.images import preprocess as p``) is caught too. A function
     with a closure cannot take another code object: its module attribute is replaced instead.
     This is a rule for honest learners, not a fence: code that copies the function's code
     beforehand gets around it, and the grader cannot tell who computed an answer.
