@@ -1,9 +1,12 @@
 """The library's layers point one way: no import cycles, no private names across modules.
 
-Every module of ``src/circuitscope`` is parsed with ``ast`` (nothing is imported). Two rules:
+Every module of ``src/circuitscope`` is parsed with ``ast`` (nothing is imported). Three rules:
 
 * the top-level imports (those run when a module is imported) form no cycle;
-* no module imports a private name (``_x``) from another module: what is shared is public.
+* no module imports a private name (``_x``) from another module: what is shared is public;
+* no import, even inside a function, reaches a higher layer: core <- methods <- figures <- tools
+  (the folders ``circuitscope/core``, ``methods``, ``figures``, ``tools``); the exercise checks
+  (``circuitscope/checks``) stand on core and methods and draw nothing.
 
 The checker is a plain function over ``{module name: source}``, tested on small fake module
 sets first, so that a broken checker cannot pass the real library silently.
@@ -12,6 +15,7 @@ sets first, so that a broken checker cannot pass the real library silently.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -84,6 +88,45 @@ def import_problems(modules: dict[str, tuple[str, bool]]) -> tuple[list[list[str
     return _cycles(edges), private
 
 
+#: Which layers a module of each layer may import from (its own included).
+ALLOWED = {
+    "core": {"core"},
+    "methods": {"core", "methods"},
+    "figures": {"core", "methods", "figures"},
+    "tools": {"core", "methods", "figures", "tools"},
+    "checks": {"core", "methods", "checks"},
+}
+
+
+def layer_of(module: str) -> str | None:
+    """``"circuitscope.methods.sae.model"`` -> ``"methods"``; the package itself and ``data`` -> None."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in ALLOWED else None
+
+
+def layer_violations(modules: dict[str, tuple[str, bool]]) -> list[str]:
+    """Every import (top level or inside a function) from a layer the importer may not use, as
+    ``"a.core.x imports a.methods.y (core may import core)"``."""
+    found = []
+    for name, (source, is_package) in modules.items():
+        mine = layer_of(name)
+        if mine is None:
+            continue
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom):
+                base = _absolute(name, is_package, node)
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                theirs = layer_of(target) if target.split(".")[0] == name.split(".")[0] else None
+                if theirs is not None and theirs not in ALLOWED[mine]:
+                    found.append(f"{name} imports {target} ({mine} may import {', '.join(sorted(ALLOWED[mine]))})")
+    return sorted(set(found))
+
+
 def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components with more than one node, or with a self-loop (Tarjan)."""
     index: dict[str, int] = {}
@@ -147,6 +190,17 @@ def test_the_checker_finds_a_planted_private_import_even_inside_a_function():
     assert cycles == [] and private == ["pkg.a imports _secret from pkg.b"]
 
 
+def test_the_checker_finds_an_upward_import_even_inside_a_function():
+    modules = _fake(pkg="", pkg__core="", pkg__core__a="def f():\n    from ..figures import b\n",
+                    pkg__figures="", pkg__figures__b="from ..core import a\n",
+                    pkg__methods="", pkg__methods__c="import pkg.tools.d\n", pkg__tools="", pkg__tools__d="")  # fmt: skip
+    modules = {name: (src, name.count(".") < 2) for name, (src, _) in modules.items()}
+    assert layer_violations(modules) == [
+        "pkg.core.a imports pkg.figures.b (core may import core)",
+        "pkg.methods.c imports pkg.tools.d (methods may import core, methods)",
+    ]
+
+
 # -- the library ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def problems():
@@ -163,3 +217,30 @@ def test_the_library_has_no_import_cycle(problems):
 def test_no_module_imports_a_private_name_from_another(problems):
     _, private = problems
     assert private == [], "\n".join(private)
+
+
+def test_every_module_lives_in_a_layer():
+    loose = [name for name in library_sources() if name.count(".") == 1 and layer_of(name) is None
+             and name not in ("circuitscope.data",)]  # fmt: skip
+    assert loose == [], f"modules outside core/methods/figures/tools/checks: {loose}"
+
+
+def test_no_module_imports_from_a_higher_layer():
+    problems = layer_violations(library_sources())
+    assert problems == [], "\n".join(problems)
+
+
+def test_architecture_md_names_every_module_and_only_files_that_exist():
+    """ARCHITECTURE.md is the newcomer's map: every module of the library is named in it, and
+    every path it names (``methods/optvis/objectives.py``, ``tests/test_optvis.py``) exists."""
+    root = SRC.parent
+    text = (root / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`([\w./]+\.py)`", text))
+    package = SRC / "circuitscope"
+    bases = [root, SRC, package, *(d for d in package.rglob("*") if d.is_dir() and d.name != "__pycache__")]
+    missing = [p for p in named if "chN" not in p and not any((base / p).exists() for base in bases)]
+    assert missing == [], f"ARCHITECTURE.md names files that do not exist: {missing}"
+    stems = set(re.findall(r"\b(\w+)(?:\.py|/)?\b", text))
+    unnamed = [str(p.relative_to(package)) for p in package.rglob("*.py")
+               if p.stem != "__init__" and p.stem not in stems]  # fmt: skip
+    assert unnamed == [], f"modules ARCHITECTURE.md does not mention: {unnamed}"

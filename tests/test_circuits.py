@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from circuitscope.core.models import inceptionv1 as inception_module
 from circuitscope.core.models.inceptionv1 import BLOCKS, InceptionV1
 from circuitscope.core.models.layers import pad_same
+from circuitscope.figures import plotting
 from circuitscope.methods import circuits
 from circuitscope.methods.circuits import (
     branch_of,
@@ -304,14 +305,14 @@ def test_plot_weights_is_diverging_centred_and_stamped(synthetic_model):
     import matplotlib.pyplot as plt
 
     kernels = expanded_weights(synthetic_model, "3a", "3b:379")[:6]
-    fig = circuits.plot_weights(kernels, titles=[f"3a:{i}" for i in range(6)], model=synthetic_model)
+    fig = plotting.plot_weights(kernels, titles=[f"3a:{i}" for i in range(6)], model=synthetic_model)
     images = [im for ax in fig.axes for im in ax.get_images()]
     assert len(images) == 6
     vmin, vmax = images[0].get_clim()
-    assert vmin == -vmax == -float(kernels.abs().max()) and images[0].get_cmap().name == "RdBu_r"
+    assert vmin == -vmax == -float(kernels.abs().max()) and images[0].get_cmap().name == "circuitscope_diverging"
     assert any("SYNTHETIC" in t.get_text() for t in fig.texts)
     plt.close(fig)
-    fig = circuits.plot_weights(kernels.reshape(2, 3, 5, 5), caption="planted")
+    fig = plotting.plot_weights(kernels.reshape(2, 3, 5, 5), caption="planted")
     assert [t.get_text() for t in fig.texts] == ["planted"]
     plt.close(fig)
 
@@ -322,7 +323,7 @@ def test_plot_circuit_colours_edges_by_sign(synthetic_model):
 
     thumbs = {"4c:447": torch.rand(3, 32, 32)}
     kernel = weights_between(synthetic_model, "4b:237", "4c:447")
-    fig = circuits.plot_circuit(
+    fig = plotting.plot_circuit(
         ["4b:237", "4b:373", "4c:447"],
         [("4b:237", "4c:447", 1.0), ("4b:373", "4c:447", -0.5)],
         thumbnails=thumbs,
@@ -333,11 +334,11 @@ def test_plot_circuit_colours_edges_by_sign(synthetic_model):
     assert r1 > b1 and b2 > r2  # excitation red, inhibition blue
     assert any("SYNTHETIC" in t.get_text() for t in fig.texts)
     plt.close(fig)
-    fig = circuits.plot_circuit(["4b:237", "4c:447"], [("4b:237", "4c:447", kernel)], caption="x")
+    fig = plotting.plot_circuit(["4b:237", "4c:447"], [("4b:237", "4c:447", kernel)], caption="x")
     assert len(fig.axes[0].child_axes) == 1  # the kernel drawn on the edge
     plt.close(fig)
     with pytest.raises(ValueError, match="both ends"):
-        circuits.plot_circuit(["4b:237"], [("4b:237", "4c:447", 1.0)])
+        plotting.plot_circuit(["4b:237"], [("4b:237", "4c:447", 1.0)])
 
 
 # (The reproduction script is tested in test_reproduce.py.)
@@ -348,9 +349,9 @@ def test_weight_figures_are_closed_so_a_notebook_shows_them_once(synthetic_model
 
     before = plt.get_fignums()
     kernel = weights_between(synthetic_model, "4b:237", "4c:447")
-    fig = circuits.plot_weights(kernel, model=synthetic_model)
+    fig = plotting.plot_weights(kernel, model=synthetic_model)
     assert plt.get_fignums() == before and fig.axes  # returned, drawn, but not left open in pyplot
-    fig = circuits.plot_circuit(["4b:237", "4c:447"], [("4b:237", "4c:447", kernel)], model=synthetic_model)
+    fig = plotting.plot_circuit(["4b:237", "4c:447"], [("4b:237", "4c:447", kernel)], model=synthetic_model)
     assert plt.get_fignums() == before and fig.axes
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from circuitscope.core.datasets import ImageFolderStream, TensorStream, as_stream, find_images
+from circuitscope.figures import plotting
 from circuitscope.methods.dataset_examples import (
     LayerSummary,
     TopExamples,
@@ -345,5 +346,5 @@ def test_top_examples_plot_is_closed_so_a_notebook_shows_it_once(tmp_path):
     images, _, _ = planted_images(n_plain=3, n_per_pattern=1, size=32, seed=0)
     top = cs.top_examples(model, images, "units:0", k=2, progress=False, cache_dir=tmp_path)
     before = plt.get_fignums()
-    fig = top.plot()
+    fig = plotting.top_examples_figure(top)
     assert plt.get_fignums() == before and "PLANTED MODEL" in texts_of(fig) and "SYNTHETIC" not in texts_of(fig)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from circuitscope.figures import plotting
+from circuitscope.figures import interactive, plotting, style
 from circuitscope.tools import book
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -51,15 +51,15 @@ def assert_fits(fig, name: str) -> dict:
 def test_the_style_is_drawn_for_the_column():
     import matplotlib.pyplot as plt
 
-    assert plotting.COLUMN_PX == book.COLUMN_PX
-    assert plt.rcParams["figure.dpi"] == plotting.DPI
+    assert style.COLUMN_PX == book.COLUMN_PX
+    assert plt.rcParams["figure.dpi"] == style.DPI
     # The smallest type of the style, at the figure's DPI, is readable on the page.
-    smallest = min(plotting.STYLE[k] for k in plotting.STYLE if k.endswith(("size", "titlesize")) and
-                   isinstance(plotting.STYLE[k], (int, float)))  # fmt: skip
-    assert smallest * plotting.DPI / 72 >= book.MIN_FONT_PX
-    assert plotting.SMALL_PT * plotting.DPI / 72 >= book.MIN_FONT_PX
+    smallest = min(style.STYLE[k] for k in style.STYLE if k.endswith(("size", "titlesize")) and
+                   isinstance(style.STYLE[k], (int, float)))  # fmt: skip
+    assert smallest * style.DPI / 72 >= book.MIN_FONT_PX
+    assert style.SMALL_PT * style.DPI / 72 >= book.MIN_FONT_PX
     # A tight PNG of a column-wide figure (0.1-inch margins) is no wider than the column.
-    assert plotting.COLUMN_IN * plotting.DPI + 2 * 0.1 * plotting.DPI <= book.COLUMN_PX + 0.5
+    assert style.COLUMN_IN * style.DPI + 2 * 0.1 * style.DPI <= book.COLUMN_PX + 0.5
 
 
 @pytest.mark.parametrize("name", ["architecture", "block", "top_k", "strongest", "maps", "patch", "receptive"])
@@ -212,8 +212,8 @@ def test_interactive_figure_uses_the_sites_plotly_and_keeps_a_static_image():
     pytest.importorskip("plotly")
     rng = np.random.default_rng(1)
     tunings = {f"3b:{u}": np.abs(rng.normal(size=72)) for u in (379, 406, 385)}
-    shown = plotting.interactive_radial_tuning(tunings, title="curves", note="Data: someone (CC BY 4.0).")
-    assert isinstance(shown, plotting.Interactive)
+    shown = interactive.interactive_radial_tuning(tunings, title="curves", note="Data: someone (CC BY 4.0).")
+    assert isinstance(shown, interactive.Interactive)
     html = shown._repr_html_()
     assert "data-content_root" in html and '"_static/plotly.min.js"' in html, "plotly.js from the site itself"
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), "no asset from the network"
@@ -270,8 +270,8 @@ def test_interactive_phase_diagram_holds_each_cells_values_and_keeps_the_static_
     phases = np.array([[0, 1, 1], [0, 2, 1]])
     diagram = sp.PhaseDiagram(phases, np.array([0.0, 0.9]), np.array([0.1, 1.0, 10.0]),
                               np.full((2, 3, 2), 0.5), np.full((2, 3), 0.01))  # fmt: skip
-    shown = plotting.interactive_phase_diagram(diagram)
-    assert isinstance(shown, plotting.Interactive)
+    shown = interactive.interactive_phase_diagram(diagram)
+    assert isinstance(shown, interactive.Interactive)
     html = shown._repr_html_()
     _no_network(html)
     assert '"_static/plotly.min.js"' in html
@@ -314,7 +314,7 @@ def test_unit_browser_holds_the_published_sheets_and_the_pages_renders(fake_shee
     from PIL import Image
 
     units = ["3b:379", "3b:342", "4a:476"]
-    shown = plotting.unit_browser(images[:3], units, synthetic_model, layers=["mixed3b", "mixed4a"], cell_px=16)
+    shown = interactive.unit_browser(images[:3], units, synthetic_model, layers=["mixed3b", "mixed4a"], cell_px=16)
     html = shown._repr_html_()
     _no_network(html)
     _static_png(html)
@@ -342,4 +342,4 @@ def test_unit_browser_static_grid_fits_the_column(fake_sheets, synthetic_model, 
     cells = {u: published.published_render(u) for u in ("3b:379", "3b:342")}
     units = ["3b:379", "3b:342", "4a:476", "3b:1", "3b:2", "3b:3", "3b:4", "3b:5"]
     batch = torch.cat([images, images])
-    assert_fits(plotting._browser_grid(batch, units, synthetic_model, cells, columns=4), "unit browser grid")
+    assert_fits(interactive._browser_grid(batch, units, synthetic_model, cells, columns=4), "unit browser grid")

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import circuitscope as cs
-from circuitscope.figures import plotting
+from circuitscope.figures import interactive, plotting, style
+from circuitscope.methods.stimuli import TuningCurve
 
 
 def _texts(fig) -> str:
@@ -25,6 +26,11 @@ FIGURES = {
     "radial_tuning_plot": lambda m, img: plotting.radial_tuning_plot({"3b:379": torch.rand(72)}, model=m),
     "radial_tuning_panels": lambda m, img: plotting.radial_tuning_panels([{"tunings": {"3b:379": torch.rand(72)}}], model=m),
     "compare_with_published": lambda m, img: plotting.compare_with_published(img[None], ["4b:111"], m),
+    "image_grid": lambda m, img: plotting.image_grid([img, img], ["a", "b"], model=m),
+    "plot_weights": lambda m, img: plotting.plot_weights(torch.randn(2, 5, 5), model=m),
+    "plot_circuit": lambda m, img: plotting.plot_circuit(["4b:237", "4c:447"], [("4b:237", "4c:447", 1.0)], model=m),
+    "plot_tuning_curves": lambda m, img: plotting.plot_tuning_curves(
+        TuningCurve("3b:379", torch.arange(0.0, 360.0, 45.0), torch.rand(8), 90.0, 90.0, 360.0), model=m),
 }
 
 
@@ -38,13 +44,14 @@ def test_every_model_figure_function_is_listed():
         if callable(getattr(plotting, name))
         and "model" in inspect.signature(getattr(plotting, name)).parameters
     }
-    # layer_shapes draws nothing; the interactive figure's stamp is tested below, the unit browser's
-    # in test_figures.py (test_unit_browser_holds_the_published_sheets_and_the_pages_renders)
-    assert takes_model - {"layer_shapes", "interactive_radial_tuning", "unit_browser"} == set(FIGURES)
+    # layer_shapes draws nothing; two figures need a trained or planted model to draw, and are
+    # tested where it is made: test_polysemanticity.py (outgoing_weights_figure, on the planted
+    # pattern model) and test_sae.py (plot_sae_features, on an SAE)
+    assert takes_model - {"layer_shapes", "outgoing_weights_figure", "plot_sae_features"} == set(FIGURES)
 
 
 def test_the_interactive_figure_says_which_weights_made_it(synthetic_model):
-    figure = plotting.interactive_radial_tuning({"3b:379": torch.rand(72)}, model=synthetic_model)
+    figure = interactive.interactive_radial_tuning({"3b:379": torch.rand(72)}, model=synthetic_model)
     assert "SYNTHETIC" in getattr(figure, "hint", "").upper()  # shown under the chart on the site
 
 
@@ -81,13 +88,13 @@ def test_architecture_shapes_are_measured(synthetic_model):
 
 
 def test_diverging_norm_is_centred():
-    norm = plotting.diverging_norm(torch.tensor([-1.0, 3.0]))
+    norm = style.diverging_norm(torch.tensor([-1.0, 3.0]))
     assert (
         norm(0.0) == pytest.approx(0.5)
         and norm(3.0) == pytest.approx(1.0)
         and norm(-3.0) == pytest.approx(0.0)
     )
-    assert plotting.diverging_cmap()(0.5)[:3] == pytest.approx((0.969, 0.969, 0.969), abs=0.01)
+    assert style.diverging_cmap()(0.5)[:3] == pytest.approx((0.969, 0.969, 0.969), abs=0.01)
 
 
 

@@ -198,7 +198,7 @@ def test_diversity_splits_the_planted_unit_into_its_two_patterns():
 
 
 def test_outgoing_weights_figure_marks_the_highlighted_units():
-    from circuitscope.methods.polysemanticity import outgoing_weights_figure
+    from circuitscope.figures.plotting import outgoing_weights_figure
 
     texts_of = lambda f: " ".join(t.get_text() for t in f.texts)
 

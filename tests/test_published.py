@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from circuitscope.core import provenance, published, registry
+from circuitscope.methods import stimuli
 
 pytestmark = pytest.mark.skipif(not registry.mirrors(), reason="no data mirror (shared/data) beside this checkout")
 
@@ -123,19 +124,19 @@ def _as_measured(data, units, shift=0.0, mirrored=False, step=1):
 def test_compare_radial_tuning_scores_the_published_data_against_itself():
     data = published.radial_tuning("mixed3b")
     units = sorted(CURVES_3B)
-    same = published.compare_radial_tuning(_as_measured(data, units), "mixed3b")
+    same = stimuli.compare_radial_tuning(_as_measured(data, units), "mixed3b")
     assert [c.unit for c in same] == [f"3b:{u}" for u in units]
     for c in same:
         assert c.correlation == pytest.approx(1.0) and c.difference == pytest.approx(0.0)
         assert c.shift == pytest.approx(0.0) and c.agrees()
         assert c.published_peak == published.preferred_orientations("mixed3b")[int(c.unit[3:])]
-    turned = published.compare_radial_tuning(_as_measured(data, units, shift=40.0), data=data)
+    turned = stimuli.compare_radial_tuning(_as_measured(data, units, shift=40.0), data=data)
     for c in turned:
         assert c.difference == pytest.approx(40.0, abs=1.0) and c.shift == pytest.approx(40.0, abs=1.0)
         assert not c.agrees(30.0) and c.correlation < 0.9
     # forgetting that the article counts clockwise is caught: peaks land on the mirror image
-    mirrored = published.compare_radial_tuning(_as_measured(data, units, mirrored=True), data=data)
+    mirrored = stimuli.compare_radial_tuning(_as_measured(data, units, mirrored=True), data=data)
     assert np.mean([c.correlation for c in mirrored]) < 0.5
     assert sum(c.agrees() for c in mirrored) < len(units) // 2
     with pytest.raises(KeyError, match="no unit 1"):
-        published.compare_radial_tuning(_as_measured({1: data[379]}, [1]), data=data)
+        stimuli.compare_radial_tuning(_as_measured({1: data[379]}, [1]), data=data)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import circuitscope as cs
+from circuitscope.figures import plotting
 from circuitscope.methods import sae as S
 
 
@@ -333,7 +334,7 @@ def test_sae_feature_figure_is_stamped(synthetic_model):
     with torch.no_grad():
         sae.b_enc.fill_(0.1)  # every feature fires: examples exist
     renders = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    fig = S.plot_sae_features(synthetic_model, sae, "mixed3a", [3, 7], images, renders=renders, k=3)
+    fig = plotting.plot_sae_features(synthetic_model, sae, "mixed3a", [3, 7], images, renders=renders, k=3)
     assert "SYNTHETIC WEIGHTS" in " ".join(t.get_text() for t in fig.texts)
     assert len(fig.axes) == 2 * 4
     shown = fig.axes[0].images[0].get_array()
@@ -344,7 +345,7 @@ def test_dictionary_match_figure_puts_best_matches_on_the_diagonal():
     planted = torch.linalg.qr(torch.randn(6, 6, generator=torch.Generator().manual_seed(0)))[0][:, :4]
     perm = torch.tensor([2, 0, 5, 1, 3, 4])
     learned = torch.cat([planted, torch.randn(6, 2, generator=torch.Generator().manual_seed(1))], 1)[:, perm]
-    fig = S.plot_dictionary_match(learned, planted)
+    fig = plotting.plot_dictionary_match(learned, planted)
     shown = torch.as_tensor(fig.axes[0].images[0].get_array())
     assert shown.shape == (4, 6)
     assert torch.allclose(shown.diagonal(), torch.ones(4), atol=1e-5)  # recovered: a bright diagonal

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from circuitscope.figures import plotting
 from circuitscope.methods import stimuli
 from circuitscope.methods.planted import PlantedCurveModel
 from circuitscope.methods.stimuli import (
@@ -412,14 +413,14 @@ def test_tuning_curve_figure_marks_the_preferred_orientation_and_its_weights(syn
     planted = PlantedCurveModel()
     curves = stimuli.tuning_curve(planted, ["curves:0", "curves:2"], angles=8, size=44, radius=12.0)
     assert [tc.peak for tc in curves] == [CURVE_ORIENTATIONS[0], CURVE_ORIENTATIONS[2]]
-    fig = stimuli.plot_tuning_curves(curves, caption=PLANTED_CAPTION)
+    fig = plotting.plot_tuning_curves(curves, caption=PLANTED_CAPTION)
     assert "PLANTED CIRCUIT" in texts_of(fig) and fig.axes[0].name == "polar"
     lines = fig.axes[0].get_lines()
     assert len(lines) == 4  # a curve and a preferred-orientation spoke per unit
     spoke = lines[3].get_xdata()
     assert spoke[0] == pytest.approx(math.radians(curves[1].preferred))
     plt.close(fig)
-    fig = stimuli.plot_tuning_curves(curves[0], model=synthetic_model, polar=False)
+    fig = plotting.plot_tuning_curves(curves[0], model=synthetic_model, polar=False)
     assert "SYNTHETIC WEIGHTS" in texts_of(fig) and fig.axes[0].name != "polar"
     plt.close(fig)
 

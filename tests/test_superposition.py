@@ -8,6 +8,7 @@ import matplotlib
 import pytest
 import torch
 
+from circuitscope.figures import plotting
 from circuitscope.methods import superposition as sp
 
 matplotlib.use("Agg")
@@ -53,7 +54,7 @@ def test_bad_arguments_are_explained():
     with pytest.raises(ValueError, match="one per feature"):
         sp.ToyModel(5, 2, importance=[1.0, 2.0])
     with pytest.raises(ValueError, match="2-D"):
-        sp.plot_features(torch.zeros(3, 5))
+        plotting.plot_toy_features(torch.zeros(3, 5))
 
 
 def test_known_geometries():
@@ -105,14 +106,14 @@ def test_phase_diagram_corners():
     )
     assert diagram.phases.shape == (2, 2)
     assert diagram.phases.tolist() == [[0, 1], [2, 2]], diagram.norms
-    fig = sp.plot_phase_diagram(diagram)
+    fig = plotting.plot_phase_diagram(diagram)
     assert fig.axes
 
 
 def test_figures(regimes):
     model, _ = regimes
-    fig = sp.plot_features(model.W, titles=["S = 0", "S = 0.99"])
+    fig = plotting.plot_toy_features(model.W, titles=["S = 0", "S = 0.99"])
     assert len(fig.axes) == 2
-    assert len(sp.plot_features(model.W[1]).axes) == 1
-    fig = sp.plot_wtw(model.W, model.b)
+    assert len(plotting.plot_toy_features(model.W[1]).axes) == 1
+    fig = plotting.plot_toy_wtw(model.W, model.b)
     assert len(fig.axes) == 5  # 2 instances x (W^T W, b) + a colour bar

@@ -82,7 +82,7 @@ _SUBMODULES = {
     "polysemanticity": "methods.polysemanticity", "superposition": "methods.superposition",
     "sae": "methods.sae", "sae_eval": "methods.sae_eval", "ablation": "methods.ablation",
     "feature_splitting": "methods.feature_splitting",
-    "plotting": "figures.plotting",
+    "plotting": "figures.plotting", "style": "figures.style", "interactive": "figures.interactive",
     "cli": "tools.cli", "gallery": "tools.gallery", "book": "tools.book",
     "checks": "checks",
 }  # fmt: skip

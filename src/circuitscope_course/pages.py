@@ -1030,7 +1030,7 @@ def _landing_figure(app) -> None:
 
 def _copy_plotly(app, exception) -> None:
     """Serve plotly.js from the site itself (``_static/plotly.min.js``) for the interactive figures
-    (:class:`circuitscope.figures.plotting.Interactive`): no CDN, so the site works offline."""
+    (:class:`circuitscope.figures.interactive.Interactive`): no CDN, so the site works offline."""
     if exception is not None or app.builder.format != "html":
         return
     try:

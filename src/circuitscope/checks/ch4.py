@@ -672,11 +672,11 @@ def _weight_cases(hidden: bool):
     ]
     for i, (what, weight, channel, k) in enumerate(rows):
         yield Case(f"outgoing_weights({what}, channel={channel}, k={k})", (weight, channel, k),
-                   verify=_verify_weights, data=_outgoing(weight, channel, k),
+                   verify=_verify_weights, data=outgoing_to_layer(weight, channel, k),
                    about=abouts[i - 3] if i >= 3 else None)  # fmt: skip
 
 
-def _outgoing(weight: _Tensor, channel: int, k: int) -> dict:
+def outgoing_to_layer(weight: _Tensor, channel: int, k: int) -> dict:
     """``summed (O,)``: each output's weight from ``channel`` over the kernel; ``order``: top k."""
     summed = weight[:, channel].flatten(1).sum(1)
     return {"summed": summed, "order": torch.sort(summed, descending=True, stable=True).indices[:k].tolist()}

@@ -38,8 +38,6 @@ __all__ = [
     "DataError",
     "DataUnavailableError",
     "LucidExample",
-    "RadialComparison",
-    "compare_radial_tuning",
     "credit",
     "dog_cat",
     "families",
@@ -392,94 +390,4 @@ def dog_cat(photo: str = "dog_cat") -> LucidExample:
     source = credit(f"building-blocks/data/{photo}_mixed4d_activations.npy", what="Photo and activations")
     return LucidExample(image, {"mixed4d": mixed4d}, "published", source)
 
-
-# -- comparing a model's radial tuning with the article's --------------------------------------
-@dataclass
-class RadialComparison:
-    """One unit's measured radial tuning against the published one (:func:`compare_radial_tuning`).
-
-    Angles are in the **article's** convention (entry ``i`` of the data at ``i / 2`` degrees).
-
-    Attributes:
-        unit: e.g. ``"3b:379"``.
-        published_peak: the published curve's argmax (the article's preferred orientation).
-        measured_peak: the measured curve's argmax, converted to the article's convention.
-        difference: ``measured_peak - published_peak`` wrapped into ``(-180, 180]``.
-        correlation: Pearson correlation of the measured responses with the published curve
-            read at the same orientations (1: the same shape up to scale and offset).
-        shift: the rotation ``s`` (degrees, ``(-180, 180]``) for which the measured curve best
-            matches the published one turned by ``s``, ``measured(t) ~ published(t - s)``
-            (highest correlation); near 0 when the conventions and the tuning agree.
-    """
-
-    unit: str
-    published_peak: float
-    measured_peak: float
-    difference: float
-    correlation: float
-    shift: float
-
-    def agrees(self, tolerance: float = 30.0) -> bool:
-        """Whether the peaks are within ``tolerance`` degrees."""
-        return abs(self.difference) <= tolerance
-
-
-def _wrap180(d: float) -> float:
-    d = d % 360.0
-    return d - 360.0 if d > 180.0 else d
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / denom) if denom > 0 else float("nan")
-
-
-def compare_radial_tuning(curves, layer: str = "mixed3b", data: dict[int, np.ndarray] | None = None):
-    """Compare measured radial tuning curves with "Curve Detectors"' published ones.
-
-    ``curves``: :class:`circuitscope.methods.stimuli.TuningCurve` s of units of ``layer`` (e.g. from
-    :func:`circuitscope.methods.stimuli.radial_tuning_curve`), their ``angles`` in the stimuli's
-    convention (counter-clockwise); they are converted to the article's (clockwise,
-    :func:`circuitscope.methods.stimuli.article_orientation`) before comparing. ``data``: the
-    published curves ``{channel: (720,)}``; default :func:`radial_tuning` ``(layer)`` (fetched,
-    credited as "Curve Detectors", Cammarata et al., 2020, CC BY 4.0). The published curve is
-    read at the nearest of its 720 orientations.
-
-    Returns one :class:`RadialComparison` per curve, in order. Raises ``KeyError`` for a unit the
-    published data does not have.
-    """
-    from ..methods.stimuli import TuningCurve, article_orientation
-
-    if isinstance(curves, TuningCurve):
-        curves = [curves]
-    data = radial_tuning(layer) if data is None else data
-    out = []
-    for tc in curves:
-        channel = int(str(tc.unit).rsplit(":", 1)[-1])
-        if channel not in data:
-            raise KeyError(f"the published {layer} data has no unit {channel}; it has {sorted(data)}")
-        pub = np.asarray(data[channel], dtype=np.float64)
-        n = len(pub)
-        step = 360.0 / n
-        art = article_orientation(tc.angles.double().cpu().numpy())
-        measured = tc.responses.double().cpu().numpy()
-        index = np.rint(art / step).astype(int) % n
-        published_peak = float(np.argmax(pub)) * step
-        measured_peak = float(article_orientation(float(tc.peak)))
-        shifts = np.arange(n)
-        scores = [_pearson(measured, pub[(index - s) % n]) for s in shifts]
-        scores = np.nan_to_num(np.asarray(scores), nan=-np.inf)
-        best = int(np.argmax(scores))
-        out.append(
-            RadialComparison(
-                unit=str(tc.unit),
-                published_peak=published_peak,
-                measured_peak=measured_peak,
-                difference=_wrap180(measured_peak - published_peak),
-                correlation=_pearson(measured, pub[index]),
-                shift=_wrap180(best * step),
-            )
-        )
-    return out
 

@@ -12,116 +12,88 @@ Images are ``(3, H, W)`` float tensors in [0, 1] (or batches ``(N, 3, H, W)``), 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import matplotlib.pyplot as plt  # importing pyplot registers the notebook display of figures
 import numpy as np
 import torch
-from matplotlib.colors import LinearSegmentedColormap, Normalize, TwoSlopeNorm
-from matplotlib.patches import FancyArrowPatch, Rectangle
+from matplotlib import colors as mcolors
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
+from matplotlib.ticker import NullFormatter
 
+from ..core import published
 from ..core.hooks import activations, check_layer_names
-from ..core.models.inceptionv1 import BLOCKS, MAIN_LAYERS
-from ..core.provenance import stamp
+from ..core.models.inceptionv1 import BLOCKS, LAYER_CHANNELS, MAIN_LAYERS
+from ..core.provenance import caption_figure, stamp, weights_state
 from ..core.receptive_field import GRAPH, receptive_field
-from ..core.units import parse_unit
+from ..core.units import expand_short_name, format_unit, parse_unit
 from ..methods.channels import strongest_channels, strongest_patch
 from ..methods.classify import top_k_classes
+from ..methods.dataset_examples import TopExamples, resolve_unit
+from ..methods.optvis import direction, render
+from ..methods.polysemanticity import outgoing_to_layer
+from ..methods.sae import SparseAutoencoder, feature_cosines, feature_direction
+from ..methods.sae import top_examples as sae_top_examples
+from ..methods.stimuli import TuningCurve, curve
+from ..methods.superposition import (
+    PHASES,
+    PhaseDiagram,
+    as_instances,
+    feature_norms,
+    importance_decay,
+    per_instance,
+)
+from .style import (
+    ACTIVATION_CMAP,
+    COLUMN_IN,
+    FONT_PT,
+    KIND_COLOURS,
+    PHASE_COLOURS,
+    SMALL_PT,
+    TITLE_PT,
+    caption_and_close,
+    diverging_cmap,
+    finish,
+    imshow_diverging,
+    no_ticks,
+    to_numpy_image,
+    wrap,
+)
 
 __all__ = [
     "Provenance",
     "activation_maps",
     "architecture_diagram",
     "compare_with_published",
-    "diverging_cmap",
-    "diverging_norm",
-    "imshow_diverging",
+    "image_grid",
     "inception_block_diagram",
-    "interactive_phase_diagram",
-    "interactive_radial_tuning",
     "landing_figure",
     "layer_shapes",
     "matrix_heatmap",
+    "outgoing_weights_figure",
+    "plot_circuit",
+    "plot_dictionary_match",
+    "plot_phase_diagram",
+    "plot_sae_features",
+    "plot_toy_features",
+    "plot_toy_wtw",
+    "plot_tuning_curves",
+    "plot_weights",
     "radial_tuning_panels",
     "radial_tuning_plot",
     "receptive_field_figure",
     "show_images",
     "strongest_channels_chart",
     "strongest_patch_figure",
-    "to_numpy_image",
+    "top_examples_figure",
     "top_k_chart",
-    "unit_browser",
 ]
 
-# Colours by kind of layer (colour-blind safe: Okabe-Ito).
-KIND_COLOURS = {
-    "conv": "#0072B2",
-    "pool": "#999999",
-    "norm": "#CCCCCC",
-    "block": "#E69F00",
-    "head": "#009E73",
-}
-ACTIVATION_CMAP = "magma"  # activations are >= 0 after the ReLU: a sequential map
 _BLOCK_NAMES = {b.name for b in BLOCKS}
-
-# -- one style, drawn for the page's column ------------------------------------------------------
-#: The course site's text column (1280-pixel screen) in CSS pixels, the resolution figures are
-#: drawn at, and so the widest a figure should be: ``COLUMN_IN`` inches fill the column at 1:1,
-#: so a text of ``p`` points is ``p * DPI / 72`` pixels on the page. A wider figure is shrunk to
-#: the column, and its text with it (the site's check, :func:`circuitscope.tools.book.check_figures`,
-#: wants no text under 9 pixels as shown).
-COLUMN_PX = 676
-DPI = 100
-COLUMN_IN = (COLUMN_PX - 2 * 0.1 * DPI) / DPI  # less the 0.1-inch margin of a "tight" PNG
-#: Type sizes (points): body text, small print (credits, stamps), titles. 7 pt is 9.7 px.
-FONT_PT, SMALL_PT, TITLE_PT = 9.0, 7.5, 10.0
-#: The style every figure of the course is drawn in (:func:`use_style`, applied on import).
-STYLE = {
-    "figure.dpi": DPI,
-    "savefig.dpi": DPI,
-    "figure.figsize": (COLUMN_IN, COLUMN_IN * 0.62),
-    "figure.facecolor": "white",
-    "savefig.facecolor": "white",
-    "font.size": FONT_PT,
-    "axes.titlesize": FONT_PT,
-    "axes.labelsize": FONT_PT,
-    "xtick.labelsize": SMALL_PT + 0.5,
-    "ytick.labelsize": SMALL_PT + 0.5,
-    "legend.fontsize": SMALL_PT + 0.5,
-    "figure.titlesize": TITLE_PT,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.titlepad": 4.0,
-    "image.interpolation": "nearest",
-}
-
-
-def use_style() -> None:
-    """Apply :data:`STYLE` to matplotlib (done when this module is imported)."""
-    plt.rcParams.update(STYLE)
-
-
-use_style()
-
-
-def column_width(fraction: float = 1.0) -> float:
-    """Inches for a figure that fills ``fraction`` of the page's column."""
-    return COLUMN_IN * fraction
-
-
-def wrap(text: str, width_in: float, pt: float = FONT_PT) -> str:
-    """``text`` broken into lines that fit ``width_in`` inches at ``pt`` points (DejaVu Sans
-    averages about 0.58 em a character in prose; 0.63 is used, since labels are mostly digits,
-    underscores and wide letters); a word longer than a line is broken."""
-    import textwrap
-
-    chars = max(6, int(width_in * 72 / (pt * 0.63)))
-    return "\n".join(
-        "\n".join(textwrap.wrap(line, chars, break_on_hyphens=False) or [""]) for line in str(text).split("\n")
-    )
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -143,15 +115,6 @@ class Provenance(NamedTuple):
         return self.state or ("synthetic" if self.is_synthetic else "published")
 
 
-def to_numpy_image(image: torch.Tensor) -> np.ndarray:
-    """``(3, H, W)`` tensor in [0, 1] -> ``(H, W, 3)`` float array for ``imshow``."""
-    if image.dim() == 4 and image.shape[0] == 1:
-        image = image[0]
-    if image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError(f"expected one image (3, H, W), got {tuple(image.shape)}")
-    return image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-
-
 def show_images(images, titles: Sequence[str] | None = None, size: float = 2.6):
     """Images side by side (``(N, 3, H, W)`` or a list of ``(3, H, W)``), each under its title,
     as large as ``size`` inches while the row fits the page's column (:data:`COLUMN_IN`).
@@ -165,17 +128,10 @@ def show_images(images, titles: Sequence[str] | None = None, size: float = 2.6):
                              squeeze=False)  # fmt: skip
     for i, (ax, img) in enumerate(zip(axes[0], images)):
         ax.imshow(to_numpy_image(torch.as_tensor(img)))
-        _no_ticks(ax)
+        no_ticks(ax)
         if titles and i < len(titles) and titles[i]:
             ax.set_title(wrap(titles[i], size * 0.95))
     fig.tight_layout(pad=0.3, w_pad=0.4)
-    plt.close(fig)
-    return fig
-
-
-def _finish(fig, model):
-    """Stamp the weights caption (callers leave room at the bottom), detach from pyplot."""
-    stamp(fig, model)
     plt.close(fig)
     return fig
 
@@ -236,7 +192,7 @@ def image_grid(
         fig.suptitle(title)
     fig.tight_layout(rect=(0, bottom / fig.get_figheight(), 1, 1), pad=0.3, w_pad=0.3, h_pad=0.3)
     if model is not None:
-        return _finish(fig, model)
+        return finish(fig, model)
     plt.close(fig)
     return fig
 
@@ -251,13 +207,6 @@ def _kind(name: str) -> str:
     if name.startswith("softmax"):
         return "head"
     return "conv"
-
-
-def _no_ticks(ax) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for spine in ax.spines.values():
-        spine.set_visible(False)
 
 
 @torch.no_grad()
@@ -319,7 +268,12 @@ def architecture_diagram(model, input_size: int = 224, layers: Sequence[str] | N
                bbox_to_anchor=(0.5, 1 - 0.32 / fig.get_figheight()), handlelength=1.2, columnspacing=1.2)  # fmt: skip
     fig.suptitle(f"InceptionV1's named layers (measured on a {input_size}\u00d7{input_size} image)",
                  y=1 - 0.04 / fig.get_figheight(), va="top")  # fmt: skip
-    return _finish(fig, model)
+    return finish(fig, model)
+
+
+_BRANCH_BOX_W, _BRANCH_BOX_H = 2.7, 0.95
+_BRANCH_X = (0.0, 3.0, 6.0, 9.0)  # the four branches' columns
+_TOP_Y, _MID_Y, _LOW_Y, _OUT_Y = 5.0, 3.4, 2.0, 0.2  # input, bottlenecks, branch outputs, concatenation
 
 
 def inception_block_diagram(model, block: str = "mixed3b", input_size: int = 224):
@@ -332,112 +286,78 @@ def inception_block_diagram(model, block: str = "mixed3b", input_size: int = 224
     """
     if block not in _BLOCK_NAMES:
         raise KeyError(f"{block!r} is not an inception block; choose from {sorted(_BLOCK_NAMES)}")
-    spec = next(b for b in BLOCKS if b.name == block)
-    parents = [p for p, _ in GRAPH[f"{block}_1x1_pre_relu"]]
-    source = parents[0]
-    names = [
-        source,
-        f"{block}_1x1",
-        f"{block}_3x3_bottleneck",
-        f"{block}_3x3",
-        f"{block}_5x5_bottleneck",
-        f"{block}_5x5",
-        f"{block}_pool",
-        f"{block}_pool_reduce",
-        block,
-    ]
+    source = GRAPH[f"{block}_1x1_pre_relu"][0][0]
+    names = [source, *(f"{block}_{s}" for s in ("1x1", "3x3_bottleneck", "3x3", "5x5_bottleneck", "5x5", "pool",
+                                                  "pool_reduce")), block]  # fmt: skip
     shapes = layer_shapes(model, input_size, names)
-
-    fig, ax = plt.subplots(figsize=(COLUMN_IN, 4.9))
-    col_x = [0.0, 3.0, 6.0, 9.0]
-    box_w, box_h = 2.7, 0.95
-
-    def box(x, y, text, colour, sub=None):
-        ax.add_patch(
-            Rectangle(
-                (x - box_w / 2, y - box_h / 2),
-                box_w,
-                box_h,
-                facecolor=colour,
-                edgecolor="black",
-                lw=0.7,
-                alpha=0.9,
-            )
-        )
-        ax.text(x, y + (0.17 if sub else 0), text, ha="center", va="center", fontsize=SMALL_PT + 0.5, weight="bold")
-        if sub:
-            ax.text(x, y - 0.22, sub, ha="center", va="center", fontsize=SMALL_PT)
-
-    def arrow(x0, y0, x1, y1):
-        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=10, lw=0.8))
 
     def fmt(name):
         s = shapes[name]
         return f"{s[0]} ch \u00b7 {s[1]}\u00d7{s[2]}"
 
-    top_y, mid_y, low_y, out_y = 5.0, 3.4, 2.0, 0.2
-    box(4.5, top_y, f"input: {source}", KIND_COLOURS[_kind(source)] + "55", fmt(source))
-    box_w = 2.7
-    # Branch 1: 1x1
-    box(col_x[0], low_y, "1x1 conv", KIND_COLOURS["conv"] + "55", fmt(f"{block}_1x1"))
-    # Branches 2 and 3: bottleneck then conv
-    box(col_x[1], mid_y, "1x1 bottleneck", KIND_COLOURS["conv"] + "33", fmt(f"{block}_3x3_bottleneck"))
-    box(col_x[1], low_y, "3x3 conv", KIND_COLOURS["conv"] + "55", fmt(f"{block}_3x3"))
-    box(col_x[2], mid_y, "1x1 bottleneck", KIND_COLOURS["conv"] + "33", fmt(f"{block}_5x5_bottleneck"))
-    box(col_x[2], low_y, "5x5 conv", KIND_COLOURS["conv"] + "55", fmt(f"{block}_5x5"))
-    # Branch 4: pool then 1x1
-    box(col_x[3], mid_y, "3x3 max pool", KIND_COLOURS["pool"] + "55", fmt(f"{block}_pool"))
-    box(col_x[3], low_y, "1x1 conv", KIND_COLOURS["conv"] + "55", fmt(f"{block}_pool_reduce"))
-    for x in col_x:
-        arrow(4.5, top_y - box_h / 2, x, (mid_y if x != col_x[0] else low_y) + box_h / 2)
-    for x in col_x[1:]:
-        arrow(x, mid_y - box_h / 2, x, low_y + box_h / 2)
-    # The concatenation, with each branch's channel range.
-    widths = [shapes[n][0] for n in (f"{block}_1x1", f"{block}_3x3", f"{block}_5x5", f"{block}_pool_reduce")]
+    fig, ax = plt.subplots(figsize=(COLUMN_IN, 4.9))
+    _draw_branches(ax, block, source, fmt)
+    widths = [shapes[f"{block}_{b}"][0] for b in ("1x1", "3x3", "5x5", "pool_reduce")]
     total = shapes[block][0]
-    assert sum(widths) == total == spec.out_channels, "branch widths must add up to the block's channels"
-    left, span = col_x[0] - box_w / 2, col_x[3] + box_w / 2 - (col_x[0] - box_w / 2)
-    start = 0
-    suffixes = ["1x1", "3x3", "5x5", "pool"]
-    for i, (w, x) in enumerate(zip(widths, col_x)):
-        x0 = left + span * start / total
-        ww = span * w / total
-        ax.add_patch(
-            Rectangle(
-                (x0, out_y - box_h / 2),
-                ww,
-                box_h,
-                facecolor=KIND_COLOURS["block"],
-                edgecolor="black",
-                lw=0.7,
-                alpha=0.35 + 0.15 * i,
-            )
-        )
-        ax.text(
-            x0 + ww / 2,
-            out_y,
-            f"{suffixes[i]}\n{start}\u2013{start + w - 1}",
-            ha="center",
-            va="center",
-            fontsize=SMALL_PT,
-        )
-        arrow(x, low_y - box_h / 2, x0 + ww / 2, out_y + box_h / 2)
-        start += w
-    ax.text(
-        4.5,
-        out_y - box_h / 2 - 0.25,
-        wrap(f"{block}: the four branches concatenated, {total} channels ({fmt(block)}); "
-             "the numbers are each branch's channel indices", COLUMN_IN * 0.95),
-        ha="center",
-        va="top",
-    )
+    expected = next(b for b in BLOCKS if b.name == block).out_channels
+    assert sum(widths) == total == expected, "branch widths must add up to the block's channels"
+    _draw_concatenation(ax, widths)
+    ax.text(4.5, _OUT_Y - _BRANCH_BOX_H / 2 - 0.25,
+            wrap(f"{block}: the four branches concatenated, {total} channels ({fmt(block)}); "
+                 "the numbers are each branch's channel indices", COLUMN_IN * 0.95), ha="center", va="top")  # fmt: skip
     ax.set_xlim(-1.5, 10.5)
-    ax.set_ylim(-1.3, top_y + 0.6)
-    _no_ticks(ax)
+    ax.set_ylim(-1.3, _TOP_Y + 0.6)
+    no_ticks(ax)
     ax.set_title(wrap(f"Inside the inception block {block} (shapes measured on a {input_size}\u00d7{input_size} "
                       "image; every conv is followed by a ReLU)", COLUMN_IN, TITLE_PT), fontsize=TITLE_PT)  # fmt: skip
     fig.subplots_adjust(left=0.01, right=0.99, top=0.88, bottom=0.07)
-    return _finish(fig, model)
+    return finish(fig, model)
+
+
+def _box(ax, x, y, text, colour, sub=None, w=_BRANCH_BOX_W, h=_BRANCH_BOX_H, alpha=0.9, pt=SMALL_PT + 0.5):
+    """A labelled box centred at ``(x, y)``; ``sub`` (a shape, a range) in small print under the label."""
+    ax.add_patch(Rectangle((x - w / 2, y - h / 2), w, h, facecolor=colour, edgecolor="black", lw=0.7, alpha=alpha))
+    ax.text(x, y + (0.17 if sub else 0), text, ha="center", va="center", fontsize=pt, weight="bold")
+    if sub:
+        ax.text(x, y - 0.22, sub, ha="center", va="center", fontsize=SMALL_PT)
+
+
+def _arrow(ax, x0, y0, x1, y1) -> None:
+    ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=10, lw=0.8))
+
+
+def _draw_branches(ax, block: str, source: str, fmt) -> None:
+    """The block's input above its four branches (1x1; bottleneck then 3x3; bottleneck then
+    5x5; max pool then 1x1), each box with its measured shape, and the arrows between them."""
+    conv, light, pool = KIND_COLOURS["conv"] + "55", KIND_COLOURS["conv"] + "33", KIND_COLOURS["pool"] + "55"
+    x1, x3, x5, xp = _BRANCH_X
+    _box(ax, 4.5, _TOP_Y, f"input: {source}", KIND_COLOURS[_kind(source)] + "55", fmt(source))
+    _box(ax, x1, _LOW_Y, "1x1 conv", conv, fmt(f"{block}_1x1"))
+    _box(ax, x3, _MID_Y, "1x1 bottleneck", light, fmt(f"{block}_3x3_bottleneck"))
+    _box(ax, x3, _LOW_Y, "3x3 conv", conv, fmt(f"{block}_3x3"))
+    _box(ax, x5, _MID_Y, "1x1 bottleneck", light, fmt(f"{block}_5x5_bottleneck"))
+    _box(ax, x5, _LOW_Y, "5x5 conv", conv, fmt(f"{block}_5x5"))
+    _box(ax, xp, _MID_Y, "3x3 max pool", pool, fmt(f"{block}_pool"))
+    _box(ax, xp, _LOW_Y, "1x1 conv", conv, fmt(f"{block}_pool_reduce"))
+    for x in _BRANCH_X:
+        _arrow(ax, 4.5, _TOP_Y - _BRANCH_BOX_H / 2, x, (_MID_Y if x != x1 else _LOW_Y) + _BRANCH_BOX_H / 2)
+    for x in _BRANCH_X[1:]:
+        _arrow(ax, x, _MID_Y - _BRANCH_BOX_H / 2, x, _LOW_Y + _BRANCH_BOX_H / 2)
+
+
+def _draw_concatenation(ax, widths: list[int]) -> None:
+    """The concatenated output as one bar split by branch, each part as wide as its channels and
+    labelled with its channel range, an arrow from its branch."""
+    total = sum(widths)
+    left = _BRANCH_X[0] - _BRANCH_BOX_W / 2
+    span = _BRANCH_X[3] + _BRANCH_BOX_W / 2 - left
+    start = 0
+    for i, (w, x, name) in enumerate(zip(widths, _BRANCH_X, ("1x1", "3x3", "5x5", "pool"))):
+        x0, ww = left + span * start / total, span * w / total
+        _box(ax, x0 + ww / 2, _OUT_Y, "", KIND_COLOURS["block"], w=ww, alpha=0.35 + 0.15 * i)
+        ax.text(x0 + ww / 2, _OUT_Y, f"{name}\n{start}\u2013{start + w - 1}", ha="center", va="center", fontsize=SMALL_PT)
+        _arrow(ax, x, _LOW_Y - _BRANCH_BOX_H / 2, x0 + ww / 2, _OUT_Y + _BRANCH_BOX_H / 2)
+        start += w
 
 
 # -- predictions -------------------------------------------------------------------------------
@@ -472,7 +392,7 @@ def top_k_chart(
         res = results[i]
         ax_img, ax_bar = sub.subplots(1, 2, width_ratios=[1, 2.6 if cols == 1 else 1.6])
         ax_img.imshow(to_numpy_image(images[i]))
-        _no_ticks(ax_img)
+        no_ticks(ax_img)
         if titles is not None:
             ax_img.set_title(wrap(titles[i], COLUMN_IN / cols * 0.3))
         probs = [float(p) for _, _, p in res][::-1]
@@ -484,7 +404,7 @@ def top_k_chart(
             ax_bar.text(min(p + 0.02, 0.88), y, f"{p:.2f}", va="center", fontsize=SMALL_PT + 0.5)
         ax_bar.spines[["top", "right"]].set_visible(False)
     fig.suptitle(wrap(f"Top-{k} classes (softmax probabilities; the number is the logit index)", COLUMN_IN, TITLE_PT))
-    return _finish(fig, model)
+    return finish(fig, model)
 
 
 # -- activations ------------------------------------------------------------------------------
@@ -497,7 +417,7 @@ def _map_axes(ax, channel_map: np.ndarray, title: str, vmax: float | None = None
         interpolation="nearest",
     )
     ax.set_title(title, fontsize=SMALL_PT + 0.5)
-    _no_ticks(ax)
+    no_ticks(ax)
 
 
 @torch.no_grad()
@@ -531,7 +451,7 @@ def activation_maps(
             chosen = a.amax(dim=(-2, -1)).topk(min(n, a.shape[0])).indices.tolist()
         ax = axes[r, 0]
         ax.imshow(to_numpy_image(image))
-        _no_ticks(ax)
+        no_ticks(ax)
         rf = receptive_field(layer, size) if layer in GRAPH else None
         label = f"{layer}\n{a.shape[0]} ch, {a.shape[1]}\u00d7{a.shape[2]}"
         if rf:
@@ -560,7 +480,7 @@ def activation_maps(
     height = fig.get_figheight()
     fig.subplots_adjust(left=label_in / COLUMN_IN, right=0.995, top=1 - 0.95 / height, bottom=0.28 / height,
                         wspace=0.08, hspace=0.42 / (cell + 0.0))  # fmt: skip
-    return _finish(fig, model)
+    return finish(fig, model)
 
 
 @torch.no_grad()
@@ -603,7 +523,7 @@ def strongest_channels_chart(
     split = max(1, round(per_row * 0.3))
     ax_img = fig.add_subplot(grid[0, :split])
     ax_img.imshow(to_numpy_image(image))
-    _no_ticks(ax_img)
+    no_ticks(ax_img)
     ax_img.set_title("the image")
     ax = fig.add_subplot(grid[0, split:])
     box = ax.get_position()  # room on its left for the axis labels
@@ -627,7 +547,7 @@ def strongest_channels_chart(
             vmax=vmax,
         )
     fig.suptitle(title)
-    return _finish(fig, model)
+    return finish(fig, model)
 
 
 @torch.no_grad()
@@ -656,13 +576,13 @@ def strongest_patch_figure(
         f"field of the strongest position\nrows {top}\u2013{bottom}, cols {left}\u2013{right}",
         fontsize=SMALL_PT + 0.5,
     )
-    _no_ticks(axes[1])
+    no_ticks(axes[1])
     axes[2].imshow(to_numpy_image(image[:, top : bottom + 1, left : right + 1]))
     axes[2].set_title("the patch it saw", fontsize=SMALL_PT + 0.5)
-    _no_ticks(axes[2])
+    no_ticks(axes[2])
     fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.45 / fig.get_figheight(),
                         bottom=0.28 / fig.get_figheight(), wspace=0.08)  # fmt: skip
-    return _finish(fig, model)
+    return finish(fig, model)
 
 
 def receptive_field_figure(
@@ -703,43 +623,14 @@ def receptive_field_figure(
     ax.set_xlim(lo, hi)
     ax.set_ylim(hi, lo)
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
-    _no_ticks(ax)
+    no_ticks(ax)
     ax.set_title(
         f"Receptive field of a central position, by layer\n"
         f"({size}\u00d7{size} image; fields may reach past its edge)",
         fontsize=TITLE_PT,
     )
     fig.subplots_adjust(left=0.01, right=0.6, top=0.88, bottom=0.08)
-    return _finish(fig, model)
-
-
-# -- colour maps for signed values (weights, pre-ReLU activations, attributions) ----------------
-def diverging_cmap(name: str = "circuitscope_diverging") -> LinearSegmentedColormap:
-    """A diverging colour map for signed values: blue for negative, white for zero, red for
-    positive (perceptually balanced, readable by colour-blind readers; used from chapter 3 on
-    for weights). Pair it with :func:`diverging_norm` so zero is white."""
-    colours = ["#053061", "#2166AC", "#92C5DE", "#F7F7F7", "#F4A582", "#B2182B", "#67001F"]
-    return LinearSegmentedColormap.from_list(name, colours, N=256)
-
-
-def diverging_norm(values, vmax: float | None = None) -> Normalize:
-    """A norm centred on 0, symmetric: ``[-vmax, vmax]`` with ``vmax = max |values|`` by default."""
-    if vmax is None:
-        arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
-        vmax = float(np.abs(arr).max()) if arr.size else 1.0
-    vmax = vmax or 1.0
-    return TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax)
-
-
-def imshow_diverging(ax, values, vmax: float | None = None, colorbar: bool = False, **kwargs):
-    """Show a 2-D signed array on ``ax`` with :func:`diverging_cmap` centred on zero; returns the image."""
-    arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
-    im = ax.imshow(
-        arr, cmap=diverging_cmap(), norm=diverging_norm(arr, vmax), interpolation="nearest", **kwargs
-    )
-    if colorbar:
-        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    return im
+    return finish(fig, model)
 
 
 # -- radial tuning curves ----------------------------------------------------------------------
@@ -810,479 +701,8 @@ def radial_tuning_plot(
                 fontsize=SMALL_PT, color="#444444")  # fmt: skip
     if own:
         fig.subplots_adjust(bottom=0.2 if note else 0.12)
-        _caption_and_close(fig, model, caption)
+        caption_and_close(fig, model, caption)
     return fig
-
-
-class Interactive:
-    """A figure that is interactive on the course site and a plain image everywhere else.
-
-    Its HTML is the static ``image`` (PNG bytes, a matplotlib figure of the same data) and a
-    script: on a page of the course site (whose ``<html>`` names its root, ``data-content_root``)
-    it loads the site's own copy of plotly.js (``_static/plotly.min.js``, copied there by
-    :mod:`circuitscope_course.pages`; never a CDN, so the site works offline) and draws ``spec``
-    (a plotly figure as JSON) over the image. Without JavaScript, or in Jupyter and Colab, the
-    image is what shows. ``hover_isolate``: hovering a curve fades the others.
-    """
-
-    def __init__(self, spec: dict, image: bytes, alt: str, hint: str = "", hover_isolate: bool = True):
-        self.spec, self.image, self.alt, self.hint, self.hover_isolate = spec, image, alt, hint, hover_isolate
-
-    def _repr_html_(self) -> str:
-        import base64
-        import hashlib
-        import html
-        import json
-
-        payload = json.dumps(self.spec, separators=(",", ":"), sort_keys=True)
-        uid = "cs-plot-" + hashlib.sha256(payload.encode() + self.image).hexdigest()[:12]
-        data = base64.b64encode(self.image).decode("ascii")
-        hint = f'<p class="circuitscope-hint">{html.escape(self.hint)}</p>' if self.hint else ""
-        script = _INTERACTIVE_JS.replace("__ID__", uid).replace("__SPEC__", payload.replace("</", "<\\/"))
-        script = script.replace("__ISOLATE__", "true" if self.hover_isolate else "false")
-        return (f'<div class="circuitscope-interactive" id="{uid}">'
-                f'<img src="data:image/png;base64,{data}" alt="{html.escape(self.alt)}">{hint}</div>'
-                f"<script>{script}</script>")  # fmt: skip
-
-
-_INTERACTIVE_JS = """(function () {
-  var root = document.documentElement.getAttribute("data-content_root");
-  var box = document.getElementById("__ID__");
-  if (root === null || !box) return;
-  var spec = __SPEC__;
-  function draw() {
-    var plot = document.createElement("div");
-    plot.style.width = "100%";
-    box.insertBefore(plot, box.firstChild);
-    window.Plotly.newPlot(plot, spec.data, spec.layout, spec.config).then(function () {
-      var img = box.querySelector("img");
-      if (img) img.style.display = "none";
-      if (!__ISOLATE__) return;
-      var n = spec.data.length;
-      function fade(keep) {
-        var op = [];
-        for (var i = 0; i < n; i++) op.push(keep === null || i === keep ? 1 : 0.12);
-        window.Plotly.restyle(plot, {opacity: op});
-      }
-      plot.on("plotly_hover", function (e) { fade(e.points[0].curveNumber); });
-      plot.on("plotly_unhover", function () { fade(null); });
-    });
-  }
-  if (!window.__circuitscopePlotly) {
-    window.__circuitscopePlotly = new Promise(function (ok, fail) {
-      if (window.Plotly) return ok();
-      var s = document.createElement("script");
-      s.src = root + "_static/plotly.min.js";
-      s.onload = ok;
-      s.onerror = fail;
-      document.head.appendChild(s);
-    });
-  }
-  window.__circuitscopePlotly.then(draw, function () {});
-})();"""
-
-
-def _png(fig) -> bytes:
-    from io import BytesIO
-
-    out = BytesIO()
-    fig.canvas.print_figure(out, format="png", dpi=fig.dpi, bbox_inches="tight", facecolor=fig.get_facecolor())
-    return out.getvalue()
-
-
-def interactive_radial_tuning(
-    tunings: dict,
-    angles=None,
-    *,
-    layer: str | None = None,
-    rotate: float = 0.0,
-    title: str | None = None,
-    note: str | None = None,
-    model=None,
-    caption: str | None = None,
-):
-    """:func:`radial_tuning_plot`, interactive on the course site (:class:`Interactive`): hover a
-    curve to see only that unit with its response at each orientation; click a unit in the legend
-    to hide it, double-click to show it alone. Same arguments as :func:`radial_tuning_plot`; the
-    static figure it draws is the image shown without JavaScript (and in Jupyter or Colab).
-
-    Needs ``plotly`` (the ``book`` extra; Colab has it); without it, returns the static figure.
-    """
-    static = radial_tuning_plot(tunings, angles, layer=layer, rotate=rotate, title=title, note=note,
-                                model=model, caption=caption)  # fmt: skip
-    try:
-        import plotly.graph_objects as go
-    except ImportError:
-        return static
-    colours = plt.get_cmap("hsv")
-    n = max(len(tunings), 1)
-    traces = []
-    for i, (unit, values) in enumerate(tunings.items()):
-        r = values.detach().double().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, float)
-        a = (np.arange(len(r)) * 360.0 / len(r) if angles is None
-             else (angles.detach().double().cpu().numpy() if isinstance(angles, torch.Tensor)
-                   else np.asarray(angles, float)))  # fmt: skip
-        label = f"{layer}:{unit}" if layer is not None and not isinstance(unit, str) else str(unit)
-        rgb = "rgb({:.0f},{:.0f},{:.0f})".format(*(255 * np.asarray(colours(i / n)[:3])))
-        traces.append(go.Scatterpolar(
-            r=np.round(np.clip(np.append(r, r[:1]), 0, None), 4), theta=np.round((np.append(a, a[:1]) + rotate) % 360, 2),
-            mode="lines", name=label, line={"color": rgb, "width": 1.6},
-            hovertemplate=f"{label}<br>response %{{r:.3g}}<extra></extra>",
-        ))  # fmt: skip
-    fig = go.Figure(traces)
-    fig.update_layout(
-        height=480, margin={"l": 30, "r": 30, "t": 50 if title else 20, "b": 30}, font={"size": 13},
-        title={"text": title, "x": 0.5} if title else None, legend={"font": {"size": 12}},
-        polar={"bgcolor": "white",
-               "radialaxis": {"showticklabels": False, "ticks": "", "gridcolor": "#dddddd"},
-               "angularaxis": {"rotation": 0, "direction": "counterclockwise", "gridcolor": "#dddddd",
-                               "linecolor": "#444444", "showticklabels": not rotate % 360}},
-        hovermode="closest", paper_bgcolor="white",
-    )  # fmt: skip
-    spec = json.loads(fig.to_json())
-    spec["config"] = {"displaylogo": False, "responsive": True,
-                      "modeBarButtonsToRemove": ["toImage", "select2d", "lasso2d"]}  # fmt: skip
-    hint = "Hover a curve to see that unit alone; click a unit in the legend to hide it, double-click to isolate it."
-    if note:
-        hint = f"{hint} {note}"
-    if caption is None and model is not None:
-        from ..core.provenance import weights_caption
-
-        hint = f"{hint} {weights_caption(model)}"
-    alt = f"Radial tuning curves of {len(tunings)} units" + (f": {title}" if title else "")
-    return Interactive(spec, _png(static), alt, hint)
-
-
-# -- the toy model's phase diagram, interactive ------------------------------------------------------
-def interactive_phase_diagram(diagram):
-    """:func:`circuitscope.methods.superposition.plot_phase_diagram`, interactive on the course site
-    (:class:`Interactive`): hover a cell to read its sparsity ``S`` (and density ``1 - S``), the
-    extra feature's relative importance, its phase, the two features' norms and the loss of the
-    model kept there ("Toy Models of Superposition", "Superposition as a Phase Change").
-
-    ``diagram``: a :class:`~circuitscope.methods.superposition.PhaseDiagram`. The static figure is the
-    image shown without JavaScript (and in Jupyter or Colab); without ``plotly``, it is returned.
-    """
-    from ..methods.superposition import PHASE_COLOURS, PHASES, plot_phase_diagram
-
-    static = plot_phase_diagram(diagram)
-    try:
-        import plotly.graph_objects as go
-    except ImportError:
-        return static
-    phases = np.asarray(diagram.phases, dtype=int)
-    sparsity = np.asarray(diagram.sparsities, dtype=float)
-    importance = np.asarray(diagram.importances, dtype=float)
-    norms, losses = np.asarray(diagram.norms, dtype=float), np.asarray(diagram.losses, dtype=float)
-
-    def edges(v):  # cell edges halfway between the points, in log space (as the static figure)
-        lv = np.log10(v)
-        if len(lv) == 1:
-            return 10 ** np.array([lv[0] - 0.5, lv[0] + 0.5])
-        mid = (lv[1:] + lv[:-1]) / 2
-        return 10 ** np.concatenate([[2 * lv[0] - mid[0]], mid, [2 * lv[-1] - mid[-1]]])
-
-    density = np.clip(1 - sparsity, 1e-12, None)
-    text = [[(f"sparsity S = {s:.3g} (density {1 - s:.3g})<br>relative importance {imp:.3g}<br>"
-              f"phase: <b>{PHASES[phases[i, j]]}</b><br>|W\u2080| = {norms[i, j, 0]:.2f}, "
-              f"|W\u2081| = {norms[i, j, 1]:.2f}, loss {losses[i, j]:.3g}")
-             for j, imp in enumerate(importance)] for i, s in enumerate(sparsity)]  # fmt: skip
-    n = len(PHASES)
-    scale = [[k / n + d, c] for k, c in enumerate(PHASE_COLOURS) for d in (0.0, 1.0 / n)]
-    traces = [go.Heatmap(
-        z=phases.tolist(), x=np.round(edges(importance), 6).tolist(), y=np.round(edges(density), 6).tolist(),
-        text=text, hovertemplate="%{text}<extra></extra>", colorscale=scale, zmin=-0.5, zmax=n - 0.5,
-        showscale=False, xgap=1, ygap=1, name="phase",
-    )]  # fmt: skip
-    for colour, phase in zip(PHASE_COLOURS, PHASES):  # the legend: one swatch per phase
-        traces.append(go.Scatter(x=[None], y=[None], mode="markers", name=phase, hoverinfo="skip",
-                                 marker={"symbol": "square", "size": 12, "color": colour}))  # fmt: skip
-    fig = go.Figure(traces)
-    fig.update_layout(
-        height=430, margin={"l": 60, "r": 10, "t": 40, "b": 10}, font={"size": 13}, paper_bgcolor="white",
-        plot_bgcolor="white", title={"text": "Feature 1 in a 2-feature, 1-dimension toy model", "x": 0.5,
-                                     "font": {"size": 14}},
-        xaxis={"type": "log", "dtick": 1, "title": {"text": "relative importance of feature 1"}},
-        yaxis={"type": "log", "dtick": 1, "title": {"text": "feature density 1 \u2212 S"}},
-        legend={"orientation": "h", "x": 0.5, "xanchor": "center", "y": -0.2, "yanchor": "top"},
-        hovermode="closest",
-    )  # fmt: skip
-    spec = json.loads(fig.to_json())
-    spec["config"] = {"displaylogo": False, "responsive": True, "displayModeBar": False}  # a 2-D grid: hover only
-    hint = ("Hover a cell to read its sparsity, the extra feature's relative importance, its phase, the "
-            "norms of both features' columns of W and the loss of the model kept there.")  # fmt: skip
-    alt = (f"Phase diagram of the extra feature over {len(sparsity)} sparsities and {len(importance)} "
-           "relative importances: not represented, dedicated dimension or superposition")  # fmt: skip
-    return Interactive(spec, _png(static), alt, hint, hover_isolate=False)
-
-
-# -- a unit browser: the articles' renders beside this page's ----------------------------------------
-def _data_uri(image, fmt: str = "PNG", quality: int = 80) -> str:
-    import base64
-    from io import BytesIO
-
-    from PIL import Image
-
-    if not isinstance(image, Image.Image):
-        image = Image.fromarray(np.asarray(image))
-    out = BytesIO()
-    image.convert("RGB").save(out, format=fmt, **({"quality": quality, "optimize": True} if fmt == "JPEG" else {}))
-    mime = "jpeg" if fmt == "JPEG" else "png"
-    return f"data:image/{mime};base64,{base64.b64encode(out.getvalue()).decode('ascii')}"
-
-
-def _browser_grid(images, units: Sequence[str], model, published_cells: dict, columns: int = 5):
-    """The unit browser's static figure: bands of ``columns`` units, this page's renders (titled)
-    above the article's (``published_cells``: ``{unit: (h, w, 3) uint8}``; a missing one says so)."""
-    from ..core.provenance import weights_state
-
-    n = len(units)
-    columns = max(1, min(columns, n))
-    bands = math.ceil(n / columns)
-    label_w = 0.9
-    cell = min(1.25, (COLUMN_IN - label_w) / columns)
-    fig, axes = plt.subplots(2 * bands, columns, squeeze=False,
-                             figsize=(COLUMN_IN, bands * (2 * cell + 0.3) + 0.35))  # fmt: skip
-    for k in range(bands * columns):
-        top, bottom = axes[2 * (k // columns), k % columns], axes[2 * (k // columns) + 1, k % columns]
-        for ax in (top, bottom):
-            _no_ticks(ax)
-        if k >= n:
-            top.axis("off"), bottom.axis("off")
-            continue
-        top.imshow(to_numpy_image(torch.as_tensor(images[k])))
-        top.set_title(units[k], fontsize=SMALL_PT + 0.5, pad=2)
-        if units[k] in published_cells:
-            bottom.imshow(published_cells[units[k]])
-        else:
-            bottom.text(0.5, 0.5, "not\navailable\nhere", ha="center", va="center", fontsize=SMALL_PT)
-    for b in range(bands):
-        axes[2 * b, 0].set_ylabel(f"this page\n({weights_state(model)})", fontsize=SMALL_PT + 0.5)
-        axes[2 * b + 1, 0].set_ylabel("published\n(real)", fontsize=SMALL_PT + 0.5)
-    fig.tight_layout(rect=(0, 0.3 / fig.get_figheight(), 1, 1), pad=0.3, h_pad=0.2, w_pad=0.3)
-    return _finish(fig, model)
-
-
-class UnitBrowser:
-    """Browse units of several layers: the articles' published render of a unit beside this page's.
-
-    On the course site (as :class:`Interactive`, only where ``<html>`` names the site's root) a
-    script draws a layer menu, a channel slider and two panels: the published render, cut from the
-    layer's sprite sheet held in the page (a ``data:`` URI, no request), and this page's render
-    when the page rendered that unit (``own``), labelled with its weights state. Without
-    JavaScript, and in Jupyter or Colab, the static ``image`` (a grid of the units rendered here
-    above their published renders) shows instead.
-
-    Attributes:
-        layers: ``{layer: {"channels", "columns", "rows", "cell", "sprite"}}``: the published
-            renders of every channel of each layer, ``cell`` pixels each.
-        own: ``{unit: PNG data URI}``: this page's renders.
-        state, caption, credit: the weights state and caption of ``own``; the published credit.
-    """
-
-    def __init__(self, layers: dict, own: dict, state: str, caption: str, credit: str, image: bytes, alt: str,
-                 note: str = ""):  # fmt: skip
-        self.layers, self.own, self.state, self.caption, self.credit = layers, own, state, caption, credit
-        self.image, self.alt, self.note = image, alt, note
-
-    def spec(self) -> dict:
-        """What the page's script reads: the layers, their channel counts and sprites, the own renders."""
-        from ..core.models import LAYER_CHANNELS
-
-        names = [n for n in MAIN_LAYERS if n in self.layers or any("mixed" + u.split(":")[0] == n for u in self.own)]
-        return {"layers": self.layers, "own": self.own, "units": list(self.own), "state": self.state,
-                "caption": self.caption, "order": names,
-                "channels": {n: LAYER_CHANNELS[n] for n in names}}  # fmt: skip
-
-    def _repr_html_(self) -> str:
-        import base64
-        import hashlib
-        import html
-
-        payload = json.dumps(self.spec(), separators=(",", ":"), sort_keys=True)
-        uid = "cs-browser-" + hashlib.sha256(payload.encode() + self.image).hexdigest()[:12]
-        data = base64.b64encode(self.image).decode("ascii")
-        credit = f' <span class="circuitscope-credit">{html.escape(self.credit)}</span>' if self.credit else ""
-        note = f" {html.escape(self.note)}" if self.note else ""
-        hint = (f'<p class="circuitscope-hint">Pick a layer and a channel: the article\'s render of the unit '
-                f"(real InceptionV1) beside this page's, where this page rendered it ({html.escape(self.caption)})."
-                f"{note}{credit}</p>")  # fmt: skip
-        script = _BROWSER_JS.replace("__ID__", uid).replace("__SPEC__", payload.replace("</", "<\\/"))
-        return (f'<div class="circuitscope-browser" id="{uid}">'
-                f'<img src="data:image/png;base64,{data}" alt="{html.escape(self.alt)}">{hint}</div>'
-                f"<script>{script}</script>")  # fmt: skip
-
-
-_BROWSER_JS = """(function () {
-  var root = document.documentElement.getAttribute("data-content_root");
-  var box = document.getElementById("__ID__");
-  if (root === null || !box) return;
-  var spec = __SPEC__;
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text) e.textContent = text;
-    return e;
-  }
-  function short(layer) { return layer.replace(/^mixed/, ""); }
-  var ui = el("div", "cs-browser-ui");
-  var controls = el("div", "cs-browser-controls");
-  var layerLabel = el("label", null, "Layer ");
-  var layer = el("select");
-  spec.order.forEach(function (name) {
-    var o = el("option", null, name);
-    o.value = name;
-    layer.appendChild(o);
-  });
-  layerLabel.appendChild(layer);
-  var channelLabel = el("label", "cs-browser-channel", "Channel ");
-  var slider = el("input");
-  slider.type = "range";
-  slider.min = 0;
-  var number = el("input");
-  number.type = "number";
-  number.min = 0;
-  channelLabel.appendChild(slider);
-  channelLabel.appendChild(number);
-  controls.appendChild(layerLabel);
-  controls.appendChild(channelLabel);
-  ui.appendChild(controls);
-  var ownUnits = spec.units;  // in the page's order (spec.own's keys are sorted)
-  if (ownUnits.length) {
-    var jump = el("div", "cs-browser-jump", "Rendered on this page: ");
-    ownUnits.forEach(function (unit) {
-      var b = el("button", null, unit);
-      b.type = "button";
-      b.addEventListener("click", function () { show(unit); });
-      jump.appendChild(b);
-    });
-    ui.appendChild(jump);
-  }
-  var panels = el("div", "cs-browser-panels");
-  function panel(title, cls) {
-    var f = el("figure", "cs-browser-panel " + (cls || ""));
-    var view = el("div", "cs-browser-view");
-    var cap = el("figcaption", null, title);
-    f.appendChild(view);
-    f.appendChild(cap);
-    panels.appendChild(f);
-    return {view: view, cap: cap};
-  }
-  var pub = panel("Published render (real InceptionV1)", "cs-browser-published");
-  var own = panel("This page (" + spec.state + " weights)", "cs-browser-own cs-state-" + spec.state);
-  ui.appendChild(panels);
-  function show(unit) {
-    var parts = unit.split(":"), name = "mixed" + parts[0];
-    layer.value = name;
-    update(name, parseInt(parts[1], 10));
-  }
-  function update(name, channel) {
-    var n = spec.channels[name];
-    channel = Math.max(0, Math.min(n - 1, channel || 0));
-    slider.max = n - 1;
-    number.max = n - 1;
-    slider.value = channel;
-    number.value = channel;
-    var unit = short(name) + ":" + channel, sheet = spec.layers[name];
-    pub.view.textContent = "";
-    pub.view.style.backgroundImage = "";
-    pub.view.setAttribute("role", "img");
-    if (sheet) {
-      var col = channel % sheet.columns, row = Math.floor(channel / sheet.columns);
-      pub.view.style.backgroundImage = "url(" + sheet.sprite + ")";
-      pub.view.style.backgroundSize = (sheet.columns * 100) + "% " + (sheet.rows * 100) + "%";
-      pub.view.style.backgroundPosition = (sheet.columns > 1 ? col / (sheet.columns - 1) * 100 : 0) + "% " +
-        (sheet.rows > 1 ? row / (sheet.rows - 1) * 100 : 0) + "%";
-      pub.view.setAttribute("aria-label", "Published render of " + unit);
-    } else {
-      pub.view.appendChild(el("span", null, "No published render of " + name + " here."));
-      pub.view.setAttribute("aria-label", "No published render of " + unit);
-    }
-    pub.cap.textContent = unit + ": published render (real InceptionV1)";
-    own.view.textContent = "";
-    if (spec.own[unit]) {
-      var img = el("img");
-      img.src = spec.own[unit];
-      img.alt = "This page's render of " + unit + " (" + spec.state + " weights)";
-      own.view.appendChild(img);
-    } else {
-      var here = ownUnits.filter(function (u) { return u.split(":")[0] === short(name); });
-      own.view.appendChild(el("span", null, "Not rendered on this page" +
-        (here.length ? " (in " + name + ": " + here.join(", ") + ")." : ".")));
-    }
-    own.cap.textContent = unit + ": this page, " + spec.caption;
-  }
-  layer.addEventListener("change", function () { update(layer.value, parseInt(number.value, 10)); });
-  slider.addEventListener("input", function () { update(layer.value, parseInt(slider.value, 10)); });
-  number.addEventListener("change", function () { update(layer.value, parseInt(number.value, 10)); });
-  box.insertBefore(ui, box.firstChild);
-  var fallback = box.querySelector(":scope > img");
-  if (fallback) fallback.style.display = "none";
-  if (ownUnits.length) show(ownUnits[0]); else update(spec.order[0], 0);
-})();"""
-
-
-def unit_browser(images, units: Sequence[str], model, layers: Sequence[str] | None = None, cell_px: int = 48,
-                 columns: int = 5) -> UnitBrowser:  # fmt: skip
-    """A browser of the articles' published renders beside this page's renders (:class:`UnitBrowser`).
-
-    Args:
-        images: ``(N, 3, H, W)`` float in [0, 1], this page's renders of ``units``, made with
-            ``model`` (labelled with its weights state).
-        units: ``"4b:111"``-style names, one per image.
-        layers: layers whose every channel's published render the page holds (default the five
-            of :data:`circuitscope.core.published.SPRITE_COLUMNS`: "The Building Blocks of
-            Interpretability" published a render of every channel of these); a sheet that cannot
-            be had is left out, with a note.
-        cell_px: pixels per published render in the page (the sheets' 110 scaled down: all
-            five layers at 48 px add about 2 MB to the page).
-        columns: units per band of the static grid.
-
-    The published renders are fetched by :mod:`circuitscope.core.registry` (hash-checked) and credited.
-    """
-    from PIL import Image
-
-    from ..core import published, registry
-    from ..core.models import LAYER_CHANNELS
-    from ..core.provenance import weights_caption, weights_state
-
-    images = [torch.as_tensor(img) for img in images]
-    if len(images) != len(units):
-        raise ValueError(f"{len(images)} images for {len(units)} units")
-    sheets, missing = {}, []
-    for layer in layers if layers is not None else list(published.SPRITE_COLUMNS):
-        try:
-            path = registry.fetch(published.sprite_name(layer))
-        except published.DataError:
-            missing.append(layer)
-            continue
-        cols, cell = published.SPRITE_COLUMNS[layer], published.SPRITE_CELL
-        with Image.open(path) as im:
-            rows = round(im.height / cell)
-            small = im.convert("RGB").resize((cols * cell_px, rows * cell_px), Image.LANCZOS)
-        sheets[layer] = {"channels": LAYER_CHANNELS[layer], "columns": cols, "rows": rows, "cell": cell_px,
-                         "sprite": _data_uri(small, "JPEG", 75)}  # fmt: skip
-    cells = {}
-    for unit in units:
-        if parse_unit(unit)[0] in sheets:
-            cells[unit] = published.published_render(unit)
-    static = _browser_grid(images, list(units), model, cells, columns)
-    own = {unit: _data_uri((to_numpy_image(img) * 255).round().astype(np.uint8)) for unit, img in zip(units, images)}
-    credit = published.credit(published.sprite_name(next(iter(sheets))), adapted=True) if sheets else ""
-    note = (f"The published renders of {', '.join(missing)} could not be had on this machine." if missing else "")
-    alt = (f"This page's renders of {', '.join(units)} ({weights_state(model)} weights) above the "
-           "published renders of the same units")  # fmt: skip
-    return UnitBrowser(sheets, own, weights_state(model), weights_caption(model), credit, _png(static), alt, note)
-
-
-def _caption_and_close(fig, model, caption: str | None) -> None:
-    """Foot of a figure: ``caption`` if given, else ``model``'s weights stamp; closed in pyplot."""
-    if caption is not None:
-        fig.text(0.5, 0.002, wrap(caption, fig.get_figwidth(), 8), ha="center", va="bottom", fontsize=8,
-                 color="#555555")  # fmt: skip
-    elif model is not None:
-        stamp(fig, model)
-    plt.close(fig)
 
 
 def radial_tuning_panels(panels: Sequence[dict], model=None, caption: str | None = None, panel_size: float = 4.6):
@@ -1308,9 +728,8 @@ def radial_tuning_panels(panels: Sequence[dict], model=None, caption: str | None
         ax.set_visible(False)
     fig.subplots_adjust(left=0.03, right=1 - 0.38 * COLUMN_IN / across / COLUMN_IN, bottom=(note_h + 0.25) / height,
                         top=1 - 0.45 / height, wspace=0.75, hspace=(note_h + 0.6) / panel_size)  # fmt: skip
-    _caption_and_close(fig, model, caption)
+    caption_and_close(fig, model, caption)
     return fig
-
 
 
 def compare_with_published(images, units: Sequence[str], model, size: float = 1.6):
@@ -1322,9 +741,6 @@ def compare_with_published(images, units: Sequence[str], model, size: float = 1.
     Building Blocks of Interpretability" (CC BY 4.0); a sheet that cannot be had leaves a note
     in its cells. Returns the figure, closed in pyplot.
     """
-
-    from ..core import published
-    from ..core.provenance import weights_state
 
     n = len(units)
     size = min(size, (COLUMN_IN - 1.3) / n)  # the row fits the column, with its labels
@@ -1338,14 +754,14 @@ def compare_with_published(images, units: Sequence[str], model, size: float = 1.
         except published.DataError:
             axes[1, j].text(0.5, 0.5, "not\navailable\nhere", ha="center", va="center", fontsize=SMALL_PT)
         for ax in axes[:, j]:
-            _no_ticks(ax)
+            no_ticks(ax)
     axes[0, 0].set_ylabel(f"this page\n({weights_state(model)}\nweights)", fontsize=SMALL_PT + 0.5)
     axes[1, 0].set_ylabel("published\n(real\nInceptionV1)", fontsize=SMALL_PT + 0.5)
     source = published.credit(published.sprite_name(parse_unit(units[0])[0]), adapted=True)
     fig.text(0.5, 0.045, wrap(f"Bottom row: {source}", width * 0.95, SMALL_PT),
              ha="center", va="bottom", fontsize=SMALL_PT, color="#555555")  # fmt: skip
     fig.tight_layout(rect=(0, 0.12, 1, 1))
-    return _finish(fig, model)
+    return finish(fig, model)
 
 
 # -- numbers as a table ----------------------------------------------------------------------------
@@ -1420,15 +836,12 @@ def landing_figure(units=LANDING_UNITS):
     mirror), a figure computed here instead: the synthetic curve stimuli of chapter 3 at eight
     orientations (no weights involved), with credit ``""``.
     """
-    from ..core import published
 
     try:
         images = [[published.published_render(u) for u in column] for column in units]
         layers = sorted({published.sprite_name(_layer_of(u)) for column in units for u in column})
         credit = " ".join(published.credit(name, adapted=True) for name in layers[:1])
     except (published.DataError, KeyError, ValueError):
-        from ..methods.stimuli import curve
-
         angles = [0, 45, 90, 135, 180, 225, 270, 315]
         fig = show_images(curve(angles, radius=16.0, size=64), [f"{a}\u00b0" for a in angles], size=COLUMN_IN / 8)
         alt = "Synthetic curve stimuli at eight orientations, drawn by the library (chapter 3)"
@@ -1439,7 +852,7 @@ def landing_figure(units=LANDING_UNITS):
     for j, column in enumerate(units):
         for i in range(rows):
             ax = axes[i, j]
-            _no_ticks(ax)
+            no_ticks(ax)
             if i < len(column):
                 ax.imshow(images[j][i])
                 ax.set_title(column[i], fontsize=SMALL_PT + 0.5, pad=2)
@@ -1455,3 +868,484 @@ def landing_figure(units=LANDING_UNITS):
 def _layer_of(unit: str) -> str:
     return "mixed" + unit.split(":", 1)[0]
 
+
+# -- circuits: weights, circuit diagrams, tuning curves (chapter 3) ------------------------------
+# -- plots -------------------------------------------------------------------------------------
+
+def plot_weights(
+    weights,
+    titles: Sequence[str] | None = None,
+    model=None,
+    caption: str | None = None,
+    vmax: float | None = None,
+    ncols: int | None = None,
+    cell: float = 1.6,
+    colorbar: bool = True,
+    cmap=None,
+):
+    """Weight kernels as small multiples on a diverging colour map centred at 0.
+
+    ``weights``: ``(k, k)``, ``(N, k, k)`` or ``(R, C, k, k)`` (a grid: rows x columns), a
+    tensor or array. Positive weights are red, negative blue, zero white; one symmetric scale
+    ``[-vmax, vmax]`` (default the largest magnitude) for every panel so they compare. Row 0
+    of a kernel is drawn at the top. With ``model``, the figure is stamped with the weights
+    caption (:func:`circuitscope.core.provenance.stamp`); ``caption`` overrides it. Returns the figure,
+    closed in pyplot (a notebook shows it once, as the cell's value; ``display(fig)`` elsewhere).
+    """
+    cmap = cmap or diverging_cmap()
+
+    w = (
+        weights.detach().cpu().float().numpy()
+        if isinstance(weights, torch.Tensor)
+        else np.asarray(weights, dtype=float)
+    )
+    if w.ndim == 2:
+        w = w[None]
+    if w.ndim == 3:
+        n = w.shape[0]
+        ncols = ncols or min(n, 8)
+        nrows = -(-n // ncols)
+        panels = list(w)
+    elif w.ndim == 4:
+        nrows, ncols = w.shape[:2]
+        panels = list(w.reshape(-1, *w.shape[-2:]))
+    else:
+        raise ValueError(f"expected (k, k), (N, k, k) or (R, C, k, k) weights, got shape {w.shape}")
+
+    vmax = float(vmax if vmax is not None else max(np.abs(w).max(), 1e-12))
+    bar = 0.8 if colorbar else 0.0
+    cell = min(cell, (COLUMN_IN - bar) / ncols)
+    # an axes is narrower than its cell: titles wrap to three quarters of it
+    titles = [wrap(t, cell * 0.75, 7.5) for t in titles] if titles is not None else None
+    lines = max((t.count("\n") + 1 for t in titles or []), default=0)  # title lines above each panel
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(cell * ncols + bar, (cell + 0.17 * lines) * nrows + 0.35), squeeze=False
+    )
+    image = None
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([]), ax.set_yticks([])
+        if i >= len(panels):
+            ax.axis("off")
+            continue
+        image = ax.imshow(panels[i], cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest")
+        if titles is not None and i < len(titles):
+            ax.set_title(titles[i], fontsize=7.5)
+    if colorbar and image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
+    caption_figure(fig, model, caption)
+    plt.close(fig)  # returned, not left open: a notebook shows it once, as the cell's value
+    return fig
+
+
+def _as_hwc(image):
+
+    a = (
+        image.detach().cpu().float().numpy()
+        if isinstance(image, torch.Tensor)
+        else np.asarray(image, dtype=float)
+    )
+    if a.ndim == 4:
+        a = a[0]
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = a.transpose(1, 2, 0)
+    return a.clip(0, 1)
+
+
+def plot_circuit(
+    units: Sequence[str],
+    edges: Sequence[tuple[str, str, float | torch.Tensor]],
+    thumbnails: dict | None = None,
+    model=None,
+    caption: str | None = None,
+    title: str | None = None,
+    cmap=None,
+    thumb_size: float = 0.9,
+):
+    """A circuit diagram: units as feature-visualization thumbnails, edges coloured by sign.
+
+    ("Zoom In", "Claim 2: Circuits"; "Visualizing Weights", "Contextualizing Weights with
+    Feature Visualization".) Units are placed in columns by layer, earlier layers on the left
+    (model order for InceptionV1 names, else order of appearance).
+
+    Args:
+        units: unit ids, e.g. ``["4b:237", "4b:373", "4c:447"]``.
+        edges: ``(source, target, weight)``; ``weight`` a number or a 2-D kernel. A number
+            colours the arrow (red excites, blue inhibits, on ``cmap`` centred at 0) and sets
+            its width by magnitude; a kernel is drawn as a small weight heatmap on the arrow,
+            which is coloured by the sign of the kernel's sum.
+        thumbnails: ``{unit: image}`` with images ``(3, H, W)``/``(H, W, 3)`` in ``[0, 1]``
+            (feature visualizations); units without one are drawn as labelled boxes.
+        model: stamps the figure with the weights caption; ``caption`` overrides it.
+
+    Returns the matplotlib figure.
+    """
+    cmap = cmap or diverging_cmap()
+    pos = _circuit_layout(units)
+    columns = round(max(x for x, _ in pos.values()) / 2.2) + 1
+    rows = round(max(y for _, y in pos.values())) + 1
+    fig, ax = plt.subplots(figsize=(2.2 * columns + 0.6, 0.9 * rows + 0.8))
+    ax.set_xlim(-1, 2.2 * (columns - 1) + 1)
+    ax.set_ylim(-0.9, rows - 0.1)
+    ax.axis("off")
+    _draw_edges(ax, edges, pos, cmap)
+    _draw_units(ax, pos, thumbnails or {}, thumb_size)
+    if title:
+        ax.set_title(title)
+    caption_figure(fig, model, caption)
+    plt.close(fig)  # returned, not left open: a notebook shows it once, as the cell's value
+    return fig
+
+
+def _circuit_layout(units: Sequence[str]) -> dict[str, tuple[float, float]]:
+    """``{unit: (x, y)}``: one column per layer, 2.2 apart, earliest layer left (InceptionV1's
+    order when every layer is one of its, else order of appearance); each column centred."""
+    layers: list[str] = []
+    for u in units:
+        if u.split(":")[0] not in layers:
+            layers.append(u.split(":")[0])
+    order = {name: i for i, name in enumerate(LAYER_CHANNELS)}
+    if all(expand_short_name(l) in order for l in layers):
+        layers.sort(key=lambda l: order[expand_short_name(l)])
+    columns = {l: [u for u in units if u.split(":")[0] == l] for l in layers}
+    tallest = max(len(c) for c in columns.values())
+    return {u: (x * 2.2, (tallest - 1) / 2 + (len(col) - 1) / 2 - i)
+            for x, col in enumerate(columns.values()) for i, u in enumerate(col)}  # fmt: skip
+
+
+def _edge_value(w) -> float:
+    """An edge's signed strength: the number, or a kernel's sum."""
+    return float(w.sum()) if isinstance(w, torch.Tensor) or hasattr(w, "sum") else float(w)
+
+
+def _draw_edges(ax, edges, pos: dict, cmap) -> None:
+    """Arrows coloured by sign on ``cmap`` (centred at 0), as wide as their strength; a 2-D
+    kernel is drawn as a small heatmap on its arrow."""
+    scale = max([abs(_edge_value(w)) for *_, w in edges] + [1e-12])
+    colour_map = plt.get_cmap(cmap)
+    for src, dst, w in edges:
+        if src not in pos or dst not in pos:
+            raise ValueError(f"edge {src} -> {dst}: both ends must be in units")
+        v = _edge_value(w)
+        ax.add_patch(FancyArrowPatch(
+            pos[src], pos[dst], arrowstyle="-|>", mutation_scale=12, shrinkA=28, shrinkB=28,
+            linewidth=1 + 3 * abs(v) / scale, color=colour_map(0.5 + 0.5 * v / scale), zorder=1,
+        ))  # fmt: skip
+        kernel = w.detach().cpu().float().numpy() if isinstance(w, torch.Tensor) else w
+        if getattr(kernel, "ndim", 0) == 2:
+            mx, my = 0.6 * pos[src][0] + 0.4 * pos[dst][0], 0.6 * pos[src][1] + 0.4 * pos[dst][1]
+            inset = ax.inset_axes([mx - 0.22, my - 0.22, 0.44, 0.44], transform=ax.transData, zorder=3)
+            m = max(abs(kernel).max(), 1e-12)
+            inset.imshow(kernel, cmap=cmap, norm=mcolors.Normalize(-m, m), interpolation="nearest")
+            inset.set_xticks([]), inset.set_yticks([])
+
+
+def _draw_units(ax, pos: dict, thumbnails: dict, thumb_size: float) -> None:
+    """Each unit as its thumbnail with its name under it, or as a labelled box."""
+    for u, (x, y) in pos.items():
+        if u in thumbnails:
+            img = _as_hwc(thumbnails[u])
+            box = AnnotationBbox(OffsetImage(img, zoom=thumb_size * 60 / max(img.shape[:2])), (x, y), frameon=True,
+                                 pad=0.1, zorder=2)  # fmt: skip
+            ax.add_artist(box)
+            ax.text(x, y - 0.5, u, ha="center", va="top", fontsize=8)
+        else:
+            box = {"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": "#333333"}
+            ax.text(x, y, u, ha="center", va="center", fontsize=9, zorder=2, bbox=box)
+
+
+def plot_tuning_curves(
+    curves: TuningCurve | Sequence[TuningCurve],
+    model=None,
+    caption: str | None = None,
+    title: str | None = None,
+    polar: bool = True,
+):
+    """Radial tuning curves ("Curve Detectors", "Radial Tuning Curve"): response vs orientation.
+
+    ``curves``: one :class:`TuningCurve` or several (drawn in one panel, each in its colour, its
+    preferred orientation marked by a dashed spoke). ``polar=True`` draws the angle as the
+    direction (0 = right, counter-clockwise, as the stimuli are drawn) and the response as the
+    radius (negative responses clipped at 0); ``polar=False`` draws an ordinary line plot.
+    With ``model`` the figure is stamped with its weights caption; ``caption`` overrides it.
+    Returns the matplotlib figure.
+    """
+
+    curves = [curves] if isinstance(curves, TuningCurve) else list(curves)
+    fig = plt.figure(figsize=(4.2, 4.4) if polar else (5.5, 3.4))
+    ax = fig.add_subplot(projection="polar" if polar else None)
+    colours = plt.get_cmap("hsv")
+    for i, tc in enumerate(curves):
+        a = tc.angles.double().cpu().numpy()
+        r = tc.responses.double().cpu().numpy()
+        colour = colours(i / max(len(curves), 1))
+        if polar:
+            t = np.deg2rad(np.append(a, a[:1]) * 360.0 / tc.period)
+            ax.plot(t, np.clip(np.append(r, r[:1]), 0, None), color=colour, label=tc.unit)
+            if tc.preferred == tc.preferred:  # not nan
+                ax.plot([np.deg2rad(tc.preferred * 360.0 / tc.period)] * 2, [0, max(float(r.max()), 1e-9)],
+                        "--", color=colour, linewidth=1)  # fmt: skip
+        else:
+            ax.plot(a, r, color=colour, label=tc.unit)
+            ax.axvline(tc.preferred, color=colour, linestyle="--", linewidth=1)
+            ax.set_xlabel("orientation (degrees)")
+            ax.set_ylabel("response")
+    if polar:
+        ax.set_yticklabels([])
+    ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.3, 1.12) if polar else None)
+    if title:
+        ax.set_title(title, fontsize=10, pad=14)
+    fig.subplots_adjust(bottom=0.12)
+    caption_figure(fig, model, caption)
+    plt.close(fig)
+    return fig
+
+
+# -- dataset examples and outgoing weights (chapter 4) -------------------------------------------
+def top_examples_figure(
+    top: TopExamples,
+    what: Literal["patches", "images"] = "patches",
+    columns: int | None = None,
+    figsize=None,
+    field=None,
+):
+    """A grid of ``top``'s examples (patches by default) with score and class; returns the figure.
+
+    The weights caption (red when synthetic) is written under it.
+    """
+    pics = top.patches(field=field) if what == "patches" else top.images()
+    n = len(pics)
+    columns = columns or min(n, 6)
+    rows = -(-n // columns)
+    cell = min(1.8, COLUMN_IN / columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=figsize or (cell * columns, (cell + 0.45) * rows + 0.6), squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, pic, s, lab in zip(axes.flat, pics, top.scores.tolist(), top.label_names):
+        ax.imshow(pic.permute(1, 2, 0).clamp(0, 1).numpy())
+        ax.set_title(f"{s:.3g}" + (f"\n{wrap(lab, cell * 0.95, 8)}" if lab else ""), fontsize=8)
+    fig.suptitle(wrap(f"Top {n} dataset examples of {top.unit} (by {top.by})", COLUMN_IN, 10), fontsize=10)
+    stamp(fig, top.provenance)
+    plt.close(fig)  # returned, not left open: a notebook shows it once, as the cell's value
+    return fig
+
+
+def outgoing_weights_figure(
+    model, unit, layer: str | None = None, k: int = 5, highlight=(), pool: str = "average"
+):
+    """Every outgoing weight of ``unit`` into ``layer`` (default: the next layer), sorted, as
+    bars; the ``k`` largest are labelled, and the units in ``highlight`` (e.g. ``["4d:417"]``)
+    drawn in orange wherever they fall. Weights as in :func:`outgoing_weight_vector`. Stamped
+    with the model's weights caption.
+    """
+
+    target, w = outgoing_to_layer(model, unit, layer, pool)
+    values, order = torch.sort(w, descending=True, stable=True)
+    names = [format_unit(target, int(o)) for o in order]
+    marked = {format_unit(*resolve_unit(model, h)) for h in highlight}
+    fig, ax = plt.subplots(figsize=(COLUMN_IN, 3.4))
+    ax.bar(range(len(w)), values.numpy(), color="#5e81b5", width=1.0)
+    top = ", ".join(f"{names[r]} {float(values[r]):+.2f}" for r in range(min(k, len(w))))
+    ax.text(0.99, 0.97, wrap(f"largest: {top}", COLUMN_IN * 0.55, 7.5), transform=ax.transAxes, ha="right",
+            va="top", fontsize=7.5)  # fmt: skip
+    hits = [(r, n) for r, n in enumerate(names) if n in marked]
+    rows = {"low": 0, "high": 0}
+    for r, n in hits:
+        value = float(values[r])
+        ax.plot([r], [value], marker="v", color="#e66101", markersize=7)
+        # Sorted bars leave two corners empty: lower left (the left bars are positive) and upper
+        # right (the right ones negative). Each label gets its own row in the corner on its side.
+        side = "low" if r < len(w) / 2 else "high"
+        y = 0.08 + 0.1 * rows["low"] if side == "low" else 0.72 - 0.1 * rows["high"]
+        rows[side] += 1
+        right = r > 0.75 * len(w)  # near the right edge: the label ends at the line
+        x = r - len(w) * 0.03 if right else r + len(w) * 0.03
+        # the leader line and the label apart, so that a label's box is its text only
+        ax.annotate("", (r, value), xycoords="data", textcoords=("data", "axes fraction"), xytext=(x, y),
+                    arrowprops={"arrowstyle": "-", "color": "#e66101", "lw": 0.6})  # fmt: skip
+        ax.text(x, y, f"{n} (rank {r + 1})", transform=ax.get_xaxis_transform(), ha="right" if right else "left",
+                va="center", fontsize=7.5, color="#e66101")  # fmt: skip
+    ax.axhline(0, color="#888888", linewidth=0.6)
+    ax.set_xlabel(f"units of {target}, sorted by the weight they get")
+    ax.set_ylabel("summed weight")
+    ax.set_title(f"Outgoing weights of {format_unit(*resolve_unit(model, unit))} into {target}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    stamp(fig, model)
+    plt.close(fig)
+    return fig
+
+
+# -- superposition's toy models and sparse autoencoders (chapter 5) ------------------------------
+def _colours(values: np.ndarray, cmap: str = "viridis"):
+
+    v = np.asarray(values, dtype=float)
+    span = v.max() - v.min()
+    scaled = (v - v.min()) / span if span > 0 else np.ones_like(v) * 0.85
+    return plt.get_cmap(cmap)(0.1 + 0.85 * scaled)
+
+
+def plot_toy_features(W: torch.Tensor, importance=None, titles: Sequence[str] | None = None, size: float = 2.6):
+    """The article's pictures of 2-D embeddings: one line from the origin per feature column.
+
+    ``W: (2, n)`` or ``(n_instances, 2, n)``; ``importance: (n,)`` or ``(n_instances, n)``
+    colours the features (yellow = most important, purple = least, like the article; default
+    ``0.9 ** i``). Dense features give two orthogonal lines and three dots at the origin; sparse
+    ones a pentagon. Returns a :class:`matplotlib.figure.Figure` (one panel per instance).
+    """
+
+    Wb, _ = as_instances(W)
+    k, m, n = Wb.shape
+    if m != 2:
+        raise ValueError(f"plot_toy_features draws 2-D embeddings; W has m = {m} hidden dimensions")
+    imp = importance_decay(n) if importance is None else torch.as_tensor(importance, dtype=torch.float32)
+    imp = per_instance(imp, k, n, "importance", "feature").numpy()
+    size = min(size, COLUMN_IN / k)  # every panel in the site's column
+    fig, axes = plt.subplots(1, k, figsize=(size * k, size), squeeze=False)
+    lim = max(1.2, float(feature_norms(Wb).max()) * 1.15)
+    for idx, ax in enumerate(axes[0]):
+        colours = _colours(-imp[idx], "viridis_r")
+        for i in np.argsort(imp[idx]):  # most important drawn last, on top
+            x, y = Wb[idx, :, i].tolist()
+            ax.plot([0, x], [0, y], color=colours[i], lw=2, zorder=2)
+            ax.scatter([x], [y], color=colours[i], s=28, zorder=3, edgecolors="k", linewidths=0.4)
+        ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.axhline(0, color="#ccc", lw=0.6, zorder=1), ax.axvline(0, color="#ccc", lw=0.6, zorder=1)
+        ax.set_xticks([]), ax.set_yticks([])
+        if titles is not None:
+            ax.set_title(wrap(titles[idx], size * 0.95, 9), fontsize=9)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_toy_wtw(
+    W: torch.Tensor, b: torch.Tensor | None = None, titles: Sequence[str] | None = None, size: float = 2.6
+):
+    """``W^T W`` (which features interfere, and how) beside the bias ``b``, as in the article.
+
+    ``W: (m, n)`` or ``(n_instances, m, n)``; ``b: (n,)`` or ``(n_instances, n)``. Blue is
+    negative, red positive, white zero: the diagonal shows which features are represented, the
+    off-diagonal entries the interference between them. Returns a Figure.
+    """
+
+    Wb, _ = as_instances(W)
+    k, _, n = Wb.shape
+    wtw = torch.einsum("kmi,kmj->kij", Wb, Wb)
+    vmax = max(float(wtw.abs().max()), 1e-6)
+    bb = None if b is None else torch.as_tensor(b).detach().float().cpu().reshape(k, n)
+    per = 2 if bb is not None else 1
+    size = min(size, (COLUMN_IN - 0.8) / (k * (1.25 if bb is not None else 1)))  # the site's column
+    ratios = ([n, 1] if bb is not None else [n]) * k
+    fig, axes = plt.subplots(1, per * k, figsize=(size * k * (1.25 if bb is not None else 1) + 0.8, size),
+                             squeeze=False, layout="constrained", gridspec_kw={"width_ratios": ratios})  # fmt: skip
+    axes = axes[0]
+    for idx in range(k):
+        ax = axes[per * idx]
+        im = imshow_diverging(ax, wtw[idx], vmax=vmax)
+        step = max(1, math.ceil(n / (size * 4)))  # about 4 tick labels an inch: they do not touch
+        ax.set_xticks(range(0, n, step)), ax.set_yticks(range(0, n, step))
+        ax.tick_params(labelsize=7)
+        ax.set_title(wrap(titles[idx], size, 9) if titles is not None else "$W^TW$", fontsize=9)
+        if bb is not None:
+            imshow_diverging(axes[per * idx + 1], bb[idx][:, None], vmax=vmax)
+            axes[per * idx + 1].set_xticks([]), axes[per * idx + 1].set_yticks([])
+            axes[per * idx + 1].set_title("$b$", fontsize=9)
+    fig.colorbar(im, ax=list(axes), fraction=0.03, pad=0.02)
+    plt.close(fig)
+    return fig
+
+
+def plot_phase_diagram(diagram: PhaseDiagram, ax=None):
+    """Draw a :class:`PhaseDiagram`: relative importance (log x) against feature density
+    ``1 - S`` (log y, sparse at the bottom), one categorical colour per phase (colour-blind safe).
+    Returns the Figure."""
+
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.6, 3.8))
+    density = 1 - np.asarray(diagram.sparsities)
+    imp = np.asarray(diagram.importances)
+
+    def edges(v):
+        lv = np.log10(v)
+        if len(lv) == 1:
+            return 10 ** np.array([lv[0] - 0.5, lv[0] + 0.5])
+        mid = (lv[1:] + lv[:-1]) / 2
+        return 10 ** np.concatenate([[2 * lv[0] - mid[0]], mid, [2 * lv[-1] - mid[-1]]])
+
+    cmap = ListedColormap(PHASE_COLOURS)
+    ax.pcolormesh(edges(imp), edges(np.clip(density, 1e-12, None)), diagram.phases, cmap=cmap,
+                  norm=BoundaryNorm([-0.5, 0.5, 1.5, 2.5], 3), shading="flat")  # fmt: skip
+    ax.set_xscale("log"), ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a narrow log axis overlap
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("relative importance of feature 1")
+    ax.set_ylabel("feature density $1 - S$")
+    ax.legend(handles=[Patch(color=c, label=p) for c, p in zip(PHASE_COLOURS, PHASES)], fontsize=7,
+              loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)  # fmt: skip
+    ax.set_title("Feature 1 in a 2-feature, 1-dimension toy model", fontsize=9)
+    fig = fig or ax.figure
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_sae_features(model, sae: SparseAutoencoder, layer: str, features, images: torch.Tensor,
+                      renders: torch.Tensor | None = None, k: int = 4, size: int | None = None,
+                      steps: int | None = None, seed: int = 0, progress: bool = False):  # fmt: skip
+    """One row per SAE feature: its feature visualization, then its top ``k`` dataset examples.
+
+    The visualization maximises ``direction(layer, W_dec[:, feature])`` with
+    :func:`circuitscope.methods.optvis.render` (unless ``renders: (len(features), 3, H, W)`` are given);
+    the examples are the receptive-field patches of ``images: (N, 3, H, W)`` in [0, 1] where
+    the feature is largest (:func:`top_examples`, one pass over the images for all features).
+    As in "Feature Visualization"'s figures that pair optimisation with dataset examples.
+    Stamped with the model's weights. Returns the Figure.
+    """
+
+    features = [int(f) for f in features]
+    if renders is None:
+        objectives = [direction(layer, feature_direction(sae, f)) for f in features]
+        renders = render(model, objectives, size=size, steps=steps, seed=seed, progress=progress)
+    tops = sae_top_examples(sae, model, images, layer, features, k=k)
+    cells, titles = [], []
+    for row, (picture, top) in enumerate(zip(renders, tops)):
+        patches = list(top.patches()) if len(top) else []
+        blanks = [torch.ones_like(picture)] * (k - len(patches))  # fewer images than k: white cells
+        cells += [picture, *patches, *blanks]
+        titles += ["direction\nvisualization" if row == 0 else ""]
+        titles += [f"{score:.2g}" for score in top.scores.tolist()] + [""] * len(blanks)
+    return image_grid(cells, titles, model=model, columns=k + 1, row_labels=[f"feature {f}" for f in features],
+                      title=f"SAE features of {layer}: visualization and top dataset patches (score)")  # fmt: skip
+
+
+def plot_dictionary_match(learned: torch.Tensor, planted: torch.Tensor, title: str | None = None):
+    """How well a learned dictionary matches a planted one, as the cosine similarities between
+    every planted direction (rows) and its best-matching learned directions (columns).
+
+    ``learned: (d, m)`` (e.g. ``sae.W_dec``) and ``planted: (d, n)``, one direction per column.
+    Columns are ordered so that planted direction ``i``'s best match sits at column ``i``
+    (the remaining learned directions follow, by how well they match anything): a recovered
+    dictionary shows a bright diagonal. The mean of that diagonal is
+    :func:`mean_max_cosine_similarity`. Draws no model output, so it carries no weights
+    caption. Returns the Figure.
+    """
+
+    cos = feature_cosines(learned, planted)  # (n, m)
+    best = cos.argmax(dim=1).tolist()
+    order = list(dict.fromkeys(best))
+    rest = [j for j in cos.max(dim=0).values.argsort(descending=True).tolist() if j not in order]
+    order += rest
+    fig, ax = plt.subplots(figsize=(min(9.0, 2 + 0.09 * len(order)), 2 + 0.09 * cos.shape[0]))
+    im = ax.imshow(cos[:, order].numpy(), cmap=diverging_cmap(), vmin=-1, vmax=1, aspect="auto",
+                   interpolation="nearest")  # fmt: skip
+    ax.set_xlabel("learned directions (best matches first)")
+    ax.set_ylabel("planted directions")
+    score = float(cos.max(dim=1).values.mean())  # mean_max_cosine_similarity
+    ax.set_title(title or f"cosine similarity; mean max = {score:.3f}", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

@@ -73,7 +73,6 @@ padding puts that window). Kernels grow as layers compose:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -83,7 +82,6 @@ import torch.nn.functional as F
 from ..core.hooks import activations
 from ..core.models.inceptionv1 import BLOCKS, LAYER_CHANNELS, POOL_BEFORE, InceptionV1
 from ..core.models.layers import LRN_ALPHA, LRN_BETA, LRN_BIAS, LRN_RADIUS, channel_window_sum, pad_same
-from ..core.provenance import caption_figure
 from ..core.units import expand_short_name, format_unit, layer_channels_of, parse_unit
 
 __all__ = [
@@ -104,8 +102,6 @@ __all__ = [
     "nmf",
     "nmf_weights",
     "parse_unit",
-    "plot_circuit",
-    "plot_weights",
     "strongest_inputs",
     "weights_between",
 ]  # fmt: skip
@@ -1038,185 +1034,3 @@ def nmf_weights(
     return WeightFactors(spatial[0] if single else spatial, h, error)
 
 
-# -- plots -------------------------------------------------------------------------------------
-WEIGHT_CMAP = "RdBu_r"  # positive red (excites), negative blue (inhibits), as in the papers
-
-
-def plot_weights(
-    weights,
-    titles: Sequence[str] | None = None,
-    model=None,
-    caption: str | None = None,
-    vmax: float | None = None,
-    ncols: int | None = None,
-    cell: float = 1.6,
-    colorbar: bool = True,
-    cmap: str = WEIGHT_CMAP,
-):
-    """Weight kernels as small multiples on a diverging colour map centred at 0.
-
-    ``weights``: ``(k, k)``, ``(N, k, k)`` or ``(R, C, k, k)`` (a grid: rows x columns), a
-    tensor or array. Positive weights are red, negative blue, zero white; one symmetric scale
-    ``[-vmax, vmax]`` (default the largest magnitude) for every panel so they compare. Row 0
-    of a kernel is drawn at the top. With ``model``, the figure is stamped with the weights
-    caption (:func:`circuitscope.core.provenance.stamp`); ``caption`` overrides it. Returns the figure,
-    closed in pyplot (a notebook shows it once, as the cell's value; ``display(fig)`` elsewhere).
-    """
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    w = (
-        weights.detach().cpu().float().numpy()
-        if isinstance(weights, torch.Tensor)
-        else np.asarray(weights, dtype=float)
-    )
-    if w.ndim == 2:
-        w = w[None]
-    if w.ndim == 3:
-        n = w.shape[0]
-        ncols = ncols or min(n, 8)
-        nrows = -(-n // ncols)
-        panels = list(w)
-    elif w.ndim == 4:
-        nrows, ncols = w.shape[:2]
-        panels = list(w.reshape(-1, *w.shape[-2:]))
-    else:
-        raise ValueError(f"expected (k, k), (N, k, k) or (R, C, k, k) weights, got shape {w.shape}")
-    from ..figures.plotting import COLUMN_IN, wrap  # drawn for the site's column
-
-    vmax = float(vmax if vmax is not None else max(np.abs(w).max(), 1e-12))
-    bar = 0.8 if colorbar else 0.0
-    cell = min(cell, (COLUMN_IN - bar) / ncols)
-    # an axes is narrower than its cell: titles wrap to three quarters of it
-    titles = [wrap(t, cell * 0.75, 7.5) for t in titles] if titles is not None else None
-    lines = max((t.count("\n") + 1 for t in titles or []), default=0)  # title lines above each panel
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(cell * ncols + bar, (cell + 0.17 * lines) * nrows + 0.35), squeeze=False
-    )
-    image = None
-    for i, ax in enumerate(axes.flat):
-        ax.set_xticks([]), ax.set_yticks([])
-        if i >= len(panels):
-            ax.axis("off")
-            continue
-        image = ax.imshow(panels[i], cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest")
-        if titles is not None and i < len(titles):
-            ax.set_title(titles[i], fontsize=7.5)
-    if colorbar and image is not None:
-        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
-    caption_figure(fig, model, caption)
-    plt.close(fig)  # returned, not left open: a notebook shows it once, as the cell's value
-    return fig
-
-
-def _as_hwc(image):
-    import numpy as np
-
-    a = (
-        image.detach().cpu().float().numpy()
-        if isinstance(image, torch.Tensor)
-        else np.asarray(image, dtype=float)
-    )
-    if a.ndim == 4:
-        a = a[0]
-    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
-        a = a.transpose(1, 2, 0)
-    return a.clip(0, 1)
-
-
-def plot_circuit(
-    units: Sequence[str],
-    edges: Sequence[tuple[str, str, float | torch.Tensor]],
-    thumbnails: dict | None = None,
-    model=None,
-    caption: str | None = None,
-    title: str | None = None,
-    cmap: str = WEIGHT_CMAP,
-    thumb_size: float = 0.9,
-):
-    """A circuit diagram: units as feature-visualization thumbnails, edges coloured by sign.
-
-    ("Zoom In", "Claim 2: Circuits"; "Visualizing Weights", "Contextualizing Weights with
-    Feature Visualization".) Units are placed in columns by layer, earlier layers on the left
-    (model order for InceptionV1 names, else order of appearance).
-
-    Args:
-        units: unit ids, e.g. ``["4b:237", "4b:373", "4c:447"]``.
-        edges: ``(source, target, weight)``; ``weight`` a number or a 2-D kernel. A number
-            colours the arrow (red excites, blue inhibits, on ``cmap`` centred at 0) and sets
-            its width by magnitude; a kernel is drawn as a small weight heatmap on the arrow,
-            which is coloured by the sign of the kernel's sum.
-        thumbnails: ``{unit: image}`` with images ``(3, H, W)``/``(H, W, 3)`` in ``[0, 1]``
-            (feature visualizations); units without one are drawn as labelled boxes.
-        model: stamps the figure with the weights caption; ``caption`` overrides it.
-
-    Returns the matplotlib figure.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib import colors as mcolors
-    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
-    from matplotlib.patches import FancyArrowPatch
-
-    thumbnails = thumbnails or {}
-    layers: list[str] = []
-    for u in units:
-        layer = u.split(":")[0]
-        if layer not in layers:
-            layers.append(layer)
-    order = {name: i for i, name in enumerate(LAYER_CHANNELS)}
-    if all(expand_short_name(l) in order for l in layers):
-        layers.sort(key=lambda l: order[expand_short_name(l)])
-    columns = {l: [u for u in units if u.split(":")[0] == l] for l in layers}
-    tallest = max(len(c) for c in columns.values())
-    pos = {}
-    for x, layer in enumerate(layers):
-        col = columns[layer]
-        for i, u in enumerate(col):
-            pos[u] = (x * 2.2, (tallest - 1) / 2 + (len(col) - 1) / 2 - i)  # columns centred
-    fig, ax = plt.subplots(figsize=(2.2 * len(layers) + 0.6, 0.9 * tallest + 0.8))
-    ax.set_xlim(-1, 2.2 * (len(layers) - 1) + 1)
-    ax.set_ylim(-0.9, tallest - 0.1)
-    ax.axis("off")
-
-    def value(w) -> float:
-        return float(w.sum()) if isinstance(w, torch.Tensor) or hasattr(w, "sum") else float(w)
-
-    scale = max([abs(value(w)) for *_, w in edges] + [1e-12])
-    colour_map = plt.get_cmap(cmap)
-    for src, dst, w in edges:
-        if src not in pos or dst not in pos:
-            raise ValueError(f"edge {src} -> {dst}: both ends must be in units")
-        v = value(w)
-        colour = colour_map(0.5 + 0.5 * v / scale)
-        arrow = FancyArrowPatch(
-            pos[src], pos[dst], arrowstyle="-|>", mutation_scale=12, shrinkA=28, shrinkB=28,
-            linewidth=1 + 3 * abs(v) / scale, color=colour, zorder=1,
-        )  # fmt: skip
-        ax.add_patch(arrow)
-        kernel = w.detach().cpu().float().numpy() if isinstance(w, torch.Tensor) else w
-        if getattr(kernel, "ndim", 0) == 2:
-            mx, my = 0.6 * pos[src][0] + 0.4 * pos[dst][0], 0.6 * pos[src][1] + 0.4 * pos[dst][1]
-            inset = ax.inset_axes([mx - 0.22, my - 0.22, 0.44, 0.44], transform=ax.transData, zorder=3)
-            m = max(abs(kernel).max(), 1e-12)
-            inset.imshow(kernel, cmap=cmap, norm=mcolors.Normalize(-m, m), interpolation="nearest")
-            inset.set_xticks([]), inset.set_yticks([])
-    for u, (x, y) in pos.items():
-        if u in thumbnails:
-            img = _as_hwc(thumbnails[u])
-            box = AnnotationBbox(
-                OffsetImage(img, zoom=thumb_size * 60 / max(img.shape[:2])),
-                (x, y),
-                frameon=True,
-                pad=0.1,
-                zorder=2,
-            )
-            ax.add_artist(box)
-            ax.text(x, y - 0.5, u, ha="center", va="top", fontsize=8)
-        else:
-            box = {"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": "#333333"}
-            ax.text(x, y, u, ha="center", va="center", fontsize=9, zorder=2, bbox=box)
-    if title:
-        ax.set_title(title)
-    caption_figure(fig, model, caption)
-    plt.close(fig)  # returned, not left open: a notebook shows it once, as the cell's value
-    return fig

@@ -58,12 +58,11 @@ import torch
 from ..core import distributed
 from ..core.datasets import ImageStream, as_stream, select_batches
 from ..core.hooks import check_layer_names
-from ..core.models import load_inceptionv1
 from ..core.models.inceptionv1 import InceptionV1
 from ..core.models.named import NamedModel
 from ..core.models.weights import cache_dir as circuitscope_cache_dir
 from ..core.progress import bar as progress_bar
-from ..core.provenance import stamp, weights_state
+from ..core.provenance import weights_state
 from ..core.receptive_field import GRAPH, receptive_field
 from ..core.units import format_unit, parse_unit
 
@@ -474,7 +473,7 @@ class TopExamples:
         return len(self.indices)
 
     def __repr__(self) -> str:
-        state = weights_state(self._weights())
+        state = weights_state(self.provenance)
         weights = f", {WARNINGS[state]}" if state in WARNINGS else ""
         n = f"{len(self)} of {len(self.source)} images"
         lines = [f"TopExamples({self.unit}, by={self.by!r}, {n}{weights})"]
@@ -523,41 +522,9 @@ class TopExamples:
             out.append(crop_window(image, top, left, bottom, right, fill, clip))
         return out if clip else torch.stack(out)
 
-    def plot(
-        self,
-        what: Literal["patches", "images"] = "patches",
-        columns: int | None = None,
-        figsize=None,
-        field=None,
-    ):
-        """A grid of the examples (patches by default) with score and class; returns the figure.
-
-        The weights caption (red when synthetic) is written under it.
-        """
-        import matplotlib.pyplot as plt
-
-        from ..figures.plotting import COLUMN_IN, wrap  # drawn for the site's column
-
-        pics = self.patches(field=field) if what == "patches" else self.images()
-        n = len(pics)
-        columns = columns or min(n, 6)
-        rows = -(-n // columns)
-        cell = min(1.8, COLUMN_IN / columns)
-        fig, axes = plt.subplots(
-            rows, columns, figsize=figsize or (cell * columns, (cell + 0.45) * rows + 0.6), squeeze=False
-        )
-        for ax in axes.flat:
-            ax.axis("off")
-        for ax, pic, s, lab in zip(axes.flat, pics, self.scores.tolist(), self.label_names):
-            ax.imshow(pic.permute(1, 2, 0).clamp(0, 1).numpy())
-            ax.set_title(f"{s:.3g}" + (f"\n{wrap(lab, cell * 0.95, 8)}" if lab else ""), fontsize=8)
-        fig.suptitle(wrap(f"Top {n} dataset examples of {self.unit} (by {self.by})", COLUMN_IN, 10), fontsize=10)
-        stamp(fig, self._weights())
-        plt.close(fig)  # returned, not left open: a notebook shows it once, as the cell's value
-        return fig
-
-    def _weights(self) -> _Weights:
-        """What provenance reads: these examples' weights state and source."""
+    @property
+    def provenance(self) -> _Weights:
+        """What :func:`circuitscope.core.provenance.stamp` reads: these examples' weights state and source."""
         return _Weights(self.is_synthetic, self.weights_source, self.weights_state)
 
     def _get_fields(self, field):
@@ -690,7 +657,7 @@ def top_examples(
         progress: show a progress bar.
         num_workers: image-decoding processes for a folder (default: 0 on the CPU).
 
-    Returns a :class:`TopExamples` (``.patches()``, ``.images()``, ``.plot()``). Unreadable
+    Returns a :class:`TopExamples` (``.patches()``, ``.images()``; drawn by :func:`circuitscope.figures.plotting.top_examples_figure`). Unreadable
     images are skipped with a warning naming them.
     """
     if by not in ("max", "mean"):
@@ -812,57 +779,3 @@ def _merge_ranks(stream: ImageStream, running: dict[str, _RunningTopK], shapes: 
     return merged_shapes
 
 
-# -- command line ---------------------------------------------------------------------------
-def add_arguments(parser):
-    """The arguments of ``circuitscope dataset-examples``."""
-    parser.add_argument("source", help="a folder of images (ImageFolder conventions)")
-    parser.add_argument("units", nargs="+", help='units such as 4e:55 or mixed3a:10')
-    parser.add_argument("--k", type=int, default=9, help="examples per unit")
-    parser.add_argument("--by", choices=("max", "mean"), default="max")
-    parser.add_argument("--pre-relu", action="store_true", help="rank by the value before the ReLU")
-    parser.add_argument("--size", type=int, default=None, help="image size (default 224)")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
-    parser.add_argument("--out", default=None, help="write each unit's patches (PNG) and a JSON here")
-    parser.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
-    parser.add_argument("--weights", default="auto", help="auto, lucid, synthetic or a .pth path")
-    parser.add_argument("--allow-unverified", action="store_true")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--no-progress", action="store_true")
-    return parser
-
-
-def run(args) -> int:
-    """Run ``circuitscope dataset-examples`` (under ``torchrun``: images sharded over the ranks,
-    the result identical to one process's; rank 0 prints and writes)."""
-    distributed.init()
-    main = distributed.is_main()
-    model = load_inceptionv1(args.weights, device=distributed.device(args.device), progress=main and not args.no_progress,
-                             allow_unverified=args.allow_unverified)  # fmt: skip
-    found = top_examples(model, args.source, list(args.units), k=args.k, by=args.by, layer_pre_relu=args.pre_relu,
-                         batch_size=args.batch_size, size=args.size, cache=not args.no_cache,
-                         progress=not args.no_progress)  # fmt: skip
-    if main:
-        for top in found:
-            print(top)
-            if args.out:
-                _write_unit(top, Path(args.out))
-        if args.out:
-            print(f"written to {args.out}")
-    distributed.shutdown()
-    return 0
-
-
-def _write_unit(top: TopExamples, out: Path) -> None:
-    """``<unit>_<rank>.png`` patches and ``<unit>.json`` (names, scores, positions, weights)."""
-    from PIL import Image
-
-    out.mkdir(parents=True, exist_ok=True)
-    stem = top.unit.replace(":", "_")
-    if len(top):
-        for r, patch in enumerate(top.patches()):
-            pixels = (patch.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            Image.fromarray(pixels).save(out / f"{stem}_{r}.png")
-    record = {"unit": top.unit, "by": top.by, "names": top.names, "indices": top.indices.tolist(),
-              "scores": top.scores.tolist(), "positions": top.positions.tolist(), "labels": top.label_names,
-              "weights": top.weights_source, "weights_state": top.weights_state}  # fmt: skip
-    (out / f"{stem}.json").write_text(json.dumps(record, indent=1) + "\n")

@@ -59,7 +59,7 @@ from ..core.device import one_cpu_thread, profile
 from ..core.models.inceptionv1 import BLOCKS, InceptionV1
 from ..core.models.layers import conv2d_same, max_pool_same
 from ..core.models.named import NamedModel, check_images
-from ..core.provenance import stamp, weights_state
+from ..core.provenance import weights_state
 from ..core.receptive_field import Op, chain_receptive_field
 from ..core.units import expand_short_name, format_unit, layer_channels_of
 from .circuits import expanded_weights
@@ -82,7 +82,6 @@ __all__ = [
     "next_layer",
     "outgoing_weight_vector",
     "outgoing_weights",
-    "outgoing_weights_figure",
     "planted_images",
     "silhouette",
     "write_planted_folder",
@@ -363,7 +362,7 @@ class Polysemanticity:
 
 def _weights_note(top: TopExamples) -> str:
     """``"; SYNTHETIC WEIGHTS)"`` (or UNVERIFIED WEIGHTS, PLANTED MODEL) when so, else ``")"``."""
-    state = weights_state(top._weights())
+    state = weights_state(top.provenance)
     return f"; {WARNINGS[state]})" if state in WARNINGS else ")"
 
 
@@ -488,13 +487,13 @@ def outgoing_weights(
     """
     if sign not in ("positive", "negative", "abs"):
         raise ValueError(f"sign must be 'positive', 'negative' or 'abs', got {sign!r}")
-    target, w = _outgoing(model, unit, layer, pool)
+    target, w = outgoing_to_layer(model, unit, layer, pool)
     key = {"positive": w, "negative": -w, "abs": w.abs()}[sign]
     order = torch.sort(key, descending=True, stable=True).indices[:k]
     return [(format_unit(target, int(o)), float(w[o])) for o in order]
 
 
-def _outgoing(model, unit, layer: str | None, pool: str) -> tuple[str, torch.Tensor]:
+def outgoing_to_layer(model, unit, layer: str | None, pool: str) -> tuple[str, torch.Tensor]:
     """The target layer's full name (default :func:`next_layer`) and :func:`outgoing_weight_vector`."""
     src_layer, _ = resolve_unit(model, unit)
     target = expand_short_name(
@@ -697,50 +696,3 @@ class PlantedPatternModel(NamedModel):
         return chain_receptive_field(ops[base], input_size, layer)
 
 
-# -- figures -------------------------------------------------------------------------------------
-def outgoing_weights_figure(
-    model, unit, layer: str | None = None, k: int = 5, highlight=(), pool: str = "average"
-):
-    """Every outgoing weight of ``unit`` into ``layer`` (default: the next layer), sorted, as
-    bars; the ``k`` largest are labelled, and the units in ``highlight`` (e.g. ``["4d:417"]``)
-    drawn in orange wherever they fall. Weights as in :func:`outgoing_weight_vector`. Stamped
-    with the model's weights caption.
-    """
-    import matplotlib.pyplot as plt
-
-    from ..figures.plotting import COLUMN_IN, wrap  # drawn for the site's column
-
-    target, w = _outgoing(model, unit, layer, pool)
-    values, order = torch.sort(w, descending=True, stable=True)
-    names = [format_unit(target, int(o)) for o in order]
-    marked = {format_unit(*resolve_unit(model, h)) for h in highlight}
-    fig, ax = plt.subplots(figsize=(COLUMN_IN, 3.4))
-    ax.bar(range(len(w)), values.numpy(), color="#5e81b5", width=1.0)
-    top = ", ".join(f"{names[r]} {float(values[r]):+.2f}" for r in range(min(k, len(w))))
-    ax.text(0.99, 0.97, wrap(f"largest: {top}", COLUMN_IN * 0.55, 7.5), transform=ax.transAxes, ha="right",
-            va="top", fontsize=7.5)  # fmt: skip
-    hits = [(r, n) for r, n in enumerate(names) if n in marked]
-    rows = {"low": 0, "high": 0}
-    for r, n in hits:
-        value = float(values[r])
-        ax.plot([r], [value], marker="v", color="#e66101", markersize=7)
-        # Sorted bars leave two corners empty: lower left (the left bars are positive) and upper
-        # right (the right ones negative). Each label gets its own row in the corner on its side.
-        side = "low" if r < len(w) / 2 else "high"
-        y = 0.08 + 0.1 * rows["low"] if side == "low" else 0.72 - 0.1 * rows["high"]
-        rows[side] += 1
-        right = r > 0.75 * len(w)  # near the right edge: the label ends at the line
-        x = r - len(w) * 0.03 if right else r + len(w) * 0.03
-        # the leader line and the label apart, so that a label's box is its text only
-        ax.annotate("", (r, value), xycoords="data", textcoords=("data", "axes fraction"), xytext=(x, y),
-                    arrowprops={"arrowstyle": "-", "color": "#e66101", "lw": 0.6})  # fmt: skip
-        ax.text(x, y, f"{n} (rank {r + 1})", transform=ax.get_xaxis_transform(), ha="right" if right else "left",
-                va="center", fontsize=7.5, color="#e66101")  # fmt: skip
-    ax.axhline(0, color="#888888", linewidth=0.6)
-    ax.set_xlabel(f"units of {target}, sorted by the weight they get")
-    ax.set_ylabel("summed weight")
-    ax.set_title(f"Outgoing weights of {format_unit(*resolve_unit(model, unit))} into {target}", fontsize=10)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    stamp(fig, model)
-    plt.close(fig)
-    return fig

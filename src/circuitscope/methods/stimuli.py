@@ -49,30 +49,32 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import torch
 
+from ..core import published
 from ..core.hooks import activations
-from ..core.provenance import caption_figure
 from ..core.units import parse_unit
 
 __all__ = [
-    "ARTICLE_RADII",
-    "HighLowTuning",
-    "TuningCurve",
     "arc_geometry",
     "article_orientation",
+    "ARTICLE_RADII",
     "circular_mean",
+    "compare_radial_tuning",
     "corner_geometry",
     "curve",
     "from_article_orientation",
     "high_low_frequency",
     "high_low_tuning",
+    "HighLowTuning",
     "line",
-    "plot_tuning_curves",
     "radial_tuning_curve",
+    "RadialComparison",
     "rotated",
     "rounded_corner",
     "tuning_curve",
+    "TuningCurve",
 ]  # fmt: skip
 
 Number = float | int
@@ -772,50 +774,90 @@ def high_low_tuning(
     return result[0] if isinstance(unit, str) else result
 
 
-def plot_tuning_curves(
-    curves: TuningCurve | Sequence[TuningCurve],
-    model=None,
-    caption: str | None = None,
-    title: str | None = None,
-    polar: bool = True,
-):
-    """Radial tuning curves ("Curve Detectors", "Radial Tuning Curve"): response vs orientation.
+# -- comparing a model's radial tuning with the article's --------------------------------------
+@dataclass
+class RadialComparison:
+    """One unit's measured radial tuning against the published one (:func:`compare_radial_tuning`).
 
-    ``curves``: one :class:`TuningCurve` or several (drawn in one panel, each in its colour, its
-    preferred orientation marked by a dashed spoke). ``polar=True`` draws the angle as the
-    direction (0 = right, counter-clockwise, as the stimuli are drawn) and the response as the
-    radius (negative responses clipped at 0); ``polar=False`` draws an ordinary line plot.
-    With ``model`` the figure is stamped with its weights caption; ``caption`` overrides it.
-    Returns the matplotlib figure.
+    Angles are in the **article's** convention (entry ``i`` of the data at ``i / 2`` degrees).
+
+    Attributes:
+        unit: e.g. ``"3b:379"``.
+        published_peak: the published curve's argmax (the article's preferred orientation).
+        measured_peak: the measured curve's argmax, converted to the article's convention.
+        difference: ``measured_peak - published_peak`` wrapped into ``(-180, 180]``.
+        correlation: Pearson correlation of the measured responses with the published curve
+            read at the same orientations (1: the same shape up to scale and offset).
+        shift: the rotation ``s`` (degrees, ``(-180, 180]``) for which the measured curve best
+            matches the published one turned by ``s``, ``measured(t) ~ published(t - s)``
+            (highest correlation); near 0 when the conventions and the tuning agree.
     """
-    import matplotlib.pyplot as plt
-    import numpy as np
 
-    curves = [curves] if isinstance(curves, TuningCurve) else list(curves)
-    fig = plt.figure(figsize=(4.2, 4.4) if polar else (5.5, 3.4))
-    ax = fig.add_subplot(projection="polar" if polar else None)
-    colours = plt.get_cmap("hsv")
-    for i, tc in enumerate(curves):
-        a = tc.angles.double().cpu().numpy()
-        r = tc.responses.double().cpu().numpy()
-        colour = colours(i / max(len(curves), 1))
-        if polar:
-            t = np.deg2rad(np.append(a, a[:1]) * 360.0 / tc.period)
-            ax.plot(t, np.clip(np.append(r, r[:1]), 0, None), color=colour, label=tc.unit)
-            if tc.preferred == tc.preferred:  # not nan
-                ax.plot([np.deg2rad(tc.preferred * 360.0 / tc.period)] * 2, [0, max(float(r.max()), 1e-9)],
-                        "--", color=colour, linewidth=1)  # fmt: skip
-        else:
-            ax.plot(a, r, color=colour, label=tc.unit)
-            ax.axvline(tc.preferred, color=colour, linestyle="--", linewidth=1)
-            ax.set_xlabel("orientation (degrees)")
-            ax.set_ylabel("response")
-    if polar:
-        ax.set_yticklabels([])
-    ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.3, 1.12) if polar else None)
-    if title:
-        ax.set_title(title, fontsize=10, pad=14)
-    fig.subplots_adjust(bottom=0.12)
-    caption_figure(fig, model, caption)
-    plt.close(fig)
-    return fig
+    unit: str
+    published_peak: float
+    measured_peak: float
+    difference: float
+    correlation: float
+    shift: float
+
+    def agrees(self, tolerance: float = 30.0) -> bool:
+        """Whether the peaks are within ``tolerance`` degrees."""
+        return abs(self.difference) <= tolerance
+
+
+def _wrap180(d: float) -> float:
+    d = d % 360.0
+    return d - 360.0 if d > 180.0 else d
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denom) if denom > 0 else float("nan")
+
+
+def compare_radial_tuning(curves, layer: str = "mixed3b", data: dict[int, np.ndarray] | None = None):
+    """Compare measured radial tuning curves with "Curve Detectors"' published ones.
+
+    ``curves``: :class:`circuitscope.methods.stimuli.TuningCurve` s of units of ``layer`` (e.g. from
+    :func:`circuitscope.methods.stimuli.radial_tuning_curve`), their ``angles`` in the stimuli's
+    convention (counter-clockwise); they are converted to the article's (clockwise,
+    :func:`circuitscope.methods.stimuli.article_orientation`) before comparing. ``data``: the
+    published curves ``{channel: (720,)}``; default :func:`circuitscope.core.published.radial_tuning` ``(layer)`` (fetched,
+    credited as "Curve Detectors", Cammarata et al., 2020, CC BY 4.0). The published curve is
+    read at the nearest of its 720 orientations.
+
+    Returns one :class:`RadialComparison` per curve, in order. Raises ``KeyError`` for a unit the
+    published data does not have.
+    """
+    if isinstance(curves, TuningCurve):
+        curves = [curves]
+    data = published.radial_tuning(layer) if data is None else data
+    out = []
+    for tc in curves:
+        channel = int(str(tc.unit).rsplit(":", 1)[-1])
+        if channel not in data:
+            raise KeyError(f"the published {layer} data has no unit {channel}; it has {sorted(data)}")
+        pub = np.asarray(data[channel], dtype=np.float64)
+        n = len(pub)
+        step = 360.0 / n
+        art = article_orientation(tc.angles.double().cpu().numpy())
+        measured = tc.responses.double().cpu().numpy()
+        index = np.rint(art / step).astype(int) % n
+        published_peak = float(np.argmax(pub)) * step
+        measured_peak = float(article_orientation(float(tc.peak)))
+        shifts = np.arange(n)
+        scores = [_pearson(measured, pub[(index - s) % n]) for s in shifts]
+        scores = np.nan_to_num(np.asarray(scores), nan=-np.inf)
+        best = int(np.argmax(scores))
+        out.append(
+            RadialComparison(
+                unit=str(tc.unit),
+                published_peak=published_peak,
+                measured_peak=measured_peak,
+                difference=_wrap180(measured_peak - published_peak),
+                correlation=_pearson(measured, pub[index]),
+                shift=_wrap180(best * step),
+            )
+        )
+    return out

@@ -50,15 +50,12 @@ __all__ = [
     "importance_decay",
     "importance_weighted_loss",
     "phase_diagram",
-    "plot_features",
-    "plot_phase_diagram",
-    "plot_wtw",
     "represented_features",
     "train_toy_model",
 ]  # fmt: skip
 
 
-def _as_batch(W: torch.Tensor) -> tuple[torch.Tensor, bool]:
+def as_instances(W: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """``W`` as ``(n_instances, m, n)``, and whether a single ``(m, n)`` was given."""
     W = torch.as_tensor(W).detach().float()
     if W.dim() == 2:
@@ -68,7 +65,7 @@ def _as_batch(W: torch.Tensor) -> tuple[torch.Tensor, bool]:
     return W, False
 
 
-def _per_instance(value, n_instances: int, n_features: int, name: str, one_d: str) -> torch.Tensor:
+def per_instance(value, n_instances: int, n_features: int, name: str, one_d: str) -> torch.Tensor:
     """A number, a 1-D value or ``(n_instances, n_features)`` as ``(n_instances, n_features)``.
 
     ``one_d`` says what a 1-D value is: ``"instance"`` (one per instance) or ``"feature"``."""
@@ -126,10 +123,10 @@ class ToyModel(nn.Module):
             sp, imp = torch.as_tensor(sparsity), torch.as_tensor(importance)
             n_instances = sp.shape[0] if sp.dim() >= 1 else imp.shape[0] if imp.dim() == 2 else 1
         self.n_features, self.n_hidden, self.n_instances = int(n_features), int(n_hidden), int(n_instances)
-        sp = _per_instance(sparsity, self.n_instances, self.n_features, "sparsity", "instance")
+        sp = per_instance(sparsity, self.n_instances, self.n_features, "sparsity", "instance")
         if not bool(((sp >= 0) & (sp < 1)).all()):
             raise ValueError("sparsity must be in [0, 1): the probability a feature is zero")
-        imp = _per_instance(importance, self.n_instances, self.n_features, "importance", "feature")
+        imp = per_instance(importance, self.n_instances, self.n_features, "importance", "feature")
         device = get_device(device)
         gen = torch.Generator().manual_seed(seed)
         std = math.sqrt(2.0 / (self.n_hidden + self.n_features))  # Xavier normal
@@ -223,8 +220,6 @@ def train_toy_model(
         return _train_toy_model(model, steps, batch_size, lr, seed, log_every, progress)
 
 
-
-
 def _train_toy_model(model, steps, batch_size, lr, seed, log_every, progress) -> TrainResult:
 
     gen = torch.Generator().manual_seed(seed)
@@ -257,7 +252,7 @@ def feature_norms(W: torch.Tensor) -> torch.Tensor:
 
     About 1 for a represented feature, about 0 for one the model ignores.
     """
-    Wb, single = _as_batch(W)
+    Wb, single = as_instances(W)
     norms = Wb.norm(dim=1)
     return norms[0] if single else norms
 
@@ -277,7 +272,7 @@ def features_per_dimension(W: torch.Tensor) -> torch.Tensor:
     ``D* = m / ||W||_F^2`` (:func:`dimensions_per_feature`; section "The Geometry of
     Superposition: Feature Dimensionality").
     """
-    Wb, single = _as_batch(W)
+    Wb, single = as_instances(W)
     value = Wb.pow(2).sum(dim=(1, 2)) / Wb.shape[1]
     return value[0] if single else value
 
@@ -295,7 +290,7 @@ def feature_dimensionality(W: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     for a feature on its own dimension, 1/2 for an antipodal pair, 2/5 in a pentagon, 0 for a
     feature that is not represented ("The Geometry of Superposition: Feature Dimensionality").
     """
-    Wb, single = _as_batch(W)
+    Wb, single = as_instances(W)
     norms_sq = Wb.pow(2).sum(1)  # (k, n)
     unit = Wb / (norms_sq.sqrt()[:, None, :] + eps)
     overlaps = torch.einsum("kmi,kmj->kij", unit, Wb).pow(2).sum(-1)  # (k, n)
@@ -393,131 +388,5 @@ def phase_diagram(
     return PhaseDiagram(phases, sp, imp, norms, loss.min(1).values.view(grid_s.shape).numpy())
 
 
-# -- figures -------------------------------------------------------------------------------
-def _colours(values: np.ndarray, cmap: str = "viridis"):
-    import matplotlib.pyplot as plt
-
-    v = np.asarray(values, dtype=float)
-    span = v.max() - v.min()
-    scaled = (v - v.min()) / span if span > 0 else np.ones_like(v) * 0.85
-    return plt.get_cmap(cmap)(0.1 + 0.85 * scaled)
 
 
-def plot_features(W: torch.Tensor, importance=None, titles: Sequence[str] | None = None, size: float = 2.6):
-    """The article's pictures of 2-D embeddings: one line from the origin per feature column.
-
-    ``W: (2, n)`` or ``(n_instances, 2, n)``; ``importance: (n,)`` or ``(n_instances, n)``
-    colours the features (yellow = most important, purple = least, like the article; default
-    ``0.9 ** i``). Dense features give two orthogonal lines and three dots at the origin; sparse
-    ones a pentagon. Returns a :class:`matplotlib.figure.Figure` (one panel per instance).
-    """
-    import matplotlib.pyplot as plt
-
-    from ..figures.plotting import COLUMN_IN, wrap
-
-    Wb, _ = _as_batch(W)
-    k, m, n = Wb.shape
-    if m != 2:
-        raise ValueError(f"plot_features draws 2-D embeddings; W has m = {m} hidden dimensions")
-    imp = importance_decay(n) if importance is None else torch.as_tensor(importance, dtype=torch.float32)
-    imp = _per_instance(imp, k, n, "importance", "feature").numpy()
-    size = min(size, COLUMN_IN / k)  # every panel in the site's column
-    fig, axes = plt.subplots(1, k, figsize=(size * k, size), squeeze=False)
-    lim = max(1.2, float(feature_norms(Wb).max()) * 1.15)
-    for idx, ax in enumerate(axes[0]):
-        colours = _colours(-imp[idx], "viridis_r")
-        for i in np.argsort(imp[idx]):  # most important drawn last, on top
-            x, y = Wb[idx, :, i].tolist()
-            ax.plot([0, x], [0, y], color=colours[i], lw=2, zorder=2)
-            ax.scatter([x], [y], color=colours[i], s=28, zorder=3, edgecolors="k", linewidths=0.4)
-        ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim)
-        ax.set_aspect("equal")
-        ax.axhline(0, color="#ccc", lw=0.6, zorder=1), ax.axvline(0, color="#ccc", lw=0.6, zorder=1)
-        ax.set_xticks([]), ax.set_yticks([])
-        if titles is not None:
-            ax.set_title(wrap(titles[idx], size * 0.95, 9), fontsize=9)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
-
-
-def plot_wtw(
-    W: torch.Tensor, b: torch.Tensor | None = None, titles: Sequence[str] | None = None, size: float = 2.6
-):
-    """``W^T W`` (which features interfere, and how) beside the bias ``b``, as in the article.
-
-    ``W: (m, n)`` or ``(n_instances, m, n)``; ``b: (n,)`` or ``(n_instances, n)``. Blue is
-    negative, red positive, white zero: the diagonal shows which features are represented, the
-    off-diagonal entries the interference between them. Returns a Figure.
-    """
-    import matplotlib.pyplot as plt
-
-    from ..figures.plotting import COLUMN_IN, imshow_diverging, wrap
-
-    Wb, _ = _as_batch(W)
-    k, _, n = Wb.shape
-    wtw = torch.einsum("kmi,kmj->kij", Wb, Wb)
-    vmax = max(float(wtw.abs().max()), 1e-6)
-    bb = None if b is None else torch.as_tensor(b).detach().float().cpu().reshape(k, n)
-    per = 2 if bb is not None else 1
-    size = min(size, (COLUMN_IN - 0.8) / (k * (1.25 if bb is not None else 1)))  # the site's column
-    ratios = ([n, 1] if bb is not None else [n]) * k
-    fig, axes = plt.subplots(1, per * k, figsize=(size * k * (1.25 if bb is not None else 1) + 0.8, size),
-                             squeeze=False, layout="constrained", gridspec_kw={"width_ratios": ratios})  # fmt: skip
-    axes = axes[0]
-    for idx in range(k):
-        ax = axes[per * idx]
-        im = imshow_diverging(ax, wtw[idx], vmax=vmax)
-        step = max(1, math.ceil(n / (size * 4)))  # about 4 tick labels an inch: they do not touch
-        ax.set_xticks(range(0, n, step)), ax.set_yticks(range(0, n, step))
-        ax.tick_params(labelsize=7)
-        ax.set_title(wrap(titles[idx], size, 9) if titles is not None else "$W^TW$", fontsize=9)
-        if bb is not None:
-            imshow_diverging(axes[per * idx + 1], bb[idx][:, None], vmax=vmax)
-            axes[per * idx + 1].set_xticks([]), axes[per * idx + 1].set_yticks([])
-            axes[per * idx + 1].set_title("$b$", fontsize=9)
-    fig.colorbar(im, ax=list(axes), fraction=0.03, pad=0.02)
-    plt.close(fig)
-    return fig
-
-
-PHASE_COLOURS = ("#0072B2", "#999999", "#D55E00")  # Okabe-Ito: blue, grey, vermillion
-
-
-def plot_phase_diagram(diagram: PhaseDiagram, ax=None):
-    """Draw a :class:`PhaseDiagram`: relative importance (log x) against feature density
-    ``1 - S`` (log y, sparse at the bottom), one categorical colour per phase (colour-blind safe).
-    Returns the Figure."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import BoundaryNorm, ListedColormap
-    from matplotlib.patches import Patch
-    from matplotlib.ticker import NullFormatter
-
-    fig = None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4.6, 3.8))
-    density = 1 - np.asarray(diagram.sparsities)
-    imp = np.asarray(diagram.importances)
-
-    def edges(v):
-        lv = np.log10(v)
-        if len(lv) == 1:
-            return 10 ** np.array([lv[0] - 0.5, lv[0] + 0.5])
-        mid = (lv[1:] + lv[:-1]) / 2
-        return 10 ** np.concatenate([[2 * lv[0] - mid[0]], mid, [2 * lv[-1] - mid[-1]]])
-
-    cmap = ListedColormap(PHASE_COLOURS)
-    ax.pcolormesh(edges(imp), edges(np.clip(density, 1e-12, None)), diagram.phases, cmap=cmap,
-                  norm=BoundaryNorm([-0.5, 0.5, 1.5, 2.5], 3), shading="flat")  # fmt: skip
-    ax.set_xscale("log"), ax.set_yscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a narrow log axis overlap
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("relative importance of feature 1")
-    ax.set_ylabel("feature density $1 - S$")
-    ax.legend(handles=[Patch(color=c, label=p) for c, p in zip(PHASE_COLOURS, PHASES)], fontsize=7,
-              loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)  # fmt: skip
-    ax.set_title("Feature 1 in a 2-feature, 1-dimension toy model", fontsize=9)
-    fig = fig or ax.figure
-    fig.tight_layout()
-    plt.close(fig)
-    return fig

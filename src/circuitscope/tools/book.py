@@ -490,7 +490,7 @@ def _repeated_figures(page: str, nb) -> list[NoticeProblem]:
 
 # -- figures sized for the page --------------------------------------------------------------
 #: The text column of a page on a 1280-pixel-wide screen (sphinx-book-theme), in CSS pixels:
-#: figures are drawn for it (:data:`circuitscope.figures.plotting.COLUMN_IN` at its DPI).
+#: figures are drawn for it (:data:`circuitscope.figures.style.COLUMN_IN` at its DPI).
 COLUMN_PX = 676
 #: The smallest text a figure may show, in CSS pixels at the size it is shown in the column.
 MIN_FONT_PX = 9.0
@@ -698,7 +698,7 @@ def check_figures(build: Path, column_px: float = COLUMN_PX, min_font_px: float 
             problems.append(NoticeProblem(page, (
                 f"figure {name} ({record['width']} px wide, shown {shown:.0f} px) has text of "
                 f"{smallest:.1f} px ({small!r}): under {min_font_px:.0f} px; draw it for the column "
-                "(circuitscope.figures.plotting.COLUMN_IN) with larger type")))
+                "(circuitscope.figures.style.COLUMN_IN) with larger type")))
         for a, b in overlapping_texts(record)[:3]:
             problems.append(NoticeProblem(page, f"figure {name}: labels overlap: {a!r} and {b!r}"))
     return problems
@@ -802,116 +802,151 @@ def build(
     unless every page is made with the verified real weights and every published file (see the
     module's docstring). ``microscope``: a folder written by ``circuitscope gallery --all-layers``,
     copied into the site and linked from its Microscope page (:func:`attach_microscope`).
+
+    The steps: check the arguments, fetch the published data, choose the weights and the
+    execution cache, run the pages and Sphinx, check the built site, report.
     """
-    from circuitscope.core import registry
     from circuitscope_course import pages
 
     root = Path(root).resolve()
     if not (root / "_config.yml").is_file():
-        print(f"error: no _config.yml in {root}: is it the repository root?", file=sys.stderr)
-        return 2
-    out_root = Path(output).resolve() if output is not None else root
-    build_path = build_dir(root, out_root)
-    has_exercises = bool(pages.exercises(root))
+        return _error(f"no _config.yml in {root}: is it the repository root?")
     if learner_repo and not classroom:
-        print("error: --learner-repo is for the classroom release: add --classroom", file=sys.stderr)
-        return 2
+        return _error("--learner-repo is for the classroom release: add --classroom")
     try:
         release = pages.Classroom.read(root, learner_repo) if classroom else None
     except pages.PagesError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-    # Published data: fetched now (the kernels run offline), unless the user said offline.
-    if not registry.offline():
-        failed = prefetch()
-        if failed:
-            print(f"\n{len(failed)} published file(s) could not be had; their pages show a "
-                  "'not available' note:", file=sys.stderr)  # fmt: skip
-            for name, why in failed.items():
-                print(f"  - {name}: {why.splitlines()[0]}", file=sys.stderr)
-            if require_real:
-                print("\nBook build FAILED: --require-real needs every published file.", file=sys.stderr)
-                return 1
+        return _error(str(err))
+    out_root = Path(output).resolve() if output is not None else root
+    build_path = build_dir(root, out_root)
+    if not _fetch_published(require_real):
+        return 1
     env = build_env()
     identity = weights_identity(env)
     state = identity_state(identity)
     if require_real and state != "real":
-        print(f"\nBook build FAILED: --require-real needs the verified real weights, but the pages "
-              f"would use {identity!r}. Set CIRCUITSCOPE_WEIGHTS to inception5h.pth (or put it in "
-              "the cache: circuitscope.core.models.weights.copy_to_cache).", file=sys.stderr)  # fmt: skip
-        return 1
+        return _failed(f"--require-real needs the verified real weights, but the pages would use {identity!r}. "
+                       "Set CIRCUITSCOPE_WEIGHTS to inception5h.pth (or put it in the cache: "
+                       "circuitscope.core.models.weights.copy_to_cache).")  # fmt: skip
     key = cache_key(identity, missing_data(env))
     cache = use_execution_cache(execution_cache(root, build_path), key)
+    log = _announce(root, identity, state, cache, key)
+    # The kernels record each figure they draw (checked against the column after the build).
+    build_path.mkdir(parents=True, exist_ok=True)
+    env = {**env, AUDIT_ENV: str(build_path / FIGURE_AUDIT), "IPYTHONDIR": str(kernel_profile(build_path))}
+    try:
+        status, elapsed = _run_pages(root, out_root, build_path, extra_args, env, log, cache, release)
+    except pages.PagesError as err:
+        return _failed(f"the exercise pages cannot be made: {err}")
+    if status != 0:
+        return _failed(f"(exit status {status}) after {elapsed:.0f} s: a warning, an error, or a notebook cell "
+                       "that raised; see the messages above.", status=status)  # fmt: skip
+    status = _check_site(root, build_path, cache, identity, state, classroom, require_real, microscope)
+    if status != 0:
+        return status
+    _report(root, build_path, cache, log, identity, state, release, elapsed)
+    return 0
+
+
+def _error(message: str) -> int:
+    """A problem with how the build was asked for: exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _failed(message: str, problems: list[str] = (), status: int = 1) -> int:
+    """The build failed: say why (one line per problem), return ``status``."""
+    print(f"\nBook build FAILED{'' if message.startswith('(') else ':'} {message}", file=sys.stderr)
+    for problem in problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return status
+
+
+def _fetch_published(require_real: bool) -> bool:
+    """Fetch the published data now (the kernels run offline), unless the user said offline.
+    False when a file could not be had and ``require_real`` needs every one."""
+    from circuitscope.core import registry
+
+    if registry.offline():
+        return True
+    failed = prefetch()
+    if failed:
+        print(f"\n{len(failed)} published file(s) could not be had; their pages show a "
+              "'not available' note:", file=sys.stderr)  # fmt: skip
+        for name, why in failed.items():
+            print(f"  - {name}: {why.splitlines()[0]}", file=sys.stderr)
+        if require_real:
+            _failed("--require-real needs every published file.")
+            return False
+    return True
+
+
+def _announce(root: Path, identity: str, state: str | None, cache: Path, key: str) -> BuildLog:
+    """Say which weights and cache the pages use and what happens next; the build's log."""
     print(f"Weights: {identity}: {STATE_WORDS.get(state or '', 'unknown weights')}.", flush=True)
     print(f"Execution cache: {cache} (key {key}); unchanged pages are not run again.", flush=True)
     n_pages = _notebook_pages(root)
     print(f"Building the site: {n_pages} notebook pages run their code (on two CPU cores about a minute "
           "each the first time, seconds when cached), then Sphinx writes the HTML.", flush=True)  # fmt: skip
-    log = BuildLog(root, n_pages)
-    # The kernels record each figure they draw (checked against the column after the build).
-    build_path.mkdir(parents=True, exist_ok=True)
-    env = {**env, AUDIT_ENV: str(build_path / FIGURE_AUDIT), "IPYTHONDIR": str(kernel_profile(build_path))}
+    return BuildLog(root, n_pages)
 
-    try:
-        if has_exercises and not classroom:
-            pages.write_pages(root)
-        if classroom:  # a page left by an earlier build (the instructors' page, a solution) must not ship
-            shutil.rmtree(build_path / "html", ignore_errors=True)
-        with pages.classroom_stage(root, release) if classroom else contextlib.nullcontext(root) as source:
-            log.source = Path(source)
-            status, elapsed = _jupyter_book(source, out_root, extra_args, env, log=log)
-            if classroom:
-                pages.forget_staged_notebooks(cache, source)
-    except pages.PagesError as err:
-        print(f"\nBook build FAILED: the exercise pages cannot be made: {err}", file=sys.stderr)
-        return 1
-    if status != 0:
-        print(f"\nBook build FAILED (exit status {status}) after {elapsed:.0f} s: a warning, an "
-              "error, or a notebook cell that raised; see the messages above.", file=sys.stderr)  # fmt: skip
-        return status
-    problems = check_weights_notices(build_path, cache, require_real=require_real)
-    if problems:
-        print("\nBook build FAILED: pages that use the model must say which weights they used"
-              + (" (and, with --require-real, be made with the real ones)" if require_real else "")
-              + ".", file=sys.stderr)  # fmt: skip
-        for problem in problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return 1
-    problems = check_page_truth(build_path, state, cache, repeats_allowed=exercise_pages(root))
-    if problems:
-        print(f"\nBook build FAILED: pages say what is false for their weights ({identity}), or "
-              "show a figure twice or a blank widget:", file=sys.stderr)  # fmt: skip
-        for problem in problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return 1
-    leaks = pages.check_published(build_path / "html", root, classroom) if has_exercises else []
-    if leaks:
-        what = "hidden tests or solutions" if classroom else "hidden tests"
-        print(f"\nBook build FAILED: the site shows {what}:", file=sys.stderr)
-        for leak in leaks:
-            print(f"  - {leak}", file=sys.stderr)
-        return 1
-    links = pages.check_classroom(build_path / "html", root) if classroom else []
-    if links:
-        print("\nBook build FAILED: the classroom site leads to what the class must not see "
-              "(the course's repository, solutions/, the instructors' page):", file=sys.stderr)  # fmt: skip
-        for link in links:
-            print(f"  - {link}", file=sys.stderr)
-        return 1
+
+def _run_pages(root, out_root, build_path, extra_args, env, log, cache, release) -> tuple[int, float]:
+    """Write the exercise pages, run every page and Sphinx (the classroom release from a staged
+    copy without solutions); ``(exit status, seconds)``."""
+    from circuitscope_course import pages
+
+    if pages.exercises(root) and release is None:
+        pages.write_pages(root)
+    if release is not None:  # a page left by an earlier build (the instructors' page, a solution) must not ship
+        shutil.rmtree(build_path / "html", ignore_errors=True)
+    with pages.classroom_stage(root, release) if release is not None else contextlib.nullcontext(root) as source:
+        log.source = Path(source)
+        status, elapsed = _jupyter_book(source, out_root, extra_args, env, log=log)
+        if release is not None:
+            pages.forget_staged_notebooks(cache, source)
+    return status, elapsed
+
+
+def _check_site(root, build_path, cache, identity, state, classroom, require_real, microscope) -> int:
+    """The built site's checks, in order; the first that fails ends the build (exit status 1).
+    Figure problems are reported, not fatal."""
+    from circuitscope_course import pages
+
+    html = build_path / "html"
+    has_exercises = bool(pages.exercises(root))
+    checks = [
+        ("pages that use the model must say which weights they used"
+         + (" (and, with --require-real, be made with the real ones)." if require_real else "."),
+         lambda: check_weights_notices(build_path, cache, require_real=require_real)),
+        (f"pages say what is false for their weights ({identity}), or show a figure twice or a blank widget:",
+         lambda: check_page_truth(build_path, state, cache, repeats_allowed=exercise_pages(root))),
+        (f"the site shows {'hidden tests or solutions' if classroom else 'hidden tests'}:",
+         lambda: pages.check_published(html, root, classroom) if has_exercises else []),
+        ("the classroom site leads to what the class must not see (the course's repository, solutions/, "
+         "the instructors' page):", lambda: pages.check_classroom(html, root) if classroom else []),
+    ]  # fmt: skip
+    for message, check in checks:
+        problems = check()
+        if problems:
+            return _failed(message, problems)
     if microscope is not None:
         try:
-            print(attach_microscope(build_path / "html", Path(microscope), require_real=require_real))
+            print(attach_microscope(html, Path(microscope), require_real=require_real))
         except MicroscopeError as err:
-            print(f"\nBook build FAILED: {err}", file=sys.stderr)
-            return 1
+            return _failed(str(err))
     figures = check_figures(build_path)
     if figures:
         print(f"\n{len(figures)} figure problem(s) (text under {MIN_FONT_PX:.0f} px in the "
               f"{COLUMN_PX}-px column, or labels that overlap):")  # fmt: skip
         for problem in figures:
             print(f"  - {problem}")
-    times = execution_times(root, cache) if not classroom else {}
+    return 0
+
+
+def _report(root, build_path, cache, log, identity, state, release, elapsed: float) -> None:
+    """Each page's execution time, then where the site is and what it was made with."""
+    times = execution_times(root, cache) if release is None else {}
     times.update(log.times)
     _report_times(dict(sorted(times.items())), executed=log.times, cached=log.cached)
     what = ""
@@ -923,7 +958,6 @@ def build(
           f"\n  Site:     {index}  (open it in a browser, or: python -m http.server -d {index.parent})"
           f"\n  Weights:  {identity}: {STATE_WORDS.get(state or '', 'unknown weights')}"
           f"\n  Pages:    {len(log.times)} run now, {len(log.cached)} from the cache")  # fmt: skip
-    return 0
 
 
 # -- the Microscope --------------------------------------------------------------------------

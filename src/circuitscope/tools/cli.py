@@ -141,12 +141,12 @@ def _parser() -> argparse.ArgumentParser:
         "gallery", help="render every channel of a layer into a browsable folder (a local Microscope)"
     )
     add_gallery_arguments(gallery).set_defaults(run=run_gallery)
-    from ..methods import dataset_examples, sae
+    from . import examples_command, sae_command  # torch and the methods only for these commands
 
     examples = sub.add_parser("dataset-examples", help="the images of a folder that excite units most")
-    dataset_examples.add_arguments(examples).set_defaults(run=dataset_examples.run)
+    examples_command.add_arguments(examples).set_defaults(run=examples_command.run)
     sae_parser = sub.add_parser("sae", help="train a sparse autoencoder on a layer's activations (resumable)")
-    sae.add_arguments(sae_parser).set_defaults(run=sae.run)
+    sae_command.add_arguments(sae_parser).set_defaults(run=sae_command.run)
     return parser
 
 

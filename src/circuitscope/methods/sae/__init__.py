@@ -41,16 +41,14 @@ from __future__ import annotations
 
 from ...core.images import photo_crops
 from .checkpoint import CHECKPOINT_FORMAT, TrainingHistory, load_sae
-from .command import add_arguments, run
 from .data import ActivationBatches, PlantedFeatures, activation_batches, activation_scale, planted_features
 from .features import (
     SAEFeatureModel,
     dead_features,
+    feature_cosines,
     feature_direction,
     feature_frequencies,
     mean_max_cosine_similarity,
-    plot_dictionary_match,
-    plot_sae_features,
     top_examples,
 )
 from .model import SAELoss, SparseAutoencoder, TopKSparseAutoencoder, build_sae
@@ -69,14 +67,13 @@ __all__ = [
     "activation_scale",
     "build_sae",
     "dead_features",
+    "feature_cosines",
     "feature_direction",
     "feature_frequencies",
     "load_sae",
     "mean_max_cosine_similarity",
     "photo_crops",
     "planted_features",
-    "plot_dictionary_match",
-    "plot_sae_features",
     "top_examples",
     "train_layer_sae",
     "train_sae",

@@ -15,8 +15,6 @@ from ...core.models.named import NamedModel
 from ...core.provenance import weights_state
 from ...core.receptive_field import receptive_field
 from ..dataset_examples import top_examples as dataset_top_examples
-from ..optvis import render
-from ..optvis.objectives import direction
 from .data import check_vectors
 from .model import SparseAutoencoder
 
@@ -26,8 +24,6 @@ __all__ = [
     "feature_direction",
     "feature_frequencies",
     "mean_max_cosine_similarity",
-    "plot_dictionary_match",
-    "plot_sae_features",
     "top_examples",
 ]  # fmt: skip
 
@@ -83,7 +79,8 @@ class SAEFeatureModel(NamedModel):
     examples with their activation cache, patches and plots::
 
         features = SAEFeatureModel(sae, model, "mixed4a")
-        cs.top_examples(features, "my_photos", "mixed4a_sae:12", k=9).plot()
+        top = cs.top_examples(features, "my_photos", "mixed4a_sae:12", k=9)
+        cs.plotting.top_examples_figure(top)
 
     A :class:`~circuitscope.core.models.named.NamedModel`: ``named_forward(images)`` yields
     ``(f"{layer}_sae", (N, d_hidden, H', W'))`` (``(N, d_hidden)`` for a layer without
@@ -152,15 +149,14 @@ def top_examples(
     return dataset_top_examples(features, images, units, k=k, batch_size=batch_size, **kwargs)
 
 
-
 def mean_max_cosine_similarity(learned: torch.Tensor, planted: torch.Tensor) -> float:
     """For each planted direction (a column of ``planted: (d, n)``), the largest cosine
     similarity with any learned one (columns of ``learned: (d, m)``, e.g. ``sae.W_dec``),
     averaged over the planted directions: 1 when every planted feature was found."""
-    return float(_cosines(learned, planted).max(dim=1).values.mean())
+    return float(feature_cosines(learned, planted).max(dim=1).values.mean())
 
 
-def _cosines(learned: torch.Tensor, planted: torch.Tensor) -> torch.Tensor:
+def feature_cosines(learned: torch.Tensor, planted: torch.Tensor) -> torch.Tensor:
     """Cosine similarities ``(n, m)`` between the columns of ``planted: (d, n)`` and of
     ``learned: (d, m)``, on the CPU."""
     a = learned.detach().float().cpu()
@@ -170,64 +166,3 @@ def _cosines(learned: torch.Tensor, planted: torch.Tensor) -> torch.Tensor:
     return b.T @ a
 
 
-
-# -- figures for the chapter ------------------------------------------------------------------
-def plot_sae_features(model, sae: SparseAutoencoder, layer: str, features, images: torch.Tensor,
-                      renders: torch.Tensor | None = None, k: int = 4, size: int | None = None,
-                      steps: int | None = None, seed: int = 0, progress: bool = False):  # fmt: skip
-    """One row per SAE feature: its feature visualization, then its top ``k`` dataset examples.
-
-    The visualization maximises ``direction(layer, W_dec[:, feature])`` with
-    :func:`circuitscope.methods.optvis.render` (unless ``renders: (len(features), 3, H, W)`` are given);
-    the examples are the receptive-field patches of ``images: (N, 3, H, W)`` in [0, 1] where
-    the feature is largest (:func:`top_examples`, one pass over the images for all features).
-    As in "Feature Visualization"'s figures that pair optimisation with dataset examples.
-    Stamped with the model's weights. Returns the Figure.
-    """
-    from ...figures.plotting import image_grid  # the figures layer (and matplotlib) only when drawing
-
-    features = [int(f) for f in features]
-    if renders is None:
-        objectives = [direction(layer, feature_direction(sae, f)) for f in features]
-        renders = render(model, objectives, size=size, steps=steps, seed=seed, progress=progress)
-    tops = top_examples(sae, model, images, layer, features, k=k)
-    cells, titles = [], []
-    for row, (picture, top) in enumerate(zip(renders, tops)):
-        patches = list(top.patches()) if len(top) else []
-        blanks = [torch.ones_like(picture)] * (k - len(patches))  # fewer images than k: white cells
-        cells += [picture, *patches, *blanks]
-        titles += ["direction\nvisualization" if row == 0 else ""]
-        titles += [f"{score:.2g}" for score in top.scores.tolist()] + [""] * len(blanks)
-    return image_grid(cells, titles, model=model, columns=k + 1, row_labels=[f"feature {f}" for f in features],
-                      title=f"SAE features of {layer}: visualization and top dataset patches (score)")  # fmt: skip
-
-
-def plot_dictionary_match(learned: torch.Tensor, planted: torch.Tensor, title: str | None = None):
-    """How well a learned dictionary matches a planted one, as the cosine similarities between
-    every planted direction (rows) and its best-matching learned directions (columns).
-
-    ``learned: (d, m)`` (e.g. ``sae.W_dec``) and ``planted: (d, n)``, one direction per column.
-    Columns are ordered so that planted direction ``i``'s best match sits at column ``i``
-    (the remaining learned directions follow, by how well they match anything): a recovered
-    dictionary shows a bright diagonal. The mean of that diagonal is
-    :func:`mean_max_cosine_similarity`. Draws no model output, so it carries no weights
-    caption. Returns the Figure.
-    """
-    import matplotlib.pyplot as plt
-
-    cos = _cosines(learned, planted)  # (n, m)
-    best = cos.argmax(dim=1).tolist()
-    order = list(dict.fromkeys(best))
-    rest = [j for j in cos.max(dim=0).values.argsort(descending=True).tolist() if j not in order]
-    order += rest
-    fig, ax = plt.subplots(figsize=(min(9.0, 2 + 0.09 * len(order)), 2 + 0.09 * cos.shape[0]))
-    im = ax.imshow(cos[:, order].numpy(), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto",
-                   interpolation="nearest")  # fmt: skip
-    ax.set_xlabel("learned directions (best matches first)")
-    ax.set_ylabel("planted directions")
-    score = float(cos.max(dim=1).values.mean())  # mean_max_cosine_similarity
-    ax.set_title(title or f"cosine similarity; mean max = {score:.3f}", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig

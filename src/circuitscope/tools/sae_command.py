@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ...core import distributed
-from ...core.datasets import ImageFolderStream
-from ...core.models import load_inceptionv1
-from .training import train_layer_sae
+from ..core import distributed
+from ..core.datasets import ImageFolderStream
+from ..core.models import load_inceptionv1
+from ..methods.sae import train_layer_sae
 
 __all__ = ["add_arguments", "run"]
 
