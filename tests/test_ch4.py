@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from exercise_harness import assert_check_passes, chapter
 
-from circuitscope.methods.polysemanticity import PlantedPatternModel, planted_images
+from circuitscope.methods.planted import PlantedPatternModel, planted_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

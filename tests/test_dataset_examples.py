@@ -20,7 +20,7 @@ from circuitscope.methods.dataset_examples import (
     model_fingerprint,
     top_examples,
 )
-from circuitscope.methods.polysemanticity import PlantedPatternModel, planted_images, write_planted_folder
+from circuitscope.methods.planted import PlantedPatternModel, planted_images, write_planted_folder
 
 SIZE = 48
 N_PLAIN, N_PER = 14, 4  # 22 images: more than several batches of 3

@@ -243,8 +243,7 @@ def test_objects_without_a_state_fall_back_on_their_flag():
 def test_planted_and_toy_models_say_planted():
     from circuitscope.checks.ch5 import PlantedColourModel
     from circuitscope.core import provenance
-    from circuitscope.methods.planted import PlantedCurveModel
-    from circuitscope.methods.polysemanticity import PlantedPatternModel
+    from circuitscope.methods.planted import PlantedCurveModel, PlantedPatternModel
 
     for model in (PlantedCurveModel(), PlantedPatternModel(), PlantedColourModel()):
         assert provenance.weights_state(model) == "planted" and model.is_synthetic, type(model).__name__

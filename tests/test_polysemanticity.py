@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from circuitscope.methods.dataset_examples import top_examples
+from circuitscope.methods.planted import PlantedPatternModel, write_planted_folder
 from circuitscope.methods.polysemanticity import (
-    PlantedPatternModel,
     count_clusters,
     diverse_renders,
     effective_classes,
@@ -23,7 +23,6 @@ from circuitscope.methods.polysemanticity import (
     outgoing_weight_vector,
     outgoing_weights,
     silhouette,
-    write_planted_folder,
 )
 
 SIZE = 48

@@ -22,8 +22,9 @@ from ..core.hooks import activations
 from ..methods.dataset_examples import crop_window
 from ..methods.optvis import channel as channel_objective
 from ..methods.optvis import diversity, render
-from ..methods.polysemanticity import PlantedPatternModel, label_entropy, planted_images
+from ..methods.planted import PlantedPatternModel, planted_images
 from ..methods.polysemanticity import effective_classes as ref_effective_classes
+from ..methods.polysemanticity import label_entropy
 from .recipes import generator as _gen
 from .runner import Case, Exercise, Mistake, Opaque, Recipe, as_tensor, describe, fail, hidden_seed, same
 
@@ -446,7 +447,7 @@ def _render_cases(hidden: bool):
     if hidden:
         rows += [("units", 0, 3, 10.0, "detectors", 28, 40, hidden_seed(1)),
                  ("units", 0, 2, 3.0, "units", 24, 40, hidden_seed(2))]  # fmt: skip
-    model = Recipe("circuitscope.methods.polysemanticity:PlantedPatternModel", threshold=0.0)
+    model = Recipe("circuitscope.methods.planted:PlantedPatternModel", threshold=0.0)
     # What each hidden row tests, in words: (without the diversity term, with it).
     abouts = [
         ("a batch of another size and seed, without the diversity term",
@@ -777,7 +778,7 @@ def _facet_cases(hidden: bool):
         s = hidden_seed
         rows += [(0, 8, 4, 48, 12, 5, s(2)), (2, 5, 3, 36, 8, 3, s(3)), (0, 4, 2, 32, 6, 2, s(4)),
                  (1, 5, 2, 33, 5, 2, s(5)), (2, 3, 3, 35, 9, 1, s(6))]  # fmt: skip
-    model = Recipe("circuitscope.methods.polysemanticity:PlantedPatternModel")
+    model = Recipe("circuitscope.methods.planted:PlantedPatternModel")
     # What each hidden case tests, in words, in the order of the hidden rows.
     abouts = [
         "the two-facet unit with more examples of each pattern, in uneven batches",

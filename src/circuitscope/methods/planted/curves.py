@@ -41,8 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.models.named import NamedModel, check_images
-from .stimuli import line
+from ...core.models.named import NamedModel, check_images
+from ..stimuli import line
 
 __all__ = ["CURVE_ORIENTATIONS", "FAMILIES", "FAMILY_WEIGHTS", "LINE_ORIENTATIONS", "PLANTED_CAPTION", "PlantedCurveModel"]
 
