@@ -20,7 +20,9 @@ from itertools import pairwise
 import torch
 
 from ..core.hooks import activations
+from ..core.models.inceptionv1 import LAYER_CHANNELS
 from ..core.units import format_unit, parse_unit
+from ..methods.branches import BRANCH_SUFFIXES, banded_weight
 from ..methods.circuits import branch_of, expanded_weights, expanded_weights_by_gradient
 from ..methods.stimuli import curve, tuning_curve
 from .recipes import seeded_inception
@@ -838,7 +840,6 @@ class BlockLayout:
 def block_layout(block: str | None = None, seed: int = 0) -> BlockLayout:
     """InceptionV1's layer widths; with ``block``, that block's branches get other widths
     (8..40 channels each, and other bottleneck widths), drawn from ``seed``."""
-    from ..core.models.inceptionv1 import LAYER_CHANNELS
 
     widths = dict(LAYER_CHANNELS)
     if block is not None:
@@ -861,7 +862,6 @@ def _shares_reference(layout: BlockLayout, block: str, channels: list[int], *, w
                       inclusive: bool = False, counts: bool = False, present_only: bool = False,
                       short: bool = False, percent: bool = False):  # fmt: skip
     """:func:`branches.branch_shares` as data (``(branches, shares)``), or what a mistake gives."""
-    from ..methods.branches import BRANCH_SUFFIXES
 
     widths = widths_of or layout.layer_channels
     names, start, ranges = [], 0, []
@@ -976,7 +976,6 @@ def _banding_reference(weight: torch.Tensor, variant: str | None = None) -> floa
 
 
 def _banding_cases(hidden: bool):
-    from ..methods.branches import banded_weight
 
     rows = [  # (label, weight, about)
         ("planted bands of strength 0.7, 5x5 kernels", banded_weight(8, 6, 5, 0.7, seed=1), None),

@@ -19,6 +19,7 @@ import math
 import torch
 
 from ..core.hooks import activations
+from ..core.models.inceptionv1 import InceptionV1
 from ..methods.dataset_examples import crop_window
 from ..methods.optvis import channel as channel_objective
 from ..methods.optvis import diversity, render
@@ -626,7 +627,6 @@ check_effective_classes = Exercise(
 def _inception_4d_1x1(seed: int) -> _Tensor:
     """``(112, 528, 1, 1)``: mixed4d's 1x1 weights at PyTorch's initialisation, seeded (the
     caller's random state untouched)."""
-    from ..core.models.inceptionv1 import InceptionV1
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -19,9 +19,11 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..core.hooks import replaced
 from ..core.models.named import NamedModel
 from ..methods.optvis.objectives import direction
 from ..methods.sae import SparseAutoencoder, mean_max_cosine_similarity, planted_features
+from ..methods.sae_eval import evaluate_sae, identity_sae, spliced_metrics, zero_sae
 from ..methods.superposition import ToyModel, feature_norms, importance_decay, importance_weighted_loss
 from ..methods.superposition import features_per_dimension as ref_features_per_dimension
 from .recipes import generator as _gen
@@ -811,7 +813,6 @@ def _eval_data(n: int, d: int, d_hidden: int, seed: int) -> torch.Tensor:
 
 def _evaluation(sae: SparseAutoencoder, x: torch.Tensor, threshold: float, variant: str | None = None):
     """The reference (``evaluate_sae`` as a dict of data), or what a mistaken version gives."""
-    from ..methods.sae_eval import evaluate_sae
 
     ref = evaluate_sae(sae, x, threshold).as_dict()
     with torch.no_grad():
@@ -951,7 +952,6 @@ class PlantedClassifier(NamedModel):
 def splice_sae(kind: str, channels: int, d_hidden: int = 0, seed: int = 0, input_scale: float = 1.0):
     """The SAE a splice case plants: ``"identity"`` (exact on a post-ReLU layer), ``"zero"`` (its
     reconstruction is zeros: a zero ablation) or ``"random"`` (a seeded, imperfect one)."""
-    from ..methods.sae_eval import identity_sae, zero_sae
 
     if kind == "identity":
         sae = identity_sae(channels)
@@ -979,8 +979,6 @@ def _splice(model, sae, layer: str, images, labels, variant: str | None = None) 
     """The reference (:func:`sae_eval.spliced_metrics` as a dict), or what a mistaken version gives."""
     import torch.nn.functional as F
 
-    from ..core.hooks import replaced
-    from ..methods.sae_eval import spliced_metrics
 
     if variant is None:
         return dict(spliced_metrics(model, sae, layer, images, labels).as_dict())

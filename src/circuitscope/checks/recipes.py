@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..core.models.inceptionv1 import InceptionV1
+
 
 def generator(seed: int) -> torch.Generator:
     """A CPU generator seeded with ``seed`` (the caller's global random state is left alone)."""
@@ -18,7 +20,6 @@ def generator(seed: int) -> torch.Generator:
 def seeded_inception(seed: int) -> nn.Module:
     """InceptionV1 with PyTorch's default initialisation, seeded without touching the caller's
     random state: the real structure, the same weights at every call, no weight file."""
-    from ..core.models.inceptionv1 import InceptionV1
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -30,6 +30,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import registry
+from .images import load_image
+from .models import LAYER_CHANNELS
 from .registry import DataError, DataUnavailableError
 from .units import parse_unit
 
@@ -248,7 +250,6 @@ def published_render(unit: str) -> np.ndarray:
     Returns ``(110, 110, 3)`` uint8 RGB. Raises ``KeyError`` for a layer without a sheet or a
     channel outside it, :class:`DataError` when the sheet cannot be had.
     """
-    from .models import LAYER_CHANNELS
 
     layer, channel = parse_unit(unit)
     sprite_name(layer)  # a clear KeyError for a layer without a sheet
@@ -380,7 +381,6 @@ def dog_cat(photo: str = "dog_cat") -> LucidExample:
     """
     import torch
 
-    from .images import load_image
 
     if photo not in LUCID_PHOTOS:
         raise KeyError(f"{photo!r} is not one of the published photos {LUCID_PHOTOS}")
