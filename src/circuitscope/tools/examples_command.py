@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core import distributed
-from ..core.models import load_inceptionv1
 from ..methods.dataset_examples import TopExamples, top_examples
+from .model_options import add_model_arguments, start
 
 __all__ = ["add_arguments", "run"]
 
@@ -26,20 +26,13 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
     parser.add_argument("--out", default=None, help="write each unit's patches (PNG) and a JSON here")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
-    parser.add_argument("--weights", default="auto", help="auto, lucid, synthetic or a .pth path")
-    parser.add_argument("--allow-unverified", action="store_true")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--no-progress", action="store_true")
-    return parser
+    return add_model_arguments(parser)
 
 
 def run(args) -> int:
     """Run ``circuitscope dataset-examples`` (under ``torchrun``: images sharded over the ranks,
     the result identical to one process's; rank 0 prints and writes)."""
-    distributed.init()
-    main = distributed.is_main()
-    model = load_inceptionv1(args.weights, device=distributed.device(args.device), progress=main and not args.no_progress,
-                             allow_unverified=args.allow_unverified)  # fmt: skip
+    model, main = start(args)
     found = top_examples(model, args.source, list(args.units), k=args.k, by=args.by, layer_pre_relu=args.pre_relu,
                          batch_size=args.batch_size, size=args.size, cache=not args.no_cache,
                          progress=not args.no_progress)  # fmt: skip

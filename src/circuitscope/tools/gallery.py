@@ -33,12 +33,12 @@ from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from ..core import distributed, published
 from ..core.device import profile
 from ..core.hooks import check_layer_names
-from ..core.models import load_inceptionv1
 from ..core.progress import bar as progress_bar
 from ..core.provenance import SYNTHETIC_LABEL, weights_caption, weights_state
 from ..core.registry import DataError
 from ..methods.dataset_examples import top_examples
 from ..methods.optvis import Objective, RenderOptions, channel, per_element, render
+from .model_options import add_model_arguments, start
 
 MIN_DISPLAY_SIZE = 128  # small CPU renders are enlarged (nearest neighbour) so they can be seen
 META_FILE = "gallery.json"
@@ -713,15 +713,10 @@ def add_gallery_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--k", type=int, default=6, help="Microscope: dataset examples per channel")
     parser.add_argument("--image-size", type=int, default=None, help="dataset images' size (default 224)")
     parser.add_argument("--no-published", action="store_true", help="Microscope: without the article's renders")
-    parser.add_argument("--weights", default="auto", help="auto, lucid, synthetic or a .pth path")
-    parser.add_argument("--allow-unverified", action="store_true",
-                        help="accept a weight file that is not the published inception5h.pth")  # fmt: skip
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: best available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPUs)")
-    parser.add_argument("--no-progress", action="store_true")
-    return parser
+    return add_model_arguments(parser)
 
 
 def run_gallery(args: argparse.Namespace) -> int:
@@ -730,11 +725,7 @@ def run_gallery(args: argparse.Namespace) -> int:
     microscope = args.all_layers or args.layers is not None
     if microscope == (args.layer is not None):
         raise ValueError("give either one LAYER, or --all-layers / --layers for a whole-model Microscope")
-    distributed.init()
-    main = distributed.is_main()
-    progress = not args.no_progress and main
-    model = load_inceptionv1(args.weights, device=distributed.device(args.device), progress=progress,
-                             allow_unverified=args.allow_unverified)  # fmt: skip
+    model, main = start(args)
     state = weights_state(model)
     if state in BANDS and main:
         print(f"note: {weights_caption(model)}; every image is marked '{BANDS[state][0]}'")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..core import distributed
 from ..core.datasets import ImageFolderStream
-from ..core.models import load_inceptionv1
 from ..methods.sae import train_layer_sae
+from .model_options import add_model_arguments, start
 
 __all__ = ["add_arguments", "run"]
 
@@ -25,20 +25,13 @@ def add_arguments(parser):
     parser.add_argument("--image-batch-size", type=int, default=None, help="images per forward pass")
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--weights", default="auto", help="auto, lucid, synthetic or a .pth path")
-    parser.add_argument("--allow-unverified", action="store_true")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--no-progress", action="store_true")
-    return parser
+    return add_model_arguments(parser)
 
 
 def run(args) -> int:
     """Run ``circuitscope sae``: :func:`train_layer_sae` over a folder of images (under
     ``torchrun``: DistributedDataParallel, image batches dealt out to the ranks)."""
-    distributed.init()
-    main = distributed.is_main()
-    model = load_inceptionv1(args.weights, device=distributed.device(args.device),
-                             progress=main and not args.no_progress, allow_unverified=args.allow_unverified)  # fmt: skip
+    model, main = start(args)
     images = ImageFolderStream(args.images, size=args.image_size, batch_size=args.image_batch_size)
     sae, history = train_layer_sae(model, images, args.layer, expansion=args.expansion, steps=args.steps,
                                    lr=args.lr, l1_coeff=args.l1_coeff, batch_size=args.batch_size,
