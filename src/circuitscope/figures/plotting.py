@@ -923,7 +923,7 @@ def plot_weights(
     )
     image = None
     for i, ax in enumerate(axes.flat):
-        ax.set_xticks([]), ax.set_yticks([])
+        _kernel_frame(ax)
         if i >= len(panels):
             ax.axis("off")
             continue
@@ -935,6 +935,16 @@ def plot_weights(
     caption_figure(fig, model, caption)
     plt.close(fig)  # returned, not left open: a notebook shows it once, as the cell's value
     return fig
+
+
+def _kernel_frame(ax) -> None:
+    """No ticks, and a thin grey frame on all four sides: a kernel's edge shows even where its
+    weights are near zero (near white)."""
+    ax.set_xticks([]), ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(True)
+        spine.set_color("#bbbbbb")
+        spine.set_linewidth(0.6)
 
 
 def _as_hwc(image):
@@ -1036,7 +1046,7 @@ def _draw_edges(ax, edges, pos: dict, cmap) -> None:
             inset = ax.inset_axes([mx - 0.22, my - 0.22, 0.44, 0.44], transform=ax.transData, zorder=3)
             m = max(abs(kernel).max(), 1e-12)
             inset.imshow(kernel, cmap=cmap, norm=mcolors.Normalize(-m, m), interpolation="nearest")
-            inset.set_xticks([]), inset.set_yticks([])
+            _kernel_frame(inset)
 
 
 def _draw_units(ax, pos: dict, thumbnails: dict, thumb_size: float) -> None:
