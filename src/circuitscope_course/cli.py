@@ -169,129 +169,150 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(course: Course, args) -> int:
-    if args.command == "generate":
-        from .generate import generate
-
-        generate(course, args.assignments)
-        return 0
-
-    if args.command == "check-sync":
-        from .generate import check_sync
-
-        report = check_sync(course, args.assignments)
-        print(report.summary(course.release.name))
-        return 0 if report.in_sync else 1
-
-    if args.command == "grade":
-        from .grading import GRADED, REPORT_NAME, grade
-
-        outcomes = grade(
-            course,
-            args.submissions,
-            args.assignments,
-            timeout=args.timeout,
-            notebook_timeout=args.notebook_timeout,
-            jobs=args.jobs,
-            progress=not args.no_progress,
-            sandbox=not args.no_sandbox,
-            partial_credit=args.partial_credit,
-        )
-        graded = sum(o.status == GRADED for o in outcomes)
-        zeroed = len(outcomes) - graded
-        students = len({o.student_id for o in outcomes})
-        late = {(o.student_id, o.assignment) for o in outcomes if o.hours_late > 0}
-        lost = sum(o.late_penalty for o in outcomes)
-        print(f"{len(outcomes)} notebook(s) from {students} student(s): {graded} graded, "
-              f"{zeroed} scored 0 with a reason (see above), {len(late)} submission(s) late "
-              f"({lost:g} point(s) of late penalty, in every score shown); every score is in "
-              f"{course.db_path.relative_to(course.root)}, every row in "
-              f"{(course.autograder / REPORT_NAME).relative_to(course.root)}")  # fmt: skip
-        if args.no_sandbox:
-            print("WARNING: this class was graded WITHOUT the sandbox (--no-sandbox): "
-                  "a submission could have changed any grade", file=sys.stderr)  # fmt: skip
-        return 0
-
-    if args.command == "hidden-key":
-        existed = course.hidden_key_file.is_file()
-        path = course.make_hidden_key()
-        print(f"{path} {'already exists: kept' if existed else 'written'}; keep it private (not in git, "
-              "not on the site) and keep it for the whole course")  # fmt: skip
-        return 0
-
-    if args.command == "feedback":
-        from .results import feedback
-
-        feedback(course, args.assignments)
-        return 0
-
-    if args.command == "export":
-        from .results import export_csv
-
-        path = export_csv(course, args.csv, args.assignments)
-        print(f"wrote {path}")
-        return 0
-
-    if args.command == "demo":
-        from . import demo
-        from .generate import generate
-
-        dest = args.dest.resolve()
-        if dest.exists() and any(dest.iterdir()):
-            raise CourseError(f"{dest} is not empty")
-        demo.create(dest, course.config_file)
-        practice = Course(dest)
-        generate(practice)
-        names = demo.write_submissions(
-            dest / "submissions", practice.release / demo.ASSIGNMENT / f"{demo.NOTEBOOK}.ipynb"
-        )
-        a = demo.ASSIGNMENT
-        print(f"wrote a practice course in {dest}: solutions/{a}/, exercises/{a}/, "
-              f"and submissions/ from {len(names)} students:")  # fmt: skip
-        for name in names:
-            what, score = demo.EXPECTED[name]
-            print(f"  {name:14s} {what} (should score {score:g}/3)")
-        print(f"next: cd {dest} && circuitscope-course grade submissions --timeout 20 && "
-              "circuitscope-course feedback && circuitscope-course export grades.csv")  # fmt: skip
-        return 0
-
-    if args.command == "pages":
-        from .pages import write_pages
-
-        changed = write_pages(course.root, check=args.check)
-        if args.check:
-            for path in changed:
-                print(f"out of date: {path.relative_to(course.root)} (fix: circuitscope-course pages)")
-            if not changed:
-                print("the exercise pages are in sync with solutions/")
-            return 1 if changed else 0
-        if not changed:
-            print("the exercise pages were already up to date")
-        return 0
-
-    if args.command == "install-cells":
-        from .pages import write_install_cells
-
-        stale = write_install_cells(course.root, check=args.check)
-        if args.check:
-            for path in stale:
-                rel = path.relative_to(course.root)
-                print(f"out of date: {rel} (fix: circuitscope-course install-cells)")
-            if not stale:
-                print("every install cell is current")
-            return 1 if stale else 0
-        if stale:
-            print("now run `circuitscope-course generate` (exercises/) and `circuitscope-course pages`")
-        else:
-            print("every install cell was already current")
-        return 0
-
     if args.command in ("collect", "roster", "lms-export", "lms-feedback"):
         return _run_lms(course, args)
-
     if args.command in ("due", "extend"):
         return _run_deadlines(course, args)
+    return _COMMANDS[args.command](course, args)
 
-    raise AssertionError(args.command)
+
+def _cmd_generate(course: Course, args) -> int:
+    from .generate import generate
+
+    generate(course, args.assignments)
+    return 0
+
+
+def _cmd_check_sync(course: Course, args) -> int:
+    from .generate import check_sync
+
+    report = check_sync(course, args.assignments)
+    print(report.summary(course.release.name))
+    return 0 if report.in_sync else 1
+
+
+def _cmd_grade(course: Course, args) -> int:
+    from .grading import GRADED, REPORT_NAME, grade
+
+    outcomes = grade(
+        course,
+        args.submissions,
+        args.assignments,
+        timeout=args.timeout,
+        notebook_timeout=args.notebook_timeout,
+        jobs=args.jobs,
+        progress=not args.no_progress,
+        sandbox=not args.no_sandbox,
+        partial_credit=args.partial_credit,
+    )
+    graded = sum(o.status == GRADED for o in outcomes)
+    zeroed = len(outcomes) - graded
+    students = len({o.student_id for o in outcomes})
+    late = {(o.student_id, o.assignment) for o in outcomes if o.hours_late > 0}
+    lost = sum(o.late_penalty for o in outcomes)
+    print(f"{len(outcomes)} notebook(s) from {students} student(s): {graded} graded, "
+          f"{zeroed} scored 0 with a reason (see above), {len(late)} submission(s) late "
+          f"({lost:g} point(s) of late penalty, in every score shown); every score is in "
+          f"{course.db_path.relative_to(course.root)}, every row in "
+          f"{(course.autograder / REPORT_NAME).relative_to(course.root)}")  # fmt: skip
+    if args.no_sandbox:
+        print("WARNING: this class was graded WITHOUT the sandbox (--no-sandbox): "
+              "a submission could have changed any grade", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _cmd_hidden_key(course: Course, args) -> int:
+    existed = course.hidden_key_file.is_file()
+    path = course.make_hidden_key()
+    print(f"{path} {'already exists: kept' if existed else 'written'}; keep it private (not in git, "
+          "not on the site) and keep it for the whole course")  # fmt: skip
+    return 0
+
+
+def _cmd_feedback(course: Course, args) -> int:
+    from .results import feedback
+
+    feedback(course, args.assignments)
+    return 0
+
+
+def _cmd_export(course: Course, args) -> int:
+    from .results import export_csv
+
+    path = export_csv(course, args.csv, args.assignments)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_demo(course: Course, args) -> int:
+    from . import demo
+    from .generate import generate
+
+    dest = args.dest.resolve()
+    if dest.exists() and any(dest.iterdir()):
+        raise CourseError(f"{dest} is not empty")
+    demo.create(dest, course.config_file)
+    practice = Course(dest)
+    generate(practice)
+    names = demo.write_submissions(
+        dest / "submissions", practice.release / demo.ASSIGNMENT / f"{demo.NOTEBOOK}.ipynb"
+    )
+    a = demo.ASSIGNMENT
+    print(f"wrote a practice course in {dest}: solutions/{a}/, exercises/{a}/, "
+          f"and submissions/ from {len(names)} students:")  # fmt: skip
+    for name in names:
+        what, score = demo.EXPECTED[name]
+        print(f"  {name:14s} {what} (should score {score:g}/3)")
+    print(f"next: cd {dest} && circuitscope-course grade submissions --timeout 20 && "
+          "circuitscope-course feedback && circuitscope-course export grades.csv")  # fmt: skip
+    return 0
+
+
+def _cmd_pages(course: Course, args) -> int:
+    from .pages import write_pages
+
+    changed = write_pages(course.root, check=args.check)
+    if args.check:
+        for path in changed:
+            print(f"out of date: {path.relative_to(course.root)} (fix: circuitscope-course pages)")
+        if not changed:
+            print("the exercise pages are in sync with solutions/")
+        return 1 if changed else 0
+    if not changed:
+        print("the exercise pages were already up to date")
+    return 0
+
+
+def _cmd_install_cells(course: Course, args) -> int:
+    from .pages import write_install_cells
+
+    stale = write_install_cells(course.root, check=args.check)
+    if args.check:
+        for path in stale:
+            rel = path.relative_to(course.root)
+            print(f"out of date: {rel} (fix: circuitscope-course install-cells)")
+        if not stale:
+            print("every install cell is current")
+        return 1 if stale else 0
+    if stale:
+        print("now run `circuitscope-course generate` (exercises/) and `circuitscope-course pages`")
+    else:
+        print("every install cell was already current")
+    return 0
+
+
+#: ``circuitscope-course COMMAND`` -> what runs it (``(course, args) -> exit status``).
+_COMMANDS = {
+    "generate": _cmd_generate,
+    "check-sync": _cmd_check_sync,
+    "grade": _cmd_grade,
+    "hidden-key": _cmd_hidden_key,
+    "feedback": _cmd_feedback,
+    "export": _cmd_export,
+    "demo": _cmd_demo,
+    "pages": _cmd_pages,
+    "install-cells": _cmd_install_cells,
+}
 
 
 def _run_lms(course: Course, args) -> int:
