@@ -39,7 +39,7 @@ import nbformat
 from . import deadlines
 from . import sandbox as sandbox_mod
 from .course import Course, CourseError
-from .generate import SyncReport, _compare, _generate_one
+from .generate import SyncReport, _compare, normalize
 
 #: Seconds one cell may run while autograding, unless CIRCUITSCOPE_GRADE_TIMEOUT or --timeout says.
 DEFAULT_CELL_TIMEOUT = 300
@@ -183,6 +183,7 @@ def grade(
         # Each of the `jobs` kernels gets its share of the cores: two kernels that each wake a
         # thread per core on a two-core machine took twice as long per notebook.
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    _forkserver()  # it starts importing nbgrader and torch now, while the sandbox is checked
     if sandbox:
         try:
             sandbox_mod.check()
@@ -200,7 +201,7 @@ def grade(
     # exercises/.
     with tempfile.TemporaryDirectory(prefix="circuitscope-release-") as tmp:
         for name in sorted({s.assignment for s in submissions}):
-            _generate_one(course, name, Path(tmp))
+            _generate(course, name, Path(tmp))
             drift = SyncReport()
             _compare(Path(tmp) / name, course.release / name, Path(course.release.name) / name, drift)
             if not drift.in_sync:
@@ -343,9 +344,14 @@ def _grade_notebook(course: Course, sub: Submission, notebook: str, cell_timeout
     return outcome
 
 
-#: Imported once by the fork server, so that each notebook's grading process starts with them.
-_PRELOAD = ["nbgrader.apps", "nbclient", "circuitscope_course.verdicts", "circuitscope.checks.runner",
-            "circuitscope.checks.recipes", "torch", *(f"circuitscope.checks.ch{n}" for n in range(1, 6))]  # fmt: skip
+#: Imported once by the fork server, so that each notebook's grading process starts with them:
+#: nbgrader (and what autograder/nbgrader_config.py imports), torch, the checks, and what the
+#: checks import when they first build a case (skimage's photos: 0.3 s in every notebook's process
+#: before it was here). A module that cannot be imported is skipped (multiprocessing's rule).
+_PRELOAD = ["nbgrader.apps", "nbclient", "IPython", "circuitscope_course.verdicts", "circuitscope_course.results",
+            "circuitscope_course.deadlines", "circuitscope.checks.runner", "circuitscope.checks.recipes",
+            "circuitscope.checks.wire", "circuitscope.checks.hints", "torch",
+            *(f"circuitscope.checks.ch{n}" for n in range(1, 6)), "skimage.data", "skimage.io", "pooch"]  # fmt: skip
 _FORKSERVER = None
 
 
@@ -356,20 +362,51 @@ def _forkserver():
     all, without touching the others. But a fresh ``python -m nbgrader`` spent 2-3 s importing
     nbgrader and then torch for the checks, for every notebook, where plain nbgrader pays that
     once per class. A fork server imports them once (``set_forkserver_preload``), and each
-    notebook's process is forked from it with them loaded.
+    notebook's process is forked from it with them loaded (so is generate_assignment's, see
+    :func:`_generate`).
     """
     global _FORKSERVER
     if _FORKSERVER is None:
         import multiprocessing
+        from multiprocessing import forkserver
 
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(_PRELOAD)
+        # Started now, not at the first fork: the server imports the preload (seconds) while
+        # grade() checks the sandbox.
+        forkserver.ensure_running()
         _FORKSERVER = context
     return _FORKSERVER
 
 
+def _generate(course: Course, assignment: str, release_root: Path) -> Path:
+    """``nbgrader generate_assignment`` into ``release_root`` (see :func:`.generate._generate_one`),
+    in a process forked from the fork server: a fresh ``python -m nbgrader`` spent about 1.5 s
+    importing nbgrader for 0.2 s of work, in every grade() call."""
+    log_path = release_root / f"generate-{assignment}.log"  # beside the release folder, not in it
+    args = ["generate_assignment", assignment, "--force", f"--CourseDirectory.release_directory={release_root}"]
+    env = course.environment()
+    proc = _forkserver().Process(target=_autograde, args=(args, str(course.autograder), env, str(log_path)),
+                                 daemon=True)  # fmt: skip
+    proc.start()
+    proc.join()
+    dest = release_root / assignment
+    if proc.exitcode != 0 or not dest.is_dir():
+        output = log_path.read_text(encoding="utf-8", errors="replace") if log_path.is_file() else ""
+        if "Safe importing of main module" in output or not log_path.is_file():
+            # The process never ran nbgrader: multiprocessing printed why (on this console).
+            raise CourseError(f"nbgrader generate_assignment {assignment} could not start "
+                              f"(exit {proc.exitcode}); if the error above says 'Safe importing of main "
+                              "module': " + _failure_reason("Safe importing of main module", False, 0, None))  # fmt: skip
+        raise CourseError(f"nbgrader generate_assignment {assignment} failed (exit {proc.exitcode}):\n"
+                          + "\n".join(output.strip().splitlines()[-25:]))  # fmt: skip
+    normalize(dest)
+    return dest
+
+
 def _autograde(args: list[str], cwd: str, env: dict, log_path: str) -> None:
-    """In the notebook's grading process: ``nbgrader <args>`` in ``cwd``, its output into ``log_path``."""
+    """In a process of the fork server (one notebook's grading, or generate_assignment):
+    ``nbgrader <args>`` in ``cwd``, its output into ``log_path``."""
     os.setsid()  # a process group of its own, as the subprocess was (see _kill_tree)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)

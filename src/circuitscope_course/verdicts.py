@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import importlib
 import importlib.util
 import io
@@ -51,6 +52,8 @@ from .nbgrader_ext import ABOUT_PREFIX, PARTIAL_MIME
 
 #: Modules a check may come from without being in the assignment's source folder.
 TRUSTED_PREFIX = "circuitscope.checks."
+#: The code of the cell that carries a call of a learner's function (the call is its user expression).
+WIRE_CELL = "# circuitscope: the grader calls a function of this notebook (see circuitscope.checks.remote)"
 TIMED_OUT = "your function ran past the time limit (on this case or another of the exercise's) and was interrupted"
 
 
@@ -266,6 +269,19 @@ class TrustedExecute(Execute):
         return sys.modules[key]
 
     # -- one call across the sandbox boundary ---------------------------------------------------
+    _wire_error = None  # the error of the user expression of the call in progress, as an output
+
+    def on_cell_executed(self, **kwargs):
+        super().on_cell_executed(**kwargs)
+        # A user expression that raises (a notebook that broke ``__import__``, say) is no output:
+        # the kernel reports it in the reply only. Kept as an error output, so that the learner
+        # reads why the kernel gave no answer.
+        content = (kwargs.get("execute_reply") or {}).get("content", {})
+        result = content.get("user_expressions", {}).get("call")
+        if isinstance(result, dict) and result.get("status") == "error":
+            self._wire_error = from_dict({"output_type": "error", "ename": str(result.get("ename", "Error")),
+                                          "evalue": str(result.get("evalue", "")), "traceback": []})  # fmt: skip
+
     def _send(self, requests: list[dict]) -> list:
         """Run ``requests`` (calls of one learner function) in the kernel, in one round trip; the
         :class:`Outcome` of each, as it sent them back (data only)."""
@@ -278,9 +294,23 @@ class TrustedExecute(Execute):
             return [self._timed_out] * len(requests)
         self._calls += 1
         payload = requests[0] if len(requests) == 1 else requests
-        code = f"__import__('circuitscope.checks.remote', fromlist=['serve']).serve({wire.encode(payload)!r})"
-        cell = new_code_cell(code)
-        self.execute_cell(cell, self._index, store_history=False)
+        call = f"__import__('circuitscope.checks.remote', fromlist=['serve']).serve({wire.encode(payload)!r})"
+        # The call, with its data (megabytes of base64 for a real layer's activations), travels as
+        # the request's user expression, evaluated by plain ``eval`` after the cell's code; the
+        # cell itself is one comment. As a cell's code, IPython ran its input transformers over the
+        # data and ipykernel hashed it, in pure Python, for the debugger's file name: about 0.3 s
+        # per MB in the kernel, over 1 s per chapter-1 notebook. Same request, same time limit
+        # (nbclient's timeout and interrupt), same reply (display data, read below).
+        cell = new_code_cell(WIRE_CELL)
+        client = self.kc
+        client.execute = functools.partial(client.execute, user_expressions={"call": call})
+        self._wire_error = None
+        try:
+            self.execute_cell(cell, self._index, store_history=False)
+        finally:
+            client.__dict__.pop("execute", None)
+        if self._wire_error is not None:  # the call raised before it could answer (see on_cell_executed)
+            cell.outputs.append(self._wire_error)
         replies = [o for o in cell.outputs if o.get("output_type") == "display_data"
                    and wire.MIME in o.get("data", {})]  # fmt: skip
 

@@ -1,10 +1,12 @@
 """The kernel's side of a graded call (runs inside the sandbox, as untrusted as the learner's code).
 
 The grader sends ``serve(request)``: the learner's function name, its arguments and steps
-(:mod:`.wire` data). This looks the function up among the notebook's names, calls it with
-:func:`.runner.execute` (the same code instant feedback uses) and publishes the
-:class:`~.runner.Outcome` as display data of type :data:`.wire.MIME`. Nothing here is trusted:
-whatever the kernel sends back is only the learner's answer, judged in the grader's process.
+(:mod:`.wire` data), as the user expression of an execute request (evaluated with ``eval``, not
+run as a cell: see ``circuitscope_course.verdicts``). This looks the function up among the
+notebook's names, calls it with :func:`.runner.execute` (the same code instant feedback uses) and
+publishes the :class:`~.runner.Outcome` as display data of type :data:`.wire.MIME`. Nothing here
+is trusted: whatever the kernel sends back is only the learner's answer, judged in the grader's
+process.
 """
 
 from __future__ import annotations
