@@ -77,3 +77,9 @@ def one_thread():
 
     with one_cpu_thread():
         yield
+
+
+@pytest.fixture(scope="module")
+def reference(request):
+    """What the solution notebook of a chapter test module's ``CHAPTER`` defines, by name."""
+    return request.module.CHAPTER.reference

@@ -24,15 +24,6 @@ CHAPTER = chapter("ch1_introduction")
 checks = CHAPTER.checks
 
 
-@pytest.fixture(scope="module")
-def reference():
-    return CHAPTER.reference
-
-
-def _mistake(code: str):
-    return CHAPTER.mistake(code)
-
-
 @pytest.mark.parametrize(
     "name, code",
     [
@@ -132,7 +123,7 @@ def test_other_correct_preprocessing_passes(name, code):
 def test_other_correct_answers_pass(check, code):
     # Ties may be broken either way (the case labels say so); containers may be namedtuples,
     # torch.return_types or dict subclasses.
-    fn = _mistake(code)
+    fn = CHAPTER.mistake(code)
     getattr(checks, check)(fn, hidden=True)
     getattr(checks, check)(OverTheWire(fn), hidden=True)
 
@@ -180,4 +171,4 @@ def test_checks_resist_a_patched_allclose(reference, monkeypatch):
     monkeypatch.setattr(torch, "allclose", lambda *a, **k: True)
     monkeypatch.setattr(np, "allclose", lambda *a, **k: True)
     with pytest.raises(CheckFailed):
-        checks.check_strongest_channels(_mistake(CHAPTER.named["channels: sum, not mean"].code))
+        checks.check_strongest_channels(CHAPTER.mistake(CHAPTER.named["channels: sum, not mean"].code))

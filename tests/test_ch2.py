@@ -21,10 +21,6 @@ CHAPTER = chapter("ch2_feature_visualization")
 checks = CHAPTER.checks
 
 
-def _mistake(code: str):
-    return CHAPTER.mistake(code)
-
-
 class _PatchedKernel(OverTheWire):
     """The grader and a kernel whose learner cell made every comparison succeed: the patch holds
     only while the kernel answers (its own process, in grading), not while the grader judges."""
@@ -50,14 +46,14 @@ def test_checks_resist_a_patched_allclose(monkeypatch):
     from circuitscope.checks.runner import run
 
     with pytest.raises(CheckFailed, match="sigmoid"):
-        run(checks.check_to_rgb, _PatchedKernel(_mistake(CHAPTER.named["rgb: no sigmoid"].code), monkeypatch))
+        run(checks.check_to_rgb, _PatchedKernel(CHAPTER.mistake(CHAPTER.named["rgb: no sigmoid"].code), monkeypatch))
 
 
 def test_only_the_nonlinear_objective_catches_batch_summed_activations():
     # the linear cases (a channel mean) pass it; the first failure is the diversity case's
     code = CHAPTER.named["render: objective on the batch's summed activations"].code
     with pytest.raises(CheckFailed) as failure:
-        checks.check_render_loop(_mistake(code), hidden=True)
+        checks.check_render_loop(CHAPTER.mistake(code), hidden=True)
     assert "diversity" in str(failure.value).splitlines()[0]
 
 
@@ -71,5 +67,5 @@ def test_an_equivalent_torchvision_solution_passes():
                 x = TF.resize(x, size, antialias=False)
             return TF.rotate(x, float(degrees), interpolation=TF.InterpolationMode.BILINEAR)
     """
-    checks.check_scale_and_rotate(_mistake(code), hidden=True)
+    checks.check_scale_and_rotate(CHAPTER.mistake(code), hidden=True)
 

@@ -23,15 +23,6 @@ checks = CHAPTER.checks
 NMF = CHAPTER.mistakes.NMF  # a right NMF (from a start other than the solution's)
 
 
-@pytest.fixture(scope="module")
-def reference():
-    return CHAPTER.reference
-
-
-def _mistake(code: str):
-    return CHAPTER.mistake(code)
-
-
 def test_no_channels_divided_by_zero_gets_the_empty_list_hint():
     # An error, not a value (no "expected" line): only a hidden case has no channels.
     code = """
@@ -44,7 +35,7 @@ def test_no_channels_divided_by_zero_gets_the_empty_list_hint():
             held_by = [next(n for n, (lo, hi) in ranges.items() if lo <= c < hi) for c in channels]
             return held_by, {n: held_by.count(n) / len(channels) for n in names}
     """
-    fn = _mistake(code)
+    fn = CHAPTER.mistake(code)
     checks.check_branch_shares(fn)  # the visible cases have channels
     with pytest.raises(CheckFailed, match=r"raised ZeroDivisionError(.|\n)*no channels: every share is 0.0"):
         checks.check_branch_shares(fn, hidden=True)
@@ -58,7 +49,7 @@ def test_the_librarys_branch_of_is_unavailable_while_branch_shares_is_checked():
             return held_by, {n: (held_by.count(n) / len(channels) if channels else 0.0) for n in names}
     """
     with pytest.raises(CheckFailed, match=r"library's own answer(.|\n)*write it yourself"):
-        checks.check_branch_shares(_mistake(code))
+        checks.check_branch_shares(CHAPTER.mistake(code))
 
 
 # Equally right variants the checks must accept: (check, code).
@@ -125,7 +116,7 @@ EQUIVALENT = {
 @pytest.mark.parametrize("name", sorted(EQUIVALENT))
 def test_an_equally_right_variant_passes(name, capsys):
     check, code = EQUIVALENT[name]
-    assert_check_passes(getattr(checks, check), _mistake(code), True, capsys, seconds=10)
+    assert_check_passes(getattr(checks, check), CHAPTER.mistake(code), True, capsys, seconds=10)
 
 
 def test_the_variants_differ_from_the_reference(reference):
@@ -135,12 +126,12 @@ def test_the_variants_differ_from_the_reference(reference):
     model = PlantedCurveModel()
     ref = reference["read_circuit"](model, "curves:2", "lines", 0.1)
     for name in ("circuit: sorted(), ties in channel order", "circuit: torch.argsort, ascending for the inhibitors"):
-        got = _mistake(EQUIVALENT[name][1])(model, "curves:2", "lines", 0.1)
+        got = CHAPTER.mistake(EQUIVALENT[name][1])(model, "curves:2", "lines", 0.1)
         assert sorted(got[0]) == sorted(ref[0]) and sorted(got[1]) == sorted(ref[1])
         assert got != ref, name
     x = torch.rand(20, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     _, h = reference["nmf"](x, 3, 5, 0)
     for name in [n for n in EQUIVALENT if n.startswith("nmf") and "scale" not in n]:
-        _, h2 = _mistake(EQUIVALENT[name][1])(x, 3, 5, 0)
+        _, h2 = CHAPTER.mistake(EQUIVALENT[name][1])(x, 3, 5, 0)
         assert not torch.allclose(h2.double(), h, atol=1e-3), name
 

@@ -20,15 +20,6 @@ CHAPTER = chapter("ch4_polysemanticity")
 checks = CHAPTER.checks
 
 
-@pytest.fixture(scope="module")
-def reference():
-    return CHAPTER.reference
-
-
-def _mistake(code: str):
-    return CHAPTER.mistake(code)
-
-
 def test_top_k_accepts_any_maximum_on_ties(capsys):
     # A position is "a maximum" of the image's map: on ties (a flat map of zeros, a peak the
     # overlapping max pool copies to its neighbours) the LAST one in row-major order passes too.
@@ -42,7 +33,7 @@ def test_top_k_accepts_any_maximum_on_ties(capsys):
         last = [int((acts[i].flatten() == mx[i]).nonzero().max()) for i in order]
         return order, mx[order], torch.tensor([[f // w, f % w] for f in last])
     """
-    fn = _mistake(code)
+    fn = CHAPTER.mistake(code)
     assert_check_passes(checks.check_top_k_examples, fn, True, capsys, seconds=20)
 
 

@@ -20,10 +20,6 @@ CHAPTER = chapter("ch5_closing_thoughts")
 checks = CHAPTER.checks
 
 
-def _mistake(code: str):
-    return CHAPTER.mistake(code)
-
-
 def test_a_row_of_the_decoder_gets_the_decoder_column_hint():
     # W_dec[feature] has d_hidden entries: render's direction objective refuses it (an error, not a value).
     code = """
@@ -32,7 +28,7 @@ def test_a_row_of_the_decoder_gets_the_decoder_column_hint():
             return vector, render(model, direction(layer, vector), size=size, steps=steps, seed=seed, progress=False)
     """
     with pytest.raises(CheckFailed, match=r"raised ValueError(.|\n)*decoder column: sae\.W_dec\[:, feature\]"):
-        checks.check_visualize_feature(_mistake(code))
+        checks.check_visualize_feature(CHAPTER.mistake(code))
 
 
 def test_splicing_the_features_in_gets_the_reconstruction_hint():
@@ -57,7 +53,7 @@ def test_splicing_the_features_in_gets_the_reconstruction_hint():
                     "spliced_accuracy": float((spliced.argmax(-1) == labels).float().mean())}
     """
     with pytest.raises(CheckFailed, match=r"raised RuntimeError(.|\n)*RECONSTRUCTION x_hat = sae\(x\)\[0\]"):
-        checks.check_spliced_metrics(_mistake(code))
+        checks.check_spliced_metrics(CHAPTER.mistake(code))
 
 
 

@@ -156,13 +156,28 @@ def grade(
     or $CIRCUITSCOPE_PARTIAL_CREDIT turns it on). Returns one :class:`Outcome` per notebook, also written to the
     grading report.
     """
-    from nbgrader.api import Gradebook
+    submissions = _submissions(course, submissions_dir, assignments, log)
+    cell_timeout = int(timeout or os.environ.get(TIMEOUT_ENV) or DEFAULT_CELL_TIMEOUT)
+    env = _grading_env(cell_timeout, jobs, partial_credit, sandbox)
+    _forkserver()  # it starts importing nbgrader and torch now, while the sandbox is checked
+    if sandbox:
+        env.update(_sandbox_env(submissions_dir))
+    else:
+        log(f"WARNING: {NO_SANDBOX}: every kernel runs with your rights, and a submission can change "
+            "any grade, read solutions/ and the hidden tests, or damage the course folder")  # fmt: skip
+    _record_assignments(course, sorted({s.assignment for s in submissions}), log)
+    outcomes, tasks = _register(course, submissions, log)
+    outcomes += _run_all(course, tasks, cell_timeout, notebook_timeout, env, jobs, progress, log)
+    return _finish(course, outcomes, sandbox, log)
 
+
+def _submissions(course: Course, submissions_dir, assignments: list[str] | None, log) -> list[Submission]:
+    """The submissions to grade, after checking there are some and that the hidden-test key exists."""
     wanted = course.require_assignments(assignments)
     if not wanted:
         raise CourseError(f"{course.source} has no assignments to grade")
     submissions = find_submissions(Path(submissions_dir), wanted, course.assignments(), log=log,
-                                   expected={a: course.notebooks(a) for a in wanted})
+                                   expected={a: course.notebooks(a) for a in wanted})  # fmt: skip
     if not submissions:
         raise CourseError(
             f"no submissions in {submissions_dir}: expected <student>/<assignment>/<notebook>.ipynb "
@@ -175,7 +190,11 @@ def grade(
             "Make it once with `circuitscope-course hidden-key`, keep it (a new key changes the hidden "
             "cases between two gradings) and never publish it."
         )
-    cell_timeout = int(timeout or os.environ.get(TIMEOUT_ENV) or DEFAULT_CELL_TIMEOUT)
+    return submissions
+
+
+def _grading_env(cell_timeout: int, jobs: int, partial_credit: bool, sandbox: bool) -> dict:
+    """The environment of every notebook's grading process (read by autograder/nbgrader_config.py)."""
     env = {TIMEOUT_ENV: str(cell_timeout), sandbox_mod.ENV_SANDBOX: "1" if sandbox else "0"}
     if partial_credit:
         env[PARTIAL_CREDIT_ENV] = "1"
@@ -183,32 +202,39 @@ def grade(
         # Each of the `jobs` kernels gets its share of the cores: two kernels that each wake a
         # thread per core on a two-core machine took twice as long per notebook.
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-    _forkserver()  # it starts importing nbgrader and torch now, while the sandbox is checked
-    if sandbox:
-        try:
-            sandbox_mod.check()
-        except sandbox_mod.SandboxUnavailable as err:
-            raise CourseError(f"grading stopped: {err}") from None
-        # The submissions as handed in: the other students' notebooks, hidden from every kernel.
-        hide = [str(Path(submissions_dir).resolve()), os.environ.get(sandbox_mod.ENV_HIDE, "")]
-        env[sandbox_mod.ENV_HIDE] = os.pathsep.join(filter(None, hide))
-    else:
-        log(f"WARNING: {NO_SANDBOX}: every kernel runs with your rights, and a submission can change "
-            "any grade, read solutions/ and the hidden tests, or damage the course folder")  # fmt: skip
+    return env
 
-    # The gradebook must describe the assignments as solutions/ does now (cells, points, the
-    # hidden tests to restore). Generating into a scratch folder records them without touching
-    # exercises/.
+
+def _sandbox_env(submissions_dir) -> dict:
+    """Check that the sandbox can start (grading stops if not); what it must hide: the
+    submissions as handed in (the other students' notebooks) and whatever the caller hides."""
+    try:
+        sandbox_mod.check()
+    except sandbox_mod.SandboxUnavailable as err:
+        raise CourseError(f"grading stopped: {err}") from None
+    hide = [str(Path(submissions_dir).resolve()), os.environ.get(sandbox_mod.ENV_HIDE, "")]
+    return {sandbox_mod.ENV_HIDE: os.pathsep.join(filter(None, hide))}
+
+
+def _record_assignments(course: Course, names: list[str], log) -> None:
+    """Describe ``names`` in the gradebook as solutions/ does now (cells, points, the hidden tests
+    to restore): generated into a scratch folder, so exercises/ is not touched; a warning where
+    exercises/ differs."""
     with tempfile.TemporaryDirectory(prefix="circuitscope-release-") as tmp:
-        for name in sorted({s.assignment for s in submissions}):
+        for name in names:
             _generate(course, name, Path(tmp))
             drift = SyncReport()
             _compare(Path(tmp) / name, course.release / name, Path(course.release.name) / name, drift)
             if not drift.in_sync:
-                log(
-                    f"warning: {course.release.name}/{name}/ differs from what {course.source.name}/{name}/ "
-                    "generates now; grading follows the latter (see: circuitscope-course check-sync)"
-                )
+                log(f"warning: {course.release.name}/{name}/ differs from what {course.source.name}/{name}/ "
+                    "generates now; grading follows the latter (see: circuitscope-course check-sync)")  # fmt: skip
+
+
+def _register(course: Course, submissions: list[Submission], log) -> tuple[list[Outcome], list]:
+    """Copy each submission in and record it (student, submission time, extension) in the
+    gradebook; ``(zeros, tasks)``: the notebooks that cannot be read, scored 0 now, and
+    ``(submission, notebooks to run)`` for the rest."""
+    from nbgrader.api import Gradebook
 
     outcomes: list[Outcome] = []
     tasks: list[tuple[Submission, list[str]]] = []
@@ -242,9 +268,17 @@ def grade(
         log(f"{name} has a due date, but {len(students)} submission(s) have no timestamp.txt beside the "
             f"notebook ({', '.join(students[:5])}{', ...' if len(students) > 5 else ''}): "
             "they count as on time")  # fmt: skip
+    return outcomes, tasks
 
-    total = sum(len(nbs) for _, nbs in tasks)
-    bar = _progress(total, progress)
+
+def _run_all(course: Course, tasks: list, cell_timeout: int, notebook_timeout: int | None, env: dict,
+             jobs: int, progress: bool, log) -> list[Outcome]:  # fmt: skip
+    """Grade every notebook of ``tasks``, ``jobs`` at once (each in its own process); a zero is
+    recorded in the gradebook as it comes."""
+    from nbgrader.api import Gradebook
+
+    outcomes = []
+    bar = _progress(sum(len(nbs) for _, nbs in tasks), progress)
     write = bar.write if bar is not None and log is print else log
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -262,17 +296,23 @@ def grade(
     finally:
         if bar is not None:
             bar.close()
+    return outcomes
+
+
+def _finish(course: Course, outcomes: list[Outcome], sandbox: bool, log) -> list[Outcome]:
+    """Every outcome's scores and lateness from the gradebook, the late and unscored ones logged,
+    the grading report written; the outcomes, sorted."""
+    from nbgrader.api import Gradebook
 
     with Gradebook(course.db_url, "circuitscope") as gb:
         for outcome in outcomes:
             update_from_gradebook(gb, outcome)
             if not sandbox:
                 outcome.problem = _join(outcome.problem, NO_SANDBOX)
-        _log_gradebook_notes(gb, store, outcomes, log)
+        _log_gradebook_notes(gb, deadlines.Deadlines.of(course), outcomes, log)
     outcomes.sort(key=lambda o: o.key)
     write_report(course, outcomes)
     return outcomes
-
 
 def update_from_gradebook(gb, outcome: Outcome) -> Outcome:
     """Fill ``outcome``'s scores, lateness and unscored cells from the gradebook as it is now.
