@@ -1222,7 +1222,7 @@ def plot_toy_features(W: torch.Tensor, importance=None, titles: Sequence[str] | 
         ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
         ax.axhline(0, color="#ccc", lw=0.6, zorder=1), ax.axvline(0, color="#ccc", lw=0.6, zorder=1)
-        ax.set_xticks([]), ax.set_yticks([])
+        no_ticks(ax)  # the grey lines through the origin are the axes, as in the article
         if titles is not None:
             ax.set_title(wrap(titles[idx], size * 0.95, 9), fontsize=9)
     fig.tight_layout()
