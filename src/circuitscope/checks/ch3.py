@@ -976,7 +976,6 @@ def _banding_reference(weight: torch.Tensor, variant: str | None = None) -> floa
 
 
 def _banding_cases(hidden: bool):
-
     rows = [  # (label, weight, about)
         ("planted bands of strength 0.7, 5x5 kernels", banded_weight(8, 6, 5, 0.7, seed=1), None),
         ("independent random 3x3 kernels (no bands)", banded_weight(6, 4, 3, 0.0, seed=2), None),

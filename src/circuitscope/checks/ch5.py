@@ -979,7 +979,6 @@ def _splice(model, sae, layer: str, images, labels, variant: str | None = None) 
     """The reference (:func:`sae_eval.spliced_metrics` as a dict), or what a mistaken version gives."""
     import torch.nn.functional as F
 
-
     if variant is None:
         return dict(spliced_metrics(model, sae, layer, images, labels).as_dict())
     scale = 1.0 if variant == "no_scale" else sae.input_scale

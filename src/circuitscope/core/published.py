@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from . import registry
 from .images import load_image
@@ -250,7 +251,6 @@ def published_render(unit: str) -> np.ndarray:
     Returns ``(110, 110, 3)`` uint8 RGB. Raises ``KeyError`` for a layer without a sheet or a
     channel outside it, :class:`DataError` when the sheet cannot be had.
     """
-
     layer, channel = parse_unit(unit)
     sprite_name(layer)  # a clear KeyError for a layer without a sheet
     if not 0 <= channel < LAYER_CHANNELS[layer]:
@@ -379,9 +379,6 @@ def dog_cat(photo: str = "dog_cat") -> LucidExample:
     ``photo`` is one of :data:`LUCID_PHOTOS`. Raises :class:`DataError` when the files cannot
     be had.
     """
-    import torch
-
-
     if photo not in LUCID_PHOTOS:
         raise KeyError(f"{photo!r} is not one of the published photos {LUCID_PHOTOS}")
     image = load_image(registry.fetch(f"building-blocks/examples/input_images/{photo}.jpeg"), size=None)
