@@ -8,6 +8,9 @@ curves), ``interactive_phase_diagram`` (the toy model's phase diagram) and ``uni
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import html
 import json
 import math
 from collections.abc import Sequence
@@ -26,6 +29,19 @@ from .plotting import plot_phase_diagram, radial_tuning_plot
 from .style import COLUMN_IN, PHASE_COLOURS, SMALL_PT, figure_png, finish, no_ticks, to_numpy_image
 
 
+def _widget_html(css_class: str, prefix: str, spec: dict, image: bytes, alt: str, hint: str, js: str) -> str:
+    """The HTML of an interactive figure: the static ``image`` (PNG bytes) with ``hint`` under it,
+    in a box the script ``js`` finds by its id (a hash of ``spec`` and the image) and draws
+    ``spec`` (JSON) into; ``js`` holds the placeholders ``__ID__`` and ``__SPEC__``."""
+    payload = json.dumps(spec, separators=(",", ":"), sort_keys=True)
+    uid = f"{prefix}-" + hashlib.sha256(payload.encode() + image).hexdigest()[:12]
+    data = base64.b64encode(image).decode("ascii")
+    script = js.replace("__ID__", uid).replace("__SPEC__", payload.replace("</", "<\\/"))
+    return (f'<div class="{css_class}" id="{uid}">'
+            f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">{hint}</div>'
+            f"<script>{script}</script>")  # fmt: skip
+
+
 class Interactive:
     """A figure that is interactive on the course site and a plain image everywhere else.
 
@@ -41,21 +57,9 @@ class Interactive:
         self.spec, self.image, self.alt, self.hint, self.hover_isolate = spec, image, alt, hint, hover_isolate
 
     def _repr_html_(self) -> str:
-        import base64
-        import hashlib
-        import html
-        import json
-
-        payload = json.dumps(self.spec, separators=(",", ":"), sort_keys=True)
-        uid = "cs-plot-" + hashlib.sha256(payload.encode() + self.image).hexdigest()[:12]
-        data = base64.b64encode(self.image).decode("ascii")
         hint = f'<p class="circuitscope-hint">{html.escape(self.hint)}</p>' if self.hint else ""
-        script = _INTERACTIVE_JS.replace("__ID__", uid).replace("__SPEC__", payload.replace("</", "<\\/"))
-        script = script.replace("__ISOLATE__", "true" if self.hover_isolate else "false")
-        return (f'<div class="circuitscope-interactive" id="{uid}">'
-                f'<img src="data:image/png;base64,{data}" alt="{html.escape(self.alt)}">{hint}</div>'
-                f"<script>{script}</script>")  # fmt: skip
-
+        return _widget_html("circuitscope-interactive", "cs-plot", self.spec, self.image, self.alt, hint,
+                            _INTERACTIVE_JS.replace("__ISOLATE__", "true" if self.hover_isolate else "false"))
 
 
 _INTERACTIVE_JS = """(function () {
@@ -93,7 +97,6 @@ _INTERACTIVE_JS = """(function () {
   }
   window.__circuitscopePlotly.then(draw, function () {});
 })();"""
-
 
 
 def interactive_radial_tuning(
@@ -158,7 +161,6 @@ def interactive_radial_tuning(
     return Interactive(spec, figure_png(static), alt, hint)
 
 
-
 # -- the toy model's phase diagram, interactive ------------------------------------------------------
 def interactive_phase_diagram(diagram):
     """:func:`circuitscope.figures.plotting.plot_phase_diagram`, interactive on the course site
@@ -221,7 +223,6 @@ def interactive_phase_diagram(diagram):
     return Interactive(spec, figure_png(static), alt, hint, hover_isolate=False)
 
 
-
 # -- a unit browser: the articles' renders beside this page's ----------------------------------------
 def _data_uri(image, fmt: str = "PNG", quality: int = 80) -> str:
     import base64
@@ -235,7 +236,6 @@ def _data_uri(image, fmt: str = "PNG", quality: int = 80) -> str:
     image.convert("RGB").save(out, format=fmt, **({"quality": quality, "optimize": True} if fmt == "JPEG" else {}))
     mime = "jpeg" if fmt == "JPEG" else "png"
     return f"data:image/{mime};base64,{base64.b64encode(out.getvalue()).decode('ascii')}"
-
 
 
 def _browser_grid(images, units: Sequence[str], model, published_cells: dict, columns: int = 5):
@@ -269,7 +269,6 @@ def _browser_grid(images, units: Sequence[str], model, published_cells: dict, co
     return finish(fig, model)
 
 
-
 class UnitBrowser:
     """Browse units of several layers: the articles' published render of a unit beside this page's.
 
@@ -294,30 +293,18 @@ class UnitBrowser:
 
     def spec(self) -> dict:
         """What the page's script reads: the layers, their channel counts and sprites, the own renders."""
-
         names = [n for n in MAIN_LAYERS if n in self.layers or any("mixed" + u.split(":")[0] == n for u in self.own)]
         return {"layers": self.layers, "own": self.own, "units": list(self.own), "state": self.state,
                 "caption": self.caption, "order": names,
                 "channels": {n: LAYER_CHANNELS[n] for n in names}}  # fmt: skip
 
     def _repr_html_(self) -> str:
-        import base64
-        import hashlib
-        import html
-
-        payload = json.dumps(self.spec(), separators=(",", ":"), sort_keys=True)
-        uid = "cs-browser-" + hashlib.sha256(payload.encode() + self.image).hexdigest()[:12]
-        data = base64.b64encode(self.image).decode("ascii")
         credit = f' <span class="circuitscope-credit">{html.escape(self.credit)}</span>' if self.credit else ""
         note = f" {html.escape(self.note)}" if self.note else ""
         hint = (f'<p class="circuitscope-hint">Pick a layer and a channel: the article\'s render of the unit '
                 f"(real InceptionV1) beside this page's, where this page rendered it ({html.escape(self.caption)})."
                 f"{note}{credit}</p>")  # fmt: skip
-        script = _BROWSER_JS.replace("__ID__", uid).replace("__SPEC__", payload.replace("</", "<\\/"))
-        return (f'<div class="circuitscope-browser" id="{uid}">'
-                f'<img src="data:image/png;base64,{data}" alt="{html.escape(self.alt)}">{hint}</div>'
-                f"<script>{script}</script>")  # fmt: skip
-
+        return _widget_html("circuitscope-browser", "cs-browser", self.spec(), self.image, self.alt, hint, _BROWSER_JS)
 
 
 _BROWSER_JS = """(function () {
@@ -427,7 +414,6 @@ _BROWSER_JS = """(function () {
   if (fallback) fallback.style.display = "none";
   if (ownUnits.length) show(ownUnits[0]); else update(spec.order[0], 0);
 })();"""
-
 
 
 def unit_browser(images, units: Sequence[str], model, layers: Sequence[str] | None = None, cell_px: int = 48,

@@ -317,7 +317,8 @@ def inception_block_diagram(model, block: str = "mixed3b", input_size: int = 224
 def _box(ax, x, y, text, colour, sub=None, w=_BRANCH_BOX_W, h=_BRANCH_BOX_H, alpha=0.9, pt=SMALL_PT + 0.5):
     """A labelled box centred at ``(x, y)``; ``sub`` (a shape, a range) in small print under the label."""
     ax.add_patch(Rectangle((x - w / 2, y - h / 2), w, h, facecolor=colour, edgecolor="black", lw=0.7, alpha=alpha))
-    ax.text(x, y + (0.17 if sub else 0), text, ha="center", va="center", fontsize=pt, weight="bold")
+    if text:
+        ax.text(x, y + (0.17 if sub else 0), text, ha="center", va="center", fontsize=pt, weight="bold")
     if sub:
         ax.text(x, y - 0.22, sub, ha="center", va="center", fontsize=SMALL_PT)
 

@@ -839,7 +839,7 @@ def build(
     except pages.PagesError as err:
         return _failed(f"the exercise pages cannot be made: {err}")
     if status != 0:
-        return _failed(f"(exit status {status}) after {elapsed:.0f} s: a warning, an error, or a notebook cell "
+        return _failed(f"exit status {status} after {elapsed:.0f} s: a warning, an error, or a notebook cell "
                        "that raised; see the messages above.", status=status)  # fmt: skip
     status = _check_site(root, build_path, cache, identity, state, classroom, require_real, microscope)
     if status != 0:
@@ -856,7 +856,7 @@ def _error(message: str) -> int:
 
 def _failed(message: str, problems: list[str] = (), status: int = 1) -> int:
     """The build failed: say why (one line per problem), return ``status``."""
-    print(f"\nBook build FAILED{'' if message.startswith('(') else ':'} {message}", file=sys.stderr)
+    print(f"\nBook build FAILED: {message}", file=sys.stderr)
     for problem in problems:
         print(f"  - {problem}", file=sys.stderr)
     return status
